@@ -1,0 +1,73 @@
+# seglib: customer segmentation with self-organizing maps.
+# `make run` and `make test` are the only two commands a new machine needs.
+
+PYTHON   ?= python3
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+SEGLIB   := $(VENV)/bin/seglib
+DATA     ?= data/raw/transactions.csv
+CUSTOMERS ?= 3000
+SEED     ?= 42
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
+
+.DEFAULT_GOAL := help
+.PHONY: help run test test-ui lint notebooks data bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# --- environment ------------------------------------------------------------------
+# One stamp per set of extras: re-installs only when pyproject.toml changes.
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-%: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[$(subst +,$(comma),$*)]"
+	@touch $@
+
+comma := ,
+RUN_ENV  := $(VENV)/.installed-notebooks
+TEST_ENV := $(VENV)/.installed-notebooks+test+dask
+UI_ENV   := $(VENV)/.installed-notebooks+test+dask+ui
+
+# --- the two commands -------------------------------------------------------------
+run: $(RUN_ENV) $(DATA) ## Install into .venv, then run the whole notebook pipeline on the default data
+	$(SEGLIB) run --data $(DATA)
+
+test: $(TEST_ENV) ## Install into .venv, then run ruff, the library tests and the notebooks (nbval)
+	$(PY) -m ruff check seglib tests benchmarks notebooks
+	$(PY) -m nbstripout --verify --keep-output --keep-count $(NOTEBOOKS)
+	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+
+# --- more -------------------------------------------------------------------------
+test-ui: $(UI_ENV) ## Drive the clustering notebook in JupyterLab with headless Chromium
+	@command -v chromium >/dev/null 2>&1 || (apt-get install -y chromium >/dev/null 2>&1 \
+		|| (apt-get update >/dev/null 2>&1 && apt-get install -y chromium >/dev/null 2>&1)) \
+		|| echo "chromium could not be installed: the UI tests will be skipped"
+	$(PY) -m pytest -q -m ui -rs tests/ui
+
+lint: $(TEST_ENV) ## ruff over the package, tests, benchmarks and notebooks; nbstripout check
+	$(PY) -m ruff check seglib tests benchmarks notebooks
+	$(PY) -m nbstripout --verify --keep-output --keep-count $(NOTEBOOKS)
+
+data: $(DATA) ## Generate the default synthetic data set if missing
+
+$(DATA): | $(RUN_ENV)
+	$(SEGLIB) make-data --out $(DATA) --customers $(CUSTOMERS) --seed $(SEED)
+
+notebooks: $(RUN_ENV) ## Re-execute the committed notebooks in place (after changing seglib)
+	$(SEGLIB) execute-notebooks $(NOTEBOOKS)
+
+bench: $(TEST_ENV) ## Run the benchmarks (by hand; slow)
+	$(PY) benchmarks/bench_som.py
+
+clean: ## Remove generated data, reports and caches (keeps .venv)
+	rm -rf data/interim/* data/processed/* reports/runs reports/latest reports/figures reports/ui
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache .hypothesis
+
+distclean: clean ## Also remove the virtual environment and the default data
+	rm -rf $(VENV) $(DATA) $(DATA:.csv=_truth.csv)

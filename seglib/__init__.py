@@ -1,0 +1,51 @@
+"""seglib: segment retail customers with self-organizing maps.
+
+The pipeline, one module per step, data flowing forward only::
+
+    load / clean  ->  features  ->  som  ->  cluster  ->  profile
+    (seglib.load,     (seglib.      (seglib.  (seglib.      (seglib.profile)
+     seglib.clean)     features)     som)      cluster)
+
+``seglib.plots`` and ``seglib.widgets`` sit beside the steps; ``seglib.pipeline`` (the papermill
+runner) and ``seglib.cli`` sit on top; ``seglib.synthetic`` (the data generator) stands apart.
+
+Names are imported lazily, so ``import seglib`` stays cheap (the CLI starts fast).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# public name -> module that defines it
+_EXPORTS = {
+    # errors and configuration
+    "SeglibError": "seglib.errors",
+    "InputError": "seglib.errors",
+    "ParameterError": "seglib.errors",
+    "ModelFormatError": "seglib.errors",
+    "PipelineError": "seglib.errors",
+    "Layout": "seglib.config",
+    # synthetic data
+    "make_transactions": "seglib.synthetic",
+    "write_dataset": "seglib.synthetic",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'seglib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
