@@ -33,12 +33,9 @@ class PipelineError(SeglibError, RuntimeError):
 def check_option(name: str, value, valid) -> None:
     """Raise :class:`ParameterError` when ``value`` is not one of ``valid``.
 
-    The message lists the valid options, MiniSom style::
-
-        >>> check_option("scaler", "zscore", ["standard", "minmax", "robust"])
-        Traceback (most recent call last):
-        ...
-        seglib.errors.ParameterError: scaler='zscore' is not valid; choose one of: 'standard', 'minmax', 'robust'
+    The message lists the valid options, MiniSom style: ``check_option("scaler", "zscore",
+    ["standard", "minmax"])`` raises ``scaler='zscore' is not valid; choose one of: 'standard',
+    'minmax'``.
     """
     valid = list(valid)
     if value not in valid:
