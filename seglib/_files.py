@@ -1,0 +1,79 @@
+"""Writing files safely: atomically (temporary file, then rename) and spreadsheet-safe CSV."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["atomic_path", "atomic_write_text", "write_json", "write_csv", "neutralize_formulas"]
+
+#: Leading characters that make a spreadsheet treat a text cell as a formula.
+FORMULA_PREFIXES = ("=", "+", "-", "@")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+
+    An exception (or an interrupted process) leaves ``path`` untouched: readers see the old file
+    or the complete new one, never half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        # newline="" keeps "\n" on every platform, so the bytes do not depend on the OS
+        with open(tmp, "w", encoding=encoding, newline="") as fh:
+            fh.write(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, data, **kwargs) -> Path:
+    """Write ``data`` as indented, key-sorted JSON, atomically."""
+    kwargs.setdefault("indent", 2)
+    kwargs.setdefault("sort_keys", True)
+    kwargs.setdefault("ensure_ascii", False)
+    return atomic_write_text(path, json.dumps(data, **kwargs) + "\n")
+
+
+def neutralize_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy where text cells starting with ``= + - @`` are prefixed with ``'``.
+
+    Only text (object / string) columns are touched: a negative *number* stays a number. The
+    apostrophe is the spreadsheet convention for "this is text", so ``=SUM(A1)`` shows as typed
+    instead of being evaluated when the CSV is opened in Excel or LibreOffice.
+    """
+    out = df.copy()
+    for col in out.columns:
+        s = out[col]
+        if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)):
+            continue
+        text = s.astype("string")
+        mask = text.str.startswith(FORMULA_PREFIXES, na=False)
+        if mask.any():
+            out[col] = s.astype(object).where(~mask, "'" + text[mask].astype(object))
+    return out
+
+
+def write_csv(path: str | os.PathLike, df: pd.DataFrame, *, index: bool = False, **kwargs) -> Path:
+    """Write ``df`` as CSV atomically, with a header, formula cells neutralised, ``\\n`` line ends."""
+    kwargs.setdefault("lineterminator", "\n")
+    text = neutralize_formulas(df).to_csv(index=index, **kwargs)
+    return atomic_write_text(path, text)
