@@ -58,8 +58,13 @@ data: $(DATA) ## Generate the default synthetic data set if missing
 $(DATA): | $(RUN_ENV)
 	$(SEGLIB) make-data --out $(DATA) --customers $(CUSTOMERS) --seed $(SEED)
 
-notebooks: $(RUN_ENV) ## Re-execute the committed notebooks in place (after changing seglib)
-	$(SEGLIB) execute-notebooks $(NOTEBOOKS)
+notebooks: $(TEST_ENV) ## Re-execute the committed notebooks in place with their defaults (after changing seglib)
+	@for nb in $(NOTEBOOKS); do \
+		echo "executing $$nb"; \
+		$(VENV)/bin/papermill --no-progress-bar -k python3 --cwd notebooks $$nb $$nb || exit 1; \
+	done
+	$(PY) -m nbstripout --keep-output --keep-count \
+		--extra-keys "metadata.papermill cell.metadata.papermill cell.metadata.execution" $(NOTEBOOKS)
 
 bench: $(TEST_ENV) ## Run the benchmarks (by hand; slow)
 	$(PY) benchmarks/bench_som.py

@@ -3,6 +3,7 @@
 Subcommands::
 
     seglib make-data --out PATH [--customers N] [--segments K] [--seed S]
+    seglib run [--data PATH] [--out DIR] [-p NAME VALUE ...] [--params-file FILE] [--list-parameters]
 
 Errors a user can cause (a missing file, a bad parameter) print one line and exit with status 2;
 no traceback. Only this module configures logging.
@@ -33,6 +34,28 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from seglib import pipeline
+
+    if args.list_parameters:
+        declared = pipeline.declared_parameters()
+        for nb, params in declared.items():
+            print(nb)
+            for name, spec in params.items():
+                if name in pipeline.RUNNER_PARAMETERS:
+                    continue
+                help_ = f"  # {spec['help']}" if spec.get("help") else ""
+                print(f"  {name}: {spec['type']} = {spec['default']}{help_}")
+        return 0
+    parameters = {name: pipeline.parse_value(value) for name, value in (args.parameter or [])}
+    result = pipeline.run(
+        data=args.data, out=args.out, parameters=parameters, params_file=args.params_file,
+        progress=not args.no_progress, html=not args.no_html,
+    )
+    print(result.run_dir)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seglib",
@@ -48,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segments", type=int, default=6, help="number of planted segments")
     p.add_argument("--seed", type=int, default=DEFAULT_DATA_SEED, help="random seed")
     p.set_defaults(func=_cmd_make_data)
+
+    p = sub.add_parser("run", help="run the four notebooks with papermill into a new run folder")
+    p.add_argument("--data", help="transactions file (CSV, .csv.gz or Parquet); default: the bundled data")
+    p.add_argument("--out", help="run folder (new or empty); default: reports/runs/<timestamp>/")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="set a notebook parameter (YAML value: 8, 1.5, null, [15, 10]); repeatable")
+    p.add_argument("--params-file", help="YAML file of parameters (-p values override it)")
+    p.add_argument("--list-parameters", action="store_true", help="list the notebooks' parameters and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-html", action="store_true", help="skip report.html")
+    p.set_defaults(func=_cmd_run)
     return parser
 
 

@@ -126,6 +126,11 @@ class Layout:
     def figures(self) -> Path:
         return self.root / "figures"
 
+    @property
+    def metrics(self) -> Path:
+        """Quality figures and facts each step records for ``run.json`` (JSON, merged by key)."""
+        return self.processed / "metrics.json"
+
     def makedirs(self) -> "Layout":
         """Create the folders; returns self."""
         for p in (self.root, self.interim, self.processed, self.figures):
