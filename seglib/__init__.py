@@ -30,6 +30,12 @@ _EXPORTS = {
     "ModelFormatError": "seglib.errors",
     "PipelineError": "seglib.errors",
     "Layout": "seglib.config",
+    # step 04: profiles and output files
+    "profile_segments": "seglib.profile",
+    "result_table": "seglib.profile",
+    "write_result": "seglib.profile",
+    "write_segments": "seglib.profile",
+    "read_result": "seglib.profile",
     # synthetic data
     "make_transactions": "seglib.synthetic",
     "write_dataset": "seglib.synthetic",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -72,8 +73,21 @@ def neutralize_formulas(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _has_bare_cr(df: pd.DataFrame) -> bool:
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s):
+            if s.astype("string").str.contains("\r", regex=False, na=False).any():
+                return True
+    return False
+
+
 def write_csv(path: str | os.PathLike, df: pd.DataFrame, *, index: bool = False, **kwargs) -> Path:
     """Write ``df`` as CSV atomically, with a header, formula cells neutralised, ``\\n`` line ends."""
     kwargs.setdefault("lineterminator", "\n")
-    text = neutralize_formulas(df).to_csv(index=index, **kwargs)
+    safe = neutralize_formulas(df)
+    if "quoting" not in kwargs and _has_bare_cr(safe):
+        # the csv module does not quote a lone "\r" when lines end in "\n"; readers would split there
+        kwargs["quoting"] = csv.QUOTE_NONNUMERIC
+    text = safe.to_csv(index=index, **kwargs)
     return atomic_write_text(path, text)

@@ -1,5 +1,18 @@
-"""Plots of every step. Each function takes ``ax=None`` (a new figure when None) and returns the Axes."""
+"""Plots of every step.
+
+Each function takes ``ax=None`` (a new figure when None) and returns the Axes; segment colours come
+from :func:`segment_colors`, so a segment has the same colour in every figure.
+"""
 
 from seglib.plots._colors import ABOVE_CUT_COLOR, EMPTY_COLOR, segment_colors
+from seglib.plots._profile import plot_feature_bars, plot_profile_heatmap, plot_segment_sizes
 
-__all__ = ["segment_colors", "EMPTY_COLOR", "ABOVE_CUT_COLOR"]
+__all__ = [
+    "ABOVE_CUT_COLOR",
+    "EMPTY_COLOR",
+    "segment_colors",
+    # step 04
+    "plot_feature_bars",
+    "plot_profile_heatmap",
+    "plot_segment_sizes",
+]

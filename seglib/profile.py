@@ -1,0 +1,568 @@
+"""Segment profiles in original units, generated descriptions, and ``result.csv`` / ``segments.csv``.
+
+Step 04 of the pipeline. Everything here works on the customer table of step 02 *in original units*
+(one row per customer, indexed by customer key, with a ``customer_id`` column holding the id exactly
+as in the input) and on the labels of step 03 (segment 1..k, best unit ``som_row`` / ``som_col``).
+Profiles are computed from the raw values, never from un-scaled prototypes.
+
+* :func:`profile_segments` - one row per segment: size, shares, median / mean / index of every numeric
+  feature, the most common categories, a description and a name.
+* :func:`segment_effects`, :func:`describe_segments` - the standardised differences the descriptions
+  are built from, and the rules that turn them into words.
+* :func:`feature_indices`, :func:`profile_long` - the profile reshaped for heat maps and plotting.
+* :func:`result_table`, :func:`write_result`, :func:`read_result`, :func:`write_segments` - the output
+  files, written atomically with spreadsheet formulas neutralised.
+
+See ``docs/profiles.md`` for the column reference and the description rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seglib._files import FORMULA_PREFIXES, write_csv
+from seglib.errors import InputError, ParameterError, check_option
+
+__all__ = [
+    "DESCRIPTORS",
+    "FLOAT_FORMAT",
+    "profile_segments",
+    "segment_effects",
+    "describe_segments",
+    "feature_indices",
+    "profile_long",
+    "result_table",
+    "write_result",
+    "read_result",
+    "write_segments",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Column of the customer table holding the id exactly as in the input.
+CUSTOMER_ID = "customer_id"
+#: Columns added by :func:`result_table`; never profiled as features.
+RESULT_COLUMNS = ("segment", "som_row", "som_col")
+#: Per-feature statistics of the profile, in column order (``<feature>_<stat>``).
+STATS = ("median", "mean", "index")
+#: Float format of the written files: 12 significant digits keep cents on amounts up to 10^9 and hide
+#: the last-bit noise of float sums (``0.1 + 0.2`` is written ``0.3``), so equal inputs give equal bytes.
+FLOAT_FORMAT = "%.12g"
+#: Words for the features of the default customer table: ``feature -> (low, high)``. Features not
+#: listed read "low <feature>" / "high <feature>"; pass ``words=`` to override or extend.
+DESCRIPTORS = {
+    "recency_days": ("recent", "lapsed"),
+    "frequency": ("infrequent", "frequent"),
+    "monetary": ("low spend", "high spend"),
+    "avg_basket_value": ("small baskets", "large baskets"),
+    "items_per_transaction": ("few items per visit", "many items per visit"),
+    "promo_share": ("rarely on promotion", "promotion-driven"),
+    "return_share": ("few returns", "many returns"),
+    "zero_share": ("few free items", "many free items"),
+    "age": ("younger", "older"),
+    "n_stores": ("single-store", "multi-store"),
+    "tenure_days": ("new", "long-standing"),
+}
+#: Description and name of a segment with no feature beyond ``min_effect``.
+AVERAGE_DESCRIPTION, AVERAGE_NAME = "close to the average customer", "Average"
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _labels(values, customers: pd.DataFrame, name: str, minimum: int) -> np.ndarray:
+    """Whole-number labels, one per customer row: a Series is aligned on the index, else positional."""
+    if isinstance(values, pd.Series):
+        if values.index.has_duplicates:
+            raise InputError(f"{name} has duplicated customer keys in its index; expected one per customer")
+        missing = customers.index.difference(values.index)
+        if len(missing):
+            raise InputError(
+                f"{name} has no value for {len(missing)} customers of the customer table, "
+                f"e.g. {list(missing[:3])}; expected one value per customer"
+            )
+        values = values.reindex(customers.index)
+    arr = np.asarray(values)
+    if arr.ndim != 1 or len(arr) != len(customers):
+        raise InputError(f"{name} has shape {arr.shape}; expected one value per customer ({len(customers)})")
+    nums = pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(nums) | (nums != np.round(nums)) | (nums < minimum)
+    if bad.any():
+        raise InputError(
+            f"{name} must be whole numbers >= {minimum} for every customer; {int(bad.sum())} are not, "
+            f"e.g. {arr[bad][:3].tolist()}"
+        )
+    return nums.astype(np.int64)
+
+
+def _check_at_least(name: str, value, minimum, integer: bool = False) -> None:
+    """Raise :class:`ParameterError` unless ``value`` is a number (an int when ``integer``) >= ``minimum``."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value >= minimum:
+        kind = "an integer" if integer else "a number"
+        raise ParameterError(f"{name}={value!r} is not valid; expected {kind} >= {minimum}")
+
+
+def _require(customers: pd.DataFrame, columns, what: str) -> None:
+    missing = [c for c in columns if c not in customers.columns]
+    if missing:
+        raise InputError(
+            f"customer table has no column {', '.join(map(repr, missing))} (needed for {what}); "
+            f"its columns are: {', '.join(map(str, customers.columns))}"
+        )
+
+
+def _is_text(s: pd.Series) -> bool:
+    return bool(
+        pd.api.types.is_object_dtype(s)
+        or pd.api.types.is_string_dtype(s)
+        or isinstance(s.dtype, pd.CategoricalDtype)
+    )
+
+
+def _is_number(s: pd.Series) -> bool:
+    return bool(pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s))
+
+
+def _columns(customers: pd.DataFrame, features, categorical) -> tuple[list, list]:
+    """Resolve the numeric features and the categorical columns (see :func:`profile_segments`)."""
+    skip = {CUSTOMER_ID, *RESULT_COLUMNS}
+    if categorical is None:
+        categorical = [c for c in customers.columns if c not in skip and _is_text(customers[c])]
+    else:
+        categorical = list(categorical)
+        _require(customers, categorical, "categorical")
+    if features is None:
+        features = [
+            c for c in customers.columns
+            if c not in skip and c not in categorical and _is_number(customers[c])
+        ]
+    else:
+        features = list(features)
+        _require(customers, features, "features")
+        text = [c for c in features if not _is_number(customers[c])]
+        if text:
+            raise InputError(f"features must be numeric columns; {', '.join(map(repr, text))} are not")
+    return features, categorical
+
+
+def _unit_interval(s: pd.Series) -> bool:
+    v = s.dropna().astype(float)
+    return len(v) > 0 and bool(((v >= 0) & (v <= 1)).all())
+
+
+def _share_groups(customers: pd.DataFrame, features: list) -> dict[str, list]:
+    """Auto-detect one-hot / multi-hot groups: >= 2 columns ``<prefix>_<level>`` with values in [0, 1]."""
+    groups: dict[str, list] = {}
+    for c in features:
+        prefix, sep, level = str(c).partition("_")
+        if sep and level and _unit_interval(customers[c]):
+            groups.setdefault(prefix, []).append(c)
+    return {p: cols for p, cols in groups.items() if len(cols) >= 2}
+
+
+def _level(group: str, column) -> str:
+    column = str(column)
+    return column[len(group) + 1:] if column.startswith(f"{group}_") else column
+
+
+def _format_top(shares: pd.Series, top: int) -> str:
+    """``"female 62%, male 30%"``: the largest shares first, ties by label, zero shares left out."""
+    s = shares[shares > 0]
+    order = sorted(s.index, key=lambda k: (-round(float(s[k]), 12), str(k)))[:top]
+    return ", ".join(f"{k} {s[k]:.0%}" for k in order) if order else "none"
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def segment_effects(customers: pd.DataFrame, segments, *, features=None, categorical=None) -> pd.DataFrame:
+    """Standardised difference of each segment from the whole customer base, on percentile ranks.
+
+    Each feature is replaced by its percentile rank among all customers (ties averaged, NaN kept);
+    then ``effect = (segment mean rank - overall mean rank) / standard deviation of the ranks``
+    (population std). Ranks make it robust to heavy tails: on raw spend a handful of big spenders
+    inflate the standard deviation so much that a segment spending twice the average looks
+    "ordinary". For a 0/1 flag the rank is a linear map of the flag, so its effect equals the plain
+    standardised difference of shares. Unlike the index (a ratio of means) the effect puts every
+    feature on one scale: 0.5 is a clear difference, 1 a strong one (an above-median half of the
+    customers has about 0.87). A feature that does not vary has effect NaN.
+
+    Parameters
+    ----------
+    customers : DataFrame
+        Customer table in original units (see :func:`profile_segments`).
+    segments : Series or array-like of int
+        Segment (1..k) per customer: a Series is aligned on the customer index, an array by position.
+    features, categorical : list of str, optional
+        As in :func:`profile_segments`.
+
+    Returns
+    -------
+    DataFrame
+        Index ``segment`` (sorted), one column per feature.
+    """
+    labels = _labels(segments, customers, "segments", minimum=1)
+    features, _ = _columns(customers, features, categorical)
+    ranks = customers[features].astype(float).rank(pct=True)
+    std = ranks.std(ddof=0)
+    effects = (ranks.groupby(labels).mean() - ranks.mean()) / std.where(std > 0)
+    return effects.rename_axis("segment")
+
+
+def describe_segments(
+    effects: pd.DataFrame,
+    *,
+    groups: dict | None = None,
+    words: dict | None = None,
+    n_terms: int = 3,
+    min_effect: float = 0.5,
+) -> pd.DataFrame:
+    """Short description and readable name of each segment from its strongest differences.
+
+    Rules (deterministic; see ``docs/profiles.md``):
+
+    1. Candidates are the features whose effect (:func:`segment_effects`) is at least ``min_effect``
+       in absolute value, strongest first; ties keep the column order.
+    2. A plain feature gives its *high* word when the effect is positive and its *low* word when
+       negative (``words``, else :data:`DESCRIPTORS`, else ``"high <feature>"`` / ``"low <feature>"``).
+    3. A column of a one-hot / multi-hot group (``groups``) counts only when it is *over*-represented
+       and then reads as its level (``gender_female`` -> ``"female"``, ``programme_Payback`` ->
+       ``"Payback"``); at most one level per group (one-hot levels mirror each other).
+    4. The description is the first ``n_terms`` words joined by commas (``"older, high spend,
+       Payback"``); without any candidate it is ``"close to the average customer"``.
+    5. The name is the first two words, capitalised (``"Older, high spend"``), or ``"Average"``.
+       Segments whose names coincide get their number appended (``"Average (4)"``), so names are
+       unique and can label a saved model.
+
+    Parameters
+    ----------
+    effects : DataFrame
+        Segments x features, as returned by :func:`segment_effects`.
+    groups : dict of str to list of str, optional
+        Group name -> its columns (e.g. ``{"gender": ["gender_female", "gender_male"]}``).
+    words : dict of str to (str, str), optional
+        Feature -> (low word, high word), overriding :data:`DESCRIPTORS`; for a group column only the
+        high word is used.
+    n_terms : int, default=3
+        Words in a description. 2-3 reads well; more turns into a list of every feature.
+    min_effect : float, default=0.5
+        Smallest absolute effect worth a word, in standard deviations of the percentile ranks (see
+        :func:`segment_effects`). 0.5 (a "medium" effect) names what a marketer would notice; raise
+        it to 0.8 for terser names on well-separated segments, lower it to 0.3 when segments differ
+        only mildly.
+
+    Returns
+    -------
+    DataFrame
+        Index ``segment``, columns ``description`` and ``name``.
+    """
+    _check_at_least("n_terms", n_terms, 1, integer=True)
+    _check_at_least("min_effect", min_effect, 0)
+    words = {**DESCRIPTORS, **(words or {})}
+    group_of = {col: g for g, cols in (groups or {}).items() for col in cols}
+    rows = {}
+    for seg, row in effects.iterrows():
+        candidates = [
+            (-round(abs(float(e)), 9), pos, col, float(e))
+            for pos, (col, e) in enumerate(row.items())
+            if np.isfinite(e) and abs(e) >= min_effect
+        ]
+        terms, used_groups = [], set()
+        for _, _, col, e in sorted(candidates):
+            if len(terms) == n_terms:
+                break
+            group = group_of.get(col)
+            if group is not None:
+                if e <= 0 or group in used_groups:
+                    continue
+                used_groups.add(group)
+                terms.append(words.get(col, (None, _level(group, col)))[1])
+            else:
+                low, high = words.get(col, (f"low {_plain(col)}", f"high {_plain(col)}"))
+                terms.append(high if e > 0 else low)
+        if terms:
+            name = ", ".join(terms[:2])
+            rows[seg] = (", ".join(terms), name[:1].upper() + name[1:])
+        else:
+            rows[seg] = (AVERAGE_DESCRIPTION, AVERAGE_NAME)
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=["description", "name"])
+    out.index = out.index.rename("segment")
+    dup = out["name"].duplicated(keep=False)
+    out.loc[dup, "name"] = [f"{n} ({s})" for s, n in out.loc[dup, "name"].items()]
+    return out
+
+
+def _plain(column) -> str:
+    return str(column).replace("_", " ")
+
+
+def profile_segments(
+    customers: pd.DataFrame,
+    segments,
+    *,
+    money: str | None = "monetary",
+    categorical=None,
+    features=None,
+    groups: dict | None = None,
+    top: int = 3,
+    words: dict | None = None,
+    n_terms: int = 3,
+    min_effect: float = 0.5,
+) -> pd.DataFrame:
+    """Profile each segment in original units: size, value, features, categories, description.
+
+    Parameters
+    ----------
+    customers : DataFrame
+        One row per customer in original units, indexed by customer key: a ``customer_id`` column
+        (ignored here), numeric features, possibly text columns (gender, preferred store). Columns
+        ``segment``, ``som_row`` and ``som_col`` are never profiled.
+    segments : Series or array-like of int
+        Segment (1..k) per customer: a Series is aligned on the customer index, an array by position.
+        Only segments with customers get a row.
+    money : str or None, default="monetary"
+        Column of spend per customer used for ``revenue_share``. None leaves the share out; a name
+        that is not a column raises :class:`~seglib.errors.InputError` (so a renamed column is not
+        silently ignored). Missing values count as 0.
+    categorical : list of str, optional
+        Columns summarised by their most common values (``top_<column>``) instead of numerically.
+        Default: every text / categorical column. List a numeric code column (a store number) here
+        to treat it as a category.
+    features : list of str, optional
+        Numeric columns to profile. Default: every numeric or boolean column not in ``categorical``.
+    groups : dict of str to list of str, optional
+        One-hot / multi-hot groups summarised like categories (``top_<group>``): the mean of each
+        column in the segment is the share of customers with that level (0/1 flags) or the average
+        share (per-customer shares such as ``programme_Payback``). Default: columns named
+        ``<prefix>_<level>`` whose values lie in [0, 1], grouped by prefix when a prefix has at least
+        two columns (``gender_female`` + ``gender_male`` -> ``gender``). Pass ``{}`` to disable, or an
+        explicit mapping when the names do not follow that pattern.
+    top : int, default=3
+        Categories listed per ``top_`` column; the rest of the distribution is in the data.
+    words, n_terms, min_effect
+        Description rules, see :func:`describe_segments`.
+
+    Returns
+    -------
+    DataFrame
+        Index ``segment`` (sorted). Columns, in order: ``name``, ``description``, ``customers``
+        (count), ``customer_share``, ``revenue_share`` (with ``money``), then per feature
+        ``<feature>_median``, ``<feature>_mean``, ``<feature>_index``, then ``top_<column>`` per
+        categorical column and ``top_<group>`` per group (none for a group named like a categorical
+        column, which already has its summary).
+
+        The index is the segment mean over the mean of all customers (1.4 = 40 % above average).
+        When the overall mean is 0 it is 1 for a segment whose mean is 0 too and NaN otherwise (no
+        ratio exists; read the effect of :func:`segment_effects`); it is NaN when a segment has no
+        value for the feature (all NaN). For features that can be negative the ratio misleads: use
+        the effect.
+    """
+    _check_at_least("top", top, 1, integer=True)
+    if len(customers) == 0:
+        raise InputError("customer table is empty; expected one row per customer")
+    labels = _labels(segments, customers, "segments", minimum=1)
+    features, categorical = _columns(customers, features, categorical)
+    groups = _share_groups(customers, features) if groups is None else dict(groups)
+    _require(customers, [c for cols in groups.values() for c in cols], "groups")
+
+    counts = pd.Series(labels).value_counts().sort_index()
+    out = pd.DataFrame({"customers": counts, "customer_share": counts / len(customers)})
+    out.index = pd.Index(counts.index.to_numpy(dtype=np.int64), name="segment")
+    if money is not None:
+        _require(customers, [money], "money (pass money=None to leave revenue_share out)")
+        spend = customers[money].astype(float).fillna(0.0)
+        total = spend.sum()
+        if total == 0:
+            logger.warning("total %s is 0: revenue_share is undefined (NaN)", money)
+        out["revenue_share"] = spend.groupby(labels).sum() / total if total != 0 else np.nan
+
+    x = customers[features].astype(float)
+    by = x.groupby(labels)
+    seg_mean, overall = by.mean(), x.mean()
+    index = seg_mean / overall
+    zero = (overall == 0).to_numpy()
+    index.loc[:, zero] = np.where(seg_mean.loc[:, zero] == 0, 1.0, np.nan)
+    stats = {"median": by.median(), "mean": seg_mean, "index": index}
+    blocks = [out]
+    blocks += [stats[s][[f]].set_axis([f"{f}_{s}"], axis=1) for f in features for s in STATS]
+    for col in categorical:
+        text = customers[col].astype(object).where(customers[col].notna(), "(missing)")
+        shares = pd.crosstab(labels, text.to_numpy(), normalize="index")
+        blocks.append(shares.apply(_format_top, axis=1, top=top).rename(f"top_{col}").to_frame())
+    for group, cols in groups.items():
+        if group in categorical:  # e.g. a text `gender` beside `gender_*` flags: one summary is enough
+            continue
+        means = customers[cols].astype(float).groupby(labels).mean()
+        means.columns = [_level(group, c) for c in cols]
+        blocks.append(means.apply(_format_top, axis=1, top=top).rename(f"top_{group}").to_frame())
+    for b in blocks[1:]:  # every block is indexed by the sorted labels present, like `out`
+        b.index = out.index
+    profile = pd.concat(blocks, axis=1)
+
+    effects = segment_effects(customers, labels, features=features, categorical=categorical)
+    names = describe_segments(effects, groups=groups, words=words, n_terms=n_terms, min_effect=min_effect)
+    profile.insert(0, "description", names["description"])
+    profile.insert(0, "name", names["name"])
+    logger.info("profiled %d customers, %d segments, %d features", len(customers), len(out), len(features))
+    return profile
+
+
+def _profile_features(profile: pd.DataFrame) -> list:
+    """Features of a profile: those with all three ``<feature>_<stat>`` columns, in column order."""
+    cols = set(map(str, profile.columns))
+    return [
+        c[: -len("_index")] for c in map(str, profile.columns)
+        if c.endswith("_index") and all(f"{c[: -len('_index')]}_{s}" in cols for s in STATS)
+    ]
+
+
+def feature_indices(profile: pd.DataFrame) -> pd.DataFrame:
+    """Segments x features matrix of the indices of a :func:`profile_segments` table (the heat map)."""
+    feats = _profile_features(profile)
+    return profile[[f"{f}_index" for f in feats]].set_axis(feats, axis=1).rename_axis(columns="feature")
+
+
+def profile_long(profile: pd.DataFrame) -> pd.DataFrame:
+    """Tidy form of a profile: one row per (segment, feature) with ``median``, ``mean``, ``index``.
+
+    Columns ``segment``, ``name`` (when the profile has names), ``feature``, ``median``, ``mean``,
+    ``index``; rows ordered by segment, then feature in profile order. Suited to seaborn and to
+    pivoting (``long.pivot(index="feature", columns="segment", values="index")``).
+    """
+    feats = _profile_features(profile)
+    parts = [
+        profile[[f"{f}_{s}" for f in feats]].set_axis(feats, axis=1).rename_axis(columns="feature")
+        .stack().rename(s)
+        for s in STATS
+    ]
+    long = pd.concat(parts, axis=1).reset_index()
+    if "name" in profile.columns:
+        long.insert(1, "name", long["segment"].map(profile["name"]))
+    return long
+
+
+# --------------------------------------------------------------------------- output files
+
+
+def result_table(
+    customers: pd.DataFrame,
+    segments,
+    som_row,
+    som_col,
+    id_column: str = "customerID",
+    *,
+    features=None,
+    order: str = "segment",
+) -> pd.DataFrame:
+    """The ``result.csv`` frame: one row per customer with its segment, best unit and features.
+
+    Parameters
+    ----------
+    customers : DataFrame
+        Customer table in original units with a ``customer_id`` column (the id exactly as in the
+        input), indexed by customer key.
+    segments, som_row, som_col : Series or array-like of int
+        Segment (1..k) and best SOM unit (row, column, from 0) per customer: a Series is aligned on
+        the customer index, an array by position.
+    id_column : str, default="customerID"
+        Name of the id column in the output: the name the id column has in the input file, so the
+        result joins back onto it (``customerID`` in the original schema).
+    features : list of str, optional
+        Columns copied after ``som_col``, in original units. Default: every column of the table except
+        ``customer_id`` (and any stale ``segment`` / ``som_row`` / ``som_col``), in table order.
+    order : {"segment", "input"}, default="segment"
+        Row order. ``"segment"``: by segment, then id text, then customer key - fixed by the content
+        alone, so the same customers give the same file whatever order upstream steps produced.
+        ``"input"``: the customer table's order.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``id_column``, ``segment``, ``som_row``, ``som_col``, then the features; a fresh
+        0..n-1 index.
+    """
+    check_option("order", order, ["segment", "input"])
+    _require(customers, [CUSTOMER_ID], "the customer id of result.csv")
+    table = pd.DataFrame(
+        {
+            id_column: customers[CUSTOMER_ID].to_numpy(),
+            "segment": _labels(segments, customers, "segments", minimum=1),
+            "som_row": _labels(som_row, customers, "som_row", minimum=0),
+            "som_col": _labels(som_col, customers, "som_col", minimum=0),
+        }
+    )
+    if features is None:
+        taken = {CUSTOMER_ID, id_column, *RESULT_COLUMNS}
+        stale = [c for c in customers.columns if c in taken and c != CUSTOMER_ID]
+        if stale:
+            logger.warning("result_table: column(s) %s of the customer table replaced by new labels", stale)
+        features = [c for c in customers.columns if c not in taken]
+    else:
+        features = list(features)
+        _require(customers, features, "features of result.csv")
+    table = pd.concat([table, customers[features].reset_index(drop=True)], axis=1)
+    if order == "segment":
+        keys = pd.DataFrame({
+            "segment": table["segment"],
+            "id": table[id_column].astype(str),
+            "key": customers.index.astype(str),
+        })
+        table = table.iloc[keys.sort_values(["segment", "id", "key"], kind="mergesort").index]
+    return table.reset_index(drop=True)
+
+
+def write_result(path: str | os.PathLike, table: pd.DataFrame, *, float_format: str = FLOAT_FORMAT) -> Path:
+    """Write a :func:`result_table` frame to ``path`` (``result.csv``) atomically; returns the path.
+
+    Header row, ``\\n`` line ends, UTF-8, no index; missing values as empty cells; floats with
+    :data:`FLOAT_FORMAT`; text cells starting with ``= + - @`` prefixed with ``'`` so a spreadsheet
+    shows them as text (:func:`read_result` undoes it). The old file stays intact if writing fails.
+    """
+    logger.info("writing %s: %d customers", path, len(table))
+    return write_csv(path, table, index=False, float_format=float_format)
+
+
+def write_segments(
+    path: str | os.PathLike, profile: pd.DataFrame, *, float_format: str = FLOAT_FORMAT
+) -> Path:
+    """Write a :func:`profile_segments` table to ``path`` (``segments.csv``), ``segment`` as first column.
+
+    Same format and guarantees as :func:`write_result`.
+    """
+    logger.info("writing %s: %d segments", path, len(profile))
+    return write_csv(path, profile.reset_index(), index=False, float_format=float_format)
+
+
+def read_result(path: str | os.PathLike, id_column: str = "customerID") -> pd.DataFrame:
+    """Read a ``result.csv`` back, ids as text exactly as written by :func:`write_result`.
+
+    The id column is read as text (``"007"`` keeps its zeros, ``"NA"`` stays a string) and the
+    ``'`` that neutralised formula-like cells is removed from text columns, so ``"=cmd"`` round-trips.
+    (An id that itself starts with ``'`` followed by ``= + - @`` loses that apostrophe.)
+    """
+    path = Path(path)
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+    except (OSError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"cannot read result file {path}: {exc}") from exc
+    if id_column not in header:
+        raise InputError(f"{path} has no column {id_column!r}; its columns are: {', '.join(header)}")
+    table = pd.read_csv(
+        path,
+        dtype={id_column: str},
+        keep_default_na=False,
+        na_values={c: [""] for c in header if c != id_column},
+    )
+    for col in table.columns:
+        if _is_text(table[col]):
+            text = table[col].astype("string")
+            mask = text.str.startswith(tuple("'" + p for p in FORMULA_PREFIXES), na=False)
+            if mask.any():
+                table[col] = table[col].astype(object).where(~mask, text[mask].str[1:].astype(object))
+    return table
