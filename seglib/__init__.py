@@ -30,6 +30,14 @@ _EXPORTS = {
     "ModelFormatError": "seglib.errors",
     "PipelineError": "seglib.errors",
     "Layout": "seglib.config",
+    # step 01: loading and cleaning
+    "ROLES": "seglib.load",
+    "DEFAULT_COLUMNS": "seglib.load",
+    "load_transactions": "seglib.load",
+    "clean_transactions": "seglib.clean",
+    "clean_file": "seglib.clean",
+    "clean_partition": "seglib.clean",
+    "CleaningReport": "seglib.clean",
     # step 04: profiles and output files
     "profile_segments": "seglib.profile",
     "result_table": "seglib.profile",

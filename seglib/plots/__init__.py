@@ -4,6 +4,11 @@ Each function takes ``ax=None`` (a new figure when None) and returns the Axes; s
 from :func:`segment_colors`, so a segment has the same colour in every figure.
 """
 
+from seglib.plots._clean import (
+    plot_age_distribution,
+    plot_spend_distribution,
+    plot_transactions_per_customer,
+)
 from seglib.plots._colors import ABOVE_CUT_COLOR, EMPTY_COLOR, segment_colors
 from seglib.plots._profile import plot_feature_bars, plot_profile_heatmap, plot_segment_sizes
 
@@ -11,6 +16,10 @@ __all__ = [
     "ABOVE_CUT_COLOR",
     "EMPTY_COLOR",
     "segment_colors",
+    # step 01
+    "plot_age_distribution",
+    "plot_spend_distribution",
+    "plot_transactions_per_customer",
     # step 04
     "plot_feature_bars",
     "plot_profile_heatmap",

@@ -1,0 +1,850 @@
+"""Cleaning transactions: named rules applied in order, every row and change accounted for (step 01).
+
+The cleaner turns the text frame of :func:`seglib.load.load_transactions` into the typed table of
+the "Cleaned transactions" contract (``DEVELOPERS.md``). It is a sequence of small rules
+(:data:`RULES`), each with a name, a kind and a one-line description, each counted in the
+:class:`CleaningReport`:
+
+* ``drop`` rules remove rows missing a required field; the report counts the rows per reason;
+* ``change`` rules rewrite values (a placeholder becomes missing, a set is made canonical); the
+  report counts the kept rows whose value changed;
+* ``flag`` rules mark rows that are kept but must not be mixed in silently (duplicates, zero-price
+  lines, returns); the report counts them.
+
+The invariant ``rows_read == rows_kept + sum(rows_dropped.values())`` holds for every input.
+
+Ages are computed at a reference date ``as_of``, never against today: by default the day after the
+last valid transaction, so the same file always gives the same table. The work on rows is a function
+of one partition and a few global inputs (:func:`clean_partition`); :func:`clean_transactions`
+computes the global inputs (``as_of``, date formats), then cleans the whole frame as one partition.
+A distributed backend cleans each partition and adds the reports (``report_a + report_b``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import os
+import re
+from dataclasses import dataclass, field, fields
+from datetime import date
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from seglib._files import write_json
+from seglib.errors import InputError, ParameterError, check_option
+from seglib.load import (
+    REQUIRED_ROLES,
+    ROLES,
+    _about,
+    _as_text,
+    _check_date_format,
+    by_value,
+    detect_date_format,
+    load_transactions,
+    parse_dates,
+)
+
+__all__ = [
+    "Rule",
+    "RULES",
+    "CleaningReport",
+    "clean_transactions",
+    "clean_partition",
+    "clean_file",
+    "default_as_of",
+    "customer_key",
+    "parse_amounts",
+    "rules_table",
+    "DEFAULT_MIN_AGE",
+    "DEFAULT_MAX_AGE",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Youngest plausible customer age in whole years; younger ages become missing.
+DEFAULT_MIN_AGE = 15
+#: Oldest plausible customer age in whole years; older ages become missing.
+DEFAULT_MAX_AGE = 99
+#: A customer-id prefix of letters and an underscore, such as ``BBID_``.
+ID_PREFIX = re.compile(r"^[A-Za-z]+_")
+#: Text placeholders meaning "no value" (compared after trimming, case-insensitively).
+MISSING_TOKENS = frozenset({"NANA", "NA", "N/A", "NAN", "NULL", "NONE", "NIL", "-", "--", "?"})
+#: Promo-code values meaning "no promotion" (plus empty cells and :data:`MISSING_TOKENS`).
+NO_PROMO_TOKENS = frozenset({"NONPROMO"}) | MISSING_TOKENS
+#: A valid pin code: six digits, not starting with 0, not one digit repeated (999999, 111111).
+PINCODE = re.compile(r"^(?!(\d)\1{5}$)[1-9]\d{5}$", re.ASCII)
+
+KINDS = ("drop", "change", "flag")
+#: Reasons for dropped rows that are not rules (lines the loader could not split into fields).
+EXTRA_REASONS = {
+    "malformed_line": "lines with more fields than the header: not read (see load_transactions)",
+}
+#: Optional columns whose missing values the report counts (NA there means "unknown").
+MISSING_COUNTED = ("dob", "age", "pincode", "store", "till", "transaction", "product")
+
+
+# ---------------------------------------------------------------------------------- rules
+@dataclass(frozen=True)
+class Rule:
+    """One cleaning rule.
+
+    Attributes
+    ----------
+    name : str
+        Key of the rule in the report (a drop reason, a change or a flag).
+    kind : {"drop", "change", "flag"}
+        What the count means: rows dropped, kept rows whose value changed, rows flagged.
+    description : str
+        One line saying what the rule does.
+    role : str or None
+        The role the rule works on; the rule is skipped when the role is not mapped.
+    func : callable
+        ``func(df, settings) -> (df, count)``.
+    """
+
+    name: str
+    kind: str
+    description: str
+    role: str | None
+    func: Callable = field(repr=False)
+
+
+_REGISTRY: list[Rule] = []
+
+
+def _rule(name: str, kind: str, description: str, role: str | None = None):
+    check_option("kind", kind, KINDS)
+
+    def register(func):
+        _REGISTRY.append(Rule(name, kind, description, role, func))
+        return func
+
+    return register
+
+
+@dataclass(frozen=True)
+class _Settings:
+    as_of: pd.Timestamp
+    min_age: float
+    max_age: float
+    date_format: str | None
+    dob_format: str | None
+    drop_duplicates: bool
+
+
+def _upper(s: pd.Series) -> pd.Series:
+    return s.str.strip().str.upper()
+
+
+def _key(u: pd.Series) -> pd.Series:
+    return u.str.strip().str.replace(ID_PREFIX, "", regex=True).str.strip()
+
+
+def customer_key(ids: pd.Series) -> pd.Series:
+    """Normalised customer ids: trimmed, a ``BBID_`` style prefix (letters + ``_``) removed."""
+    return by_value(_as_text(ids), _key)
+
+
+def _amount(u: pd.Series) -> pd.Series:
+    x = pd.to_numeric(u.str.strip(), errors="coerce").astype("float64")
+    return x.where(np.isfinite(x)) + 0.0
+
+
+def parse_amounts(values: pd.Series) -> pd.Series:
+    """Parse amounts to float64; empty, non-numeric and non-finite values are NaN; -0 becomes 0."""
+    return by_value(_as_text(values), _amount)
+
+
+@_rule(
+    "duplicate_row",
+    "flag",
+    "rows equal to an earlier row in every mapped column: counted among rows read and kept "
+    "(dropped with drop_duplicates=True)",
+)
+def _duplicate_row(df, s):
+    dup = df.drop(columns="row").duplicated(keep="first")
+    return (df[~dup] if s.drop_duplicates else df), int(dup.sum())
+
+
+@_rule("missing_customer_id", "drop", "drop rows whose customer id is empty (or only a prefix like 'BBID_')")
+def _missing_customer_id(df, s):
+    keep = customer_key(df["customer_id"]) != ""
+    return df[keep], int((~keep).sum())
+
+
+@_rule("missing_date", "drop", "drop rows with an empty transaction date")
+def _missing_date(df, s):
+    keep = df["date"].str.strip() != ""
+    return df[keep], int((~keep).sum())
+
+
+@_rule(
+    "unparseable_date",
+    "drop",
+    "parse the transaction date with the detected or given format; drop rows where it fails",
+)
+def _unparseable_date(df, s):
+    parsed = parse_dates(df["date"], s.date_format)
+    keep = parsed.notna()
+    return df[keep].assign(date=parsed[keep]), int((~keep).sum())
+
+
+@_rule("missing_amount", "drop", "drop rows with an empty amount")
+def _missing_amount(df, s):
+    keep = df["amount"].str.strip() != ""
+    return df[keep], int((~keep).sum())
+
+
+@_rule(
+    "unparseable_amount",
+    "drop",
+    "parse the amount as a number; drop rows where it is not a finite number",
+)
+def _unparseable_amount(df, s):
+    amount = parse_amounts(df["amount"])
+    keep = amount.notna()
+    return df[keep].assign(amount=amount[keep]), int((~keep).sum())
+
+
+@_rule(
+    "strip_id_prefix",
+    "change",
+    "customer_key = the id trimmed and without its 'BBID_' style prefix; customer_id keeps the original",
+)
+def _strip_id_prefix(df, s):
+    key = customer_key(df["customer_id"])
+    return df.assign(customer_key=key), int((key != df["customer_id"]).sum())
+
+
+@_rule("dob_placeholder", "change", "DOB placeholders ('NANA', 'NULL', ...) become missing", role="dob")
+def _dob_placeholder(df, s):
+    placeholder = _upper(df["dob"]).isin(MISSING_TOKENS)
+    return df.assign(dob=df["dob"].where(~placeholder, "")), int(placeholder.sum())
+
+
+@_rule(
+    "dob_unparseable",
+    "change",
+    "parse the DOB with the detected or given format; other non-empty values become missing",
+    role="dob",
+)
+def _dob_unparseable(df, s):
+    parsed = parse_dates(df["dob"], s.dob_format)
+    failed = parsed.isna() & (df["dob"].str.strip() != "")
+    return df.assign(dob=parsed), int(failed.sum())
+
+
+@_rule(
+    "age_out_of_range",
+    "change",
+    "age in whole years at as_of; ages outside [min_age, max_age] become missing (the DOB is kept)",
+    role="dob",
+)
+def _age_out_of_range(df, s):
+    dob, a = df["dob"], s.as_of
+    before_birthday = (dob.dt.month > a.month) | ((dob.dt.month == a.month) & (dob.dt.day > a.day))
+    age = (a.year - dob.dt.year - before_birthday.astype(float)).where(dob.notna())
+    bad = age.notna() & ((age < s.min_age) | (age > s.max_age))
+    return df.assign(age=age.where(~bad).astype("float64")), int(bad.sum())
+
+
+@_rule(
+    "gender",
+    "change",
+    "gender trimmed and lower-cased; empty or placeholder values become 'unknown'",
+    role="gender",
+)
+def _gender(df, s):
+    raw = df["gender"]
+    out = raw.str.strip().str.lower()
+    out = out.where(~((out == "") | out.str.upper().isin(MISSING_TOKENS)), "unknown")
+    return df.assign(gender=out), int((out != raw).sum())
+
+
+@_rule(
+    "pincode_placeholder",
+    "change",
+    "pin codes that are placeholders (999999, 111111, ...) or not 6 digits become missing",
+    role="pincode",
+)
+def _pincode_placeholder(df, s):
+    text = df["pincode"].str.strip()
+    valid = by_value(text, lambda u: u.map(lambda v: bool(PINCODE.match(v))).astype(bool))
+    return df.assign(pincode=text.where(valid)), int((~valid & (text != "")).sum())
+
+
+@_rule(
+    "nonpromo",
+    "change",
+    "'NONPROMO' (or a placeholder) means no promotion: code missing, is_promo False; "
+    "'LOCALPROMO' and any code mean a promotion, kept as text with leading zeros",
+    role="promo_code",
+)
+def _nonpromo(df, s):
+    text = df["promo_code"].str.strip()
+    none = _upper(text).isin(NO_PROMO_TOKENS)
+    code = text.where(~none & (text != ""))
+    return df.assign(promo_code=code, is_promo=code.notna()), int(none.sum())
+
+
+def _canonical_set(value: str) -> str:
+    parts = {p.strip() for p in value.split(",")}
+    return ",".join(sorted(p for p in parts if p and p.upper() not in MISSING_TOKENS))
+
+
+@_rule(
+    "discount_set",
+    "change",
+    "discount programmes as a set: trimmed, de-duplicated, sorted, comma-joined ('' for none)",
+    role="discounts",
+)
+def _discount_set(df, s):
+    raw = df["discounts"]
+    out = by_value(raw, lambda u: u.map(_canonical_set).astype(raw.dtype))
+    return df.assign(discounts=out), int((out != raw).sum())
+
+
+@_rule("zero_price_line", "flag", "lines with amount 0: kept as line_type 'zero', not spend")
+def _zero_price_line(df, s):
+    zero = df["amount"] == 0
+    return df.assign(line_type=np.where(zero, "zero", "sale")), int(zero.sum())
+
+
+@_rule("return_line", "flag", "lines with a negative amount: kept as line_type 'return', not spend")
+def _return_line(df, s):
+    ret = df["amount"] < 0
+    return df.assign(line_type=df["line_type"].where(~ret, "return")), int(ret.sum())
+
+
+#: The cleaning rules, in the order they are applied.
+RULES: tuple[Rule, ...] = tuple(_REGISTRY)
+_DESCRIPTIONS = {r.name: r.description for r in RULES} | EXTRA_REASONS
+
+
+def rules_table() -> pd.DataFrame:
+    """The rules as a table (order, name, kind, role, description), for documentation and notebooks."""
+    return pd.DataFrame(
+        [(i, r.name, r.kind, r.role or "", r.description) for i, r in enumerate(RULES, 1)],
+        columns=["order", "name", "kind", "role", "description"],
+    )
+
+
+# ---------------------------------------------------------------------------------- report
+def _add_counts(a: dict, b: dict) -> dict:
+    return {k: int(a.get(k, 0)) + int(b.get(k, 0)) for k in list(a) + [k for k in b if k not in a]}
+
+
+def _same(a, b):
+    return a if a == b else None
+
+
+@dataclass
+class CleaningReport:
+    """What the cleaner read, kept, dropped, changed and flagged.
+
+    Attributes
+    ----------
+    rows_read, rows_kept : int
+        Data rows in the input (including malformed lines) and rows in the cleaned table.
+    rows_dropped : dict of str to int
+        Reason (a drop rule, ``malformed_line``, or ``duplicate_row`` with drop_duplicates) -> rows.
+    values_changed : dict of str to int
+        Change rule -> kept rows whose value the rule changed.
+    rows_flagged : dict of str to int
+        Flag rule -> rows flagged (``duplicate_row`` counts among rows read; the others among
+        rows kept).
+    missing_values : dict of str to int
+        Optional output column -> kept rows where it is missing (e.g. empty DOBs).
+    customers_read, customers_kept : int or None
+        Distinct customer keys among the rows read (with a non-empty id) and in the cleaned table.
+        None when unknown (see Notes).
+    input_encoding, source, as_of : str or None
+        Encoding the file was decoded with, its path, the reference date of ages (ISO).
+    settings : dict
+        The parameters used: ``min_age``, ``max_age``, ``date_format``, ``dob_format``,
+        ``drop_duplicates``.
+
+    Notes
+    -----
+    Reports add up: ``a + b`` (and ``sum(reports)``) sums every count, so the report of a file
+    cleaned in partitions is the sum of the partition reports. Distinct customer counts cannot be
+    summed (a customer may appear in two partitions): a report made by the cleaner keeps its sets of
+    customer keys in memory, and the sum unions them. A report rebuilt with :meth:`from_dict` has
+    no key sets; adding it gives ``customers_read = customers_kept = None`` (count them on the
+    cleaned table instead). Text fields are kept when both sides agree, else None; settings
+    likewise, else ``{}``.
+    """
+
+    rows_read: int = 0
+    rows_kept: int = 0
+    rows_dropped: dict = field(default_factory=dict)
+    values_changed: dict = field(default_factory=dict)
+    rows_flagged: dict = field(default_factory=dict)
+    missing_values: dict = field(default_factory=dict)
+    customers_read: int | None = 0
+    customers_kept: int | None = 0
+    input_encoding: str | None = None
+    source: str | None = None
+    as_of: str | None = None
+    settings: dict = field(default_factory=dict)
+    keys_read: frozenset | None = field(default=frozenset(), repr=False, compare=False)
+    keys_kept: frozenset | None = field(default=frozenset(), repr=False, compare=False)
+
+    @property
+    def duplicate_rows(self) -> int:
+        """Rows equal to an earlier row in every mapped column."""
+        return int(self.rows_flagged.get("duplicate_row", 0))
+
+    @property
+    def invariant_holds(self) -> bool:
+        """``rows_read == rows_kept + sum(rows_dropped)``."""
+        return self.rows_read == self.rows_kept + sum(self.rows_dropped.values())
+
+    def check(self) -> "CleaningReport":
+        """Raise :class:`~seglib.errors.InputError` unless every row is accounted for; returns self."""
+        if not self.invariant_holds:
+            raise InputError(
+                f"cleaning report of {self.source}: rows_read={self.rows_read} != rows_kept="
+                f"{self.rows_kept} + dropped {sum(self.rows_dropped.values())} ({self.rows_dropped})"
+            )
+        return self
+
+    def __add__(self, other):
+        if not isinstance(other, CleaningReport):
+            return NotImplemented
+        keys = {}
+        for name in ("keys_read", "keys_kept"):
+            a, b = getattr(self, name), getattr(other, name)
+            keys[name] = None if a is None or b is None else a | b
+        return CleaningReport(
+            rows_read=self.rows_read + other.rows_read,
+            rows_kept=self.rows_kept + other.rows_kept,
+            rows_dropped=_add_counts(self.rows_dropped, other.rows_dropped),
+            values_changed=_add_counts(self.values_changed, other.values_changed),
+            rows_flagged=_add_counts(self.rows_flagged, other.rows_flagged),
+            missing_values=_add_counts(self.missing_values, other.missing_values),
+            customers_read=None if keys["keys_read"] is None else len(keys["keys_read"]),
+            customers_kept=None if keys["keys_kept"] is None else len(keys["keys_kept"]),
+            input_encoding=_same(self.input_encoding, other.input_encoding),
+            source=_same(self.source, other.source),
+            as_of=_same(self.as_of, other.as_of),
+            settings=self.settings if self.settings == other.settings else {},
+            **keys,
+        )
+
+    def __radd__(self, other):
+        if other == 0:  # sum(reports) starts from 0
+            return self
+        return NotImplemented
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (no key sets); ``duplicate_rows`` is added for readers of the file."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("keys_")}
+        d = json.loads(json.dumps(d))  # plain copies of the nested dicts
+        d["duplicate_rows"] = self.duplicate_rows
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CleaningReport":
+        """Rebuild a report from :meth:`to_dict` output (without customer key sets).
+
+        Raises :class:`~seglib.errors.InputError` when counts are missing, not integers, or do not
+        add up. Keys it does not know (such as ``duplicate_rows``) are ignored.
+        """
+        if not isinstance(d, dict) or not all(isinstance(d.get(k), int) for k in ("rows_read", "rows_kept")):
+            raise InputError("cleaning report: expected a dict with integer 'rows_read' and 'rows_kept'")
+        for name in ("rows_dropped", "values_changed", "rows_flagged", "missing_values"):
+            counts = d.get(name, {})
+            if not isinstance(counts, dict) or not all(isinstance(v, int) for v in counts.values()):
+                raise InputError(f"cleaning report: {name!r} must map names to integer counts")
+        names = {f.name for f in fields(cls)} - {"keys_read", "keys_kept"}
+        report = cls(**{k: v for k, v in d.items() if k in names}, keys_read=None, keys_kept=None)
+        return report.check()
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write the report as JSON, atomically (``cleaning_report.json`` in a run folder)."""
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "CleaningReport":
+        """Read a report written by :meth:`to_json`."""
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: cannot read the cleaning report ({exc})") from None
+        return cls.from_dict(d)
+
+    def to_frame(self) -> pd.DataFrame:
+        """A tidy table: section, name, count, share of rows read, description."""
+        n = self.rows_read
+        rows = [
+            ("rows", "read", n, "data rows in the input"),
+            ("rows", "kept", self.rows_kept, "rows in the cleaned table"),
+        ]
+        sections = [
+            ("dropped", self.rows_dropped),
+            ("changed", self.values_changed),
+            ("flagged", self.rows_flagged),
+        ]
+        for section, counts in sections:
+            rows += [(section, k, v, _DESCRIPTIONS.get(k, "")) for k, v in counts.items()]
+        rows += [("missing", k, v, f"kept rows with no {k}") for k, v in self.missing_values.items()]
+        rows += [
+            ("customers", "read", self.customers_read, "distinct customer keys in the input"),
+            ("customers", "kept", self.customers_kept, "distinct customer keys in the cleaned table"),
+        ]
+        out = pd.DataFrame(rows, columns=["section", "name", "count", "description"])
+        out["count"] = out["count"].astype("Int64")
+        share = out["count"].astype("Float64") / n if n else pd.NA
+        out.insert(3, "share", share)
+        out.loc[out["section"] == "customers", "share"] = pd.NA
+        return out
+
+
+# ---------------------------------------------------------------------------------- parameters
+def _check_as_of(as_of) -> pd.Timestamp:
+    ok = isinstance(as_of, (date, np.datetime64)) or (isinstance(as_of, str) and re.search(r"\d", as_of))
+    ts = None
+    if ok:
+        try:
+            ts = pd.Timestamp(as_of)
+        except (ValueError, TypeError, OverflowError):
+            ts = None
+    if ts is None or pd.isna(ts):
+        raise ParameterError(f"as_of={as_of!r} is not a date; give one such as '2017-07-01' (never 'today')")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.normalize()
+
+
+def _check_ages(min_age, max_age) -> tuple[float, float]:
+    for name, v in (("min_age", min_age), ("max_age", max_age)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+            raise ParameterError(f"{name}={v!r} is not valid; give a number of years >= 0 (default 15 / 99)")
+    if min_age > max_age:
+        raise ParameterError(f"min_age={min_age!r} > max_age={max_age!r}; the range must not be empty")
+    return float(min_age), float(max_age)
+
+
+def _check_raw(raw, source: str) -> pd.DataFrame:
+    if not isinstance(raw, pd.DataFrame):
+        raise ParameterError(
+            f"raw must be a pandas DataFrame (see load_transactions); got {type(raw).__name__}"
+        )
+    missing = [r for r in REQUIRED_ROLES if r not in raw.columns]
+    if missing:
+        found = ", ".join(repr(str(c)) for c in raw.columns[:40])
+        raise InputError(
+            f"{source}: required role column(s) missing: {', '.join(missing)}; columns found: {found}. "
+            "Read files with load_transactions, which maps file columns to roles"
+        )
+    roles = [r for r in ROLES if r in raw.columns]
+    repeated = sorted({str(c) for c in raw.columns[raw.columns.duplicated()]} & set(roles))
+    if repeated:
+        raise InputError(f"{source}: role column(s) given more than once: {', '.join(repeated)}")
+    work = pd.DataFrame({r: _as_text(raw[r]).reset_index(drop=True) for r in roles})
+    if raw.index.name == "row" and pd.api.types.is_integer_dtype(raw.index.dtype):
+        work.insert(0, "row", raw.index.to_numpy(dtype="int64"))
+    else:
+        work.insert(0, "row", np.arange(1, len(raw) + 1, dtype="int64"))
+    return work
+
+
+def _source(raw) -> str:
+    attrs = raw.attrs if isinstance(raw, pd.DataFrame) else {}
+    return str(attrs.get("source") or "input frame")
+
+
+# ---------------------------------------------------------------------------------- cleaning
+def _last_valid_day(work: pd.DataFrame, date_format) -> pd.Timestamp | None:
+    dates = parse_dates(work["date"], date_format)
+    ok = dates.notna() & (customer_key(work["customer_id"]) != "") & parse_amounts(work["amount"]).notna()
+    return dates[ok].max().normalize() if ok.any() else None
+
+
+def default_as_of(raw: pd.DataFrame, date_format: str | None = None) -> pd.Timestamp | None:
+    """The day after the last transaction among rows that will be kept (id, date and amount valid).
+
+    Never today: the same file always gives the same date. For a frame in partitions, take the
+    latest of the partitions' values (they are computed row by row). None when no row is valid.
+    """
+    work = _check_raw(raw, _source(raw))
+    fmt = date_format or raw.attrs.get("date_format") or detect_date_format(work["date"])
+    last = _last_valid_day(work, fmt)
+    return None if last is None else last + pd.Timedelta(days=1)
+
+
+def _column(raw, role: str) -> str:
+    """How a role's column is called in the source, for messages."""
+    col = (raw.attrs.get("columns") or {}).get(role)
+    return f"column {col!r} (role {role})" if col else f"column {role!r}"
+
+
+def _require_values(raw, work: pd.DataFrame, date_format, source: str) -> None:
+    """Raise when a required column has no usable value at all (the file cannot be cleaned)."""
+    if not (customer_key(work["customer_id"]) != "").any():
+        raise InputError(f"{source}: {_column(raw, 'customer_id')} has no non-empty customer id")
+    if not parse_dates(work["date"], date_format).notna().any():
+        examples = ", ".join(repr(v) for v in pd.unique(work["date"])[:3])
+        how = f"date_format={date_format!r}" if date_format else "any known date format"
+        raise InputError(
+            f"{source}: {_column(raw, 'date')} has no date parseable with {how} "
+            f"(values such as {examples}); give date_format, e.g. '%d/%m/%Y'"
+        )
+    if not parse_amounts(work["amount"]).notna().any():
+        examples = ", ".join(repr(v) for v in pd.unique(work["amount"])[:3])
+        raise InputError(
+            f"{source}: {_column(raw, 'amount')} has no numeric amount (values such as {examples}); "
+            "amounts must be plain numbers like 72 or -12.5"
+        )
+
+
+def clean_partition(
+    raw_part: pd.DataFrame,
+    as_of,
+    *,
+    min_age: float = DEFAULT_MIN_AGE,
+    max_age: float = DEFAULT_MAX_AGE,
+    date_format: str | None = None,
+    dob_format: str | None = None,
+    drop_duplicates: bool = False,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, CleaningReport]:
+    """Clean one partition of raw transactions, given the global inputs.
+
+    Parameters
+    ----------
+    raw_part : pandas.DataFrame
+        Role-named columns (as from :func:`~seglib.load.load_transactions`); any dtype is turned
+        into text first. The ``row`` numbers are taken from the index when it is named ``row``,
+        else they are 1..n.
+    as_of : str or date-like
+        Reference date of ages, the same for every partition (see :func:`default_as_of`).
+    min_age, max_age, drop_duplicates, progress
+        See :func:`clean_transactions`.
+    date_format, dob_format : str, optional
+        The formats of the whole file. None uses ``raw_part.attrs`` or detects them on this
+        partition, which may differ between partitions: pass them when partitioning.
+
+    Returns
+    -------
+    clean : pandas.DataFrame
+        The cleaned rows (the "Cleaned transactions" contract); ``clean.attrs["as_of"]`` is set.
+    report : CleaningReport
+        Counts for this partition; add the partitions' reports for the whole file. Duplicates are
+        found within the partition only.
+    """
+    source = _source(raw_part)
+    with _about(raw_part.attrs.get("source") if isinstance(raw_part, pd.DataFrame) else None):
+        as_of = _check_as_of(as_of)
+        min_age, max_age = _check_ages(min_age, max_age)
+        _check_date_format("date_format", date_format)
+        _check_date_format("dob_format", dob_format)
+        if not isinstance(drop_duplicates, (bool, np.bool_)):
+            raise ParameterError(f"drop_duplicates={drop_duplicates!r} is not valid; give True or False")
+    work = _check_raw(raw_part, source)
+    date_format = date_format or raw_part.attrs.get("date_format") or detect_date_format(work["date"])
+    if "dob" in work:
+        dob_format = dob_format or raw_part.attrs.get("dob_format") or detect_date_format(work["dob"])
+    settings = _Settings(as_of, min_age, max_age, date_format, dob_format if "dob" in work else None,
+                         bool(drop_duplicates))  # fmt: skip
+    keys = customer_key(work["customer_id"])
+    report = CleaningReport(
+        rows_read=len(work),
+        input_encoding=raw_part.attrs.get("input_encoding"),
+        source=raw_part.attrs.get("source"),
+        as_of=as_of.date().isoformat(),
+        settings={
+            "min_age": min_age,
+            "max_age": max_age,
+            "date_format": settings.date_format,
+            "dob_format": settings.dob_format,
+            "drop_duplicates": settings.drop_duplicates,
+        },
+        keys_read=frozenset(pd.unique(keys[keys != ""])),
+    )
+    df = work
+    rules = [r for r in RULES if r.role is None or r.role in work.columns]
+    for rule in tqdm(rules, desc="cleaning", disable=not progress, leave=False):
+        n_before = len(df)
+        df, count = rule.func(df, settings)
+        if rule.kind == "drop" or len(df) != n_before:
+            report.rows_dropped[rule.name] = n_before - len(df)
+        if rule.kind == "change":
+            report.values_changed[rule.name] = count
+        elif rule.kind == "flag":
+            report.rows_flagged[rule.name] = count
+    clean = _assemble(df, work.columns)
+    clean.attrs["as_of"] = report.as_of
+    report.rows_kept = len(clean)
+    report.keys_kept = frozenset(pd.unique(clean["customer_key"]))
+    report.customers_read, report.customers_kept = len(report.keys_read), len(report.keys_kept)
+    report.missing_values = {c: int(clean[c].isna().sum()) for c in MISSING_COUNTED if c in clean}
+    return clean, report.check()
+
+
+def _assemble(df: pd.DataFrame, roles) -> pd.DataFrame:
+    """The output columns of the contract, in order, with their dtypes."""
+    string = pd.StringDtype()
+    out = {
+        "row": df["row"].astype("int64"),
+        "customer_id": df["customer_id"].astype(string),
+        "customer_key": df["customer_key"].astype(string),
+        "date": df["date"].astype("datetime64[ns]"),
+        "amount": df["amount"].astype("float64"),
+        "line_type": df["line_type"].astype(string),
+    }
+    if "dob" in roles:
+        out["dob"] = df["dob"].astype("datetime64[ns]")
+        out["age"] = df["age"].astype("float64")
+    if "gender" in roles:
+        out["gender"] = df["gender"].astype(string)
+    if "pincode" in roles:
+        out["pincode"] = df["pincode"].astype(string)
+    for role in ("store", "till", "transaction", "product"):
+        if role in roles:
+            out[role] = df[role].astype(string).replace("", pd.NA)
+    if "promo_code" in roles:
+        out["promo_code"] = df["promo_code"].astype(string)
+        out["is_promo"] = df["is_promo"].astype(bool)
+    if "discounts" in roles:
+        out["discounts"] = df["discounts"].astype(string)
+    return pd.DataFrame(out).reset_index(drop=True)
+
+
+def clean_transactions(
+    raw: pd.DataFrame,
+    *,
+    as_of=None,
+    min_age: float = DEFAULT_MIN_AGE,
+    max_age: float = DEFAULT_MAX_AGE,
+    date_format: str | None = None,
+    dob_format: str | None = None,
+    drop_duplicates: bool = False,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, CleaningReport]:
+    """Clean raw transactions with :data:`RULES`; every row is kept, or dropped with a reason.
+
+    Parameters
+    ----------
+    raw : pandas.DataFrame
+        Role-named columns, as returned by :func:`~seglib.load.load_transactions` (its ``attrs``
+        give the source, encoding, date formats and malformed lines).
+    as_of : str or date-like, optional
+        Reference date of ages. None (default) uses the day after the last valid transaction, so
+        a file always gives the same ages. Give a date to compare files cut at different times
+        on the same footing.
+    min_age, max_age : float, default 15 and 99
+        Plausible age range in whole years, inclusive; ages outside it become missing (the DOB is
+        kept). Lower ``min_age`` only for data where children hold loyalty cards.
+    date_format, dob_format : str, optional
+        strftime formats; None uses ``raw.attrs`` (set by the loader) or detects them.
+    drop_duplicates : bool, default False
+        Exact duplicates are always counted (``report.duplicate_rows``); True also drops them
+        (reason ``duplicate_row``). Leave False when identical lines can be genuine (two packs of
+        the same product bought in one transaction).
+    progress : bool, default False
+        Show a progress bar over the rules.
+
+    Returns
+    -------
+    clean : pandas.DataFrame
+        The "Cleaned transactions" table of ``DEVELOPERS.md``; ``clean.attrs["as_of"]`` is set.
+    report : CleaningReport
+
+    Raises
+    ------
+    InputError
+        A required column is absent or has no usable value at all (no parseable date, no numeric
+        amount, no customer id). Rows where only *some* values are bad are dropped and counted.
+    ParameterError
+        An invalid ``as_of``, age range, format or flag.
+    """
+    source = _source(raw)
+    with _about(raw.attrs.get("source") if isinstance(raw, pd.DataFrame) else None):
+        _check_date_format("date_format", date_format)
+        if as_of is not None:
+            _check_as_of(as_of)
+        _check_ages(min_age, max_age)
+    work = _check_raw(raw, source)
+    if len(work) == 0:
+        raise InputError(f"{source}: no data rows to clean")
+    date_format = date_format or raw.attrs.get("date_format") or detect_date_format(work["date"])
+    _require_values(raw, work, date_format, source)
+    if as_of is None:
+        last = _last_valid_day(work, date_format)
+        if last is None:
+            raise InputError(f"{source}: no row has a customer id, a parseable date and a numeric amount")
+        as_of = last + pd.Timedelta(days=1)
+        logger.info("as_of = %s (the day after the last transaction)", as_of.date())
+    clean, report = clean_partition(
+        raw,
+        as_of,
+        min_age=min_age,
+        max_age=max_age,
+        date_format=date_format,
+        dob_format=dob_format,
+        drop_duplicates=drop_duplicates,
+        progress=progress,
+    )
+    malformed = len(raw.attrs.get("malformed_rows") or [])
+    if malformed:
+        report.rows_read += malformed
+        report.rows_dropped["malformed_line"] = malformed
+    dropped = {k: v for k, v in report.rows_dropped.items() if v}
+    logger.info(
+        "cleaned %s: %d rows read, %d kept, dropped %s",
+        source,
+        report.rows_read,
+        report.rows_kept,
+        dropped or "none",
+    )
+    return clean, report.check()
+
+
+def clean_file(
+    path: str | os.PathLike,
+    columns=None,
+    *,
+    as_of=None,
+    min_age: float = DEFAULT_MIN_AGE,
+    max_age: float = DEFAULT_MAX_AGE,
+    date_format: str | None = None,
+    dob_format: str | None = None,
+    encoding: str | None = None,
+    drop_duplicates: bool = False,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, CleaningReport]:
+    """Load a file and clean it: :func:`~seglib.load.load_transactions`, then :func:`clean_transactions`.
+
+    Parameters
+    ----------
+    path, columns, date_format, dob_format, encoding
+        See :func:`~seglib.load.load_transactions` (the formats are detected when None).
+    as_of, min_age, max_age, drop_duplicates, progress
+        See :func:`clean_transactions`.
+
+    Returns
+    -------
+    clean : pandas.DataFrame
+    report : CleaningReport
+        Its ``source`` and ``input_encoding`` come from the file; ``malformed_line`` counts the lines
+        the loader could not split.
+    """
+    raw = load_transactions(path, columns, date_format=date_format, dob_format=dob_format, encoding=encoding)
+    return clean_transactions(
+        raw,
+        as_of=as_of,
+        min_age=min_age,
+        max_age=max_age,
+        drop_duplicates=drop_duplicates,
+        progress=progress,
+    )
+

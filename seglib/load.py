@@ -1,0 +1,584 @@
+"""Reading transaction files into a frame of role-named text columns (step 01).
+
+seglib does not care what a file calls its columns: it works with *roles*. Three are required
+(``customer_id``, ``date``, ``amount``); the others are optional and the features that need them are
+simply not built when they are absent. ``columns={"customer_id": "cust", ...}`` maps roles to a
+file's column names; roles not given fall back to :data:`DEFAULT_COLUMNS` (the original schema)
+when the file has that column, and a role mapped to ``None`` is disabled.
+
+:func:`load_transactions` reads CSV (plain or gzip, by suffix or magic bytes) and Parquet. Every
+value is kept as text, exactly as in the file (``NANA``, ``NONPROMO`` and the leading zeros of promo
+codes survive); :mod:`seglib.clean` turns the text into typed columns, one named rule at a time.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+import gzip
+import logging
+import math
+import os
+import warnings
+import zlib
+from collections.abc import Mapping
+from contextlib import contextmanager
+from datetime import date, datetime, time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seglib.errors import InputError, ParameterError, check_option
+
+__all__ = [
+    "ROLES",
+    "REQUIRED_ROLES",
+    "DEFAULT_COLUMNS",
+    "DATE_FORMATS",
+    "load_transactions",
+    "resolve_columns",
+    "detect_date_format",
+    "parse_dates",
+    "by_value",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Every role seglib knows, in the order of the cleaned table.
+ROLES = (
+    "customer_id",
+    "date",
+    "amount",
+    "dob",
+    "gender",
+    "pincode",
+    "store",
+    "till",
+    "transaction",
+    "promo_code",
+    "product",
+    "discounts",
+)
+#: Roles a file must provide; a row lacking one of them is dropped by the cleaner.
+REQUIRED_ROLES = ("customer_id", "date", "amount")
+#: Role -> column name of the original schema (the default mapping).
+DEFAULT_COLUMNS = {
+    "customer_id": "customerID",
+    "date": "transactionDate",
+    "amount": "sale_price_after_promo",
+    "dob": "DOB",
+    "gender": "Gender",
+    "pincode": "PinCode",
+    "store": "store_code",
+    "till": "till_no",
+    "transaction": "transaction_number_by_till",
+    "promo_code": "promo_code",
+    "product": "product_code",
+    "discounts": "discountUsed",
+}
+
+#: Candidate date formats, in tie-break order: ISO first, then day-first, then month-first.
+DATE_FORMATS = (
+    "%Y-%m-%d",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%Y/%m/%d",
+    "%Y/%m/%d %H:%M:%S",
+    "%d/%m/%Y",
+    "%d-%m-%Y",
+    "%d.%m.%Y",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%d-%m-%Y %H:%M:%S",
+    "%d-%m-%Y %H:%M",
+    "%d.%m.%Y %H:%M",
+    "%m/%d/%Y",
+    "%m-%d-%Y",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%m-%d-%Y %H:%M:%S",
+    "%Y%m%d",
+)
+#: Distinct values looked at when detecting a date format (the first ones, in file order).
+DETECT_SAMPLE = 10_000
+#: Column separators recognised in the header line; ties go to the comma.
+DELIMITERS = (",", ";", "\t", "|")
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_PARQUET_MAGIC = b"PAR1"
+_ZIP_MAGIC = b"PK\x03\x04"
+_ENCODINGS = ("utf-8-sig", "latin-1")
+# the datetime64[ns] range: dates outside it count as unparseable
+_TS_MIN, _TS_MAX = pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D")
+
+
+@contextmanager
+def _about(source):
+    """Prefix the message of a :class:`ParameterError` raised inside with ``source`` (a file name)."""
+    try:
+        yield
+    except ParameterError as exc:
+        if not source:
+            raise
+        raise ParameterError(f"{source}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------- roles
+def _check_columns(columns) -> dict:
+    """Validate ``columns`` (role -> column name or None); returns a plain dict."""
+    if columns is None:
+        return {}
+    if not isinstance(columns, Mapping):
+        raise ParameterError(
+            f"columns must be a mapping of role -> column name, e.g. {{'customer_id': 'cust'}}; "
+            f"got {type(columns).__name__}"
+        )
+    out = {}
+    for role, col in columns.items():
+        check_option("columns role", role, ROLES)
+        if col is None:
+            if role in REQUIRED_ROLES:
+                raise ParameterError(
+                    f"columns[{role!r}]=None: the role {role!r} is required and cannot be disabled; "
+                    f"required roles: {', '.join(REQUIRED_ROLES)}"
+                )
+        elif not isinstance(col, str) or not col.strip():
+            raise ParameterError(
+                f"columns[{role!r}]={col!r} is not valid; give a column name (str) or None to disable"
+            )
+        out[role] = None if col is None else col.strip()
+    return out
+
+
+def _suggest(name: str, found: list[str]) -> str:
+    lower = {c.lower(): c for c in found}
+    close = difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(lower[c]) for c in close)}?)" if close else ""
+
+
+def resolve_columns(found, columns=None, *, source: str = "input") -> dict[str, str]:
+    """Map roles to the columns of a file.
+
+    Parameters
+    ----------
+    found : list of str
+        Column names present in the file.
+    columns : mapping of str to str or None, optional
+        Role -> column name. Overrides :data:`DEFAULT_COLUMNS` for the roles it names; ``None``
+        disables an optional role. Roles not named use their default column when the file has it.
+    source : str
+        Name of the file, for error messages.
+
+    Returns
+    -------
+    dict
+        Role -> column name, for every enabled role present in the file, in :data:`ROLES` order.
+
+    Raises
+    ------
+    ParameterError
+        An unknown role name, a required role mapped to None, a non-string column name.
+    InputError
+        A required role's column, or an explicitly mapped column, is not in the file. The message
+        lists the columns found and suggests close matches.
+    """
+    found = [str(c) for c in found]
+    columns = _check_columns(columns)
+    mapping, problems = {}, []
+    for role in ROLES:
+        explicit = role in columns
+        col = columns[role] if explicit else DEFAULT_COLUMNS[role]
+        if col is None:
+            continue
+        if col in found:
+            mapping[role] = col
+        elif explicit or role in REQUIRED_ROLES:
+            problems.append(f"column {col!r} for role {role!r} not found{_suggest(col, found)}")
+    if problems:
+        shown = ", ".join(repr(c) for c in found[:40]) + (", ..." if len(found) > 40 else "")
+        hint = ""
+        if len(found) == 1 and any(d in found[0] for d in ";\t|,"):
+            hint = "; the header has a single column: is the separator unusual or the header quoted?"
+        raise InputError(
+            f"{source}: {'; '.join(problems)}. Columns found: {shown}{hint}. "
+            f"Map your columns with columns={{role: column}}, roles: {', '.join(ROLES)}"
+        )
+    return mapping
+
+
+# ---------------------------------------------------------------------------------- dates
+def _check_date_format(name: str, fmt) -> None:
+    if fmt is None:
+        return
+    if not isinstance(fmt, str) or not fmt.strip():
+        raise ParameterError(f"{name}={fmt!r} is not valid; give a strftime format such as '%d/%m/%Y'")
+    try:
+        pd.to_datetime(pd.Series(["2000-01-02"]), format=fmt, errors="coerce")
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(
+            f"{name}={fmt!r} is not a valid strftime format ({exc}); e.g. '%Y-%m-%d' or '%d/%m/%Y'"
+        ) from None
+
+
+def by_value(values: pd.Series, func) -> pd.Series:
+    """``func(values)`` computed once per distinct value: fast when values repeat (ids, dates, codes).
+
+    ``func`` takes and returns a Series (of the distinct values); the result has ``values``' index.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    result = func(pd.Series(uniques, dtype=values.dtype))
+    return pd.Series(result.to_numpy()[codes], index=values.index, dtype=result.dtype, name=values.name)
+
+
+def _digits_only(text: pd.Series) -> pd.Series:
+    """Trimmed text; values without a digit become NA (never parsed)."""
+    text = text.str.strip()
+    return text.where(text.str.contains(r"\d", regex=True))
+
+
+def _to_datetime(text: pd.Series, fmt: str) -> pd.Series:
+    parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed.where((parsed >= _TS_MIN) & (parsed <= _TS_MAX)).astype("datetime64[ns]")
+
+
+def parse_dates(values: pd.Series, fmt: str | None) -> pd.Series:
+    """Parse text to ``datetime64[ns]``; anything that does not match ``fmt`` becomes NaT.
+
+    Values without a digit are never parsed (so ``"now"`` or ``"today"`` can never become the
+    current date), and dates outside the ``datetime64[ns]`` range (1677-2262) are NaT. With
+    ``fmt=None`` every value is NaT.
+    """
+    text = _as_text(values)
+    if fmt is None or len(text) == 0:
+        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    return by_value(text, lambda u: _to_datetime(_digits_only(u), fmt))
+
+
+def detect_date_format(values: pd.Series, formats=DATE_FORMATS) -> str | None:
+    """Return the format of ``formats`` that parses the most non-empty values, or None.
+
+    Only the first :data:`DETECT_SAMPLE` distinct values (in order of appearance) are tried, each
+    weighted by how often it occurs. Ties go to the earlier format (ISO, then day-first, then
+    month-first), so ``01/02/2016`` alone reads as 1 February. Pass the format explicitly when a
+    file is month-first and has no day above 12.
+    """
+    text = _as_text(values).str.strip()
+    counts = text[text != ""].value_counts(sort=False).iloc[:DETECT_SAMPLE]
+    if counts.empty:
+        return None
+    sample = _digits_only(pd.Series(counts.index, dtype=text.dtype))
+    weights = counts.to_numpy()
+    best, best_n = None, 0
+    for fmt in formats:
+        n = int(weights[_to_datetime(sample, fmt).notna().to_numpy()].sum())
+        if n > best_n:
+            best, best_n = fmt, n
+    return best
+
+
+# ---------------------------------------------------------------------------------- text
+def _value_text(v) -> str:
+    """One cell as text: missing -> "", integral floats without ".0", dates in ISO."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if math.isnan(v):
+            return ""
+        return str(int(v)) if v.is_integer() and abs(v) < 2**63 else repr(v)
+    if isinstance(v, np.datetime64):
+        text = "" if np.isnat(v) else np.datetime_as_string(v, unit="s").replace("T", " ")
+        return text.removesuffix(" 00:00:00")
+    if isinstance(v, datetime):
+        midnight = v.time() == time(0) and v.tzinfo is None
+        return v.date().isoformat() if midnight else v.isoformat(sep=" ")
+    if isinstance(v, date):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return v.decode("utf-8", errors="replace")
+    return str(v)
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """A column as text (pandas ``str``), missing cells as ``""``; any dtype is accepted."""
+    if pd.api.types.is_string_dtype(s.dtype) and not pd.api.types.is_object_dtype(s.dtype):
+        return s.fillna("").astype(str)
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        fmt = "%Y-%m-%d" if bool((s.dropna() == s.dropna().dt.normalize()).all()) else "%Y-%m-%d %H:%M:%S"
+        return s.dt.strftime(fmt).fillna("").astype(str)
+    return s.astype(object).map(_value_text).astype(str)
+
+
+# ---------------------------------------------------------------------------------- reading
+def _check_encoding(encoding) -> str | None:
+    if encoding is None:
+        return None
+    if not isinstance(encoding, str):
+        raise ParameterError(f"encoding={encoding!r} is not valid; give a codec name such as 'utf-8'")
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise ParameterError(
+            f"encoding={encoding!r} is not a known codec; e.g. 'utf-8', 'latin-1', 'cp1252', 'utf-16'"
+        ) from None
+
+
+def _file_kind(path: Path, head: bytes) -> str:
+    suffix = path.suffix.lower()
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_PARQUET_MAGIC):
+        return "parquet"
+    if suffix in (".parquet", ".pq"):
+        raise InputError(f"{path}: not a Parquet file (no 'PAR1' magic bytes)")
+    if suffix == ".gz":
+        raise InputError(f"{path}: not a gzip file (no gzip magic bytes)")
+    if head.startswith(_ZIP_MAGIC):
+        raise InputError(
+            f"{path}: is a zip archive (an Excel .xlsx?); seglib reads CSV, gzip CSV and Parquet: "
+            "export or unzip it to CSV"
+        )
+    return "csv"
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types (ArrowInvalid, OSError, ...)
+        raise InputError(f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})") from None
+    if len(df.columns) == 0:
+        raise InputError(f"{path}: the file is empty (no columns)")
+    df.columns = [str(c) for c in df.columns]
+    return df.reset_index(drop=True)  # values become text once the roles are known
+
+
+def _head_text(path: Path, compression: str | None, encoding: str, nbytes: int = 65536) -> tuple[bytes, str]:
+    opener = gzip.open if compression == "gzip" else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(nbytes)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: cannot read the file ({exc})") from None
+    return head, head.decode(encoding, errors="replace")
+
+
+def _sniff_delimiter(text: str) -> str:
+    header = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] > 0 else ","
+
+
+def _read_csv(path: Path, compression: str | None, encoding: str | None):
+    """Read a CSV as text; returns (frame, encoding used, malformed data-row numbers, separator)."""
+    head, text = _head_text(path, compression, encoding or "utf-8")
+    if not text.strip().strip("\ufeff"):
+        raise InputError(f"{path}: the file is empty")
+    if encoding is None and b"\x00" in head:
+        bom16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
+        why = "it starts with a UTF-16 byte-order mark" if bom16 else "it has NUL bytes: binary or UTF-16/32?"
+        raise InputError(
+            f"{path}: unreadable encoding: not UTF-8 or Latin-1 text ({why}); "
+            "pass encoding='utf-16' (or the right codec) if it is text"
+        )
+    sep = _sniff_delimiter(text)
+    tried = [encoding] if encoding else list(_ENCODINGS)
+    for enc in tried:
+        try:
+            df, malformed = _parse_csv(path, compression, enc, sep)
+        except UnicodeError:
+            logger.info("%s is not %s; trying the next encoding", path, enc)
+            continue
+        used = "utf-8" if enc == "utf-8-sig" else enc
+        if used != "utf-8":
+            logger.info("%s decoded as %s", path, used)
+        return df, used, malformed, sep
+    raise InputError(f"{path}: unreadable encoding: cannot be decoded as {' or '.join(tried)}")
+
+
+def _parse_csv(path: Path, compression, enc: str, sep: str):
+    kw = dict(
+        sep=sep,
+        dtype=str,
+        keep_default_na=False,
+        na_filter=False,
+        index_col=False,
+        compression=compression,
+        encoding=enc,
+        skipinitialspace=False,
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, engine="c", **kw), []
+    except UnicodeError:
+        raise  # the caller tries the next encoding
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserWarning, pd.errors.ParserError) as exc:
+        if "Expected" not in str(exc) and "Length of header" not in str(exc):
+            raise InputError(f"{path}: not a readable CSV file ({str(exc).strip()})") from None
+        logger.warning("%s: some lines have the wrong number of fields; they are dropped and counted", path)
+    except (OSError, EOFError, zlib.error, csv.Error, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the file ({exc})") from None
+
+    return _parse_csv_slow(path, compression, enc, sep)
+
+
+def _parse_csv_slow(path: Path, compression, enc: str, sep: str):
+    """Read record by record with the csv module: a line with the wrong number of fields is marked.
+
+    Missing trailing fields are empty; extra trailing fields that are all empty (a delimiter at the
+    end of the line) are ignored; any other line with extra fields is malformed.
+    """
+    opener = gzip.open if compression == "gzip" else open
+    try:
+        with opener(path, "rt", encoding=enc, newline="") as fh:
+            reader = csv.reader(fh, delimiter=sep)
+            header = next(reader, [])
+            n = len(header)
+            records, bad = [], []
+            for rec in reader:
+                if not rec or (len(rec) == 1 and not rec[0].strip() and n > 1):
+                    continue  # blank line, skipped as pandas does
+                if len(rec) > n and not any(f.strip() for f in rec[n:]):
+                    rec = rec[:n]
+                bad.append(len(rec) > n)
+                records.append(rec[:n] + [""] * (n - len(rec)))
+    except (OSError, EOFError, zlib.error, csv.Error) as exc:
+        raise InputError(f"{path}: not a readable CSV file ({exc})") from None
+    seen: dict[str, int] = {}
+    names = []
+    for h in header:  # de-duplicate like pandas: a, a.1, a.2
+        names.append(h if h not in seen else f"{h}.{seen[h]}")
+        seen[h] = seen.get(h, 0) + 1
+    df = pd.DataFrame(records, columns=names, dtype=str) if names else pd.DataFrame(index=range(len(records)))
+    bad = np.asarray(bad, dtype=bool)
+    return df.assign(**{"\x00bad": bad}), (np.flatnonzero(bad) + 1).tolist()
+
+
+def load_transactions(
+    path: str | os.PathLike,
+    columns: Mapping[str, str | None] | None = None,
+    *,
+    date_format: str | None = None,
+    dob_format: str | None = None,
+    encoding: str | None = None,
+) -> pd.DataFrame:
+    """Read a transactions file into a frame of role-named text columns.
+
+    Parameters
+    ----------
+    path : str or path-like
+        CSV file (comma, semicolon, tab or pipe separated, detected from the header line), gzip
+        CSV (``.gz`` suffix or gzip magic bytes) or Parquet (``.parquet`` / ``.pq`` or ``PAR1``).
+    columns : mapping of str to str or None, optional
+        Role -> your column name, e.g. ``{"customer_id": "cust", "date": "order_date",
+        "amount": "revenue"}``. Roles not given use :data:`DEFAULT_COLUMNS` when the file has that
+        column; ``None`` disables an optional role (e.g. ``{"pincode": None}`` to ignore a column
+        you do not trust). Only ``customer_id``, ``date`` and ``amount`` are required.
+    date_format, dob_format : str, optional
+        strftime formats of the transaction date and the date of birth. Leave None to detect them
+        (see :func:`detect_date_format`); give them when a file is month-first with no day above
+        12, or when detection picks the wrong one (the chosen formats are in ``df.attrs``).
+    encoding : str, optional
+        Text encoding of a CSV. None tries UTF-8 (with or without BOM), then Latin-1, which reads
+        any byte; give it for other encodings (``"cp1252"``, ``"utf-16"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One column per enabled role present in the file (in :data:`ROLES` order), every value a
+        string exactly as in the file (missing cells are ``""``). The index is the 1-based data
+        row number in the file, named ``row``. ``df.attrs`` holds ``source``, ``input_encoding``,
+        ``columns`` (role -> column), ``delimiter``, ``date_format``, ``dob_format`` (detected or
+        given; None when no value parses) and ``malformed_rows`` (data-row numbers of lines with
+        the wrong number of fields: they are not in the frame; the cleaner counts them as
+        dropped).
+
+    Raises
+    ------
+    InputError
+        Missing, empty, header-only, unreadable or mis-encoded file; a required column absent.
+    ParameterError
+        An unknown role in ``columns``, an invalid format or encoding.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(f"path={path!r} is not valid; give a file path (str or pathlib.Path)")
+    path = Path(path).expanduser()
+    with _about(path):
+        request = _check_columns(columns)
+        _check_date_format("date_format", date_format)
+        _check_date_format("dob_format", dob_format)
+        encoding = _check_encoding(encoding)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file (a directory?)")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if not head:
+        raise InputError(f"{path}: the file is empty (0 bytes)")
+    kind = _file_kind(path, head)
+
+    malformed, delimiter = [], None
+    if kind == "parquet":
+        table, used = _read_parquet(path), "utf-8"  # Parquet strings are UTF-8 by specification
+    else:
+        table, used, malformed, delimiter = _read_csv(path, "gzip" if kind == "gzip" else None, encoding)
+    table.index = pd.RangeIndex(1, len(table) + 1, name="row")
+    if "\x00bad" in table.columns:
+        table = table[~table.pop("\x00bad").to_numpy(dtype=bool)]
+    stripped = [str(c).strip().lstrip("\ufeff") for c in table.columns]
+    if len(set(stripped)) == len(stripped):
+        table.columns = stripped
+
+    with _about(path):
+        mapping = resolve_columns(list(table.columns), request, source=str(path))
+    if len(table) == 0:
+        if malformed:
+            raise InputError(
+                f"{path}: no readable rows: all {len(malformed)} data lines have a different number "
+                "of fields than the header"
+            )
+        raise InputError(f"{path}: the file has a header but no data rows")
+    df = pd.DataFrame({role: _as_text(table[col]) for role, col in mapping.items()}, index=table.index)
+
+    date_format = date_format or detect_date_format(df["date"])
+    if "dob" in df and dob_format is None:
+        dob_format = detect_date_format(df["dob"])
+    df.attrs.update(
+        source=str(path),
+        input_encoding=used,
+        columns=dict(mapping),
+        delimiter=delimiter,
+        date_format=date_format,
+        dob_format=dob_format if "dob" in df else None,
+        malformed_rows=malformed,
+    )
+    logger.info(
+        "read %s: %d rows, %d roles (%s), encoding %s, date format %s",
+        path,
+        len(df),
+        len(mapping),
+        ", ".join(mapping),
+        used,
+        date_format,
+    )
+    return df
+

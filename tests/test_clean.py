@@ -1,0 +1,513 @@
+"""Cleaning rules, the report's accounting, reproducibility, the real sample, the plots."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from seglib.clean import (
+    RULES,
+    CleaningReport,
+    clean_file,
+    clean_partition,
+    clean_transactions,
+    default_as_of,
+    rules_table,
+)
+from seglib.errors import InputError, SeglibError
+from seglib.load import DEFAULT_COLUMNS, ROLES, load_transactions
+from seglib.plots._clean import (
+    plot_age_distribution,
+    plot_spend_distribution,
+    plot_transactions_per_customer,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+JSON_KEYS = {"rows_read", "rows_kept", "rows_dropped", "values_changed", "customers_read", "customers_kept",
+             "input_encoding"}  # fmt: skip
+CONTRACT_DTYPES = {
+    "row": "int64", "customer_id": "string", "customer_key": "string", "date": "datetime64[ns]",
+    "amount": "float64", "line_type": "string", "dob": "datetime64[ns]", "age": "float64",
+    "gender": "string", "pincode": "string", "store": "string", "till": "string", "transaction": "string",
+    "product": "string", "promo_code": "string", "is_promo": "bool", "discounts": "string",
+}  # fmt: skip
+
+
+def frame(n=None, **columns) -> pd.DataFrame:
+    """A raw frame of role columns; required roles get valid defaults."""
+    n = n or max((len(v) for v in columns.values()), default=1)
+    base = {
+        "customer_id": [f"BBID_{i}" for i in range(n)],
+        "date": ["2017-06-30"] * n,
+        "amount": ["10"] * n,
+    }
+    return pd.DataFrame({**base, **columns}, dtype=object)
+
+
+def clean(raw, **kw):
+    kw.setdefault("as_of", "2017-07-01")
+    return clean_transactions(raw, **kw)
+
+
+# ---------------------------------------------------------------------------------- rules, one by one
+def test_rules_are_named_documented_and_ordered():
+    table = rules_table()
+    assert table["name"].is_unique
+    assert set(table["kind"]) <= {"drop", "change", "flag"}
+    assert all(d and "\n" not in d for d in table["description"])
+    names = [r.name for r in RULES]
+    # drops of required fields come before the value rules, so change counts refer to kept rows
+    assert max(names.index(n) for n in ("missing_customer_id", "unparseable_amount")) < names.index("gender")
+
+
+def test_duplicates_are_counted_and_kept_or_dropped_on_request():
+    raw = frame(customer_id=["A_1", "A_1", "A_2"], amount=["5", "5", "5"])
+    out, rep = clean(raw)
+    assert len(out) == 3 and rep.duplicate_rows == 1 and "duplicate_row" not in rep.rows_dropped
+    out, rep = clean(raw, drop_duplicates=True)
+    assert out["row"].tolist() == [1, 3] and rep.duplicate_rows == 1
+    assert rep.rows_dropped["duplicate_row"] == 1
+
+
+def test_rows_missing_a_required_field_are_dropped_with_their_reason():
+    raw = frame(
+        customer_id=["", "  ", "BBID_", "BBID_1", "BBID_2", "BBID_3", "BBID_4", "BBID_5", "BBID_6", "BBID_7"],
+        date=["2017-01-01"] * 3 + ["", "31/31/2017", "2017-01-01", "2017-01-01", "2017-01-01", "2017-01-01",
+                                   "2017-01-02"],
+        amount=["1"] * 5 + ["", "abc", "inf", "1e400", "-3"],
+    )  # fmt: skip
+    out, rep = clean(raw)
+    assert rep.rows_dropped == {
+        "missing_customer_id": 3, "missing_date": 1, "unparseable_date": 1,
+        "missing_amount": 1, "unparseable_amount": 3,
+    }  # fmt: skip
+    assert out["row"].tolist() == [10] and rep.rows_kept == 1 and rep.invariant_holds
+
+
+def test_a_missing_optional_field_never_drops_a_row():
+    raw = frame(dob=["1980-01-02", "", "NANA"], pincode=["", "", "999999"], gender=["", "", ""],
+                promo_code=["", "", ""], discounts=["", "", ""], store=["", "", ""])  # fmt: skip
+    out, rep = clean(raw)
+    assert len(out) == 3 and sum(rep.rows_dropped.values()) == 0
+
+
+def test_strip_id_prefix_keeps_the_original_id():
+    raw = frame(customer_id=["BBID_0042", "12", " BBID_7 ", "CUST_x_1"])
+    out, rep = clean(raw)
+    assert out["customer_id"].tolist() == ["BBID_0042", "12", " BBID_7 ", "CUST_x_1"]
+    assert out["customer_key"].tolist() == ["0042", "12", "7", "x_1"]  # leading zeros kept, one prefix
+    assert rep.values_changed["strip_id_prefix"] == 3
+
+
+def test_dob_placeholders_and_unparseable_values_become_missing():
+    raw = frame(dob=["NANA", "nana", "garbage", "", "1980-01-02"])
+    out, rep = clean(raw)
+    assert out["dob"].isna().tolist() == [True, True, True, True, False]
+    assert rep.values_changed["dob_placeholder"] == 2
+    assert rep.values_changed["dob_unparseable"] == 1  # the empty DOB was already missing: not a change
+    assert rep.missing_values["dob"] == 4
+
+
+@pytest.mark.parametrize(
+    "dob, as_of, age",
+    [
+        ("1980-07-01", "2017-07-01", 37),  # birthday on as_of
+        ("1980-07-02", "2017-07-01", 36),  # the day before the birthday
+        ("2002-07-01", "2017-07-01", 15),  # min_age is inclusive
+        ("2002-07-02", "2017-07-01", None),  # 14: too young
+        ("1918-07-01", "2017-07-01", 99),  # max_age is inclusive
+        ("1917-07-01", "2017-07-01", None),  # 100: too old
+        ("2000-02-29", "2017-02-28", 16),  # leap-day birthday not reached
+        ("2000-02-29", "2017-03-01", 17),
+        ("2020-01-01", "2017-07-01", None),  # born after as_of
+    ],
+)
+def test_age_in_whole_years_at_as_of(dob, as_of, age):
+    out, rep = clean(frame(dob=[dob]), as_of=as_of)
+    got = out["age"].iloc[0]
+    assert (np.isnan(got) if age is None else got == age)
+    assert rep.values_changed["age_out_of_range"] == (age is None)
+    assert out["dob"].notna().all()  # an implausible age keeps its DOB
+
+
+def test_age_range_is_a_parameter():
+    raw = frame(dob=["2007-01-01", "1930-01-01"])
+    out, _ = clean(raw, min_age=10, max_age=80)
+    assert out["age"].tolist()[0] == 10 and np.isnan(out["age"].tolist()[1])
+
+
+def test_empty_gender_becomes_unknown():
+    out, rep = clean(frame(gender=["", "NANA", " Male", "female"]))
+    assert out["gender"].tolist() == ["unknown", "unknown", "male", "female"]
+    assert rep.values_changed["gender"] == 3
+
+
+def test_placeholder_and_malformed_pincodes_become_missing():
+    values = ["999999", "111111", "12345", "0123456", "62501A", "062501", "", "625011"]
+    out, rep = clean(frame(pincode=values))
+    assert out["pincode"].isna().tolist() == [True] * 7 + [False]
+    assert rep.values_changed["pincode_placeholder"] == 6  # the empty one was already missing
+
+
+def test_promo_codes_are_text_and_nonpromo_means_no_promotion():
+    out, rep = clean(frame(promo_code=["NONPROMO", "", "LOCALPROMO", "0000869304", "5050"]))
+    assert out["promo_code"].isna().tolist() == [True, True, False, False, False]
+    assert out["promo_code"].tolist()[2:] == ["LOCALPROMO", "0000869304", "5050"]  # leading zeros intact
+    assert out["is_promo"].tolist() == [False, False, True, True, True]
+    assert rep.values_changed["nonpromo"] == 1
+
+
+def test_discounts_become_a_canonical_set():
+    values = ["T24Club,Payback", "Payback,T24Club", "Payback, Payback", "", "NA", "Payback"]
+    out, rep = clean(frame(discounts=values))
+    assert out["discounts"].tolist() == ["Payback,T24Club", "Payback,T24Club", "Payback", "", "", "Payback"]
+    assert rep.values_changed["discount_set"] == 3
+
+
+def test_zero_price_lines_and_returns_are_kept_apart_and_counted():
+    out, rep = clean(frame(amount=["72", "0", "-12.5", "-0", "0.0"]))
+    assert out["line_type"].tolist() == ["sale", "zero", "return", "zero", "zero"]
+    assert out["amount"].tolist() == [72.0, 0.0, -12.5, 0.0, 0.0]
+    assert rep.rows_flagged["zero_price_line"] == 3 and rep.rows_flagged["return_line"] == 1
+
+
+def test_output_follows_the_contract(tmp_path):
+    raw = load_transactions(write_rows(tmp_path / "t.csv", [good_row(), good_row(cust="BBID_9")]))
+    out, rep = clean_transactions(raw)
+    assert list(out.columns) == list(CONTRACT_DTYPES)
+    assert {c: str(t) for c, t in out.dtypes.items()} == CONTRACT_DTYPES
+    assert out.attrs["as_of"] == rep.as_of
+
+
+def test_only_mapped_optional_columns_are_present():
+    out, _ = clean(frame(gender=["f"]))
+    assert list(out.columns) == ["row", "customer_id", "customer_key", "date", "amount", "line_type",
+                                 "gender"]  # fmt: skip
+
+
+def test_values_of_any_type_are_accepted():
+    raw = frame(customer_id=[42, 7.0, None], date=[datetime(2017, 1, 2), pd.Timestamp("2017-01-03"), None],
+                amount=[72, 1.5, np.nan], gender=[True, None, "m"])  # fmt: skip
+    out, rep = clean(raw)
+    assert out["customer_key"].tolist() == ["42", "7"]
+    assert out["date"].dt.day.tolist() == [2, 3] and rep.rows_dropped["missing_customer_id"] == 1
+
+
+# ---------------------------------------------------------------------------------- as_of
+def test_default_as_of_is_the_day_after_the_last_valid_transaction():
+    raw = frame(date=["2017-01-01", "2017-03-04", "2018-12-31"], amount=["1", "2", "not a number"])
+    assert default_as_of(raw) == pd.Timestamp("2017-03-05")  # the 2018 row will be dropped
+    out, rep = clean_transactions(raw)
+    assert rep.as_of == "2017-03-05" == out.attrs["as_of"]
+
+
+def test_two_runs_give_identical_output(tmp_path):
+    path = write_rows(tmp_path / "t.csv", [good_row(dob=d) for d in ("1980-01-02", "NANA", "2010-01-01")])
+    a, ra = clean_file(path)
+    b, rb = clean_file(path)
+    pd.testing.assert_frame_equal(a, b)
+    assert ra == rb
+    assert ra.to_json(tmp_path / "a.json").read_bytes() == rb.to_json(tmp_path / "b.json").read_bytes()
+
+
+def test_running_on_a_later_day_changes_nothing(tmp_path, monkeypatch):
+    path = write_rows(tmp_path / "t.csv", [good_row(dob=d) for d in ("1980-07-02", "2002-06-30", "NANA")])
+    before, report_before = clean_file(path)
+    later = pd.Timestamp("2031-01-01")
+    for name in ("now", "today", "utcnow"):
+        monkeypatch.setattr(pd.Timestamp, name, classmethod(lambda cls, *a, **k: later))
+    after, report_after = clean_file(path)
+    pd.testing.assert_frame_equal(before, after)
+    assert report_before == report_after and report_after.as_of == "2017-07-01"
+
+
+# ---------------------------------------------------------------------------------- report
+def test_report_json_has_the_keys_the_pipeline_needs_and_round_trips(tmp_path):
+    _, rep = clean(frame(dob=["NANA"]))
+    assert JSON_KEYS <= set(rep.to_dict())
+    path = rep.to_json(tmp_path / "cleaning_report.json")
+    back = CleaningReport.from_json(path)
+    assert back == rep and back.keys_read is None
+    assert CleaningReport.from_dict(rep.to_dict()).to_dict() == rep.to_dict()
+
+
+def test_report_check_catches_a_broken_invariant():
+    rep = CleaningReport(rows_read=5, rows_kept=3, rows_dropped={"missing_date": 1})
+    assert not rep.invariant_holds
+    with pytest.raises(InputError, match="rows_read=5"):
+        rep.check()
+    with pytest.raises(InputError):
+        CleaningReport.from_dict({"rows_kept": 3})
+
+
+def test_report_table_for_the_notebook():
+    _, rep = clean(frame(amount=["0", "1", "x"], dob=["", "", ""]))
+    table = rep.to_frame()
+    assert list(table.columns) == ["section", "name", "count", "share", "description"]
+    assert set(table["section"]) == {"rows", "dropped", "changed", "flagged", "missing", "customers"}
+    dropped = table[table["section"] == "dropped"]
+    assert dropped["count"].sum() == rep.rows_read - rep.rows_kept
+    assert table.loc[table["name"] == "zero_price_line", "share"].iloc[0] == pytest.approx(1 / 3)
+
+
+def random_frame(seed: int, n: int = 300) -> pd.DataFrame:
+    """Seeded raw rows mixing valid values and every quirk, with the loader's ``row`` index."""
+    rng = np.random.default_rng(seed)
+
+    def pick(values):
+        return rng.choice(np.array(values, dtype=object), n)
+
+    raw = pd.DataFrame({
+        "customer_id": pick(["7", "", "BBID_"] + [f"BBID_{i}" for i in range(40)]),
+        "date": pick(["2017-01-02", "2016-05-24", "2017-06-30", "", "soon", "2015-13-01"]),
+        "amount": pick(["72", "0", "-5", "1.5", "", "abc", "999"]),
+        "dob": pick(["1980-01-02", "NANA", "", "1910-01-01", "2008-05-05", "x"]),
+        "gender": pick(["male", "female", "", "Male"]),
+        "pincode": pick(["625011", "999999", "", "12"]),
+        "promo_code": pick(["NONPROMO", "LOCALPROMO", "0001234", ""]),
+        "discounts": pick(["Payback", "T24Club,Payback", ""]),
+    })  # fmt: skip
+    raw.index = pd.RangeIndex(1, n + 1, name="row")
+    return raw
+
+
+@pytest.mark.parametrize("cut", [1, 150, 299])
+def test_partition_reports_add_up_to_the_whole(cut):
+    raw = random_frame(0)
+    kw = dict(date_format="%Y-%m-%d", dob_format="%Y-%m-%d")
+    whole, r_whole = clean_partition(raw, "2017-07-01", **kw)
+    a, r_a = clean_partition(raw.iloc[:cut], "2017-07-01", **kw)
+    b, r_b = clean_partition(raw.iloc[cut:], "2017-07-01", **kw)
+    total = sum([r_a, r_b])
+    pd.testing.assert_frame_equal(pd.concat([a, b], ignore_index=True), whole)
+    assert total.invariant_holds
+    assert total.customers_read == r_whole.customers_read and total.customers_kept == r_whole.customers_kept
+    # duplicates are found within a partition: the parts see at most those of the whole
+    assert total.duplicate_rows <= r_whole.duplicate_rows
+    total.rows_flagged.pop("duplicate_row"), r_whole.rows_flagged.pop("duplicate_row")
+    assert total == r_whole
+
+
+def test_a_report_from_json_adds_with_unknown_customer_counts():
+    _, rep = clean(frame(amount=["1", "2"]))
+    total = rep + CleaningReport.from_dict(rep.to_dict())
+    assert total.rows_read == 4 and total.customers_read is None and total.invariant_holds
+
+
+# ---------------------------------------------------------------------------------- properties
+JUNK = ["", " ", "NANA", "NONPROMO", "LOCALPROMO", "999999", "BBID_", "BBID_12", "2016-05-24", "24/05/2016",
+        "05/24/2016", "1980-01-02", "72", "-5", "0", "inf", "nan", "1e400", "Payback,T24Club", "male",
+        "now", "today", "0000869304", "=SUM(A1)", "١٢", "\u00e9", "a,b", '"']  # fmt: skip
+cells = st.one_of(
+    st.sampled_from(JUNK),
+    st.text(max_size=10),
+    st.none(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+)
+
+
+VALID = {
+    "customer_id": st.sampled_from(["BBID_1", "BBID_2", "7", "BBID_0042"]),
+    "date": st.sampled_from(["2016-05-24", "2017-06-30", "2015-05-01"]),
+    "amount": st.sampled_from(["72", "0", "-5", "1.5"]),
+}
+
+
+@st.composite
+def raw_frames(draw):
+    """Required columns mostly valid (so most frames get cleaned), optional ones anything."""
+    n = draw(st.integers(min_value=0, max_value=12))
+    optional = draw(st.sets(st.sampled_from(ROLES[3:])))
+    roles = [r for r in ROLES if r in set(ROLES[:3]) | optional]
+    columns = {}
+    for r in roles:
+        cell = cells
+        if r in VALID:  # three in four cells valid
+            cell = st.integers(0, 3).flatmap(lambda i, r=r: cells if i == 0 else VALID[r])
+        columns[r] = draw(st.lists(cell, min_size=n, max_size=n))
+    return pd.DataFrame(columns, dtype=object)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=raw_frames(), drop=st.booleans(), as_of=st.sampled_from([None, "2017-07-01"]))
+def test_cleaner_raises_only_seglib_errors_and_accounts_for_every_row(raw, drop, as_of):
+    try:
+        out, rep = clean_transactions(raw, as_of=as_of, drop_duplicates=drop)
+    except InputError:
+        event("rejected with InputError")
+        return
+    event("cleaned")
+    assert rep.invariant_holds and rep.rows_kept == len(out) and rep.rows_read == len(raw)
+    assert out["customer_key"].ne("").all() and out["date"].notna().all() and np.isfinite(out["amount"]).all()
+    assert set(out["line_type"]) <= {"sale", "zero", "return"}
+    assert (out["line_type"] == "return").sum() == rep.rows_flagged["return_line"]
+    if "age" in out:
+        ages = out["age"].dropna()
+        assert ((ages >= 15) & (ages <= 99) & (ages == ages.round())).all()
+    assert rep.customers_kept == out["customer_key"].nunique() <= rep.customers_read
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=raw_frames(), cut=st.floats(0, 1))
+def test_cleaning_in_partitions_gives_the_whole(raw, cut):
+    raw.index = pd.RangeIndex(1, len(raw) + 1, name="row")
+    k = int(cut * len(raw))
+    kw = dict(date_format="%Y-%m-%d", dob_format="%Y-%m-%d")
+    whole, r_whole = clean_partition(raw, "2017-07-01", **kw)
+    a, r_a = clean_partition(raw.iloc[:k], "2017-07-01", **kw)
+    b, r_b = clean_partition(raw.iloc[k:], "2017-07-01", **kw)
+    pd.testing.assert_frame_equal(pd.concat([a, b], ignore_index=True), whole)
+    total = r_a + r_b
+    assert total.invariant_holds and total.rows_read == len(raw)
+    assert total.duplicate_rows <= r_whole.duplicate_rows  # found within a partition only
+    total.rows_flagged.pop("duplicate_row"), r_whole.rows_flagged.pop("duplicate_row")
+    assert total == r_whole  # every other count, and the distinct customers, add up
+
+
+text_cells = st.one_of(st.sampled_from(JUNK), st.text(max_size=8))
+HEADER = list(DEFAULT_COLUMNS.values())
+
+
+@st.composite
+def text_rows(draw):
+    """A valid row with a few cells replaced by junk, sometimes too short or too long."""
+    cells = [draw(VALID[r]) if r in VALID else draw(st.sampled_from(JUNK)) for r in ROLES]
+    for i in draw(st.lists(st.integers(0, len(cells) - 1), max_size=3)):
+        cells[i] = draw(text_cells)
+    return cells[: draw(st.integers(len(cells) - 2, len(cells)))] + draw(st.lists(text_cells, max_size=1))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    header=st.one_of(st.just(HEADER), st.permutations(HEADER), st.lists(st.sampled_from(HEADER + ["x", ""]))),
+    rows=st.lists(text_rows(), max_size=8),
+    encoding=st.sampled_from(["utf-8", "latin-1", "utf-16"]),
+    sep=st.sampled_from([",", ";"]),
+)
+def test_files_of_any_content_give_a_table_or_a_seglib_error(header, rows, encoding, sep):
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=sep, lineterminator="\n").writerows([header, *rows])
+    data = buf.getvalue().encode(encoding, errors="replace")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.csv"
+        path.write_bytes(data)
+        try:
+            out, rep = clean_file(path)
+        except SeglibError as exc:
+            assert str(path) in str(exc)
+            event(f"rejected with {type(exc).__name__}")
+            return
+    event("cleaned")
+    assert rep.invariant_holds and rep.rows_kept == len(out)
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_random_bytes_give_a_table_or_a_seglib_error(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.csv"
+        path.write_bytes(data)
+        try:
+            clean_file(path)
+        except SeglibError:
+            pass
+
+
+# ---------------------------------------------------------------------------------- files
+def good_row(cust="BBID_1", date="2017-06-30", amount="72", dob="1980-01-02"):
+    return [cust, date, amount, dob, "male", "625011", "4986", "1", "1", "NONPROMO", "9", "Payback"]
+
+
+def write_rows(path, rows):
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows([list(DEFAULT_COLUMNS.values()), *rows])
+    return path
+
+
+def test_the_real_sample_is_accounted_for_and_every_quirk_counted(real_sample):
+    with open(real_sample, newline="") as fh:
+        n_lines = sum(1 for _ in csv.reader(fh)) - 1
+    raw = load_transactions(real_sample)
+    out, rep = clean_transactions(raw)
+    assert rep.rows_read == n_lines and rep.invariant_holds and rep.rows_kept == len(out)
+    for rule in ("strip_id_prefix", "dob_placeholder", "age_out_of_range", "gender", "pincode_placeholder",
+                 "nonpromo", "discount_set"):  # fmt: skip
+        assert rep.values_changed[rule] > 0, rule
+    assert rep.rows_flagged["zero_price_line"] > 0 and rep.rows_flagged["return_line"] > 0
+    assert rep.missing_values["dob"] > rep.values_changed["dob_placeholder"]  # empty DOBs too
+    assert rep.duplicate_rows == int(raw.duplicated().sum())  # none in this sample
+    # the original dropped rows with a valid DOB only for lacking a pin code: they are all kept
+    valid_dob_no_pin = raw.index[(raw["pincode"] == "") & (raw["dob"].str.match(r"\d{4}-"))]
+    assert len(valid_dob_no_pin) > 0 and set(valid_dob_no_pin) <= set(out["row"])
+    assert out.loc[raw.loc[out["row"], "promo_code"].eq("LOCALPROMO").to_numpy(), "is_promo"].all()
+    assert out["promo_code"].str.startswith("0").any()
+    assert out["age"].dropna().between(15, 99).all()
+
+
+def test_generated_data_is_accounted_for_and_every_quirk_counted(tmp_path):
+    synthetic = importlib.import_module("seglib.synthetic")
+    if not hasattr(synthetic, "write_dataset"):
+        pytest.skip("seglib.synthetic.write_dataset is not written yet")
+    synthetic.write_dataset(tmp_path / "t.csv", n_customers=1000, random_state=0)
+    raw = load_transactions(tmp_path / "t.csv")
+    out, rep = clean_transactions(raw)
+    assert rep.invariant_holds and rep.rows_kept == len(out) == len(raw)
+    for rule in ("strip_id_prefix", "dob_placeholder", "age_out_of_range", "gender", "pincode_placeholder",
+                 "nonpromo", "discount_set"):  # fmt: skip
+        assert rep.values_changed[rule] > 0, rule
+    assert rep.rows_flagged["zero_price_line"] > 0 and rep.rows_flagged["return_line"] > 0
+    assert rep.duplicate_rows == int(raw.duplicated().sum()) > 0
+    deduplicated, rep2 = clean_transactions(raw, drop_duplicates=True)
+    assert len(deduplicated) == rep2.rows_kept == rep.rows_read - rep.duplicate_rows
+    assert rep2.customers_kept == rep.customers_kept  # a duplicate never removes a customer
+
+
+# ---------------------------------------------------------------------------------- docs and plots
+def test_every_rule_has_a_paragraph_in_the_docs():
+    doc = (ROOT / "docs" / "cleaning.md").read_text(encoding="utf-8")
+    for rule in RULES:
+        assert f"`{rule.name}`" in doc, rule.name
+
+
+@pytest.fixture
+def small_clean():
+    raw = frame(
+        customer_id=["A_1", "A_1", "A_2", "A_3", "A_3"],
+        date=["2017-01-01", "2017-01-05", "2017-01-01", "2017-01-01", "2017-01-01"],
+        amount=["10", "20", "0", "5", "-5"],
+        dob=["1980-01-01", "1980-01-01", "NANA", "1990-06-01", "1990-06-01"],
+    )
+    return clean(raw)[0]
+
+
+def test_plots_draw_one_value_per_customer(small_clean):
+    ax = plot_age_distribution(small_clean)
+    assert sum(p.get_height() for p in ax.patches) == 2  # A_1 and A_3; A_2 has no age
+    ax = plot_spend_distribution(small_clean)
+    assert sum(p.get_height() for p in ax.patches) == 2  # A_2 has only a zero-price line
+    assert "1 zero-price" in ax.get_title() and "1 return" in ax.get_title()
+    ax = plot_transactions_per_customer(small_clean, max_count=3)
+    assert [p.get_height() for p in ax.patches] == [2, 1, 0]  # A_1 came on two days
+
+
+def test_plots_draw_on_a_given_axes_and_handle_missing_data(small_clean):
+    _, ax = plt.subplots()
+    assert plot_spend_distribution(small_clean, ax=ax, log=False) is ax
+    no_dob = small_clean.drop(columns=["dob", "age"])
+    assert "no date-of-birth" in plot_age_distribution(no_dob).texts[0].get_text()
+    with pytest.raises(InputError, match="customer_key"):
+        plot_transactions_per_customer(pd.DataFrame({"date": []}))
