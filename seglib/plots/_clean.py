@@ -58,7 +58,7 @@ def plot_age_distribution(clean_df: pd.DataFrame, *, ax=None, **kwargs) -> plt.A
     unknown = len(ages) - len(known)
     as_of = clean_df.attrs.get("as_of")
     at = f" at {as_of}" if as_of else ""
-    ax.set_title(f"Age of {len(known):,} customers{at} ({unknown:,} unknown)")
+    ax.set_title(f"Age of {len(known):,} customers{at}\n({unknown:,} unknown)", fontsize="medium")
     ax.set_xlabel("age (years)")
     ax.set_ylabel("customers")
     if len(known) == 0:
@@ -91,7 +91,7 @@ def plot_spend_distribution(clean_df: pd.DataFrame, *, ax=None, log: bool = True
     n_customers = clean_df["customer_key"].nunique()
     counts = clean_df["line_type"].value_counts()
     ax.set_title(
-        f"Spend of {len(spend):,} customers on sale lines "
+        f"Spend of {len(spend):,} customers on sale lines\n"
         f"({n_customers - len(spend):,} without; {int(counts.get('zero', 0)):,} zero-price, "
         f"{int(counts.get('return', 0)):,} return lines left out)",
         fontsize="medium",
@@ -137,5 +137,5 @@ def plot_transactions_per_customer(
     ax.set_xlabel("transactions per customer")
     ax.set_ylabel("customers")
     single = heights[0] / heights.sum() if heights.sum() else 0.0
-    ax.set_title(f"Transactions of {heights.sum():,} customers ({single:.0%} with one)")
+    ax.set_title(f"Transactions of {heights.sum():,} customers\n({single:.0%} with one)", fontsize="medium")
     return ax
