@@ -38,6 +38,18 @@ _EXPORTS = {
     "clean_file": "seglib.clean",
     "clean_partition": "seglib.clean",
     "CleaningReport": "seglib.clean",
+    # step 03: prototype clustering
+    "PrototypeClustering": "seglib.cluster",
+    "prototype_linkage": "seglib.cluster",
+    "assign_segments": "seglib.cluster",
+    "cut": "seglib.cluster",
+    "n_clusters_for_distance": "seglib.cluster",
+    "distance_range_for_k": "seglib.cluster",
+    "k_selection": "seglib.cluster",
+    "suggest_k": "seglib.cluster",
+    "segment_stability": "seglib.cluster",
+    "StabilityResult": "seglib.cluster",
+    "ClusterExplorer": "seglib.widgets",
     # step 04: profiles and output files
     "profile_segments": "seglib.profile",
     "result_table": "seglib.profile",

@@ -9,6 +9,13 @@ from seglib.plots._clean import (
     plot_spend_distribution,
     plot_transactions_per_customer,
 )
+from seglib.plots._cluster import (
+    plot_dendrogram,
+    plot_fancy_dendrogram,
+    plot_k_selection,
+    plot_segment_map,
+    plot_stability,
+)
 from seglib.plots._colors import ABOVE_CUT_COLOR, EMPTY_COLOR, segment_colors
 from seglib.plots._profile import plot_feature_bars, plot_profile_heatmap, plot_segment_sizes
 
@@ -20,6 +27,12 @@ __all__ = [
     "plot_age_distribution",
     "plot_spend_distribution",
     "plot_transactions_per_customer",
+    # step 03
+    "plot_dendrogram",
+    "plot_fancy_dendrogram",
+    "plot_k_selection",
+    "plot_segment_map",
+    "plot_stability",
     # step 04
     "plot_feature_bars",
     "plot_profile_heatmap",

@@ -1,0 +1,799 @@
+"""Step 03: hierarchical clustering of SOM prototypes into customer segments.
+
+A trained SOM summarises the customers by its unit weights (prototypes). This module clusters the
+prototypes, cuts the tree into segments and hands every customer the segment of its best-matching
+unit (the two-level "SOM, then hierarchical clustering" approach of Vesanto & Alhoniemi, 2000).
+
+The pieces, in the order a notebook uses them:
+
+* :func:`prototype_linkage` builds a scipy linkage matrix of the prototypes (any scipy method, an
+  optional hit-count weighting, an optional map-contiguity constraint);
+  :class:`PrototypeClustering` wraps it as a scikit-learn style estimator that also makes the cut.
+* The cut is made either by distance (``max_d``) or by count (``n_clusters``), never both. Both are
+  defined on the *cut heights* (:func:`cut_heights`, the running maximum of the merge heights), so
+  a cut is always a prefix of the merge sequence: :func:`n_clusters_for_distance` and
+  :func:`distance_range_for_k` translate one into the other, and equivalent cuts give identical
+  labels. Segments are numbered 1..k by size (customers), largest first (:func:`number_by_size`).
+* :func:`assign_segments` gives each customer its segment through its best-matching unit.
+* :func:`k_selection` and :func:`suggest_k` help to choose k; :func:`segment_stability` retrains
+  the SOM with several seeds and measures how much of each segment survives.
+
+Unit ``i`` is row ``i`` of ``weights.reshape(-1, n_features)`` (row-major: ``i = row * cols + col``),
+the same flat index as ``SOM.predict``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.cluster.hierarchy import cophenet, linkage
+from scipy.spatial.distance import pdist, squareform
+from sklearn.base import BaseEstimator, clone
+from sklearn.metrics import adjusted_rand_score, davies_bouldin_score, silhouette_score
+from sklearn.metrics.cluster import contingency_matrix
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from seglib.errors import InputError, ParameterError, check_option
+
+__all__ = [
+    "METHODS",
+    "MASS_METHODS",
+    "PrototypeClustering",
+    "StabilityResult",
+    "assign_segments",
+    "cophenetic_correlation",
+    "cut",
+    "cut_heights",
+    "distance_range_for_k",
+    "grid_adjacency",
+    "k_selection",
+    "n_clusters_for_distance",
+    "number_by_size",
+    "prototype_linkage",
+    "segment_stability",
+    "suggest_k",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Linkage methods (scipy's names). "average" is the original analysis' method.
+METHODS = ("ward", "average", "complete", "single", "weighted", "centroid", "median")
+#: Methods whose merge rule uses cluster sizes, and so can use hit counts as masses.
+MASS_METHODS = ("ward", "average", "centroid")
+
+
+# --------------------------------------------------------------------------------------------------
+# input checks
+
+
+def _as_prototypes(weights) -> tuple[np.ndarray, tuple[int, ...] | None]:
+    """Return the prototypes as (units, F) and the map shape (None for 2-D input)."""
+    w = np.asarray(weights, dtype=float)
+    if w.ndim not in (2, 3) or w.shape[-1] < 1 or w.size == 0:
+        raise InputError(
+            f"weights: expected an array of shape (rows, cols, n_features) or (units, n_features), "
+            f"got shape {w.shape}"
+        )
+    if not np.isfinite(w).all():
+        raise InputError("weights: expected finite values, found NaN or inf")
+    shape = w.shape[:2] if w.ndim == 3 else None
+    return w.reshape(-1, w.shape[-1]), shape
+
+
+def _as_hits(hits, n_units: int) -> np.ndarray | None:
+    """Return hit counts as a float vector of length n_units (None stays None)."""
+    if hits is None:
+        return None
+    h = np.asarray(hits, dtype=float)
+    if h.size != n_units:
+        raise InputError(f"hits: expected one count per unit ({n_units}), got shape {h.shape}")
+    h = h.ravel()
+    if not np.isfinite(h).all() or (h < 0).any():
+        raise InputError("hits: expected non-negative finite counts")
+    return h
+
+
+def _check_linkage(Z) -> np.ndarray:
+    Z = np.asarray(Z, dtype=float)
+    if Z.ndim != 2 or Z.shape[1] != 4 or len(Z) < 1:
+        raise InputError(f"linkage: expected a scipy linkage matrix of shape (n - 1, 4), got {Z.shape}")
+    return Z
+
+
+def _check_k(k, n_units: int, name: str = "n_clusters") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_units:
+        raise ParameterError(f"{name}={k!r} is not valid; choose an integer from 1 to {n_units} (units)")
+    return int(k)
+
+
+def _check_distance(max_d) -> float:
+    if isinstance(max_d, bool) or not isinstance(max_d, (int, float, np.number)) or not max_d >= 0:
+        raise ParameterError(f"max_d={max_d!r} is not valid; choose a finite distance >= 0")
+    if not np.isfinite(max_d):
+        raise ParameterError(f"max_d={max_d!r} is not valid; choose a finite distance >= 0")
+    return float(max_d)
+
+
+# --------------------------------------------------------------------------------------------------
+# linkage
+
+
+def grid_adjacency(map_shape: tuple[int, int]) -> np.ndarray:
+    """Boolean (units, units) matrix: True for units sharing an edge on a rectangular map.
+
+    Two units are neighbours when they differ by one in the row or in the column index (the
+    4-neighbourhood), so a segment built from it is a region of the map drawn without diagonal
+    jumps, and the segment boundaries drawn by ``plot_segment_map`` enclose it.
+    """
+    rows, cols = map_shape
+    r, c = np.divmod(np.arange(rows * cols), cols)
+    return (np.abs(r[:, None] - r[None, :]) + np.abs(c[:, None] - c[None, :])) == 1
+
+
+def _lance_williams(method, d_ik, d_jk, d_ij, m_i, m_j, m_k):
+    """Distance from cluster k to the union of i and j (Euclidean-based, scipy's definitions)."""
+    if method == "single":
+        return np.minimum(d_ik, d_jk)
+    if method == "complete":
+        return np.maximum(d_ik, d_jk)
+    if method == "average":
+        return (m_i * d_ik + m_j * d_jk) / (m_i + m_j)
+    if method == "weighted":
+        return 0.5 * (d_ik + d_jk)
+    if method == "centroid":
+        t = m_i + m_j
+        sq = (m_i * d_ik**2 + m_j * d_jk**2) / t - m_i * m_j * d_ij**2 / t**2
+    elif method == "median":
+        sq = 0.5 * d_ik**2 + 0.5 * d_jk**2 - 0.25 * d_ij**2
+    else:  # ward
+        sq = ((m_i + m_k) * d_ik**2 + (m_j + m_k) * d_jk**2 - m_k * d_ij**2) / (m_i + m_j + m_k)
+    return np.sqrt(np.maximum(sq, 0.0))
+
+
+def _generic_linkage(X: np.ndarray, mass: np.ndarray, adjacent: np.ndarray, method: str) -> np.ndarray:
+    """Greedy agglomeration with Lance-Williams updates, masses and a merge constraint.
+
+    At each step the closest pair of *allowed* clusters merges (allowed: adjacent, or any pair when
+    ``adjacent`` is all True); the merged cluster is adjacent to the neighbours of both parts.
+    Ties go to the pair with the smallest slot indices. O(units^3) time, fine for maps of a few
+    hundred units; returns merges in merge order (heights may decrease, see :func:`cut_heights`).
+    """
+    n = len(X)
+    D = squareform(pdist(X))
+    if method == "ward":  # Ward distance of singletons: sqrt(2 m_i m_j / (m_i + m_j)) * ||x_i - x_j||
+        D = D * np.sqrt(2 * np.outer(mass, mass) / np.add.outer(mass, mass))
+    A = adjacent.copy()
+    np.fill_diagonal(A, False)
+    M = np.where(A, D, np.inf)  # candidate distances: only allowed pairs
+    mass = mass.astype(float).copy()
+    count = np.ones(n)
+    node = np.arange(n)
+    Z = np.empty((n - 1, 4))
+    for step in range(n - 1):
+        flat = int(np.argmin(M))
+        i, j = divmod(flat, n)
+        if not np.isfinite(M[i, j]):
+            raise InputError("connectivity: the map graph is not connected; cannot merge all units")
+        i, j = min(i, j), max(i, j)
+        d_ij = D[i, j]
+        a, b = sorted((node[i], node[j]))
+        Z[step] = (a, b, d_ij, count[i] + count[j])
+        new = _lance_williams(method, D[i], D[j], d_ij, mass[i], mass[j], mass)
+        D[i, :] = D[:, i] = new
+        D[i, i] = 0.0
+        A[i, :] = A[:, i] = A[i] | A[j]
+        A[i, i] = False
+        A[j, :] = A[:, j] = False
+        M[i, :] = M[:, i] = np.where(A[i], D[i], np.inf)
+        M[j, :] = M[:, j] = np.inf
+        mass[i] += mass[j]
+        count[i] += count[j]
+        node[i] = n + step
+    return Z
+
+
+def prototype_linkage(
+    weights,
+    hits=None,
+    *,
+    method: str = "ward",
+    hit_weighting: bool = False,
+    connectivity: bool = False,
+) -> np.ndarray:
+    """Hierarchical clustering of SOM prototypes as a scipy linkage matrix.
+
+    Parameters
+    ----------
+    weights : array-like of shape (rows, cols, n_features) or (units, n_features)
+        The prototypes (``SOM.weights_``). The map shape is needed for ``connectivity``.
+    hits : array-like of shape (rows, cols) or (units,), optional
+        Customers won by each unit (``SOM.hit_map(X)``); needed for ``hit_weighting``.
+    method : {"ward", "average", "complete", "single", "weighted", "centroid", "median"}, default="ward"
+        scipy's linkage methods on Euclidean distances. ``"ward"`` (minimum increase of within-segment
+        variance) gives compact segments of similar spread and, with ``hit_weighting``, agreed best
+        with planted segments (``docs/clustering.md``); ``"average"`` is the original's method and chains
+        into one dominant segment; ``"single"`` chains most; ``"centroid"`` and ``"median"`` can
+        merge below an earlier merge (inversions, see :func:`cut_heights`).
+    hit_weighting : bool, default=False
+        Give each unit a mass proportional to the customers it wins, so that busy units weigh more
+        than interpolating ones. Only for ``"ward"``, ``"average"`` and ``"centroid"``, whose merge
+        rules use cluster sizes: the mass of unit i is ``(hits_i + 1) / mean(hits + 1)`` (the ``+ 1``
+        keeps units without customers in the tree: they join their nearest cluster early at almost
+        no cost), and merges use scipy's Lance-Williams formulas with masses in place of counts.
+        For Ward that is the increase of the hit-weighted within-segment sum of squares,
+        ``height = sqrt(2 m_a m_b / (m_a + m_b)) * ||c_a - c_b||`` with ``c`` the mass-weighted
+        centroids. With equal hits the result equals the unweighted method.
+    connectivity : bool, default=False
+        Allow only merges of clusters that touch on the map (edge-sharing units, see
+        :func:`grid_adjacency`), so every segment is one contiguous region of the map, as in
+        SOM-Ward tools. Use it when segments are read off the map; it can split a segment whose
+        units lie in two places of the map, and merge heights may then decrease.
+
+    Returns
+    -------
+    Z : ndarray of shape (units - 1, 4)
+        scipy linkage matrix (``[id_a, id_b, height, n_units]`` per merge, in merge order). Leaf
+        ``i`` is flat unit index ``i``.
+    """
+    check_option("method", method, METHODS)
+    X, shape = _as_prototypes(weights)
+    n = len(X)
+    if n < 2:
+        raise InputError(f"weights: need at least 2 prototypes to cluster, got {n}")
+    h = _as_hits(hits, n)
+    if hit_weighting:
+        if method not in MASS_METHODS:
+            raise ParameterError(
+                f"hit_weighting=True needs a size-based method; method={method!r} is not valid; "
+                f"choose one of: {', '.join(repr(m) for m in MASS_METHODS)}"
+            )
+        if h is None:
+            raise ParameterError("hit_weighting=True needs hits (customers per unit)")
+    if connectivity and shape is None:
+        raise InputError("weights: connectivity=True needs the map shape; "
+                         "pass weights of shape (rows, cols, n_features)")
+    if not hit_weighting and not connectivity:
+        return linkage(X, method=method, metric="euclidean")
+    mass = (h + 1.0) / np.mean(h + 1.0) if hit_weighting else np.ones(n)
+    adjacent = grid_adjacency(shape) if connectivity else np.ones((n, n), dtype=bool)
+    logger.debug("linkage of %d prototypes: method=%s, hit_weighting=%s, connectivity=%s",
+                 n, method, hit_weighting, connectivity)
+    return _generic_linkage(X, mass, adjacent, method)
+
+
+def cophenetic_correlation(Z, weights) -> float:
+    """Correlation between the tree's cophenetic distances and the prototypes' distances.
+
+    Close to 1 when the dendrogram is a faithful summary of the prototype distances; the original
+    analysis measured 0.85-0.88 (average linkage). Ward usually scores lower, since it optimises
+    compactness rather than distance preservation: read it as a check, not as a ranking of methods.
+    NaN when every merge happens at the same height (the cophenetic distances are constant).
+    """
+    X, _ = _as_prototypes(weights)
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN when all merges share one height
+        return float(cophenet(_check_linkage(Z), pdist(X))[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# the cut
+
+
+def cut_heights(Z) -> np.ndarray:
+    """Heights the cut uses: the running maximum of the merge heights, in merge order.
+
+    For monotone trees (single, complete, average, weighted, ward without connectivity) these are
+    the merge heights. Centroid, median and connectivity-constrained trees can merge *below* an
+    earlier merge (an inversion); such a merge is treated as happening at the height already
+    reached, so that a distance cut is always a prefix of the merge sequence: cutting at ``max_d``
+    performs every merge whose cut height is ``<= max_d`` (scipy's ``fcluster(..., "distance")``
+    rule) and the same cut is reached by count. The dendrograms are drawn with these heights.
+    """
+    return np.maximum.accumulate(_check_linkage(Z)[:, 2])
+
+
+def n_clusters_for_distance(Z, max_d: float) -> int:
+    """Number of segments a cut at distance ``max_d`` gives (merges with cut height <= max_d)."""
+    h = cut_heights(Z)
+    return len(h) + 1 - int(np.searchsorted(h, _check_distance(max_d), side="right"))
+
+
+def distance_range_for_k(Z, k: int) -> tuple[float, float] | None:
+    """Distances that give exactly ``k`` segments: ``low <= max_d < high``.
+
+    Returns None when no distance gives ``k`` segments, which happens when the merge that would
+    leave ``k`` segments and the next one happen at the same (cut) height: a cut by count still
+    gives ``k`` segments, breaking the tie in merge order. ``high`` is ``inf`` for ``k = 1``.
+    The middle of the range is the most robust ``max_d`` for ``k``; a wide range (a large gap
+    between consecutive merge heights) is a sign that ``k`` segments are well separated.
+    """
+    h = cut_heights(Z)
+    n = len(h) + 1
+    k = _check_k(k, n, "k")
+    m = n - k  # merges performed
+    low = float(h[m - 1]) if m > 0 else 0.0
+    high = float(h[m]) if m < n - 1 else np.inf
+    return (low, high) if high > low else None
+
+
+def _labels_after(Z: np.ndarray, n_merges: int) -> np.ndarray:
+    """Cluster (root node id) of each leaf after the first ``n_merges`` merges."""
+    n = len(Z) + 1
+    parent = np.arange(2 * n - 1)
+    ab = Z[:n_merges, :2].astype(int)
+    parent[ab[:, 0]] = parent[ab[:, 1]] = n + np.arange(n_merges)
+    root = np.arange(n)
+    while True:  # pointer jumping to the roots
+        up = parent[root]
+        if np.array_equal(up, root):
+            return root
+        root = parent[up]
+
+
+def number_by_size(labels, hits=None) -> np.ndarray:
+    """Renumber unit labels 1..k by segment size, largest first.
+
+    Size is the number of customers (sum of ``hits``), or the number of units when ``hits`` is
+    None. Ties are broken by the number of units (more first), then by the smallest unit index in
+    the segment, so the numbering is deterministic and does not depend on the input label values.
+    """
+    labels = np.asarray(labels).ravel()
+    _, inverse = np.unique(labels, return_inverse=True)
+    h = _as_hits(hits, len(labels))
+    size = np.bincount(inverse, weights=h) if h is not None else np.bincount(inverse).astype(float)
+    n_units = np.bincount(inverse)
+    first = np.full(n_units.size, len(labels))
+    np.minimum.at(first, inverse, np.arange(len(labels)))
+    order = np.lexsort((first, -n_units, -size))  # last key is primary
+    rank = np.empty_like(order)
+    rank[order] = np.arange(1, order.size + 1)
+    return rank[inverse]
+
+
+def cut(Z, *, n_clusters: int | None = None, max_d: float | None = None, hits=None) -> np.ndarray:
+    """Segment (1..k, largest first) of each unit for a cut by count or by distance.
+
+    Parameters
+    ----------
+    Z : ndarray
+        Linkage matrix (:func:`prototype_linkage`).
+    n_clusters : int, optional
+        Number of segments: the state after ``units - n_clusters`` merges, always exactly that many.
+        Prefer it for batch runs: a count means the same whatever the scaling.
+    max_d : float, optional
+        Cut height: every merge whose cut height (:func:`cut_heights`) is ``<= max_d`` is made.
+        Read it off the current dendrogram; it gives :func:`n_clusters_for_distance` segments and
+        the same labels as the cut by count for every distance in :func:`distance_range_for_k`.
+    hits : array-like, optional
+        Customers per unit, to number the segments by customers (see :func:`number_by_size`).
+
+    Exactly one of ``n_clusters`` and ``max_d`` must be given.
+
+    Returns
+    -------
+    ndarray of int of shape (units,)
+    """
+    Z = _check_linkage(Z)
+    n = len(Z) + 1
+    if (n_clusters is None) == (max_d is None):
+        raise ParameterError("give exactly one of n_clusters (a count) and max_d (a distance)")
+    k = _check_k(n_clusters, n) if max_d is None else n_clusters_for_distance(Z, max_d)
+    return number_by_size(_labels_after(Z, n - k), hits)
+
+
+# --------------------------------------------------------------------------------------------------
+# the estimator
+
+
+class PrototypeClustering(BaseEstimator):
+    """Cluster SOM prototypes into segments numbered by size.
+
+    Parameters
+    ----------
+    method : str, default="ward"
+        Linkage method, see :func:`prototype_linkage` (``"average"`` reproduces the original).
+    n_clusters : int or None, default=8
+        Number of segments (a cut by count). Set it to None to cut by ``max_d`` instead. The
+        original analysis used 8; choose it with :func:`k_selection` / :func:`suggest_k` and
+        check it with :func:`segment_stability`.
+    max_d : float or None, default=None
+        Cut height (a cut by distance), read off the current dendrogram: heights depend on the
+        scaling of the features and on the method, so a value from another run means nothing.
+        Exactly one of ``n_clusters`` and ``max_d`` must be set (scikit-learn's rule).
+    hit_weighting : "auto" or bool, default="auto"
+        Weight units by the customers they win (see :func:`prototype_linkage`). ``"auto"`` weights
+        whenever ``hits`` are passed to ``fit`` and the method uses cluster sizes (ward, average,
+        centroid); True insists (an error without hits or with another method); False never
+        weights. Hit-weighted Ward agreed best with planted segments (``docs/clustering.md``).
+    connectivity : bool, default=False
+        Make every segment a contiguous region of the map.
+
+    Attributes
+    ----------
+    linkage_ : ndarray of shape (units - 1, 4)
+        scipy linkage matrix of the prototypes, in merge order.
+    unit_labels_ : ndarray of shape (units,)
+        Segment of each unit (flat index), 1..k, 1 the largest by customers. Units that win no
+        customer still belong to a segment (they matter when new customers are scored).
+    n_clusters_ : int
+        Number of segments (given, or implied by ``max_d``).
+    max_d_range_ : tuple of float or None
+        ``(low, high)``: every ``max_d`` with ``low <= max_d < high`` gives the same segments;
+        None when no distance gives exactly ``n_clusters_`` (a tie of merge heights).
+    cophenetic_corr_ : float
+        Cophenetic correlation of the tree with the prototype distances.
+    hit_weighting_ : bool
+        Whether the tree was hit-weighted.
+    segment_sizes_ : ndarray of shape (n_clusters_,)
+        Customers (hits) per segment, or units per segment when fitted without hits.
+    map_shape_ : tuple of int or None
+        (rows, cols) of the map when the weights were 3-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = np.array([[[0.0], [0.1], [5.0]], [[0.2], [5.1], [5.2]]])  # a 2 x 3 map, one feature
+    >>> pc = PrototypeClustering(method="average", n_clusters=2).fit(w, hits=[[1, 1, 5], [1, 5, 5]])
+    >>> pc.unit_labels_.tolist()
+    [2, 2, 1, 2, 1, 1]
+    """
+
+    def __init__(self, method="ward", n_clusters=8, max_d=None, hit_weighting="auto", connectivity=False):
+        self.method = method
+        self.n_clusters = n_clusters
+        self.max_d = max_d
+        self.hit_weighting = hit_weighting
+        self.connectivity = connectivity
+
+    def fit(self, weights, hits=None, y=None):
+        """Build the tree of the prototypes and cut it.
+
+        Parameters
+        ----------
+        weights : array-like of shape (rows, cols, n_features) or (units, n_features)
+            The SOM's prototypes (``SOM.weights_``).
+        hits : array-like of shape (rows, cols) or (units,), optional
+            Customers per unit (``SOM.hit_map(X)``): used to number segments by customers and for
+            ``hit_weighting``. Without it segments are numbered by their number of units.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : PrototypeClustering
+        """
+        if (self.n_clusters is None) == (self.max_d is None):
+            raise ParameterError("give exactly one of n_clusters (a count) and max_d (a distance); "
+                                 "set n_clusters=None to cut by max_d")
+        X, shape = _as_prototypes(weights)
+        h = _as_hits(hits, len(X))
+        if self.max_d is None:
+            _check_k(self.n_clusters, len(X))
+        else:
+            _check_distance(self.max_d)
+        check_option("hit_weighting", self.hit_weighting, ["auto", True, False])
+        weighted = self.hit_weighting
+        if weighted == "auto":
+            weighted = h is not None and self.method in MASS_METHODS
+        Z = prototype_linkage(weights, h, method=self.method, hit_weighting=bool(weighted),
+                              connectivity=self.connectivity)
+        self.hit_weighting_ = bool(weighted)
+        self.linkage_ = Z
+        self.unit_labels_ = cut(Z, n_clusters=self.n_clusters, max_d=self.max_d, hits=h)
+        self.n_clusters_ = int(self.unit_labels_.max())
+        self.max_d_range_ = distance_range_for_k(Z, self.n_clusters_)
+        self.cophenetic_corr_ = cophenetic_correlation(Z, X)
+        w = h if h is not None else np.ones(len(X))
+        self.segment_sizes_ = np.bincount(self.unit_labels_ - 1, weights=w, minlength=self.n_clusters_)
+        self.map_shape_ = shape
+        if self.max_d_range_ is None:
+            logger.warning("no distance gives exactly %d segments (tied merge heights); "
+                           "the cut by count breaks the tie in merge order", self.n_clusters_)
+        logger.info("%d segments (method=%s, hit weighting %s), cophenetic correlation %.3f",
+                    self.n_clusters_, self.method, self.hit_weighting_, self.cophenetic_corr_)
+        return self
+
+    def assign(self, bmu, *, ids=None):
+        """Segment of each customer from its best-matching unit (see :func:`assign_segments`)."""
+        check_is_fitted(self, "unit_labels_")
+        return assign_segments(bmu, self.unit_labels_, ids=ids)
+
+
+# --------------------------------------------------------------------------------------------------
+# assignment
+
+
+def _check_bmu(bmu, n_units: int) -> np.ndarray:
+    b = np.asarray(bmu)
+    if b.ndim != 1 or (b.size and not np.issubdtype(b.dtype, np.integer)):
+        raise InputError(f"bmu: expected a 1-D array of integer unit indices, "
+                         f"got {b.dtype} of shape {b.shape}")
+    if b.size and (b.min() < 0 or b.max() >= n_units):
+        raise InputError(f"bmu: unit indices must lie in [0, {n_units - 1}] (units of the map)")
+    return b
+
+
+def assign_segments(bmu, unit_labels, *, ids=None):
+    """Segment of each customer, through its best-matching unit.
+
+    Parameters
+    ----------
+    bmu : array-like of int of shape (n_customers,) or pandas Series
+        Flat index of each customer's best-matching unit (``SOM.predict(X)``).
+    unit_labels : array-like of shape (units,) or (rows, cols)
+        Segment of each unit (``PrototypeClustering.unit_labels_``).
+    ids : array-like of shape (n_customers,), optional
+        Customer ids, exactly as in the input; they become the index of the result.
+
+    Returns
+    -------
+    segments : ndarray or pandas Series
+        A Series named ``"segment"`` when ``bmu`` is a Series (same index) or ``ids`` is given
+        (index ``ids``, named ``"customer_id"``), else an array aligned with ``bmu``.
+    """
+    labels = np.asarray(unit_labels).ravel()
+    index = bmu.index if isinstance(bmu, pd.Series) else None
+    b = _check_bmu(bmu, labels.size)
+    seg = labels[b]
+    if ids is not None:
+        ids = pd.Index(ids, name=getattr(ids, "name", None) or "customer_id")
+        if len(ids) != len(b):
+            raise InputError(f"ids: expected one id per customer ({len(b)}), got {len(ids)}")
+        return pd.Series(seg, index=ids, name="segment")
+    if index is not None:
+        return pd.Series(seg, index=index, name="segment")
+    return seg
+
+
+# --------------------------------------------------------------------------------------------------
+# choosing k
+
+
+def k_selection(
+    X,
+    bmu,
+    Z,
+    *,
+    k_range: Sequence[int] = range(2, 16),
+    sample_size: int | None = 2000,
+    random_state=0,
+) -> pd.DataFrame:
+    """Figures to choose the number of segments, one row per k.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_customers, n_features)
+        The scaled customer features the SOM was trained on.
+    bmu : array-like of int of shape (n_customers,)
+        Best-matching unit of each customer (``SOM.predict(X)``).
+    Z : ndarray
+        Linkage of the prototypes (``PrototypeClustering.linkage_``).
+    k_range : sequence of int, default=range(2, 16)
+        Numbers of segments to evaluate (cuts by count).
+    sample_size : int or None, default=2000
+        Customers drawn (once, seeded, the same for every k) for the silhouette, whose cost grows
+        with the square of the customers; None uses all. 2,000 gives a standard error of about
+        0.01. Davies-Bouldin is cheap and always uses every customer.
+    random_state : int, RandomState or None, default=0
+        Seed of the sample.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``k``; ``silhouette`` (higher is better, > 0.5 reasonable structure, < 0.25 none
+        to speak of); ``davies_bouldin`` (lower is better); ``smallest_share`` / ``largest_share``
+        (of customers; a segment of units without customers has share 0); ``low`` / ``high``, the
+        distance range that gives k (NaN when none does); ``gap = high - low``, the merge-height
+        gap (a wide gap means k is stable under small changes of ``max_d``).
+    """
+    X = np.asarray(X, dtype=float)
+    Z = _check_linkage(Z)
+    n_units = len(Z) + 1
+    b = _check_bmu(bmu, n_units)
+    if X.ndim != 2 or len(X) != len(b):
+        raise InputError(f"X: expected shape (n_customers, n_features) with {len(b)} rows, got {X.shape}")
+    hits = np.bincount(b, minlength=n_units)
+    rng = check_random_state(random_state)
+    sample = np.arange(len(X))
+    if sample_size is not None and sample_size < len(X):
+        sample = np.sort(rng.choice(len(X), size=int(sample_size), replace=False))
+    D = squareform(pdist(X[sample]))
+    rows = []
+    for k in k_range:
+        k = _check_k(k, n_units, "k")
+        seg = cut(Z, n_clusters=k, hits=hits)[b]
+        share = np.bincount(seg, minlength=k + 1)[1:] / len(b)
+        sil = dbi = np.nan
+        if 2 <= len(np.unique(seg[sample])) < len(sample):
+            sil = silhouette_score(D, seg[sample], metric="precomputed")
+        if 2 <= len(np.unique(seg)) < len(b):
+            dbi = davies_bouldin_score(X, seg)
+        rng_k = distance_range_for_k(Z, k) or (np.nan, np.nan)
+        rows.append({"k": k, "silhouette": sil, "davies_bouldin": dbi, "smallest_share": share.min(),
+                     "largest_share": share.max(), "low": rng_k[0], "high": rng_k[1]})
+    df = pd.DataFrame(rows)
+    df["gap"] = (df["high"] - df["low"]).fillna(0.0)
+    return df
+
+
+def suggest_k(table: pd.DataFrame, *, min_share: float = 0.02) -> tuple[int, str]:
+    """Suggest a number of segments from :func:`k_selection`, and say why in one paragraph.
+
+    The rule, stated in the sentence it returns: among the k whose smallest segment holds at least
+    ``min_share`` of the customers (a segment too small to act on is not a segment), take the
+    highest silhouette; then report whether Davies-Bouldin and the widest merge-height gap agree,
+    and how strong the silhouette is (Kaufman & Rousseeuw: > 0.5 reasonable, 0.25-0.5 weak,
+    < 0.25 no substantial structure). When the figures disagree the sentence says so: the analyst
+    decides, ideally with :func:`segment_stability`.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`k_selection`.
+    min_share : float, default=0.02
+        Smallest acceptable segment, as a share of customers.
+
+    Returns
+    -------
+    k : int
+    reason : str
+    """
+    t = table.dropna(subset=["silhouette"])
+    if t.empty:
+        raise InputError("table: no k has a silhouette (fewer than two non-empty segments everywhere)")
+    ok = t[t["smallest_share"] >= min_share]
+    note = f"among the k whose smallest segment holds at least {min_share:.0%} of customers"
+    if ok.empty:
+        ok = t
+        note = f"no k keeps every segment at {min_share:.0%} of customers or more, so among all k"
+    best = ok.loc[ok["silhouette"].idxmax()]
+    k = int(best["k"])
+    parts = [f"k = {k}: the highest silhouette ({best['silhouette']:.2f}) {note}."]
+    db = ok.dropna(subset=["davies_bouldin"])
+    if not db.empty:
+        k_db = int(db.loc[db["davies_bouldin"].idxmin(), "k"])
+        if k_db == k:
+            parts.append(f"Davies-Bouldin agrees (lowest, {best['davies_bouldin']:.3f}).")
+        else:
+            parts.append(f"Davies-Bouldin prefers k = {k_db} "
+                         f"({db['davies_bouldin'].min():.3f} vs {best['davies_bouldin']:.3f}).")
+    if ok["gap"].max() > 0:
+        k_gap = int(ok.loc[ok["gap"].idxmax(), "k"])
+        parts.append("The widest merge-height gap is at this k too." if k_gap == k
+                     else f"The widest merge-height gap is at k = {k_gap}.")
+    s = best["silhouette"]
+    strength = ("reasonable" if s > 0.5 else "weak" if s > 0.25 else "not substantial")
+    parts.append(f"On Kaufman & Rousseeuw's scale the structure at k = {k} is {strength} (silhouette "
+                 f"{s:.2f}); check the segments' stability (segment_stability) before relying on them.")
+    return k, " ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# stability
+
+
+@dataclass
+class StabilityResult:
+    """Segments of several SOM runs that differ only by their seed.
+
+    Attributes
+    ----------
+    seeds : list of int
+        The seeds; the first run is the reference of the Jaccard figures.
+    labels : pandas.DataFrame
+        Segment of each customer (rows, index as given in ``X``) in each run (columns = seeds).
+    ari : pandas.DataFrame
+        Pairwise adjusted Rand index between runs (1 on the diagonal). 1 means identical
+        segmentations, 0 the agreement of random labels.
+    jaccard : pandas.DataFrame
+        For each reference segment (index 1..k) and each other run (columns = seeds), the best
+        Jaccard similarity with a segment of that run (NaN for a segment without customers).
+    """
+
+    seeds: list
+    labels: pd.DataFrame
+    ari: pd.DataFrame
+    jaccard: pd.DataFrame
+
+    @property
+    def mean_ari(self) -> float:
+        """Mean pairwise adjusted Rand index over distinct pairs of runs."""
+        a = self.ari.to_numpy()
+        iu = np.triu_indices_from(a, k=1)
+        return float(a[iu].mean()) if iu[0].size else float("nan")
+
+    def summary(self) -> pd.DataFrame:
+        """One row per reference segment: share of customers, mean and min Jaccard, and a verdict.
+
+        Verdicts follow Hennig (2007): mean Jaccard >= 0.75 "stable", 0.5-0.75 "weak" (a pattern,
+        but its boundary moves), < 0.5 "unstable" (the segment dissolves when the SOM is retrained).
+        """
+        ref = self.labels.iloc[:, 0]
+        share = ref.value_counts(normalize=True).reindex(self.jaccard.index, fill_value=0.0)
+        mean = self.jaccard.mean(axis=1)
+        verdict = np.select([mean >= 0.75, mean >= 0.5], ["stable", "weak"], "unstable")
+        verdict = np.where(mean.isna(), "empty", verdict)
+        return pd.DataFrame({"share": share, "mean_jaccard": mean, "min_jaccard": self.jaccard.min(axis=1),
+                             "verdict": verdict}, index=self.jaccard.index.rename("segment"))
+
+
+def _best_jaccard(ref: np.ndarray, other: np.ndarray, k: int) -> np.ndarray:
+    """Best Jaccard of each reference segment 1..k against the segments of ``other``."""
+    ref_ids, ref_idx = np.unique(ref, return_inverse=True)
+    C = contingency_matrix(ref_idx, other).astype(float)
+    union = C.sum(axis=1)[:, None] + C.sum(axis=0)[None, :] - C
+    best = np.full(k, np.nan)
+    best[ref_ids - 1] = (C / union).max(axis=1)
+    return best
+
+
+def segment_stability(X, som, clustering, *, seeds: int | Sequence[int] = 3, bootstrap: bool = True,
+                      progress: bool = True) -> StabilityResult:
+    """Retrain the SOM with several seeds, cut each the same way, and compare the segments.
+
+    Parameters
+    ----------
+    X : array-like or pandas.DataFrame of shape (n_customers, n_features)
+        Scaled customer features; a DataFrame's index (customer ids) is kept in the result.
+    som : estimator
+        An *unfitted* SOM (``seglib.som.SOM(...)``) with a ``random_state`` parameter,
+        ``fit(X)``, ``predict(X)`` (flat best unit) and ``weights_`` (rows, cols, F). It is cloned
+        for every seed; its own progress bar is turned off.
+    clustering : PrototypeClustering
+        The cut to apply to every run (cloned). A cut by ``max_d`` may give a different k per run;
+        a cut by ``n_clusters`` isolates the question "are these k segments reproducible?".
+    seeds : int or sequence of int, default=3
+        Seeds of the runs, or their number (seeds 0..n-1). Use 5 or more in notebooks, 2-3 in
+        tests. Put the seed of the segmentation you use first: it is the Jaccard reference.
+    bootstrap : bool, default=True
+        Train each run on a bootstrap sample of the customers (drawn with the run's seed), then
+        assign every customer: a segment that is real survives another sample of customers
+        (Hennig's clusterboot). Keep it on with ``SOM(init="pca")``, which ignores its seed, so
+        that runs differ at all; False varies only the SOM's seed (meaningful with
+        ``init="random"`` or the MiniSom engine).
+    progress : bool, default=True
+        Show a progress bar over the runs.
+
+    Returns
+    -------
+    StabilityResult
+    """
+    seeds = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ParameterError(f"seeds={seeds!r} is not valid; choose at least 2 distinct seeds")
+    index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(X))
+    Xa = np.asarray(X, dtype=float)
+    runs, n_segments = {}, {}
+    for seed in tqdm(seeds, desc="stability", disable=not progress):
+        est = clone(som).set_params(random_state=seed)
+        if "progress" in est.get_params():
+            est.set_params(progress=False)
+        if bootstrap:
+            est.fit(Xa[np.random.default_rng(seed).integers(0, len(Xa), size=len(Xa))])
+        else:
+            est.fit(Xa)
+        bmu = np.asarray(est.predict(Xa))
+        weights = np.asarray(est.weights_)
+        hits = np.bincount(bmu, minlength=int(np.prod(weights.shape[:-1]))).reshape(weights.shape[:-1])
+        cl = clone(clustering).fit(weights, hits)
+        runs[seed] = cl.unit_labels_[bmu]
+        n_segments[seed] = cl.n_clusters_
+        logger.info("stability run seed=%d: %d segments", seed, cl.n_clusters_)
+    labels = pd.DataFrame(runs, index=index)
+    ari = pd.DataFrame(np.eye(len(seeds)), index=seeds, columns=seeds)
+    for a in range(len(seeds)):
+        for b in range(a + 1, len(seeds)):
+            ari.iloc[a, b] = ari.iloc[b, a] = adjusted_rand_score(runs[seeds[a]], runs[seeds[b]])
+    if np.allclose(ari.to_numpy(), 1.0):
+        logger.warning("all %d runs gave identical segments: the SOM may ignore its seed (init='pca'); "
+                       "use bootstrap=True or init='random' to measure stability", len(seeds))
+    ref = runs[seeds[0]]
+    k = n_segments[seeds[0]]
+    jac = pd.DataFrame({s: _best_jaccard(ref, runs[s], k) for s in seeds[1:]},
+                       index=pd.RangeIndex(1, k + 1, name="segment"))
+    return StabilityResult(seeds=seeds, labels=labels, ari=ari, jaccard=jac)
