@@ -38,6 +38,13 @@ _EXPORTS = {
     "clean_file": "seglib.clean",
     "clean_partition": "seglib.clean",
     "CleaningReport": "seglib.clean",
+    # step 02: customer features and scaling
+    "FeatureBuilder": "seglib.features",
+    "FeatureScaler": "seglib.features",
+    "customer_table": "seglib.features",
+    "feature_pipeline": "seglib.features",
+    "pipeline_to_dict": "seglib.features",
+    "pipeline_from_dict": "seglib.features",
     # step 03: prototype clustering
     "PrototypeClustering": "seglib.cluster",
     "prototype_linkage": "seglib.cluster",

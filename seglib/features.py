@@ -1,0 +1,902 @@
+"""Customer and transaction features, imputation and scaling (step 02).
+
+A segment is a set of *customers* with a recognisable behaviour, so the default unit is the customer:
+the cleaned transactions (one row per line, see DEVELOPERS.md) are aggregated into one row per
+customer. Identifiers (customer id, pin code, store, till, transaction number, product, promo code)
+describe *where* a line was recorded, not how a customer behaves: they are used only to group lines and
+never become features. ``docs/features.md`` defines every feature.
+
+Three objects, each small and JSON-serialisable (no pickle):
+
+* :func:`customer_table` - one row per customer in original units, NaN where unknown (for profiles).
+* :class:`FeatureBuilder` - fitted transformer: cleaned transactions -> model matrix (imputed, with
+  missing-indicator columns, constant features dropped). ``level`` chooses the unit.
+* :class:`FeatureScaler` - fitted transformer: model matrix -> scaled array (signed log1p of heavy
+  tailed columns, a standard / minmax / robust scaler, a spread floor so rare flags do not dominate).
+
+:func:`feature_pipeline` chains the two in a scikit-learn :class:`~sklearn.pipeline.Pipeline`;
+:func:`pipeline_to_dict` / :func:`pipeline_from_dict` save and restore it as plain JSON data.
+
+Aggregation is written for a later Dask backend: lines -> transactions -> (customer, store) partial
+rows whose columns combine by sum / min / max (:data:`PARTIAL_AGGREGATES`), so partials computed on
+chunks can be combined with :func:`combine_partials` and finished with :func:`finalize_customers`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from seglib.errors import InputError, ModelFormatError, ParameterError, check_option
+
+__all__ = [
+    "FeatureBuilder",
+    "FeatureScaler",
+    "customer_table",
+    "customer_partials",
+    "combine_partials",
+    "finalize_customers",
+    "feature_pipeline",
+    "pipeline_to_dict",
+    "pipeline_from_dict",
+    "IDENTIFIERS",
+    "PARTIAL_AGGREGATES",
+    "DEFAULT_LOG1P",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Version of the dictionaries written by ``to_dict``; ``from_dict`` refuses newer ones.
+FORMAT_VERSION = 1
+LEVELS = ("customer", "transaction", "original")
+SCALERS = ("standard", "minmax", "robust")
+#: Columns of the cleaned table every level needs.
+REQUIRED = ("customer_key", "customer_id", "date", "amount")
+#: Cleaned columns that identify something; they group lines and are never features (except in the
+#: not-recommended ``level="original"``, which rebuilds the original script's table on purpose).
+IDENTIFIERS = ("row", "customer_id", "customer_key", "pincode", "store", "till", "transaction", "product",
+               "promo_code")
+#: Non-feature columns the builder keeps beside the features (the scaler skips them by name).
+NON_FEATURES = ("row", "customer_key", "customer_id")
+#: Heavy-tailed money and count features that get a signed log1p by default (``log1p="auto"``).
+DEFAULT_LOG1P = ("frequency", "monetary", "avg_basket_value", "items_per_transaction")
+#: Spread (std, range, IQR) of a balanced 0/1 flag under each scaler: the least spread of a balanced
+#: column (flags, shares, counts; see FeatureScaler), so one step weighs the same whatever its rarity.
+BALANCED_SPREAD = {"standard": 0.5, "minmax": 1.0, "robust": 1.0}
+#: How each column of :func:`customer_partials` combines across chunks. Columns named
+#: ``programme_<P>`` and ``gender_<g>`` (line counts) combine by ``"sum"`` too.
+PARTIAL_AGGREGATES = {
+    "customer_id": "min",
+    "first_date": "min",
+    "last_date": "max",
+    "transactions": "sum",
+    "lines": "sum",
+    "amount": "sum",
+    "return_lines": "sum",
+    "zero_lines": "sum",
+    "promo_lines": "sum",
+    "age_sum": "sum",
+    "age_lines": "sum",
+}
+_COUNT_PREFIXES = ("programme_", "gender_")
+#: Fixed feature names per level (besides one ``programme_<P>`` / ``gender_<g>`` column per value).
+CUSTOMER_FEATURES = ("recency_days", "tenure_days", "frequency", "monetary", "avg_basket_value",
+                     "items_per_transaction", "promo_share", "return_share", "zero_share", "age", "n_stores")
+LINE_FEATURES = ("age", "promo", "log_price", "month_sin", "month_cos", "is_return", "is_zero")
+#: The original script's 13 columns, in its order (``level="original"``).
+ORIGINAL_COLUMNS = ("customerID", "Gender", "PinCode", "store_code", "till_no", "transaction_number_by_till",
+                    "promo_code", "product_code", "sale_price_after_promo", "discountUsed", "Age", "Week",
+                    "Month")
+_DAY = pd.Timedelta(days=1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# input checks and small helpers
+
+
+def _check_clean(clean) -> None:
+    """Raise :class:`InputError` unless ``clean`` looks like the cleaned transactions table."""
+    if not isinstance(clean, pd.DataFrame):
+        raise InputError("expected the cleaned transactions as a pandas DataFrame, "
+                         f"got {type(clean).__name__}")
+    missing = [c for c in REQUIRED if c not in clean.columns]
+    if missing:
+        raise InputError(f"cleaned transactions lack required column(s) {missing}; expected the table "
+                         f"written by seglib.clean (at least {list(REQUIRED)}), got {list(clean.columns)}")
+    if clean.empty:
+        raise InputError("cleaned transactions are empty: there is no line to build features from")
+    for col in ("customer_key", "date", "amount"):
+        n = int(clean[col].isna().sum())
+        if n:
+            raise InputError(f"column {col!r} of the cleaned transactions has {n} missing value(s); "
+                             "expected none (seglib.clean drops such lines)")
+    if not pd.api.types.is_datetime64_any_dtype(clean["date"]):
+        raise InputError(f"column 'date' must be datetime64, got {clean['date'].dtype}")
+    if not pd.api.types.is_numeric_dtype(clean["amount"]):
+        raise InputError(f"column 'amount' must be numeric, got {clean['amount'].dtype}")
+
+
+def _resolve_as_of(as_of, clean: pd.DataFrame) -> pd.Timestamp:
+    """The parameter, else ``clean.attrs["as_of"]``, else the day after the last date."""
+    if as_of is None:
+        as_of = clean.attrs.get("as_of")
+    if as_of is None:
+        return clean["date"].max().normalize() + _DAY
+    try:
+        return pd.Timestamp(as_of)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"as_of={as_of!r} is not a date; give an ISO date such as '2017-07-01'") from exc
+
+
+def _as_list(names) -> list[str]:
+    """A name or a sequence of names as a list (``"age"`` -> ``["age"]``)."""
+    return [names] if isinstance(names, str) else list(names or ())
+
+
+def _signed_log1p(x):
+    """``sign(x) * log1p(|x|)``: log1p for the positive values, odd-symmetric for returns (x < 0)."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _whole_years(start: pd.Series, end) -> pd.Series:
+    """Completed years from ``start`` to ``end`` (a birthday not yet reached does not count)."""
+    end = pd.Series(end, index=start.index) if not isinstance(end, pd.Series) else end
+    years = end.dt.year - start.dt.year
+    same_month = end.dt.month == start.dt.month
+    before = (end.dt.month < start.dt.month) | (same_month & (end.dt.day < start.dt.day))
+    return (years - before.astype(int)).astype(float)
+
+
+def _names_of(value, sep: str | None) -> set[str]:
+    """The names in one cell: a gender (NA: "unknown") or a comma-joined set of programmes."""
+    if sep is None:
+        return {"unknown" if pd.isna(value) else str(value).strip()}
+    return set() if pd.isna(value) else {p.strip() for p in str(value).split(sep)} - {""}
+
+
+def _categories(clean: pd.DataFrame) -> tuple[list[str] | None, list[str] | None]:
+    """Discount programmes and gender values present in ``clean`` (None when the role is absent)."""
+    found = {}
+    for col, sep in (("discounts", ","), ("gender", None)):
+        if col in clean:
+            found[col] = sorted(set().union(*(_names_of(v, sep) for v in pd.unique(clean[col]))))
+    return found.get("discounts"), found.get("gender")
+
+
+def _one_hot(values: pd.Series, known: list[str], prefix: str, what: str, *, sep: str | None = None):
+    """0/1 columns ``prefix + name`` for the ``known`` names; unseen names are ignored with a warning.
+
+    Works on the few distinct values (factorised), so it costs one pass over the lines.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    names = [_names_of(v, sep) for v in uniques]
+    unseen = sorted(set().union(*names) - set(known))
+    if unseen:
+        warnings.warn(f"{what} {unseen} not seen at fit time: ignored (refit the features to use them)",
+                      UserWarning, stacklevel=4)
+    table = np.array([[k in n for k in known] for n in names], dtype=float).reshape(len(names), len(known))
+    return pd.DataFrame(table[codes], index=values.index, columns=[prefix + c for c in known])
+
+
+# ----------------------------------------------------------------------------------------------------
+# customer level: lines -> transactions -> (customer, store) partials -> customers
+
+
+def _line_values(clean: pd.DataFrame, programmes, genders) -> pd.DataFrame:
+    """Per-line keys and additive numeric values (the first, row-wise stage)."""
+    amount = clean["amount"].astype(float)
+    v = pd.DataFrame({"customer_key": clean["customer_key"], "customer_id": clean["customer_id"]},
+                     index=clean.index)
+    v["store"] = clean["store"] if "store" in clean else pd.Series(pd.NA, index=clean.index, dtype="string")
+    for col in ("till", "transaction"):
+        if col in clean:
+            v[col] = clean[col]
+    v["date"] = clean["date"]
+    parts = [v, pd.DataFrame({"lines": 1.0, "amount": amount, "return_lines": (amount < 0).astype(float),
+                              "zero_lines": (amount == 0).astype(float)}, index=clean.index)]
+    if "is_promo" in clean:
+        parts.append(clean["is_promo"].fillna(False).astype(float).rename("promo_lines"))
+    if "age" in clean:
+        age = clean["age"].astype(float)
+        parts.append(pd.DataFrame({"age_sum": age.fillna(0.0), "age_lines": age.notna().astype(float)}))
+    if programmes is not None and "discounts" in clean:
+        parts.append(_one_hot(clean["discounts"], programmes, "programme_", "discount programme(s)", sep=","))
+    if genders is not None and "gender" in clean:
+        parts.append(_one_hot(clean["gender"], genders, "gender_", "gender value(s)"))
+    return pd.concat(parts, axis=1)
+
+
+def _aggregates(columns) -> dict[str, str]:
+    return {c: PARTIAL_AGGREGATES.get(c, "sum") for c in columns
+            if c in PARTIAL_AGGREGATES or c.startswith(_COUNT_PREFIXES)}
+
+
+def _transaction_key(clean: pd.DataFrame) -> list[str]:
+    """Columns defining a transaction: store+till+number+date when present, else customer+date(+store)."""
+    if all(c in clean for c in ("store", "till", "transaction")):
+        return ["customer_key", "store", "till", "transaction", "date"]
+    return ["customer_key", "store", "date"] if "store" in clean else ["customer_key", "date"]
+
+
+def customer_partials(clean: pd.DataFrame, *, programmes=None, genders=None) -> pd.DataFrame:
+    """Per-(customer, store) partial aggregates of cleaned transactions.
+
+    Lines are first grouped into transactions (see ``docs/features.md``), then transactions into one row
+    per (customer_key, store) pair. Every column combines across chunks by the function named in
+    :data:`PARTIAL_AGGREGATES` (sum, min or max; ``programme_*`` and ``gender_*`` line counts by sum),
+    so a Dask backend can compute partials per partition, concatenate them, and call
+    :func:`combine_partials` then :func:`finalize_customers`. Partitions must not split a transaction
+    (partitioning by customer, store or date never does), otherwise it is counted twice.
+
+    Parameters
+    ----------
+    clean : DataFrame
+        Cleaned transactions (see DEVELOPERS.md).
+    programmes, genders : list of str, optional
+        Discount programmes and gender values to count (those of a fitted builder). None: the ones
+        present in ``clean``.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by (customer_key, store); ``store`` is NA when the role is absent.
+    """
+    _check_clean(clean)
+    if programmes is None or genders is None:
+        found_programmes, found_genders = _categories(clean)
+        programmes = found_programmes if programmes is None else programmes
+        genders = found_genders if genders is None else genders
+    v = _line_values(clean, programmes, genders)
+    key = _transaction_key(clean)
+    if "store" not in key:  # an all-NA store column keeps the (customer, store) partial shape
+        key.insert(1, "store")
+    sums = [c for c in v.columns if c not in key and c != "customer_id"]
+    txn = v.groupby(key, dropna=False, sort=False).agg(
+        customer_id=("customer_id", "min"), **{c: (c, "sum") for c in sums}).reset_index()
+    partials = txn.groupby(["customer_key", "store"], dropna=False, sort=True).agg(
+        customer_id=("customer_id", "min"), first_date=("date", "min"), last_date=("date", "max"),
+        transactions=("date", "size"), **{c: (c, "sum") for c in sums})
+    partials["transactions"] = partials["transactions"].astype(float)
+    return partials
+
+
+def combine_partials(partials: pd.DataFrame) -> pd.DataFrame:
+    """Combine concatenated partials of several chunks into one row per (customer_key, store)."""
+    return partials.groupby(level=["customer_key", "store"], dropna=False, sort=True).agg(
+        _aggregates(partials.columns))
+
+
+def finalize_customers(partials: pd.DataFrame, as_of) -> pd.DataFrame:
+    """Customer table (original units, NaN where unknown) from combined partials.
+
+    Parameters
+    ----------
+    partials : DataFrame
+        Output of :func:`customer_partials` / :func:`combine_partials`.
+    as_of : str or Timestamp
+        Reference date for recency and tenure.
+
+    Returns
+    -------
+    DataFrame
+        One row per customer_key (sorted), ``customer_id`` then the features in a fixed order.
+    """
+    as_of = pd.Timestamp(as_of)
+    c = partials.groupby(level="customer_key", sort=True).agg(_aggregates(partials.columns))
+    t = pd.DataFrame({"customer_id": c["customer_id"]}, index=c.index)
+    t["recency_days"] = (as_of - c["last_date"]) / _DAY
+    t["tenure_days"] = (as_of - c["first_date"]) / _DAY
+    t["frequency"] = c["transactions"]
+    t["monetary"] = c["amount"]
+    t["avg_basket_value"] = c["amount"] / c["transactions"]
+    t["items_per_transaction"] = c["lines"] / c["transactions"]
+    if "promo_lines" in c:
+        t["promo_share"] = c["promo_lines"] / c["lines"]
+    for col in [k for k in c.columns if k.startswith("programme_")]:
+        t[col] = c[col] / c["lines"]
+    t["return_share"] = c["return_lines"] / c["lines"]
+    t["zero_share"] = c["zero_lines"] / c["lines"]
+    if "age_sum" in c:
+        t["age"] = (c["age_sum"] / c["age_lines"]).where(c["age_lines"] > 0)
+    for col in [k for k in c.columns if k.startswith("gender_")]:
+        t[col] = c[col] / c["lines"]
+    stores = partials.index.get_level_values("store")
+    if stores.notna().any():
+        known = pd.Series(stores.notna(), index=partials.index.get_level_values("customer_key"))
+        t["n_stores"] = known.groupby(level=0).sum().astype(float).reindex(t.index).replace(0.0, np.nan)
+    t.attrs["as_of"] = as_of.isoformat()
+    return t
+
+
+def customer_table(clean: pd.DataFrame, as_of=None) -> pd.DataFrame:
+    """One row per customer in original units (days, money, shares, years); NaN where unknown.
+
+    This is the table profiles are computed on: nothing is imputed, scaled or dropped. Every customer
+    (``customer_key``) of ``clean`` appears exactly once.
+
+    Parameters
+    ----------
+    clean : DataFrame
+        Cleaned transactions (output of step 01).
+    as_of : str or Timestamp, optional
+        Reference date of recency and tenure. None: ``clean.attrs["as_of"]`` (the cleaner's), else the
+        day after the last transaction. Use the same date as the cleaner so that ages match.
+
+    Returns
+    -------
+    DataFrame
+        Index ``customer_key``; column ``customer_id`` (the id as given, not a feature) then the features
+        whose input roles are present (see ``docs/features.md``). ``attrs["as_of"]`` holds the date.
+    """
+    _check_clean(clean)
+    return finalize_customers(customer_partials(clean), _resolve_as_of(as_of, clean))
+
+
+# ----------------------------------------------------------------------------------------------------
+# transaction level and the original script's table
+
+
+def _line_table(clean: pd.DataFrame, programmes, genders) -> pd.DataFrame:
+    """One row per line: age at transaction, promo and programme flags, log price, cyclic month."""
+    t = clean[["customer_key", "customer_id"]].copy()
+    if "age" in clean:
+        age = clean["age"].astype(float)
+        if "dob" in clean:  # age at the transaction date; unknown where the cleaner found it implausible
+            age = _whole_years(clean["dob"], clean["date"]).where(age.notna())
+        t["age"] = age
+    if "is_promo" in clean:
+        t["promo"] = clean["is_promo"].fillna(False).astype(float)
+    parts = [t]
+    if programmes is not None and "discounts" in clean:
+        parts.append(_one_hot(clean["discounts"], programmes, "programme_", "discount programme(s)", sep=","))
+    if genders is not None and "gender" in clean:
+        parts.append(_one_hot(clean["gender"], genders, "gender_", "gender value(s)"))
+    amount = clean["amount"].astype(float)
+    angle = 2 * np.pi * (clean["date"].dt.month - 1) / 12
+    parts.append(pd.DataFrame({"log_price": _signed_log1p(amount), "month_sin": np.sin(angle),
+                               "month_cos": np.cos(angle), "is_return": (amount < 0).astype(float),
+                               "is_zero": (amount == 0).astype(float)}, index=clean.index))
+    out = pd.concat(parts, axis=1)
+    if "row" in clean:
+        out.index = pd.Index(clean["row"].to_numpy(), name="row")
+    return out
+
+
+def _as_number(s: pd.Series) -> pd.Series:
+    """Identifier as a number, as the original script did; label codes when it is not numeric."""
+    num = pd.to_numeric(s, errors="coerce")
+    if (num.isna() & s.notna()).any():  # e.g. store "A": code of the sorted values, like a LabelEncoder
+        codes = {v: i for i, v in enumerate(sorted(s.dropna().astype(str).unique()))}
+        num = s.astype(str).map(codes).where(s.notna())
+    return num.astype(float)
+
+
+def _codes(s: pd.Series, classes: list[str], what: str) -> pd.Series:
+    """LabelEncoder-style codes (position in the sorted classes); unseen values get len(classes)."""
+    s = s.astype(str)
+    unseen = sorted(set(pd.unique(s)) - set(classes))
+    if unseen:
+        warnings.warn(f"{what} {unseen} not seen at fit time: coded {len(classes)}", UserWarning,
+                      stacklevel=4)
+    return s.map({c: i for i, c in enumerate(classes)}).fillna(len(classes)).astype(float)
+
+
+def _original_classes(clean: pd.DataFrame) -> dict[str, list[str]]:
+    classes = {}
+    if "gender" in clean:
+        classes["Gender"] = sorted(map(str, pd.unique(clean["gender"].fillna("unknown"))))
+    if "discounts" in clean:
+        classes["discountUsed"] = sorted(map(str, pd.unique(clean["discounts"].fillna(""))))
+    return classes
+
+
+def _original_table(clean: pd.DataFrame, as_of: pd.Timestamp, classes) -> pd.DataFrame:
+    """The original script's 13 columns, rebuilt from the cleaned lines (see docs/features.md)."""
+    cols = {"customerID": _as_number(clean["customer_key"])}
+    if "Gender" in classes:
+        cols["Gender"] = _codes(clean["gender"].fillna("unknown"), classes["Gender"], "gender value(s)")
+    if "pincode" in clean:  # the cleaner turned the 999999 / 111111 placeholders into NA
+        cols["PinCode"] = _as_number(clean["pincode"]).fillna(999999.0)
+    for role, name in (("store", "store_code"), ("till", "till_no"),
+                       ("transaction", "transaction_number_by_till")):
+        if role in clean:
+            cols[name] = _as_number(clean[role])
+    if "promo_code" in clean or "is_promo" in clean:
+        promo = clean["is_promo"].fillna(False).astype(float) if "is_promo" in clean else 0.0
+        code = pd.to_numeric(clean["promo_code"], errors="coerce") if "promo_code" in clean else np.nan
+        cols["promo_code"] = pd.Series(code, index=clean.index).where(lambda x: x.notna(), promo)
+    if "product" in clean:
+        cols["product_code"] = _as_number(clean["product"])
+    cols["sale_price_after_promo"] = clean["amount"].astype(float)
+    if "discountUsed" in classes:
+        cols["discountUsed"] = _codes(clean["discounts"].fillna(""), classes["discountUsed"],
+                                      "discount set(s)")
+    if "dob" in clean:
+        cols["Age"] = _whole_years(clean["dob"], pd.Series(as_of, index=clean.index))
+    elif "age" in clean:
+        cols["Age"] = clean["age"].astype(float)
+    cols["Week"] = clean["date"].dt.isocalendar().week.astype(float)
+    cols["Month"] = clean["date"].dt.month.astype(float)
+    t = pd.DataFrame(cols, index=clean.index)
+    keep = t.notna().all(axis=1)
+    if not keep.any():
+        raise InputError("level='original': every line lacks a value of the original columns (date of birth "
+                         f"or identifiers); missing per column: {t.isna().sum()[t.isna().any()].to_dict()}")
+    if not keep.all():
+        logger.info("level='original': dropped %d of %d lines with a missing value (the original dropped "
+                    "rows without DOB / Age)", int((~keep).sum()), len(t))
+    out = pd.concat([clean.loc[keep, ["customer_key", "customer_id"]], t[keep]], axis=1)
+    if "row" in clean:
+        out.index = pd.Index(clean.loc[keep, "row"].to_numpy(), name="row")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# the fitted builder
+
+
+class FeatureBuilder(TransformerMixin, BaseEstimator):
+    """Build the model matrix from cleaned transactions: features, imputation, missing indicators.
+
+    Parameters
+    ----------
+    level : {"customer", "transaction", "original"}, default="customer"
+        Unit of analysis. ``"customer"`` (recommended): one row per customer (recency, frequency,
+        monetary, basket, promo and programme shares, age, gender, stores, tenure). ``"transaction"``:
+        one row per line with sensible encodings, to compare with the original unit. ``"original"``:
+        the original script's 13 columns (identifiers as numbers, label codes, week and month as
+        numbers), only for side-by-side comparison: **not recommended**, its clusters are store x
+        promo-code artefacts. Pair it with ``FeatureScaler("standard", log1p=None, balance=None)`` (what
+        :func:`feature_pipeline` does) to reproduce the original StandardScaler table.
+    as_of : str or Timestamp, optional
+        Reference date of recency, tenure and (for ``"original"``) age. None: ``clean.attrs["as_of"]``,
+        else the day after the last date, resolved again at each ``transform`` so that scoring new
+        data measures recency from that data's date. Set it to freeze the date.
+    indicators : sequence of str, default=("age",)
+        Features that get a ``<name>_missing`` 0/1 column, for values a user wants to see were unknown
+        (age: "age unknown" customers may behave differently). An indicator that is constant (nothing
+        missing) is dropped like any constant feature.
+    exclude : sequence of str, default=()
+        Features to leave out (e.g. ``("zero_share",)``). Unknown names raise ParameterError.
+
+    Attributes
+    ----------
+    feature_names_ : list of str
+        The model matrix columns, in order: exactly what the SOM is trained on.
+    as_of_ : str
+        Reference date used at fit (ISO).
+    programmes_, genders_ : list of str or None
+        Discount programmes / gender values seen at fit (one column each); None when the role is absent.
+    transaction_key_ : list of str
+        Columns that defined a transaction at fit.
+    medians_ : dict
+        Fitted imputation value of every feature (also used when a feature's input is missing later).
+    imputed_ : dict
+        Number of rows imputed per feature at fit (features with none are left out).
+    indicators_ : list of str
+        Features whose ``<name>_missing`` indicator is in the model matrix.
+    dropped_ : list of str
+        Constant features dropped at fit.
+    classes_ : dict
+        ``level="original"`` only: label-encoder classes of ``Gender`` and ``discountUsed``.
+
+    Examples
+    --------
+    >>> builder = FeatureBuilder().fit(clean)                       # doctest: +SKIP
+    >>> X = builder.transform(clean)    # customer_id + builder.feature_names_, index customer_key
+    """
+
+    def __init__(self, level="customer", *, as_of=None, indicators=("age",), exclude=()):
+        self.level = level
+        self.as_of = as_of
+        self.indicators = indicators
+        self.exclude = exclude
+
+    # -- building ------------------------------------------------------------------------------------
+    def _raw(self, clean: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+        if self.level == "customer":
+            partials = customer_partials(clean, programmes=self.programmes_ or [],
+                                         genders=self.genders_ or [])
+            return finalize_customers(partials, as_of)
+        if self.level == "transaction":
+            return _line_table(clean, self.programmes_ or [], self.genders_ or [])
+        return _original_table(clean, as_of, self.classes_)
+
+    def set_output(self, *, transform=None):
+        """No-op, so ``Pipeline.set_output`` works: the builder always returns a DataFrame."""
+        return self
+
+    def _ids(self) -> list[str]:
+        return ["customer_id"] if self.level == "customer" else ["customer_key", "customer_id"]
+
+    def _with_indicators(self, raw: pd.DataFrame, names) -> pd.DataFrame:
+        for name in names:
+            raw[f"{name}_missing"] = raw[name].isna().astype(float) if name in raw else 1.0
+        return raw
+
+    def fit(self, clean: pd.DataFrame, y=None):
+        """Fit categories, imputation values and the list of features on cleaned transactions.
+
+        Parameters
+        ----------
+        clean : DataFrame
+            Cleaned transactions (output of step 01).
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : FeatureBuilder
+        """
+        self._fit(clean)
+        return self
+
+    def fit_transform(self, clean: pd.DataFrame, y=None) -> pd.DataFrame:
+        """Fit, then return the model matrix of ``clean`` (computed once)."""
+        return self._fit(clean)
+
+    def _fit(self, clean: pd.DataFrame) -> pd.DataFrame:
+        check_option("level", self.level, LEVELS)
+        _check_clean(clean)
+        as_of = _resolve_as_of(self.as_of, clean)
+        self.as_of_ = as_of.isoformat()
+        self.programmes_, self.genders_ = _categories(clean)
+        self.transaction_key_ = _transaction_key(clean)
+        self.classes_ = _original_classes(clean) if self.level == "original" else {}
+        raw = self._raw(clean, as_of)
+        original = self.level == "original"  # rebuilt exactly: no indicator, nothing imputed or dropped
+        exclude, wanted = _as_list(self.exclude), [] if original else _as_list(self.indicators)
+        features = [c for c in ORIGINAL_COLUMNS if c in raw] if original else \
+            [c for c in raw.columns if c not in IDENTIFIERS]
+        known = set(features) | set({"customer": CUSTOMER_FEATURES, "transaction": LINE_FEATURES,
+                                     "original": ORIGINAL_COLUMNS}[self.level])
+        unknown = sorted(n for n in set(exclude + wanted) - known if not n.startswith(_COUNT_PREFIXES))
+        if unknown:
+            raise ParameterError(f"unknown feature name(s) {unknown} in exclude/indicators for "
+                                 f"level={self.level!r}; choose among: {', '.join(sorted(known))}")
+        features = [f for f in features if f not in exclude]
+        indicators = [f for f in wanted if f in features]
+        raw = self._with_indicators(raw, indicators)
+        features += [f"{f}_missing" for f in indicators]
+        medians = raw[features].median()
+        imputed = raw[features].fillna(medians)
+        constant = [] if original else [f for f in features if imputed[f].nunique(dropna=True) <= 1]
+        if constant:
+            logger.info("dropped constant feature(s) (same value for every row, no information): %s",
+                        ", ".join(f"{f}={imputed[f].iloc[0]}" for f in constant))
+            features = [f for f in features if f not in constant]
+        self.feature_names_ = features
+        self.indicators_ = [f for f in indicators if f"{f}_missing" in features]
+        self.dropped_ = constant
+        self.medians_ = {f: float(medians[f]) for f in features}
+        counts = raw[features].isna().sum()
+        self.imputed_ = {f: int(n) for f, n in counts.items() if n}
+        self._log_imputed(self.imputed_, len(raw))
+        out = pd.concat([raw[self._ids()], imputed[features]], axis=1)
+        out.attrs.update(as_of=self.as_of_, imputed=dict(self.imputed_))
+        return out
+
+    def _log_imputed(self, counts: dict, n: int) -> None:
+        for f, k in counts.items():
+            logger.info("imputed %s for %d of %d rows with the fitted median %s", f, k, n, self.medians_[f])
+
+    def transform(self, clean: pd.DataFrame) -> pd.DataFrame:
+        """Model matrix of ``clean`` with the fitted features (new customers can be scored).
+
+        A discount programme or gender value never seen at fit is ignored with a warning naming it. A
+        feature whose input column is absent is filled with its fitted median, with a warning; a
+        required column missing raises :class:`~seglib.errors.InputError`.
+
+        Returns
+        -------
+        DataFrame
+            Index ``customer_key`` (customer level) or ``row`` (line levels); non-feature columns
+            ``customer_id`` (and ``customer_key`` for line levels) then ``feature_names_``, no missing
+            value. ``attrs["imputed"]`` counts imputed values per feature; ``attrs["as_of"]`` the date.
+        """
+        check_is_fitted(self, "feature_names_")
+        _check_clean(clean)
+        as_of = _resolve_as_of(self.as_of, clean)
+        key = _transaction_key(clean)
+        if self.level != "original" and key != self.transaction_key_:
+            logger.warning("transactions are defined by %s here but by %s at fit time", key,
+                           self.transaction_key_)
+        raw = self._raw(clean, as_of)
+        raw = self._with_indicators(raw, self.indicators_)
+        absent = [f for f in self.feature_names_ if f not in raw]
+        if absent:
+            if self.level == "original":
+                raise InputError(f"level='original' needs the columns it was fitted on; missing {absent}")
+            warnings.warn(f"input column(s) of feature(s) {absent} are absent: every row gets the fitted "
+                          "median", UserWarning, stacklevel=2)
+            raw = raw.assign(**{f: np.nan for f in absent})
+        counts = raw[self.feature_names_].isna().sum()
+        imputed = {f: int(n) for f, n in counts.items() if n}
+        self._log_imputed(imputed, len(raw))
+        out = pd.concat([raw[self._ids()], raw[self.feature_names_].fillna(self.medians_)], axis=1)
+        out.attrs.update(as_of=as_of.isoformat(), imputed=imputed)
+        return out
+
+    # -- JSON ----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Parameters and fitted state as JSON-compatible data (``json.dumps`` works on it)."""
+        check_is_fitted(self, "feature_names_")
+        params = self.get_params()
+        params.update(as_of=None if self.as_of is None else pd.Timestamp(self.as_of).isoformat(),
+                      indicators=_as_list(self.indicators), exclude=_as_list(self.exclude))
+        return {"format_version": FORMAT_VERSION, "kind": "FeatureBuilder", "params": params,
+                "as_of_": self.as_of_, "programmes_": self.programmes_, "genders_": self.genders_,
+                "transaction_key_": self.transaction_key_, "classes_": self.classes_,
+                "indicators_": self.indicators_, "feature_names_": self.feature_names_,
+                "medians_": self.medians_, "imputed_": self.imputed_, "dropped_": self.dropped_}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureBuilder":
+        """Rebuild a fitted builder from :meth:`to_dict` output."""
+        _check_format(data, "FeatureBuilder")
+        try:
+            obj = cls(**data["params"])
+            for name in ("as_of_", "programmes_", "genders_", "transaction_key_", "classes_", "indicators_",
+                         "feature_names_", "medians_", "imputed_", "dropped_"):
+                setattr(obj, name, data[name])
+        except (KeyError, TypeError) as exc:
+            raise ModelFormatError(f"feature builder data is incomplete or malformed: {exc!r}") from exc
+        missing = sorted(set(obj.feature_names_) - set(obj.medians_))
+        if missing:
+            raise ModelFormatError(f"feature builder data has no imputation value for {missing}")
+        return obj
+
+
+def _check_format(data, kind: str) -> None:
+    if not isinstance(data, dict) or data.get("kind") != kind:
+        raise ModelFormatError(f"expected a {kind} dictionary (with kind={kind!r}), got {str(data)[:80]!r}")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFormatError(f"{kind} format_version={version!r} is not supported; this seglib reads up "
+                               f"to {FORMAT_VERSION} (upgrade seglib)")
+
+
+# ----------------------------------------------------------------------------------------------------
+# the fitted scaler
+
+
+def _is_weight(w) -> bool:
+    try:
+        return math.isfinite(float(w)) and float(w) >= 0
+    except (TypeError, ValueError):
+        return False
+
+
+class FeatureScaler(TransformerMixin, BaseEstimator):
+    """Scale the model matrix: signed log1p, a scaler, a spread floor for flags and counts, weights.
+
+    Only numeric columns are scaled; text columns and the builder's non-feature columns
+    (``customer_id``, ``customer_key``, ``row``, even when numeric) are left out.
+    Each column becomes ``(f(x) - center) / scale * weight`` where ``f`` is the signed log1p
+    ``sign(x) log1p(|x|)`` for the ``log1p`` columns and the identity otherwise.
+
+    Parameters
+    ----------
+    scaler : {"standard", "minmax", "robust"}, default="standard"
+        ``"standard"``: mean 0, standard deviation 1 (a good default after log1p: every feature counts
+        about equally in SOM distances). ``"minmax"``: range 0-1 (bounded, but one outlier squeezes the
+        rest of its column). ``"robust"``: median 0, interquartile range 1 (use when outliers remain).
+    log1p : "auto", sequence of str or None, default="auto"
+        Columns that get a signed log1p before scaling. ``"auto"``: those of :data:`DEFAULT_LOG1P`
+        present (spend, basket value, frequency and items are heavy tailed: a few big customers would
+        otherwise stretch the axis and squash everyone else together). None: no log.
+    balance : "auto", sequence of str or None, default="auto"
+        Columns whose spread is at least that of a *balanced* 0/1 flag (0.5 for standard, 1 for minmax
+        and robust) over one unit step, ``f(min + 1) - f(min)``, so that a rare value does not dominate.
+        Standardised by its own std, a flag held by 0.1% of customers jumps by 1/sqrt(p(1-p)) ~ 32
+        units and outweighs every other feature together; balanced, "has it" vs "has it not" is always
+        2 standard-deviation units apart (a flag's std is at most 0.5, so flags and shares get exactly
+        0.5). The same holds for counts that are nearly constant (stores visited when almost everyone
+        used one store): one more store or visit never weighs more than a balanced flag. Columns with a
+        real spread are not changed. ``"auto"``: every column whose fitted values lie in [0, 1] (flags,
+        indicators, shares) or are all whole numbers (counts). None: plain scaler (the original's).
+    weights : dict, optional
+        Extra multiplier per column after scaling (e.g. ``{"age": 0.5}`` halves age's influence), for
+        analysts who want a feature to count more or less. Default 1 for every column.
+
+    Attributes
+    ----------
+    feature_names_in_ : ndarray of str
+        Scaled columns, in order.
+    n_features_in_ : int
+    log1p_, balanced_ : list of str
+        Columns that got the log1p / the balanced spread floor.
+    center_, scale_, weights_ : ndarray of shape (n_features_in_,)
+        ``(f(x) - center_) / scale_ * weights_``; a zero spread becomes 1.
+    """
+
+    def __init__(self, scaler="standard", *, log1p="auto", balance="auto", weights=None):
+        self.scaler = scaler
+        self.log1p = log1p
+        self.balance = balance
+        self.weights = weights
+
+    @staticmethod
+    def _frame(X) -> pd.DataFrame:
+        if not isinstance(X, pd.DataFrame):
+            X = np.asarray(X, dtype=float)
+            X = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+        X = X.drop(columns=[c for c in X.columns if c in NON_FEATURES])
+        X = X.select_dtypes(include=["number", "bool"])
+        if X.shape[1] == 0:
+            raise InputError("the feature matrix has no numeric column to scale")
+        return X
+
+    @staticmethod
+    def _values(X: pd.DataFrame) -> np.ndarray:
+        values = np.array(X.to_numpy(dtype=float), dtype=float, copy=True)  # pandas may give a read-only view
+        bad = ~np.isfinite(values).all(axis=0)
+        if bad.any():
+            raise InputError(f"feature column(s) {list(X.columns[bad])} hold missing or infinite values; "
+                             "impute first (FeatureBuilder does)")
+        return values
+
+    @staticmethod
+    def _names(param: str, value, names: list[str]) -> list[str]:
+        value = [] if value is None else [value] if isinstance(value, str) else list(value)
+        unknown = [v for v in value if v not in names]
+        if unknown:
+            raise ParameterError(f"{param} names unknown column(s) {unknown}; "
+                                 f"choose among: {', '.join(names)}")
+        return value
+
+    def fit(self, X, y=None):
+        """Fit centers, spreads and the log1p / flag columns.
+
+        Parameters
+        ----------
+        X : DataFrame of shape (n_samples, n_columns)
+            Model matrix (``FeatureBuilder.transform`` output); non-numeric columns are ignored.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : FeatureScaler
+        """
+        check_option("scaler", self.scaler, SCALERS)
+        X = self._frame(X)
+        names = [str(c) for c in X.columns]
+        values = self._values(X)
+        if isinstance(self.log1p, str) and self.log1p == "auto":
+            log1p = [c for c in DEFAULT_LOG1P if c in names]
+        else:
+            log1p = self._names("log1p", self.log1p, names)
+        if isinstance(self.balance, str) and self.balance == "auto":
+            low, high = values.min(axis=0), values.max(axis=0)
+            auto = ((low >= 0) & (high <= 1)) | (values == np.round(values)).all(axis=0)
+            balanced = [n for n, b in zip(names, auto) if b]
+        else:
+            balanced = self._names("balance", self.balance, names)
+        is_log = np.isin(names, log1p)
+        low = values.min(axis=0)  # one unit step from the minimum, in the transformed units
+        step = np.where(is_log, _signed_log1p(low + 1) - _signed_log1p(low), 1.0)
+        values[:, is_log] = _signed_log1p(values[:, is_log])
+        if self.scaler == "standard":
+            est = StandardScaler().fit(values)
+            center, scale = est.mean_, est.scale_
+        elif self.scaler == "minmax":
+            est = MinMaxScaler().fit(values)
+            center, scale = est.data_min_, np.where(est.data_range_ == 0, 1.0, est.data_range_)
+        else:
+            est = RobustScaler().fit(values)
+            center, scale = est.center_, est.scale_
+        floor = np.where(np.isin(names, balanced), BALANCED_SPREAD[self.scaler] * step, 0.0)
+        scale = np.maximum(scale, floor)
+        weights = dict(self.weights or {})
+        self._names("weights", list(weights), names)
+        bad = {k: w for k, w in weights.items() if not _is_weight(w)}
+        if bad:
+            raise ParameterError(f"weights must be finite numbers >= 0; got {bad}")
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.n_features_in_ = len(names)
+        self.log1p_, self.balanced_ = log1p, balanced
+        self.center_ = np.asarray(center, dtype=float)
+        self.scale_ = np.asarray(scale, dtype=float)
+        self.weights_ = np.array([float(weights.get(n, 1.0)) for n in names])
+        logger.info("scaler=%s; log1p on %s; balanced spread floor on %s", self.scaler, log1p or "none",
+                    balanced or "none")
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Scaled array of shape (n_samples, n_features_in_), columns in ``feature_names_in_`` order."""
+        check_is_fitted(self, "center_")
+        names = list(self.feature_names_in_)
+        X = self._frame(X) if not isinstance(X, pd.DataFrame) else X
+        missing = [n for n in names if n not in X.columns]
+        if missing:
+            raise InputError(f"the feature matrix lacks column(s) {missing} the scaler was fitted on")
+        values = self._values(X[names])
+        is_log = np.isin(names, self.log1p_)
+        values[:, is_log] = _signed_log1p(values[:, is_log])
+        return (values - self.center_) / self.scale_ * self.weights_
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the scaled columns (``feature_names_in_``)."""
+        check_is_fitted(self, "center_")
+        return self.feature_names_in_.copy()
+
+    def to_dict(self) -> dict:
+        """Parameters and fitted state as JSON-compatible data; :meth:`from_dict` transforms identically."""
+        check_is_fitted(self, "center_")
+        params = self.get_params()
+        for name in ("log1p", "balance"):
+            if params[name] is not None and not isinstance(params[name], str):
+                params[name] = list(params[name])
+        params["weights"] = None if self.weights is None else {k: float(v) for k, v in self.weights.items()}
+        return {"format_version": FORMAT_VERSION, "kind": "FeatureScaler", "params": params,
+                "feature_names_in_": list(self.feature_names_in_), "log1p_": list(self.log1p_),
+                "balanced_": list(self.balanced_),
+                "center_": self.center_.tolist(), "scale_": self.scale_.tolist(),
+                "weights_": self.weights_.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureScaler":
+        """Rebuild a fitted scaler from :meth:`to_dict` output."""
+        _check_format(data, "FeatureScaler")
+        try:
+            obj = cls(**data["params"])
+            obj.feature_names_in_ = np.asarray(data["feature_names_in_"], dtype=object)
+            obj.n_features_in_ = len(obj.feature_names_in_)
+            obj.log1p_, obj.balanced_ = list(data["log1p_"]), list(data["balanced_"])
+            for name in ("center_", "scale_", "weights_"):
+                setattr(obj, name, np.asarray(data[name], dtype=float))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFormatError(f"feature scaler data is incomplete or malformed: {exc!r}") from exc
+        n = obj.n_features_in_
+        if any(getattr(obj, a).shape != (n,) for a in ("center_", "scale_", "weights_")):
+            raise ModelFormatError(f"feature scaler data: center_/scale_/weights_ must have {n} values")
+        return obj
+
+
+# ----------------------------------------------------------------------------------------------------
+# the two together
+
+
+def feature_pipeline(level="customer", *, as_of=None, indicators=("age",), exclude=(), scaler="standard",
+                     log1p="auto", balance="auto", weights=None) -> Pipeline:
+    """``Pipeline([("features", FeatureBuilder(...)), ("scale", FeatureScaler(...))])``.
+
+    ``pipe.fit_transform(clean)`` returns the scaled array; ``pipe["features"].feature_names_`` names its
+    columns. Parameters are those of :class:`FeatureBuilder` and :class:`FeatureScaler`. With
+    ``level="original"`` the scaler is the original's plain StandardScaler (no log1p, no flag spread);
+    changing the scaling parameters then raises :class:`~seglib.errors.ParameterError`.
+    """
+    if level == "original":
+        if (scaler, log1p, balance, weights) != ("standard", "auto", "auto", None):
+            raise ParameterError("level='original' rebuilds the original table with its plain "
+                                 "StandardScaler; scaler, log1p, balance and weights cannot be changed "
+                                 "(use level='customer' for other scalings)")
+        scale = FeatureScaler("standard", log1p=None, balance=None)
+    else:
+        scale = FeatureScaler(scaler, log1p=log1p, balance=balance, weights=weights)
+    builder = FeatureBuilder(level, as_of=as_of, indicators=indicators, exclude=exclude)
+    return Pipeline([("features", builder), ("scale", scale)])
+
+
+def pipeline_to_dict(pipeline: Pipeline) -> dict:
+    """JSON-compatible data of a fitted :func:`feature_pipeline` (builder and scaler)."""
+    return {"format_version": FORMAT_VERSION, "kind": "FeaturePipeline",
+            "features": pipeline["features"].to_dict(), "scale": pipeline["scale"].to_dict()}
+
+
+def pipeline_from_dict(data: dict) -> Pipeline:
+    """Rebuild the fitted pipeline saved by :func:`pipeline_to_dict`."""
+    _check_format(data, "FeaturePipeline")
+    if not {"features", "scale"} <= set(data):
+        raise ModelFormatError("feature pipeline data needs 'features' and 'scale'")
+    return Pipeline([("features", FeatureBuilder.from_dict(data["features"])),
+                     ("scale", FeatureScaler.from_dict(data["scale"]))])
