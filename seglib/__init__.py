@@ -66,6 +66,7 @@ _EXPORTS = {
     # synthetic data
     "make_transactions": "seglib.synthetic",
     "write_dataset": "seglib.synthetic",
+    "write_parts": "seglib.synthetic",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -13,6 +13,9 @@ import pandas as pd
 
 __all__ = ["atomic_path", "atomic_write_text", "write_json", "write_csv", "neutralize_formulas"]
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 #: Leading characters that make a spreadsheet treat a text cell as a formula.
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 
@@ -29,6 +32,7 @@ def atomic_path(path: str | os.PathLike):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)

@@ -40,3 +40,13 @@ def test_write_json_is_deterministic(tmp_path):
     a = write_json(tmp_path / "a.json", {"b": 1, "a": [1, 2]}).read_bytes()
     b = write_json(tmp_path / "b.json", {"a": [1, 2], "b": 1}).read_bytes()
     assert a == b
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = write_json(tmp_path / "p.json", {})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
