@@ -425,6 +425,9 @@ class PrototypeClustering(BaseEstimator):
     max_d_range_ : tuple of float or None
         ``(low, high)``: every ``max_d`` with ``low <= max_d < high`` gives the same segments;
         None when no distance gives exactly ``n_clusters_`` (a tie of merge heights).
+    cut_distance_ : float or None
+        Height to draw the cut at: ``max_d`` when cutting by distance, else the middle of
+        ``max_d_range_`` (None when no distance gives the count).
     cophenetic_corr_ : float
         Cophenetic correlation of the tree with the prototype distances.
     hit_weighting_ : bool
@@ -487,6 +490,12 @@ class PrototypeClustering(BaseEstimator):
         self.unit_labels_ = cut(Z, n_clusters=self.n_clusters, max_d=self.max_d, hits=h)
         self.n_clusters_ = int(self.unit_labels_.max())
         self.max_d_range_ = distance_range_for_k(Z, self.n_clusters_)
+        if self.max_d is not None:
+            self.cut_distance_ = float(self.max_d)
+        elif self.max_d_range_ is not None:
+            self.cut_distance_ = float(np.mean(self.max_d_range_))
+        else:
+            self.cut_distance_ = None
         self.cophenetic_corr_ = cophenetic_correlation(Z, X)
         w = h if h is not None else np.ones(len(X))
         self.segment_sizes_ = np.bincount(self.unit_labels_ - 1, weights=w, minlength=self.n_clusters_)

@@ -90,6 +90,11 @@ class Layout:
         return self.processed / "customers.parquet"
 
     @property
+    def scaled(self) -> Path:
+        """The scaled feature matrix the SOM was trained on (one row per customer)."""
+        return self.processed / "scaled.parquet"
+
+    @property
     def features_spec(self) -> Path:
         """Fitted feature builder and scaler (JSON)."""
         return self.processed / "features.json"

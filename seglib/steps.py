@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from seglib._files import atomic_path, write_json
@@ -130,3 +131,246 @@ def load_clean(out_dir: str | os.PathLike | None = None):
         return step.clean, step.report
     clean = pd.read_parquet(layout.clean_transactions)
     return clean, CleaningReport.from_json(layout.cleaning_report)
+
+
+# ---------------------------------------------------------------------------------------- step 02
+
+
+@dataclass
+class SomStep:
+    """What step 02 produced: customers in original units, the scaled matrix, the features, the map."""
+
+    customers: pd.DataFrame  # one row per customer, original units (index customer_key)
+    X: pd.DataFrame  # scaled features the SOM was trained on (same index)
+    pipeline: object  # sklearn Pipeline: FeatureBuilder -> FeatureScaler
+    som: object  # seglib.som.SOM
+    layout: Layout
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.X.columns)
+
+    def original_som(self):
+        """The original analysis's map (:meth:`seglib.som.SOM.original`) on the same customers."""
+        from seglib.som import SOM
+
+        return SOM.original(random_state=self.som.random_state, progress=False).fit(self.X.to_numpy())
+
+
+def _make_som(engine, map_shape, n_epochs, sigma, sigma_end, seed, progress):
+    from seglib.som import SOM
+
+    shape = None if map_shape is None else tuple(int(v) for v in map_shape)
+    if engine == "original":
+        return SOM.original(random_state=seed, progress=progress)
+    return SOM(shape, engine=engine, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end,
+               random_state=seed, progress=progress)
+
+
+def som_step(
+    clean: pd.DataFrame | None = None,
+    *,
+    scaler: str = "standard",
+    map_shape=(15, 15),
+    engine: str = "batch",
+    n_epochs: int = 10,
+    sigma: float | None = None,
+    sigma_end: float = 1.0,
+    seed: int = 0,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> SomStep:
+    """Build one row of features per customer, scale them, train the SOM; write the artifacts.
+
+    ``engine="original"`` trains the original analysis's MiniSom (:meth:`seglib.som.SOM.original`,
+    not recommended: it is kept to reproduce the original). Writes ``customers.parquet`` (original
+    units), ``scaled.parquet``, ``features.json`` and ``som/``; records the quality figures.
+    """
+    from seglib.features import customer_table, feature_pipeline, pipeline_to_dict
+
+    layout = Layout.for_run(out_dir).makedirs()
+    if clean is None:
+        clean, _ = load_clean(out_dir)
+    as_of = clean.attrs.get("as_of")
+    pipe = feature_pipeline("customer", as_of=as_of, scaler=scaler)
+    matrix = pipe["features"].fit_transform(clean)
+    scaled = pipe["scale"].fit_transform(matrix)
+    names = list(pipe["features"].feature_names_)
+    X = pd.DataFrame(scaled, index=matrix.index, columns=names)
+    customers = customer_table(clean, as_of=as_of).reindex(matrix.index)
+    customers.attrs = {"as_of": str(as_of), "id_column": clean.attrs.get("id_column", "customerID")}
+    som = _make_som(engine, map_shape, n_epochs, sigma, sigma_end, seed, progress).fit(X.to_numpy())
+
+    _write_parquet(customers, layout.customers, index=True)
+    _write_parquet(X, layout.scaled, index=True)
+    write_json(layout.features_spec, pipeline_to_dict(pipe))
+    som.save(layout.som_dir)
+    Xa = X.to_numpy()
+    record_metrics(
+        layout, features=names, map_shape=list(som.weights_.shape[:2]),
+        quantization_error=float(som.quantization_error(Xa)),
+        topographic_error=float(som.topographic_error(Xa)),
+        empty_unit_share=float(som.empty_unit_share(Xa)),
+        explained_variance=float(som.explained_variance(Xa)),
+    )
+    return SomStep(customers=customers, X=X, pipeline=pipe, som=som, layout=layout)
+
+
+def load_som(out_dir: str | os.PathLike | None = None) -> SomStep:
+    """Step 02's artifacts; runs steps 01-02 with default parameters when they are missing."""
+    from seglib.features import pipeline_from_dict
+    from seglib.som import SOM
+
+    layout = Layout.for_run(out_dir)
+    needed = (layout.customers, layout.scaled, layout.features_spec, layout.som_dir / "som.json")
+    if not all(p.is_file() for p in needed):
+        logger.info("no trained SOM in %s: running steps 01-02 with default parameters", layout.processed)
+        return som_step(out_dir=out_dir)
+    pipe = pipeline_from_dict(json.loads(layout.features_spec.read_text()))
+    return SomStep(
+        customers=pd.read_parquet(layout.customers), X=pd.read_parquet(layout.scaled),
+        pipeline=pipe, som=SOM.load(layout.som_dir), layout=layout,
+    )
+
+
+# ---------------------------------------------------------------------------------------- step 03
+
+
+@dataclass
+class ClusterStep:
+    """What step 03 produced: the prototype clustering and every customer's segment."""
+
+    som_step: SomStep
+    clustering: object  # seglib.cluster.PrototypeClustering
+    segments: pd.DataFrame  # index customer_key: customer_id, bmu, som_row, som_col, segment
+    hits: np.ndarray  # customers per unit, shape (rows, cols)
+    layout: Layout
+
+    def summary(self) -> str:
+        """One paragraph (Markdown): the cut, the distance range that gives it, the quality figures."""
+        pc = self.clustering
+        how = (f"`max_d = {pc.max_d:g}`" if pc.max_d is not None else f"`n_clusters = {pc.n_clusters}`")
+        weighted = ", hit-weighted" if pc.hit_weighting_ else ""
+        text = f"**{pc.n_clusters_} segments** from {how} ({pc.method} linkage{weighted}). "
+        if pc.max_d_range_ is not None:
+            lo, hi = pc.max_d_range_
+            text += f"Every cut height `max_d` in [{lo:.3g}, {hi:.3g}) gives these segments. "
+        else:
+            text += "No single cut height gives exactly this count (tied merge heights). "
+        sizes = self.segments["segment"].value_counts().sort_index()
+        shares = ", ".join(f"{k}: {v / sizes.sum():.0%}" for k, v in sizes.items())
+        text += f"Cophenetic correlation {pc.cophenetic_corr_:.3f}. Customers per segment: {shares}."
+        return text
+
+
+def _silhouette(X: np.ndarray, labels: np.ndarray, *, sample_size: int = 2000, seed: int = 0) -> float | None:
+    from sklearn.metrics import silhouette_score
+
+    if len(np.unique(labels)) < 2 or len(labels) < 3:
+        return None
+    n = min(sample_size, len(labels))
+    return float(silhouette_score(X, labels, sample_size=n, random_state=seed))
+
+
+def cluster_step(
+    som_step: SomStep | None = None,
+    *,
+    method: str = "ward",
+    n_clusters: int | None = 8,
+    max_d: float | None = None,
+    hit_weighting="auto",
+    connectivity: bool = False,
+    seed: int = 0,
+    out_dir: str | os.PathLike | None = None,
+) -> ClusterStep:
+    """Cluster the SOM's prototypes, cut into segments, assign every customer; write the artifacts.
+
+    Give ``max_d`` to cut by distance (``n_clusters`` is then ignored), else ``n_clusters`` cuts by
+    count. Writes ``segments.parquet`` and ``clustering.json``; records the cophenetic correlation,
+    the silhouette of the customers and the segment sizes.
+    """
+    from seglib.cluster import PrototypeClustering
+
+    layout = Layout.for_run(out_dir).makedirs()
+    if som_step is None:
+        som_step = load_som(out_dir)
+    som, X = som_step.som, som_step.X.to_numpy()
+    bmu = som.predict(X)
+    hits = som.hit_map(X)
+    if max_d is not None:
+        n_clusters = None
+    pc = PrototypeClustering(method=method, n_clusters=n_clusters, max_d=max_d,
+                             hit_weighting=hit_weighting, connectivity=connectivity)
+    pc.fit(som.weights_, hits)
+    rows, cols = np.unravel_index(bmu, som.weights_.shape[:2])
+    segments = pd.DataFrame(
+        {"customer_id": som_step.customers["customer_id"].to_numpy(), "bmu": bmu, "som_row": rows,
+         "som_col": cols, "segment": pc.assign(bmu)},
+        index=som_step.X.index,
+    )
+    _write_parquet(segments, layout.segments, index=True)
+    lo, hi = pc.max_d_range_ if pc.max_d_range_ is not None else (None, None)
+    write_json(layout.clustering, {
+        "method": method, "n_clusters": n_clusters, "max_d": max_d, "hit_weighting": hit_weighting,
+        "connectivity": connectivity, "n_clusters_": int(pc.n_clusters_),
+        "max_d_range_": [lo, hi], "cophenetic_corr_": float(pc.cophenetic_corr_),
+        "unit_labels_": [int(v) for v in pc.unit_labels_], "linkage_": pc.linkage_.tolist(),
+    })
+    sizes = segments["segment"].value_counts().sort_index()
+    record_metrics(
+        layout, n_segments=int(pc.n_clusters_), cophenetic_correlation=float(pc.cophenetic_corr_),
+        silhouette=_silhouette(X, segments["segment"].to_numpy(), seed=seed),
+        segment_sizes={str(k): int(v) for k, v in sizes.items()},
+    )
+    return ClusterStep(som_step=som_step, clustering=pc, segments=segments, hits=hits, layout=layout)
+
+
+def load_clusters(out_dir: str | os.PathLike | None = None) -> ClusterStep:
+    """Step 03's artifacts; runs steps 01-03 with default parameters when they are missing."""
+    from seglib.cluster import PrototypeClustering
+
+    layout = Layout.for_run(out_dir)
+    if not (layout.segments.is_file() and layout.clustering.is_file()):
+        logger.info("no segments in %s: running steps 01-03 with default parameters", layout.processed)
+        return cluster_step(out_dir=out_dir)
+    som_step = load_som(out_dir)
+    info = json.loads(layout.clustering.read_text())
+    X = som_step.X.to_numpy()
+    hits = som_step.som.hit_map(X)
+    # the clustering of a few hundred prototypes is deterministic and takes milliseconds: refit it
+    pc = PrototypeClustering(method=info["method"], n_clusters=info["n_clusters"], max_d=info["max_d"],
+                             hit_weighting=info["hit_weighting"], connectivity=info["connectivity"])
+    pc.fit(som_step.som.weights_, hits)
+    return ClusterStep(som_step=som_step, clustering=pc, segments=pd.read_parquet(layout.segments),
+                       hits=hits, layout=layout)
+
+
+# ---------------------------------------------------------------------------------------- step 04
+
+
+@dataclass
+class ProfileStep:
+    """What step 04 produced: the profiles and the result table (both also written as CSV)."""
+
+    profile: pd.DataFrame
+    result: pd.DataFrame
+    layout: Layout
+
+
+def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.PathLike | None = None
+                 ) -> ProfileStep:
+    """Profile the segments in original units; write ``result.csv`` and ``segments.csv``."""
+    from seglib.profile import profile_segments, result_table, write_result, write_segments
+
+    layout = Layout.for_run(out_dir).makedirs()
+    if cluster_step is None:
+        cluster_step = load_clusters(out_dir)
+    customers = cluster_step.som_step.customers
+    seg = cluster_step.segments
+    profile = profile_segments(customers, seg["segment"])
+    id_column = customers.attrs.get("id_column") or "customerID"
+    result = result_table(customers, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
+    write_result(layout.result, result)
+    write_segments(layout.segments_csv, profile)
+    record_metrics(layout, segment_names={str(k): str(v) for k, v in profile["name"].items()})
+    return ProfileStep(profile=profile, result=result, layout=layout)

@@ -224,12 +224,15 @@ def test_estimator_recovers_planted_segments(planted):
 
 def test_estimator_distance_cut_matches_count_cut(planted):
     by_k = PrototypeClustering(method="average", n_clusters=4).fit(planted["weights"], planted["hits"])
-    d = float(np.mean(by_k.max_d_range_))
+    d = by_k.cut_distance_
+    low, high = by_k.max_d_range_
+    assert low <= d < high
     by_d = PrototypeClustering(method="average", n_clusters=None, max_d=d).fit(
         planted["weights"], planted["hits"])
     assert by_d.n_clusters_ == 4
     assert np.array_equal(by_d.unit_labels_, by_k.unit_labels_)
     assert by_d.max_d_range_ == by_k.max_d_range_
+    assert by_d.cut_distance_ == d
 
 
 def test_estimator_parameters_are_checked_in_fit(planted):
