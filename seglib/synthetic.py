@@ -90,8 +90,9 @@ QUIRK_RATES = {
 }
 #: Shares of promotion lines that use ``LOCALPROMO`` and 4-digit codes (the rest: 10-digit codes).
 _LOCALPROMO_SHARE, _SHORT_CODE_SHARE = 0.002, 0.08
-#: Probability that a line uses a programme the customer belongs to (else it is left out).
-_PROGRAMME_USE = 0.9
+#: Probability that a line uses a programme the customer belongs to (else it is left out; a line that
+#: would use none lists them all). High, so that a one-line visit shows the customer's signature card.
+_PROGRAMME_USE = 0.95
 
 
 @dataclass(frozen=True)
@@ -146,27 +147,35 @@ class Archetype:
 
 #: The planted segments; ``n_segments=K`` uses the first K. Programme order: FGShoppingFest,
 #: BBSavingsClub, FuturePrivilegeClub, T24Club, BBProfitClub, Payback.
+#:
+#: Each archetype has a signature that a customer shows even on a single visit (a one-time buyer has no
+#: frequency, tenure or store behaviour to show): an age band, a price level, a basket size, a promotion
+#: affinity and, above all, a signature card held by ~97% of its customers and by few others (the first
+#: six each have their own: FG, T24, BBP, FPC, BBS, Payback only; 7-10 combine two of them). Repeat
+#: buyers are loyal to their home store (0.9 and more) except the weekend mall hoppers, whose many stores
+#: are their signature. ``docs/synthetic-data.md`` explains the choices and measures how well segments
+#: are recovered.
 ARCHETYPES = (
-    Archetype("young_bargain_hunters", 0.20, (23, 3), 0.35, 45, 2.0, 5, 0.20, (0, 60), 500, 0.50,
-              (0.85, 0.05, 0.02, 0.15, 0.10, 0.50), 0.60),
-    Archetype("busy_young_professionals", 0.15, (32, 4), 0.25, 320, 1.3, 4, 0.30, (0, 60), 400, 0.10,
-              (0.05, 0.02, 0.05, 0.90, 0.10, 0.45), 0.50),
-    Archetype("family_stock_uppers", 0.20, (40, 5), 0.40, 110, 3.5, 6, 0.12, (0, 40), 700, 0.30,
-              (0.10, 0.10, 0.03, 0.20, 0.90, 0.50), 0.90),
-    Archetype("affluent_occasional_buyers", 0.10, (48, 7), 0.20, 650, 2.0, 3, 0.45, (30, 200), 500, 0.05,
-              (0.02, 0.02, 0.85, 0.15, 0.05, 0.35), 0.75),
-    Archetype("loyal_seniors", 0.15, (61, 6), 0.30, 70, 2.3, 8, 0.08, (0, 30), 780, 0.20,
-              (0.02, 0.85, 0.02, 0.05, 0.10, 0.50), 0.97),
-    Archetype("occasional_passers_by", 0.20, (42, 10), 0.20, 130, 1.2, 2.5, 0.70, (150, 250), 200, 0.12,
-              (0.02, 0.02, 0.02, 0.02, 0.02, 1.00), 0.80),
-    Archetype("weekend_mall_hoppers", 0.10, (35, 5), 0.40, 220, 3.0, 6, 0.20, (0, 60), 600, 0.25,
-              (0.70, 0.05, 0.05, 0.70, 0.05, 0.40), 0.15),
-    Archetype("new_joiners", 0.10, (27, 5), 0.35, 90, 1.8, 3, 0.35, (0, 15), 90, 0.40,
-              (0.05, 0.80, 0.02, 0.05, 0.05, 0.30), 0.80),
-    Archetype("lapsed_regulars", 0.10, (54, 6), 0.30, 200, 2.5, 8, 0.05, (330, 100), 400, 0.25,
-              (0.05, 0.40, 0.05, 0.05, 0.70, 0.50), 0.85),
-    Archetype("premium_seniors", 0.10, (62, 5), 0.20, 500, 1.5, 5, 0.25, (0, 90), 700, 0.05,
-              (0.02, 0.30, 0.50, 0.60, 0.05, 0.40), 0.90),
+    Archetype("young_bargain_hunters", 0.20, (22, 3), 0.35, 40, 2.2, 5, 0.20, (0, 60), 500, 0.65,
+              (0.97, 0.02, 0.02, 0.03, 0.02, 0.05), 0.90),
+    Archetype("busy_young_professionals", 0.15, (31, 4), 0.15, 350, 1.2, 4, 0.20, (0, 60), 400, 0.05,
+              (0.02, 0.02, 0.03, 0.97, 0.02, 0.10), 0.90),
+    Archetype("family_stock_uppers", 0.20, (40, 5), 0.50, 110, 4.0, 6, 0.12, (0, 40), 700, 0.25,
+              (0.03, 0.03, 0.02, 0.03, 0.97, 0.10), 0.90),
+    Archetype("affluent_occasional_buyers", 0.10, (50, 6), 0.20, 700, 2.0, 3, 0.45, (30, 200), 500, 0.03,
+              (0.02, 0.02, 0.97, 0.05, 0.02, 0.05), 0.90),
+    Archetype("loyal_seniors", 0.15, (64, 6), 0.30, 70, 2.5, 8, 0.08, (0, 30), 780, 0.20,
+              (0.02, 0.97, 0.02, 0.02, 0.03, 0.20), 0.97),
+    Archetype("occasional_passers_by", 0.20, (44, 11), 0.15, 150, 1.2, 2.5, 0.75, (150, 250), 200, 0.10,
+              (0.00, 0.00, 0.00, 0.00, 0.00, 1.00), 0.90),
+    Archetype("weekend_mall_hoppers", 0.10, (35, 5), 0.45, 220, 3.0, 6, 0.20, (0, 60), 600, 0.25,
+              (0.95, 0.03, 0.03, 0.95, 0.03, 0.10), 0.15),
+    Archetype("new_joiners", 0.10, (27, 4), 0.35, 90, 1.8, 3, 0.35, (0, 15), 90, 0.40,
+              (0.03, 0.95, 0.02, 0.03, 0.03, 0.10), 0.85),
+    Archetype("lapsed_regulars", 0.10, (54, 6), 0.30, 200, 2.5, 8, 0.05, (330, 100), 400, 0.20,
+              (0.03, 0.03, 0.03, 0.03, 0.95, 0.95), 0.85),
+    Archetype("premium_seniors", 0.10, (63, 5), 0.20, 500, 1.5, 5, 0.25, (0, 90), 700, 0.05,
+              (0.03, 0.95, 0.95, 0.03, 0.03, 0.10), 0.90),
 )  # fmt: skip
 MAX_SEGMENTS = len(ARCHETYPES)
 
@@ -544,8 +553,8 @@ def make_transactions(
     Parameters
     ----------
     n_customers : int, default 3000
-        Number of customers (>= 1). Each buys on average about 4 times, ~2.4 lines per visit (about 9-10
-        rows per customer); about 30% are one-time buyers. 3,000 customers (~28k rows) keep every
+        Number of customers (>= 1). Each buys on average about 4 times, ~2.5 lines per visit (about 10
+        rows per customer); about 30% are one-time buyers. 3,000 customers (~31k rows) keep every
         notebook fast; use :func:`write_parts` beyond a few hundred thousand customers.
     n_segments : int, default 6
         Number of planted segments K, from 2 to ``MAX_SEGMENTS`` (10); the first K ``ARCHETYPES`` are
@@ -658,11 +667,11 @@ def write_parts(
         Folder to write (created if needed). Parts of an earlier, larger run are removed, so a glob
         ``part-*.csv`` reads exactly this data set.
     n_customers, n_segments : int
-        See :func:`make_transactions`. About 9-10 lines per customer: 2.2M customers give ~20M lines.
+        See :func:`make_transactions`. About 10 lines per customer: 2.2M customers give ~22M lines.
     random_state : int or None, default 42
         Seed; the same seed and ``customers_per_part`` give the same files.
     customers_per_part : int, default 50_000
-        Customers per part (>= 1). 50,000 customers are ~470k lines, ~80 MB of CSV, and need about
+        Customers per part (>= 1). 50,000 customers are ~515k lines, ~85 MB of CSV, and need about
         0.6 GB of memory while generated; parts of 50-200 MB suit Dask.
     compress : bool, default False
         Write ``part-NNNNN.csv.gz`` (about 6x smaller, slower to write and read).

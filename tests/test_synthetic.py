@@ -351,7 +351,8 @@ def test_segments_are_recoverable_from_customer_aggregates(default_data, custome
     tx, truth = default_data
     X, segment = customers
     customer_ari = kmeans_ari(X, segment, 6)
-    assert customer_ari >= 0.8  # measured 0.882 (downstream target with SOM + hierarchy: >= 0.9)
+    assert customer_ari >= 0.9  # measured 0.979
+    assert customer_ari < 0.99  # overlap remains: the task is not trivial
 
     age = ages(tx.DOB).where(lambda a: (a >= 15) & (a < 100))
     lines = np.column_stack([
@@ -361,7 +362,7 @@ def test_segments_are_recoverable_from_customer_aggregates(default_data, custome
     ])  # fmt: skip
     line_truth = truth.set_index("customerID").segment.loc[tx.customerID]
     line_ari = kmeans_ari(lines, line_truth, 6)
-    assert line_ari <= customer_ari - 0.3  # measured 0.26: line items hide the segments
+    assert line_ari <= customer_ari - 0.3  # measured 0.30: line items hide the segments
 
 
 def test_archetypes_show_their_planted_behaviour(customers):
@@ -378,6 +379,33 @@ def test_archetypes_show_their_planted_behaviour(customers):
     assert means.T24Club.idxmax() == "busy_young_professionals"
     assert means.FuturePrivilegeClub.idxmax() == "affluent_occasional_buyers"
     assert means.BBSavingsClub.idxmax() == "loyal_seniors"
+
+
+def test_one_time_buyers_show_their_signature(customers):
+    """A single visit already shows the archetype's own card, so one-time buyers can be placed too."""
+    X, segment = customers
+    once = X.log_tx == 0
+    shares = X.loc[once, list(PROGRAMMES)].groupby(segment[once]).mean()
+    assert len(shares) == 6 and shares.idxmax(axis=1).is_unique  # each archetype its own card
+    assert (shares.max(axis=1) >= 0.9).all(), shares.round(2)  # measured 0.97-1.0
+    age = X.loc[once].groupby(segment[once]).age.median()
+    assert age.idxmin() == "young_bargain_hunters" and age.idxmax() == "loyal_seniors"
+
+
+def test_default_pipeline_recovers_the_planted_segments(written, tmp_path):
+    """The chain the notebooks run (clean, customer features, 15x15 SOM, ward on the prototypes) finds the
+    planted segments of the default data: issue 6 asks for ARI >= 0.9 (benchmarks/recovery.py: 0.96)."""
+    from seglib import steps
+
+    c = steps.clean_step(written[0], out_dir=tmp_path / "run")
+    s = steps.som_step(c.clean, out_dir=tmp_path / "run", progress=False)
+    k = steps.cluster_step(s, n_clusters=6, out_dir=tmp_path / "run")
+    truth = read(written[1]).set_index("customerID")["segment"].reindex(k.segments["customer_id"].to_numpy())
+    assert truth.notna().all()
+    assert adjusted_rand_score(truth, k.segments["segment"]) >= 0.9
+    # each planted segment is the majority of its own found segment
+    table = pd.crosstab(truth.to_numpy(), k.segments["segment"].to_numpy())
+    assert len(table) == 6 and table.idxmax(axis=1).is_unique
 
 
 def test_write_parts(tmp_path):
