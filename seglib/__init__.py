@@ -63,6 +63,9 @@ _EXPORTS = {
     "write_result": "seglib.profile",
     "write_segments": "seglib.profile",
     "read_result": "seglib.profile",
+    # scoring new customers with a saved segmentation
+    "Segmentation": "seglib.segmentation",
+    "score_file": "seglib.segmentation",
     # synthetic data
     "make_transactions": "seglib.synthetic",
     "write_dataset": "seglib.synthetic",

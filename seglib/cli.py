@@ -4,6 +4,7 @@ Subcommands::
 
     seglib make-data --out PATH [--customers N] [--segments K] [--seed S]
     seglib run [--data PATH] [--out DIR] [-p NAME VALUE ...] [--params-file FILE] [--list-parameters]
+    seglib score --model RUN_DIR --data PATH --out FILE [--as-of DATE]
 
 Errors a user can cause (a missing file, a bad parameter) print one line and exit with status 2;
 no traceback. Only this module configures logging.
@@ -56,6 +57,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from seglib.segmentation import score_file
+
+    scored = score_file(args.model, args.data, args.out, as_of=args.as_of)
+    novel = int(scored["novel"].sum())
+    print(f"{args.out}: {len(scored):,} customers scored, {novel:,} unlike any segment")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seglib",
@@ -82,12 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-html", action="store_true", help="skip report.html")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("score", help="score customers with a saved segmentation (a run's model/)")
+    p.add_argument("--model", required=True, help="run folder (holding model/) or the model folder")
+    p.add_argument("--data", required=True, help="transactions file (CSV, .csv.gz or Parquet)")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--as-of", dest="as_of",
+                   help="reference date YYYY-MM-DD for recency and age; "
+                        "default: the day after the last transaction")
+    p.set_defaults(func=_cmd_score)
     return parser
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
 
 
 def main(argv: list[str] | None = None) -> int:

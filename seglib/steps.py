@@ -114,7 +114,7 @@ def clean_step(
     _write_parquet(clean, layout.clean_transactions)
     report.to_json(layout.cleaning_report)
     record_metrics(layout, rows_read=report.rows_read, rows_kept=report.rows_kept,
-                   customers_kept=report.customers_kept, as_of=str(report.as_of))
+                   customers_kept=report.customers_kept, as_of=str(report.as_of), columns=mapping)
     logger.info("cleaned %s: %d of %d rows kept", path, report.rows_kept, report.rows_read)
     return CleanStep(raw=raw, clean=clean, report=report, layout=layout)
 
@@ -355,12 +355,20 @@ class ProfileStep:
     profile: pd.DataFrame
     result: pd.DataFrame
     layout: Layout
+    model: object = None  # seglib.segmentation.Segmentation
 
 
 def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.PathLike | None = None
                  ) -> ProfileStep:
-    """Profile the segments in original units; write ``result.csv`` and ``segments.csv``."""
+    """Profile the segments in original units; write ``result.csv``, ``segments.csv`` and ``model/``.
+
+    ``model/`` is the fitted segmentation (:class:`seglib.segmentation.Segmentation`): loading and
+    cleaning settings, features and scaling, the SOM, the unit -> segment map and the segment names,
+    so new customers can be scored under the same definitions (``seglib score``).
+    """
+    from seglib.clean import CleaningReport
     from seglib.profile import profile_segments, result_table, write_result, write_segments
+    from seglib.segmentation import Segmentation
 
     layout = Layout.for_run(out_dir).makedirs()
     if cluster_step is None:
@@ -372,5 +380,13 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     result = result_table(customers, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
     write_result(layout.result, result)
     write_segments(layout.segments_csv, profile)
-    record_metrics(layout, segment_names={str(k): str(v) for k, v in profile["name"].items()})
-    return ProfileStep(profile=profile, result=result, layout=layout)
+    metrics = record_metrics(layout, segment_names={str(k): str(v) for k, v in profile["name"].items()})
+    som_step = cluster_step.som_step
+    settings = (CleaningReport.from_json(layout.cleaning_report).settings
+                if layout.cleaning_report.is_file() else None)
+    model = Segmentation.from_fitted(
+        som_step.pipeline, som_step.som, cluster_step.clustering.unit_labels_, profile["name"], som_step.X,
+        columns=metrics.get("columns"), clean_settings=settings or None, id_column=id_column,
+    )
+    model.save(layout.model_dir)
+    return ProfileStep(profile=profile, result=result, layout=layout, model=model)
