@@ -18,6 +18,7 @@ from seglib.plots._cluster import (
 )
 from seglib.plots._colors import ABOVE_CUT_COLOR, EMPTY_COLOR, segment_colors
 from seglib.plots._profile import plot_feature_bars, plot_profile_heatmap, plot_segment_sizes
+from seglib.plots._som import plot_component_planes, plot_hit_map, plot_training_curve, plot_u_matrix
 
 __all__ = [
     "ABOVE_CUT_COLOR",
@@ -27,6 +28,11 @@ __all__ = [
     "plot_age_distribution",
     "plot_spend_distribution",
     "plot_transactions_per_customer",
+    # step 02
+    "plot_component_planes",
+    "plot_hit_map",
+    "plot_training_curve",
+    "plot_u_matrix",
     # step 03
     "plot_dendrogram",
     "plot_fancy_dendrogram",
