@@ -1,0 +1,201 @@
+"""Plots of a trained SOM: U-matrix with hit markers, hit map, component planes, training curve.
+
+Every map is drawn as a matrix: unit ``(row, col)`` is the cell centred at ``x = col, y = row``, row 0
+at the top (``imshow``'s convention), so markers and overlays use ``ax.scatter(col, row)``.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from seglib.errors import ParameterError
+from seglib.plots._colors import EMPTY_COLOR
+from seglib.som import best_units, u_matrix
+
+__all__ = ["plot_u_matrix", "plot_hit_map", "plot_component_planes", "plot_training_curve"]
+
+
+def _weights(som_or_weights) -> np.ndarray:
+    w = getattr(som_or_weights, "weights_", som_or_weights)
+    w = np.asarray(w)
+    if w.ndim != 3:
+        raise ParameterError(f"expected a fitted SOM or weights (rows, cols, n_features), got {w.shape}")
+    return w
+
+
+def _hits(weights, X, hits) -> np.ndarray | None:
+    shape = weights.shape[:2]
+    if hits is not None:
+        hits = np.asarray(hits)
+        if hits.shape != shape:
+            raise ParameterError(f"hits must have the map's shape {shape}, got {hits.shape}")
+        return hits
+    if X is None:
+        return None
+    return np.bincount(best_units(np.asarray(X), weights), minlength=shape[0] * shape[1]).reshape(shape)
+
+
+def _map_axes(ax, shape):
+    ax.set_xticks(np.arange(shape[1]))
+    ax.set_yticks(np.arange(shape[0]))
+    ax.tick_params(labelsize="x-small", length=0)
+    if max(shape) > 20:  # keep about 10 tick labels per side
+        ax.set_xticks(np.arange(0, shape[1], int(np.ceil(shape[1] / 10))))
+        ax.set_yticks(np.arange(0, shape[0], int(np.ceil(shape[0] / 10))))
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+
+
+def plot_u_matrix(som_or_weights, X=None, *, hits=None, ax=None, cmap="bone_r", marker_size=200.0,
+                  marker_color="tab:red", colorbar=True, **kwargs):
+    """The U-matrix (mean distance of each unit to its neighbours) with a marker per unit sized by its hits.
+
+    Light cells are units close to their neighbours (inside a group), dark cells separate groups. One
+    marker per unit (area proportional to the rows it wins; a small grey cross for empty units) keeps
+    the picture readable for any number of customers, unlike one marker per customer in the original.
+
+    Parameters
+    ----------
+    som_or_weights : SOM or array of shape (rows, cols, n_features)
+    X : array-like, optional
+        Rows to count per unit (e.g. the training customers); ignored when ``hits`` is given.
+    hits : array of shape (rows, cols), optional
+        Precomputed counts (``som.hit_map(X)``). Neither ``X`` nor ``hits``: no markers.
+    marker_size : float
+        Marker area (points^2) of the unit with the most hits; areas are proportional to the hits, with
+        a floor of 4 so that units winning a few rows stay visible.
+    **kwargs
+        Passed to ``ax.imshow``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    w = _weights(som_or_weights)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5.2))
+    kwargs.setdefault("interpolation", "nearest")
+    image = ax.imshow(u_matrix(w), cmap=cmap, **kwargs)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, label="mean distance to neighbouring units")
+    counts = _hits(w, X, hits)
+    if counts is not None:
+        rows, cols = np.nonzero(counts > 0)
+        sizes = np.maximum(marker_size * counts[rows, cols] / max(counts.max(), 1), 4.0)
+        ax.scatter(cols, rows, s=sizes, c=marker_color, alpha=0.75, linewidths=0, label="rows per unit")
+        empty_r, empty_c = np.nonzero(counts == 0)
+        if len(empty_r):
+            ax.scatter(empty_c, empty_r, marker="x", s=12, c="0.5", linewidths=0.8, label="empty unit")
+        ax.set_title("U-matrix (marker area: rows per unit)")
+    else:
+        ax.set_title("U-matrix")
+    _map_axes(ax, w.shape[:2])
+    return ax
+
+
+def plot_hit_map(som_or_weights, X=None, *, hits=None, ax=None, cmap="Blues", annotate=None, colorbar=True,
+                 **kwargs):
+    """Rows won by each unit, as a heat map; empty units in the neutral ``EMPTY_COLOR``.
+
+    ``annotate`` writes the counts in the cells (default: when the map has at most 400 units).
+    ``X`` or ``hits`` is required. Returns the Axes.
+    """
+    w = _weights(som_or_weights)
+    counts = _hits(w, X, hits)
+    if counts is None:
+        raise ParameterError("plot_hit_map needs X (rows to count) or hits (counts per unit)")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5.2))
+    colormap = plt.get_cmap(cmap).with_extremes(bad=EMPTY_COLOR)
+    kwargs.setdefault("interpolation", "nearest")
+    image = ax.imshow(np.ma.masked_equal(counts, 0), cmap=colormap, **kwargs)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, label="rows per unit")
+    if annotate is None:
+        annotate = counts.size <= 400
+    if annotate:
+        threshold = counts.max() * 0.6
+        for (r, c), v in np.ndenumerate(counts):
+            ax.text(c, r, str(int(v)), ha="center", va="center", fontsize="xx-small",
+                    color="white" if v > threshold else "black")
+    empty = int((counts == 0).sum())
+    ax.set_title(f"Hit map: {int(counts.sum())} rows, {empty} of {counts.size} units empty")
+    _map_axes(ax, counts.shape)
+    return ax
+
+
+def plot_component_planes(som_or_weights, feature_names=None, *, axes=None, ncols=4, cmap="viridis",
+                          **kwargs):
+    """One small map per feature: the feature's value in each unit's prototype.
+
+    Comparing planes shows which features go together (similar patterns) and where on the map each
+    segment's traits lie. Features are on the scale the SOM was trained on (standardised, typically).
+
+    Parameters
+    ----------
+    feature_names : list of str, optional
+        Titles; default the SOM's ``feature_names_in_`` or ``feature 0, 1, ...``.
+    axes : array of Axes, optional
+        At least one per feature; default a new figure with ``ncols`` columns.
+    **kwargs
+        Passed to every ``ax.imshow``.
+
+    Returns
+    -------
+    numpy.ndarray of Axes
+        The axes used, flattened, one per feature (extra axes of a new figure are hidden).
+    """
+    w = _weights(som_or_weights)
+    n_features = w.shape[2]
+    if feature_names is None:
+        feature_names = getattr(som_or_weights, "feature_names_in_", None)
+    if feature_names is None:
+        feature_names = [f"feature {i}" for i in range(n_features)]
+    feature_names = [str(f) for f in feature_names]
+    if len(feature_names) != n_features:
+        raise ParameterError(f"{len(feature_names)} feature_names for {n_features} features")
+    if axes is None:
+        ncols = max(1, min(ncols, n_features))
+        nrows = int(np.ceil(n_features / ncols))
+        fig, grid = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.9 * nrows), squeeze=False,
+                                 layout="constrained")
+        grid = grid.ravel()
+        for extra in grid[n_features:]:
+            extra.set_visible(False)
+    else:
+        grid = np.asarray(axes, dtype=object).ravel()
+        if len(grid) < n_features:
+            raise ParameterError(f"{len(grid)} axes for {n_features} features")
+    kwargs.setdefault("interpolation", "nearest")
+    for i, ax in enumerate(grid[:n_features]):
+        image = ax.imshow(w[:, :, i], cmap=cmap, **kwargs)
+        ax.figure.colorbar(image, ax=ax, shrink=0.8)
+        ax.set_title(feature_names[i], fontsize="small")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return grid[:n_features]
+
+
+def plot_training_curve(som, *, ax=None, **kwargs):
+    """Quantization error before training and after each epoch, with the neighbourhood radius.
+
+    The error first rises or stalls while sigma is large (the map is being ordered, not fitted) and
+    falls as sigma shrinks; a curve still falling steeply at the end suggests more epochs.
+    ``kwargs`` go to the error line's ``ax.plot``. Returns the Axes of the error curve.
+    """
+    history = np.asarray(som.history_)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    kwargs.setdefault("marker", "o")
+    ax.plot(np.arange(len(history)), history, label="quantization error", **kwargs)
+    ax.set_xlabel("epoch (0 = start)")
+    ax.set_ylabel("quantization error")
+    sigmas = np.asarray(getattr(som, "sigmas_", []))
+    if len(sigmas):
+        twin = ax.twinx()
+        twin.stairs(sigmas, np.arange(len(sigmas) + 1), color="0.5", linestyle="--", label="sigma")
+        twin.set_ylabel("sigma (neighbourhood radius)", color="0.4")
+        twin.set_ylim(bottom=0)
+    ax.set_title("Training curve")
+    return ax
