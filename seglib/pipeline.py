@@ -45,6 +45,8 @@ NOTEBOOKS = (
     "04-profile-segments.ipynb",
 )
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+#: Runs go to ``REPORTS_DIR / "runs"``; ``REPORTS_DIR / "latest"`` points at the newest of them.
+REPORTS_DIR = PROJECT_ROOT / "reports"
 #: Parameters the runner sets itself (not user parameters).
 RUNNER_PARAMETERS = ("out_dir",)
 #: Packages whose versions go into run.json.
@@ -151,7 +153,7 @@ def _new_run_dir(out: str | os.PathLike | None) -> Path:
             )
         run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir
-    runs = PROJECT_ROOT / "reports" / "runs"
+    runs = REPORTS_DIR / "runs"
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for i in range(1000):
         run_dir = runs / (stamp if i == 0 else f"{stamp}-{i + 1}")
@@ -164,8 +166,13 @@ def _new_run_dir(out: str | os.PathLike | None) -> Path:
 
 
 def _point_latest(run_dir: Path) -> None:
-    """Make ``reports/latest`` a symlink to ``run_dir`` (replaced atomically)."""
-    reports = PROJECT_ROOT / "reports"
+    """Make ``reports/latest`` a symlink to ``run_dir`` (replaced atomically).
+
+    Only runs inside ``reports/`` count: a run written elsewhere with ``--out`` leaves it alone.
+    """
+    reports = REPORTS_DIR
+    if not run_dir.resolve().is_relative_to(reports.resolve()):
+        return
     latest = reports / "latest"
     try:
         target = os.path.relpath(run_dir, reports)

@@ -1,0 +1,154 @@
+"""The batch run (seglib run): parameters, run folders, run.json, reproducibility, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from seglib import pipeline
+from seglib.cli import main
+from seglib.errors import ParameterError, PipelineError
+from seglib.profile import read_result
+from seglib.synthetic import write_dataset
+
+RUN_JSON_KEYS = {"parameters", "input_sha256", "versions", "timings", "features", "metrics", "segment_sizes"}
+METRIC_KEYS = {"quantization_error", "topographic_error", "cophenetic_correlation", "silhouette"}
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    path, _ = write_dataset(tmp_path_factory.mktemp("data") / "tx.csv", n_customers=600, random_state=3)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    """Runs go to a throwaway reports/ folder (never the project's)."""
+    folder = tmp_path_factory.mktemp("reports")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "REPORTS_DIR", folder)
+        yield folder
+
+
+FAST = {"n_stability_runs": 2, "k_max": 8}
+
+
+@pytest.fixture(scope="module")
+def first_run(small_data, reports):
+    return pipeline.run(data=small_data, parameters=FAST, progress=False)
+
+
+# ---- parameters -------------------------------------------------------------------------------
+
+
+def test_every_notebook_declares_out_dir_and_the_first_data_path():
+    declared = pipeline.declared_parameters()
+    assert list(declared) == list(pipeline.NOTEBOOKS)
+    assert all("out_dir" in params for params in declared.values())
+    assert "data_path" in declared["01-clean-transactions.ipynb"]
+
+
+def test_unknown_parameter_lists_the_valid_ones(tmp_path):
+    with pytest.raises(ParameterError, match=r"unknown parameter 'n_cluster'.*n_clusters"):
+        pipeline.run(out=tmp_path / "run", parameters={"n_cluster": 3}, progress=False)
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_out_dir_is_reserved(tmp_path):
+    with pytest.raises(ParameterError, match="out_dir"):
+        pipeline.run(out=tmp_path / "run", parameters={"out_dir": "x"}, progress=False)
+
+
+def test_cli_reports_bad_parameters_in_one_line(capsys):
+    assert main(["run", "-p", "no_such_parameter", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "no_such_parameter" in err and "valid parameters" in err
+
+
+def test_params_file(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("n_clusters: 5\nmap_shape: [10, 12]\n")
+    assert pipeline.load_params_file(f) == {"n_clusters": 5, "map_shape": [10, 12]}
+    f.write_text("- just a list\n")
+    with pytest.raises(Exception, match="mapping"):
+        pipeline.load_params_file(f)
+
+
+@pytest.mark.parametrize("text, value", [("8", 8), ("1.5", 1.5), ("null", None), ("[15, 10]", [15, 10]),
+                                         ("ward", "ward"), ("true", True)])
+def test_parse_value(text, value):
+    assert pipeline.parse_value(text) == value
+
+
+# ---- a whole run ------------------------------------------------------------------------------
+
+
+def test_run_writes_everything(first_run, small_data, reports):
+    run_dir = first_run.run_dir
+    assert run_dir.parent == reports / "runs"
+    for name in (*pipeline.NOTEBOOKS, "result.csv", "segments.csv", "cleaning_report.json", "run.json",
+                 "report.html"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "figures").glob("*.png"))
+    assert (reports / "latest").resolve() == run_dir.resolve()
+
+    info = json.loads((run_dir / "run.json").read_text())
+    assert RUN_JSON_KEYS <= set(info)
+    assert METRIC_KEYS <= set(info["metrics"])
+    assert info["parameters"]["n_stability_runs"] == 2
+    assert set(info["timings"]) == set(pipeline.NOTEBOOKS)
+    assert len(info["input_sha256"]) == 64
+    assert info["features"] and "customer_id" not in info["features"]
+
+    report = json.loads((run_dir / "cleaning_report.json").read_text())
+    result = read_result(run_dir / "result.csv")
+    assert len(result) == report["customers_kept"] == result["customerID"].nunique()
+    assert sum(info["segment_sizes"].values()) == len(result)
+    assert list(result.columns[:4]) == ["customerID", "segment", "som_row", "som_col"]
+
+
+def test_report_html_is_standalone_with_figures(first_run):
+    html = (first_run.run_dir / "report.html").read_text()
+    assert "<img" in html and "data:image/png;base64" in html
+    assert "steps.cluster_step(" not in html  # code hidden
+
+
+def test_same_input_same_parameters_same_bytes(first_run, small_data, tmp_path):
+    again = pipeline.run(data=small_data, out=tmp_path / "again", parameters=FAST, progress=False)
+    for name in ("result.csv", "segments.csv"):
+        assert (again.run_dir / name).read_bytes() == (first_run.run_dir / name).read_bytes(), name
+
+
+def test_a_failed_notebook_stops_the_run_and_keeps_it(first_run, small_data, tmp_path):
+    before = {p: p.read_bytes() for p in first_run.run_dir.rglob("*") if p.is_file()}
+    out = tmp_path / "broken"
+    with pytest.raises(PipelineError) as info:
+        pipeline.run(data=small_data, out=out, parameters={**FAST, "method": "no-such-method"},
+                     progress=False, html=False)
+    message = str(info.value)
+    assert "03-cluster-prototypes.ipynb" in message and "no-such-method" in message
+    assert len(message.splitlines()) == 1
+    assert (out / "03-cluster-prototypes.ipynb").is_file()  # kept for inspection
+    assert not (out / "04-profile-segments.ipynb").exists()
+    after = {p: p.read_bytes() for p in first_run.run_dir.rglob("*") if p.is_file()}
+    assert after == before  # earlier runs are never touched
+
+
+def test_a_run_never_writes_into_a_used_folder(first_run):
+    with pytest.raises(Exception, match="not empty"):
+        pipeline.run(out=first_run.run_dir, parameters=FAST, progress=False)
+
+
+def test_run_on_the_real_sample(real_sample, tmp_path):
+    result = pipeline.run(data=real_sample, out=tmp_path / "real", parameters=FAST, progress=False,
+                          html=False)
+    report = json.loads((result.run_dir / "cleaning_report.json").read_text())
+    table = read_result(result.run_dir / "result.csv")
+    raw_ids = pd.read_csv(real_sample, dtype=str, keep_default_na=False)["customerID"]
+    assert len(table) == report["customers_kept"]
+    assert table["customerID"].is_unique
+    assert set(table["customerID"]) <= set(raw_ids)
