@@ -470,7 +470,8 @@ def _assert_identifiers_carry_no_information(clean):
     for col in ("store", "till", "transaction", "product", "promo_code", "pincode"):
         relabelled[col] = "id-" + clean[col].str[::-1]
     Z = feature_pipeline().fit_transform(clean)
-    assert np.array_equal(feature_pipeline().fit_transform(relabelled), Z)
+    # equal up to the order of floating-point sums (groups are visited in identifier order)
+    np.testing.assert_allclose(feature_pipeline().fit_transform(relabelled), Z, rtol=0, atol=1e-12)
 
 
 def test_generated_data_identifiers_carry_no_information(generated):
