@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PROJECT_ROOT", "DATA_DIR", "DEFAULT_DATA", "Layout", "project_root", "resolve"]
+__all__ = ["PROJECT_ROOT", "DATA_DIR", "DEFAULT_DATA", "Layout", "display_path", "project_root", "resolve"]
 
 
 def project_root() -> Path:
@@ -45,6 +45,15 @@ def resolve(path: str | os.PathLike | None, default: Path | None = None) -> Path
         return default
     p = Path(path).expanduser()
     return p if p.is_absolute() else (PROJECT_ROOT / p)
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the project root when inside it (for reports and notebooks), else as given."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return str(p)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from seglib._files import atomic_write_text, write_json
-from seglib.config import DEFAULT_DATA, PROJECT_ROOT, Layout, resolve
+from seglib.config import DEFAULT_DATA, PROJECT_ROOT, Layout, display_path, resolve
 from seglib.errors import InputError, ParameterError, PipelineError
 
 logger = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ def run(
         "parameters": effective,
         "notebook_parameters": per_nb,
         "seed": effective.get("seed"),
-        "input": str(input_path),
+        "input": display_path(input_path),
         "input_sha256": _sha256(input_path),
         "versions": _versions(),
         "timings": timings,

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from seglib._files import atomic_path, write_json
-from seglib.config import DEFAULT_CUSTOMERS, DEFAULT_DATA, DEFAULT_DATA_SEED, Layout, resolve
+from seglib.config import DEFAULT_CUSTOMERS, DEFAULT_DATA, DEFAULT_DATA_SEED, Layout, display_path, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +108,11 @@ def clean_step(
     path = default_data(data_path)
     raw = load_transactions(path, columns=columns, date_format=date_format, dob_format=dob_format)
     clean, report = clean_transactions(raw, as_of=as_of, min_age=min_age, max_age=max_age)
+    # project files by their relative path, so reports do not depend on where the checkout lives
+    report.source = display_path(path)
     mapping = raw.attrs.get("columns") or {}
     clean.attrs["id_column"] = mapping.get("customer_id", DEFAULT_COLUMNS["customer_id"])
-    clean.attrs["source"] = str(path)
+    clean.attrs["source"] = report.source
     _write_parquet(clean, layout.clean_transactions)
     report.to_json(layout.cleaning_report)
     record_metrics(layout, rows_read=report.rows_read, rows_kept=report.rows_kept,
