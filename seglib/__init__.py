@@ -45,6 +45,8 @@ _EXPORTS = {
     "feature_pipeline": "seglib.features",
     "pipeline_to_dict": "seglib.features",
     "pipeline_from_dict": "seglib.features",
+    "SOM": "seglib.som",
+    "quality_table": "seglib.som",
     # step 03: prototype clustering
     "PrototypeClustering": "seglib.cluster",
     "prototype_linkage": "seglib.cluster",

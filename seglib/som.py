@@ -458,7 +458,7 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     decay : {"inverse", "linear", "asymptotic"}, default="inverse"
         How sigma (and MiniSom's learning rate) shrink over training, see :func:`sigma_schedule`.
         ``"inverse"`` falls fast while the map orders, then spends the last epochs near ``sigma_end``
-        where the prototypes settle: on planted data it gave a 2.7% lower quantization error than
+        where the prototypes settle: on planted data it gave a 2.6% lower quantization error than
         ``"linear"`` (equal steps) for a topographic error of 0.04 instead of 0.025. ``"asymptotic"`` is
         MiniSom's default ``x / (1 + t / (T/2))``, used by the original analysis. With
         ``engine="minisom"`` these are MiniSom's ``inverse_decay_to_one`` / ``linear_decay_to_one`` /

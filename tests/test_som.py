@@ -1,0 +1,526 @@
+"""Tests of seglib.som (the SOM estimator, its building blocks, model files) and seglib.plots._som.
+
+MiniSom is the reference for the quality figures: the tests give a MiniSom the very same weights and
+compare. Data are seeded planted blobs, small enough for the whole file to run in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from minisom import MiniSom
+from sklearn.datasets import make_blobs
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from seglib.errors import InputError, ModelFormatError, ParameterError
+from seglib.plots._som import plot_component_planes, plot_hit_map, plot_training_curve, plot_u_matrix
+from seglib.som import (
+    FORMAT_VERSION,
+    SOM,
+    best_units,
+    data_moments,
+    default_map_shape,
+    epoch_stats,
+    initial_weights,
+    neighborhood_matrix,
+    quality_table,
+    sigma_schedule,
+    u_matrix,
+    update_weights,
+)
+
+
+def blobs(n=1500, n_features=6, centers=5, seed=0, dtype=np.float64):
+    X, _ = make_blobs(n, n_features, centers=centers, cluster_std=1.0, random_state=seed)
+    return ((X - X.mean(0)) / X.std(0)).astype(dtype)
+
+
+@pytest.fixture(scope="module")
+def X():
+    return blobs()
+
+
+@pytest.fixture(scope="module")
+def fitted(X):
+    return SOM((8, 8), dtype="float64", progress=False).fit(X)
+
+
+def minisom_with(weights):
+    """A MiniSom holding exactly ``weights`` (float64), for reference figures."""
+    rows, cols, n_features = weights.shape
+    ref = MiniSom(rows, cols, n_features, random_seed=0)
+    ref._weights = np.asarray(weights, dtype=np.float64).copy()
+    return ref
+
+
+# ---------------------------------------------------------------------------------- scikit-learn
+
+
+@parametrize_with_checks(
+    [
+        SOM(map_shape=(3, 3), n_epochs=3, progress=False),
+        SOM(map_shape=(3, 3), engine="minisom", n_epochs=2, progress=False, random_state=0),
+    ]
+)
+def test_sklearn_compatible(estimator, check):
+    # no check is marked as expected to fail
+    check(estimator)
+
+
+# ---------------------------------------------------------------------------------- building blocks
+
+
+def test_sigma_schedule():
+    np.testing.assert_allclose(sigma_schedule(7.0, 1.0, 4, decay="linear"), [7.0, 5.0, 3.0, 1.0])
+    # inverse: 7 / (1 + t * (7 / 1 - 1) / 3) = 7 / (1 + 2 t)
+    np.testing.assert_allclose(sigma_schedule(7.0, 1.0, 4), [7.0, 7 / 3, 7 / 5, 1.0])
+    np.testing.assert_allclose(sigma_schedule(7.0, 1.0, 1), [1.0])
+    # MiniSom's asymptotic decay: sigma / (1 + t / (T / 2))
+    np.testing.assert_allclose(sigma_schedule(3.0, 1.0, 2, decay="asymptotic"), [3.0, 1.5])
+
+
+def test_neighborhood_matrix_by_hand():
+    H = neighborhood_matrix((2, 2), sigma=1.0)
+    # units (0,0) (0,1) (1,0) (1,1): squared grid distances 0, 1, 1, 2 from unit 0
+    np.testing.assert_allclose(H[0], np.exp(-np.array([0.0, 1.0, 1.0, 2.0]) / 2.0))
+    np.testing.assert_allclose(H, H.T)
+
+
+def test_epoch_stats_and_update_by_hand():
+    W = np.array([[[0.0, 0.0], [10.0, 0.0]]])  # a 1x2 map
+    X = np.array([[1.0, 0.0], [-1.0, 2.0], [9.0, 0.0]])
+    sums, counts, sum_dist = epoch_stats(X, W, chunk_size=2)
+    np.testing.assert_array_equal(counts, [2, 1])
+    np.testing.assert_allclose(sums, [[0.0, 2.0], [9.0, 0.0]])
+    np.testing.assert_allclose(sum_dist, 1.0 + np.sqrt(5.0) + 1.0)
+    # H = identity: each unit becomes the mean of its rows (k-means step)
+    new = update_weights(W, sums, counts, np.eye(2))
+    np.testing.assert_allclose(new, [[[0.0, 1.0], [9.0, 0.0]]])
+    # a unit with no row in its neighbourhood keeps its weights
+    new = update_weights(W, sums, np.array([2, 0]), np.eye(2))
+    np.testing.assert_allclose(new[0, 1], W[0, 1])
+
+
+def test_epoch_stats_add_up_over_blocks(X):
+    W = initial_weights(*data_moments(X)[:2], (5, 4))
+    whole = epoch_stats(X, W)
+    parts = [epoch_stats(X[s], W, chunk_size=37) for s in (slice(0, 700), slice(700, None))]
+    np.testing.assert_allclose(whole[0], parts[0][0] + parts[1][0])
+    np.testing.assert_array_equal(whole[1], parts[0][1] + parts[1][1])
+    assert whole[2] == pytest.approx(parts[0][2] + parts[1][2])
+
+
+def test_data_moments_match_numpy(X):
+    mean, cov, n = data_moments(X, chunk_size=100)
+    np.testing.assert_allclose(mean, X.mean(0), atol=1e-12)
+    np.testing.assert_allclose(cov, np.cov(X, rowvar=False), atol=1e-12)
+    assert n == len(X)
+
+
+def test_pca_init_spans_one_std_along_the_main_components():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4000, 3)) * [3.0, 1.0, 0.1] + [5.0, 0.0, -1.0]
+    mean, cov, _ = data_moments(X)
+    W = initial_weights(mean, cov, (5, 3))
+    assert W.shape == (5, 3, 3)
+    np.testing.assert_allclose(W[2, 1], mean)  # the centre unit sits on the mean
+    # the longer side (rows) runs along the first component, +-1 standard deviation
+    np.testing.assert_allclose(np.abs(W[4, 1] - W[0, 1]), [6.0, 0.0, 0.0], atol=0.25)
+    np.testing.assert_allclose(np.abs(W[2, 2] - W[2, 0]), [0.0, 2.0, 0.0], atol=0.1)
+    # deterministic, and independent of random_state
+    np.testing.assert_array_equal(W, initial_weights(mean, cov, (5, 3), "pca", random_state=7))
+
+
+def test_random_init_follows_the_data_distribution():
+    mean, cov = np.array([1.0, -2.0]), np.array([[4.0, 1.0], [1.0, 1.0]])
+    W = initial_weights(mean, cov, (60, 60), "random", random_state=0).reshape(-1, 2)
+    np.testing.assert_allclose(W.mean(0), mean, atol=0.1)
+    np.testing.assert_allclose(np.cov(W, rowvar=False), cov, atol=0.2)
+
+
+def test_default_map_shape_follows_the_heuristic():
+    rows, cols = default_map_shape(10_000, np.diag([4.0, 1.0, 0.5]))
+    assert rows * cols == pytest.approx(5 * np.sqrt(10_000), rel=0.1)
+    assert rows / cols == pytest.approx(2.0, rel=0.15)  # sqrt(4 / 1)
+    rows, cols = default_map_shape(900, np.eye(4))
+    assert rows == cols == 12  # 150 units, square
+    assert SOM(map_shape=None, progress=False).fit(blobs(400)).map_shape_ == default_map_shape(
+        400, data_moments(blobs(400))[1]
+    )
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 1e-5)])
+def test_fit_is_the_building_blocks(X, dtype, tol):
+    """The contract the Dask backend relies on: fit = initial weights, then per epoch the summed
+    epoch_stats of any partition of the rows and update_weights."""
+    som = SOM((6, 5), n_epochs=4, dtype=dtype, progress=False).fit(X)
+    mean, cov, _ = data_moments(X)
+    W = initial_weights(mean, cov, (6, 5)).astype(dtype)
+    for sigma in sigma_schedule(3.0, 1.0, 4):
+        parts = [epoch_stats(X[s], W) for s in (slice(0, 333), slice(333, 1000), slice(1000, None))]
+        sums, counts = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        W = update_weights(W, sums, counts, neighborhood_matrix((6, 5), sigma)).astype(dtype)
+    assert W.dtype == som.weights_.dtype
+    np.testing.assert_allclose(som.weights_, W, rtol=tol, atol=tol)
+
+
+# ---------------------------------------------------------------------------------- training
+
+
+def test_same_seed_same_weights_different_seeds_differ(X):
+    for engine, extra in (("batch", {}), ("minisom", {"n_epochs": 1})):
+        params = dict(engine=engine, init="random", progress=False, **extra)
+        a, b, c = (SOM((5, 5), random_state=seed, **params).fit(X) for seed in (3, 3, 4))
+        np.testing.assert_array_equal(a.weights_, b.weights_)
+        assert not np.allclose(a.weights_, c.weights_)
+
+
+def test_pca_init_needs_no_seed(X):
+    a = SOM((5, 5), progress=False, random_state=1).fit(X)
+    b = SOM((5, 5), progress=False, random_state=2).fit(X)
+    np.testing.assert_array_equal(a.weights_, b.weights_)
+
+
+def test_batch_map_is_ordered_and_as_good_as_minisom_online():
+    """Planted blobs: low topographic error, and QE within 3% of MiniSom online training with a
+    comparable schedule (sigma from half the map down to 1, the same final sigma)."""
+    X = blobs(1500, seed=1)
+    batch = SOM((8, 8), progress=False).fit(X)
+    online = SOM((8, 8), engine="minisom", n_epochs=5, progress=False, random_state=0).fit(X)
+    assert batch.topographic_error(X) <= 0.05
+    assert batch.quantization_error(X) <= 1.03 * online.quantization_error(X)
+    assert batch.history_[-1] < batch.history_[0]
+    assert len(batch.history_) == batch.n_epochs + 1
+    # the original setting leaves the map unordered
+    original = SOM.original(map_shape=(8, 8), random_state=0, progress=False).fit(X)
+    assert original.topographic_error(X) > 3 * batch.topographic_error(X)
+
+
+def test_chunk_size_and_threads_do_not_change_the_result(X):
+    ref = SOM((6, 6), progress=False, n_jobs=1).fit(X)
+    threads = SOM((6, 6), progress=False, n_jobs=2).fit(X)
+    np.testing.assert_array_equal(ref.weights_, threads.weights_)  # same chunks, same summing order
+    # chunks much smaller than N: no N x units matrix, same map up to float rounding
+    small = SOM((6, 6), progress=False, chunk_size=64, n_jobs=2).fit(X)
+    np.testing.assert_allclose(small.weights_, ref.weights_, rtol=1e-5, atol=1e-5)
+    assert (small.predict(X) == ref.predict(X)).mean() > 0.999
+
+
+def test_float32_and_float64_agree(X):
+    a = SOM((6, 6), progress=False).fit(X)
+    b = SOM((6, 6), dtype="float64", progress=False).fit(X)
+    assert a.weights_.dtype == np.float32 and b.weights_.dtype == np.float64
+    np.testing.assert_allclose(a.weights_, b.weights_, atol=1e-4)
+    assert (a.predict(X) == b.predict(X)).mean() > 0.999
+
+
+def test_minisom_engine_is_minisom_training(X):
+    """engine='minisom' runs MiniSom's own update/winner loop: with the same start and order it is
+    exactly MiniSom.train."""
+    from seglib.som import _minisom_updates
+
+    W0 = initial_weights(*data_moments(X)[:2], (4, 4))
+    ref = minisom_with(W0)
+    ref.train(X, 300)  # rows 0..299 in order, decay over 300 steps
+    ours = minisom_with(W0)
+
+    class Bar:
+        def update(self, n):
+            pass
+
+    _minisom_updates(ours, X, np.arange(300), 0, 300, Bar())
+    np.testing.assert_array_equal(ours._weights, ref._weights)
+
+
+def test_original_preset():
+    som = SOM.original(random_state=0)
+    assert (som.engine, som.sigma, som.learning_rate, som.n_iterations) == ("minisom", 1.0, 0.5, 10_000)
+    assert (som.map_shape, som.init, som.decay) == ((15, 15), "random", "asymptotic")
+    X = blobs(300)
+    fitted = SOM.original(random_state=0, map_shape=(4, 4), n_iterations=500, progress=False).fit(X)
+    assert len(fitted.history_) == 3  # start, after 300 updates, after 500
+
+
+def test_progress_bar_can_be_turned_off(X, capsys):
+    SOM((4, 4), n_epochs=2, progress=False).fit(X)
+    assert capsys.readouterr().err == ""
+    SOM((4, 4), n_epochs=2, progress=True).fit(X)
+    assert "SOM epochs" in capsys.readouterr().err
+
+
+def test_fit_logs_a_summary(X, caplog):
+    with caplog.at_level("INFO", logger="seglib.som"):
+        SOM((4, 4), n_epochs=2, progress=False).fit(X)
+    assert "quantization error" in caplog.text
+
+
+# ---------------------------------------------------------------------------------- mapping and quality
+
+
+def test_predict_and_transform_shapes(fitted, X):
+    bmu = fitted.predict(X)
+    assert bmu.shape == (len(X),) and bmu.min() >= 0 and bmu.max() < 64
+    D = fitted.transform(X[:50])
+    assert D.shape == (50, 64) and D.dtype == np.float64
+    np.testing.assert_array_equal(D.argmin(axis=1), bmu[:50])
+    bmu2, dist = fitted.predict(X[:50], return_distance=True)
+    np.testing.assert_allclose(dist, D.min(axis=1), atol=1e-9)
+    np.testing.assert_array_equal(best_units(X, fitted.weights_, chunk_size=100, n_jobs=2), bmu)
+    rows, cols = fitted.unit_coords(bmu)
+    np.testing.assert_array_equal(rows * 8 + cols, bmu)
+    assert fitted.component_planes().shape == (6, 8, 8)
+    assert fitted.get_feature_names_out()[0] == "som0"
+
+
+def test_metrics_match_minisom(fitted, X):
+    ref = minisom_with(fitted.weights_)
+    assert fitted.quantization_error(X) == pytest.approx(ref.quantization_error(X), rel=1e-12)
+    assert fitted.topographic_error(X) == pytest.approx(ref.topographic_error(X))
+    np.testing.assert_array_equal(fitted.hit_map(X), ref.activation_response(X))
+    np.testing.assert_allclose(fitted.transform(X), ref._distance_from_weights(X), atol=1e-9)
+    # MiniSom's distance map divides by its maximum; seglib keeps the distances
+    U = fitted.u_matrix()
+    np.testing.assert_allclose(U / U.max(), ref.distance_map(scaling="mean"), rtol=1e-12)
+    winners = np.array([np.ravel_multi_index(ref.winner(x), (8, 8)) for x in X[:200]])
+    np.testing.assert_array_equal(fitted.predict(X[:200]), winners)
+
+
+def test_metrics_match_minisom_with_float32_weights():
+    X = blobs(600, seed=3)
+    som = SOM((5, 7), progress=False).fit(X)
+    ref = minisom_with(som.weights_)
+    assert som.quantization_error(X) == pytest.approx(ref.quantization_error(X), rel=1e-9)
+    assert som.topographic_error(X) == pytest.approx(ref.topographic_error(X), abs=2 / len(X))
+    assert np.abs(som.hit_map(X) - ref.activation_response(X)).sum() <= 2
+
+
+def test_topographic_error_by_hand():
+    som = SOM((3, 3), progress=False).fit(blobs(50, n_features=2))
+    # weights on a grid: unit (r, c) at (r, c); choose rows whose two best units are known
+    som.weights_ = np.stack(np.meshgrid(np.arange(3.0), np.arange(3.0), indexing="ij"), axis=-1)
+    # best and second-best units: (0,0)-(0,1); (0,0)-(0,1) or (1,0); (1,1)-(1,2); (1,1)-(0,1) or (1,0)
+    X = np.array([[0.0, 0.4], [0.45, 0.45], [1.4, 1.45], [0.6, 0.6]])
+    assert som.topographic_error(X) == 0.0
+    # a map folded on purpose: unit (0,1) and (2,2) swapped
+    som.weights_[0, 1], som.weights_[2, 2] = [2.0, 2.0], [0.0, 1.0]
+    X = np.array([[0.0, 0.9]])  # best (2,2) holding [0, 1]; second (0,0) [0,0]: not neighbours
+    assert som.topographic_error(X) == 1.0
+    # diagonal neighbours: an error only with 4-neighbour adjacency
+    som.weights_ = np.array([[[0.0, 0.0], [5.0, 5.0]], [[6.0, 6.0], [0.1, 0.1]]])
+    som.map_shape_ = (2, 2)
+    X = np.array([[0.04, 0.04]])  # best (0,0), second (1,1): diagonal
+    assert som.topographic_error(X) == 0.0
+    assert som.topographic_error(X, neighbors=4) == 1.0
+    with pytest.raises(ParameterError, match="8, 4"):
+        som.topographic_error(X, neighbors=6)
+
+
+def test_u_matrix_by_hand():
+    W = np.zeros((2, 3, 1))
+    W[:, 2, 0] = 3.0  # the right column is 3 away from the middle, 3 from the left only diagonally
+    U = u_matrix(W)
+    # unit (0,0): neighbours (0,1)=0, (1,0)=0, (1,1)=0 -> 0
+    # unit (0,1): neighbours (0,0) 0, (0,2) 3, (1,0) 0, (1,1) 0, (1,2) 3 -> 6/5
+    # unit (0,2): neighbours (0,1) 3, (1,1) 3, (1,2) 0 -> 2
+    np.testing.assert_allclose(U, [[0.0, 1.2, 2.0], [0.0, 1.2, 2.0]])
+
+
+def test_empty_unit_share_and_explained_variance(fitted, X):
+    hits = fitted.hit_map(X)
+    assert hits.sum() == len(X)
+    assert fitted.empty_unit_share(X) == pytest.approx((hits == 0).mean())
+    _, dist = fitted.predict(X, return_distance=True)
+    expected = 1 - (dist**2).sum() / ((X - X.mean(0)) ** 2).sum()
+    assert fitted.explained_variance(X) == pytest.approx(expected)
+    assert 0.5 < fitted.explained_variance(X) < 1.0
+
+
+def test_quality_table(fitted, X):
+    other = SOM((4, 4), n_epochs=2, progress=False).fit(X)
+    table = quality_table({"8x8": fitted, "4x4": other}, X)
+    assert list(table.columns) == ["8x8", "4x4"]
+    assert table.loc["quantization error", "8x8"] == pytest.approx(fitted.quantization_error(X))
+    assert table.loc["topographic error", "4x4"] == pytest.approx(other.topographic_error(X))
+    assert table.loc["units without customers", "8x8"] == pytest.approx(fitted.empty_unit_share(X))
+
+
+def test_dataframe_feature_names(X):
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    som = SOM((4, 4), n_epochs=2, progress=False).fit(df)
+    assert list(som.feature_names_in_) == list(df.columns)
+    with pytest.warns(UserWarning, match="feature names"):
+        np.testing.assert_array_equal(som.predict(df), som.predict(X))
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"engine": "kohonen"}, "engine='kohonen' is not valid; choose one of: 'batch', 'minisom'"),
+        ({"init": "zeros"}, "choose one of: 'pca', 'random'"),
+        ({"neighborhood": "bubble"}, "choose one of: 'gaussian'"),
+        ({"topology": "hexagonal"}, "not supported yet"),
+        ({"topology": "torus"}, "choose one of: 'rectangular'"),
+        ({"decay": "exponential"}, "choose one of: 'inverse', 'linear', 'asymptotic'"),
+        ({"dtype": "float16"}, "choose one of: 'float32', 'float64'"),
+        ({"map_shape": (15,)}, "map_shape"),
+        ({"map_shape": (0, 5)}, "map_shape"),
+        ({"map_shape": (1, 1)}, "at least 2 units"),
+        ({"sigma": -1.0}, "sigma=-1.0"),
+        ({"sigma_end": 0}, "sigma_end=0"),
+        ({"n_epochs": 0}, "n_epochs=0"),
+        ({"n_epochs": 2.5}, "n_epochs=2.5"),
+        ({"chunk_size": 0}, "chunk_size=0"),
+        ({"n_jobs": 0}, "n_jobs=0"),
+        ({"n_iterations": 1000}, "engine='minisom' only"),
+        ({"engine": "minisom", "sigma_end": 0.5}, "ends at sigma 1"),
+        ({"engine": "minisom", "sigma_end": 0.5, "decay": "linear"}, "linear decay always ends at sigma 1"),
+    ],
+)
+def test_bad_parameters(params, match, X):
+    with pytest.raises(ParameterError, match=match):
+        SOM(progress=False, **params).fit(X)
+
+
+def test_bad_data(X, fitted):
+    bad = X.copy()
+    bad[7, 2] = np.nan
+    with pytest.raises(InputError, match=r"NaN or inf in 1 row\(s\) \(first at row 7, column 2\)"):
+        SOM((3, 3), progress=False).fit(bad)
+    with pytest.raises(InputError, match="1 sample"):
+        SOM((3, 3), progress=False).fit(X[:1])
+    with pytest.raises(InputError, match="X has 5 features, but SOM is expecting 6"):
+        fitted.predict(X[:, :5])
+    with pytest.raises(InputError):
+        fitted.predict(X[0])  # 1-D
+    with pytest.warns(UserWarning, match="more units"):
+        SOM((5, 5), n_epochs=1, progress=False).fit(X[:10])
+
+
+# ---------------------------------------------------------------------------------- files
+
+
+def test_save_load_round_trip(fitted, X, tmp_path):
+    folder = fitted.save(tmp_path / "model")
+    loaded = SOM.load(folder)
+    np.testing.assert_array_equal(loaded.weights_, fitted.weights_)
+    np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
+    np.testing.assert_array_equal(loaded.history_, fitted.history_)
+    assert loaded.get_params() == fitted.get_params()
+    meta = json.loads((folder / "som.json").read_text())
+    assert meta["format_version"] == FORMAT_VERSION and meta["map_shape"] == [8, 8]
+    # same model -> same bytes
+    again = fitted.save(tmp_path / "again")
+    for name in ("som.json", "som.npz"):
+        assert (folder / name).read_bytes() == (again / name).read_bytes()
+
+
+def test_load_rejects_bad_files(fitted, tmp_path):
+    good = fitted.save(tmp_path / "good")
+
+    def copy(name):
+        target = tmp_path / name
+        shutil.copytree(good, target)
+        return target
+
+    missing = copy("missing")
+    (missing / "som.npz").unlink()
+    with pytest.raises(ModelFormatError, match="som.npz: missing"):
+        SOM.load(missing)
+
+    newer = copy("newer")
+    meta = json.loads((newer / "som.json").read_text())
+    meta["format_version"] = FORMAT_VERSION + 1
+    (newer / "som.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="newer seglib"):
+        SOM.load(newer)
+
+    broken = copy("broken")
+    (broken / "som.json").write_text('{"format": "seglib.SOM", ')
+    with pytest.raises(ModelFormatError, match="not valid JSON"):
+        SOM.load(broken)
+
+    tampered = copy("tampered")
+    meta = json.loads((tampered / "som.json").read_text())
+    meta["params"]["engine"] = "evil"
+    (tampered / "som.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="engine='evil'"):
+        SOM.load(tampered)
+
+    shape = copy("shape")
+    np.savez(shape / "som.npz", weights=np.zeros((8, 7, 6)), history=fitted.history_, sigmas=fitted.sigmas_)
+    with pytest.raises(ModelFormatError, match="weights have shape"):
+        SOM.load(shape)
+
+    pickled = copy("pickled")
+    np.savez(pickled / "som.npz", weights=np.array([{"x": 1}], dtype=object), history=fitted.history_,
+             sigmas=fitted.sigmas_)
+    with pytest.raises(ModelFormatError, match="cannot be read"):
+        SOM.load(pickled)
+
+    corrupt = copy("corrupt")
+    (corrupt / "som.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ModelFormatError, match="cannot be read"):
+        SOM.load(corrupt)
+    assert zipfile.is_zipfile(good / "som.npz")
+
+
+# ---------------------------------------------------------------------------------- plots
+
+
+def test_plot_u_matrix_marks_units_by_hits(fitted, X):
+    ax = plot_u_matrix(fitted, X)
+    hits = fitted.hit_map(X)
+    markers, empties = ax.collections[0], ax.collections[1]
+    assert len(markers.get_offsets()) == (hits > 0).sum()
+    assert len(empties.get_offsets()) == (hits == 0).sum()
+    sizes = markers.get_sizes()
+    assert sizes.max() == pytest.approx(200.0)
+    # the same from raw weights and precomputed hits, on a given axes
+    _, ax2 = plt.subplots()
+    assert plot_u_matrix(fitted.weights_, hits=hits, ax=ax2) is ax2
+    np.testing.assert_array_equal(ax2.collections[0].get_offsets(), markers.get_offsets())
+    np.testing.assert_allclose(ax.images[0].get_array(), fitted.u_matrix())
+
+
+def test_plot_hit_map(fitted, X):
+    ax = plot_hit_map(fitted, X)
+    np.testing.assert_array_equal(ax.images[0].get_array().filled(0), fitted.hit_map(X))
+    assert len(ax.texts) == 64
+    with pytest.raises(ParameterError, match="needs X"):
+        plot_hit_map(fitted)
+
+
+def test_plot_component_planes(fitted):
+    axes = plot_component_planes(fitted, [f"f{i}" for i in range(6)], ncols=4)
+    assert len(axes) == 6 and [a.get_title() for a in axes][:2] == ["f0", "f1"]
+    np.testing.assert_allclose(axes[3].images[0].get_array(), fitted.weights_[:, :, 3])
+    _, grid = plt.subplots(2, 3)
+    assert plot_component_planes(fitted, axes=grid)[5] is grid[1, 2]
+    with pytest.raises(ParameterError, match="3 feature_names for 6 features"):
+        plot_component_planes(fitted, ["a", "b", "c"])
+
+
+def test_plot_training_curve(fitted):
+    ax = plot_training_curve(fitted)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), fitted.history_)
+
+
+def test_real_sample_smoke(real_sample):
+    """The real sample's numeric columns, standardised: the batch map trains and is ordered."""
+    df = pd.read_csv(real_sample)
+    num = df[["sale_price_after_promo"]].assign(
+        week=pd.to_datetime(df["transactionDate"], errors="coerce").dt.isocalendar().week.astype(float)
+    ).dropna()
+    X = ((num - num.mean()) / num.std()).to_numpy()
+    som = SOM((6, 6), progress=False).fit(X)
+    assert som.topographic_error(X) < 0.2
+    assert np.isfinite(som.weights_).all()
