@@ -1,0 +1,62 @@
+"""Notebooks: each runs on its own, and they hold no logic of their own."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from seglib.pipeline import NOTEBOOK_DIR, NOTEBOOKS
+
+NOTEBOOK_PATHS = [NOTEBOOK_DIR / name for name in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
+def test_notebook_shape(path: Path):
+    nb = nbformat.read(str(path), as_version=4)
+    cells = nb.cells
+    assert cells[0].cell_type == "markdown" and "In this notebook we" in cells[0].source
+    assert cells[-1].cell_type == "markdown" and "## Summary" in cells[-1].source
+    params = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one papermill parameters cell"
+    for node in ast.parse(params[0].source).body:  # literals only: derived values would not follow -p
+        assert isinstance(node, ast.AnnAssign | ast.Assign)
+        ast.literal_eval(node.value)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
+def test_notebooks_define_no_functions_or_classes(path: Path):
+    """A notebook shows, explains and calls; what it computes lives in seglib (tested there)."""
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(cell.source)
+        defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.Lambda)]
+        loops = [n for n in ast.walk(tree) if isinstance(n, ast.For | ast.While)]
+        assert not defs and not loops, f"logic in a notebook cell: {cell.source[:80]!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
+def test_committed_notebooks_have_outputs(path: Path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), "execute the notebooks: make notebooks"
+    assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
+
+
+def test_the_clustering_notebook_runs_first_on_a_fresh_folder(tmp_path):
+    """A user who opens notebook 03 first gets the cleaned data and the map built for them."""
+    import papermill as pm
+
+    out = tmp_path / "run"
+    pm.execute_notebook(str(NOTEBOOK_DIR / "03-cluster-prototypes.ipynb"), str(tmp_path / "03.ipynb"),
+                        parameters={"out_dir": str(out), "n_stability_runs": 2, "k_max": 6},
+                        kernel_name="python3", progress_bar=False, cwd=str(NOTEBOOK_DIR))
+    for artifact in ("interim/transactions.parquet", "processed/som/som.json", "processed/segments.parquet",
+                     "cleaning_report.json"):
+        assert (out / artifact).is_file(), artifact
