@@ -33,6 +33,7 @@ import pandas as pd
 from seglib.errors import InputError, ParameterError, check_option
 
 __all__ = [
+    "read_header",
     "ROLES",
     "REQUIRED_ROLES",
     "DEFAULT_COLUMNS",
@@ -582,3 +583,25 @@ def load_transactions(
     )
     return df
 
+
+def read_header(path: str | os.PathLike) -> list[str] | None:
+    """Column names of a CSV / gzip CSV / Parquet file without reading its rows.
+
+    Read the way :func:`load_transactions` reads the file (encoding, delimiter); None when the file
+    cannot be read (:func:`load_transactions` then says why).
+    """
+    path = Path(path)
+
+    try:
+        with open(path, "rb") as fh:
+            kind = _file_kind(path, fh.read(8))
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return [str(c).strip() for c in pq.read_schema(path).names]
+        _, text = _head_text(path, "gzip" if kind == "gzip" else None, "utf-8-sig")
+    except (OSError, InputError, ValueError):
+        return None
+    lines = text.lstrip("\ufeff").splitlines()
+    header = next(csv.reader(lines[:1], delimiter=_sniff_delimiter(text)), []) if lines else []
+    return [c.strip().lstrip("\ufeff") for c in header]

@@ -17,7 +17,6 @@ unpickles and refuses missing, corrupted, tampered or newer files with
 from __future__ import annotations
 
 import copy
-import csv
 import hashlib
 import json
 import logging
@@ -77,26 +76,6 @@ def _model_folder(path) -> Path:
         f"{MODEL_JSON}, {MODEL_NPZ} and {SOM_DIR}/ (Segmentation.save; a pipeline run saves one in "
         "<run>/model/)"
     )
-
-
-def _file_columns(path: Path) -> list[str] | None:
-    """Header of a CSV / gzip CSV / Parquet file, read the way seglib.load reads it (None: unreadable,
-    the loader will then say why)."""
-    from seglib.load import _file_kind, _head_text, _sniff_delimiter
-
-    try:
-        with open(path, "rb") as fh:
-            kind = _file_kind(path, fh.read(8))
-        if kind == "parquet":
-            import pyarrow.parquet as pq
-
-            return [str(c).strip() for c in pq.read_schema(path).names]
-        _, text = _head_text(path, "gzip" if kind == "gzip" else None, "utf-8-sig")
-    except (OSError, InputError, ValueError):
-        return None
-    lines = text.lstrip("\ufeff").splitlines()
-    header = next(csv.reader(lines[:1], delimiter=_sniff_delimiter(text)), []) if lines else []
-    return [c.strip().lstrip("\ufeff") for c in header]
 
 
 def _number(value) -> bool:
@@ -353,13 +332,13 @@ class Segmentation:
     def _clean(self, transactions, as_of, progress, notes: list):
         """Cleaned transactions and the cleaning report (None for an already cleaned frame)."""
         from seglib.clean import clean_transactions
-        from seglib.load import DEFAULT_COLUMNS, REQUIRED_ROLES, ROLES, load_transactions
+        from seglib.load import DEFAULT_COLUMNS, REQUIRED_ROLES, ROLES, load_transactions, read_header
 
         s = self.clean_settings
         if isinstance(transactions, (str, os.PathLike)):
             path, mapping = Path(transactions).expanduser(), None
             if self.columns is not None:
-                found = _file_columns(path) if path.is_file() else None
+                found = read_header(path) if path.is_file() else None
                 mapping = {}
                 for role in ROLES:
                     col = self.columns.get(role)

@@ -1,0 +1,1457 @@
+"""The Dask backend: the same pipeline on transaction logs that do not fit in one machine's memory.
+
+Every step reuses the in-memory building blocks; only *where* they run changes. The data stay on the
+workers, in partitions held in memory there; the client holds only small things (counts, statistics,
+the SOM's weights). What runs where:
+
+* **read + clean**, one task per input file: :func:`~seglib.load.load_transactions`,
+  :func:`~seglib.clean.clean_partition`, then :func:`~seglib.features.customer_partials`; the lines
+  never leave their task. Collected: each file's :class:`~seglib.clean.CleaningReport` (summed) and,
+  first, its last valid day (the default ``as_of`` is their maximum, computed before any age).
+* **combine**: the partials are shuffled by customer, then :func:`~seglib.features.combine_partials`
+  per partition. Collected: distinct customer counts.
+* **features**: :func:`~seglib.features.finalize_customers` per partition (the customer table,
+  persisted). Collected: per-column counts, min, max and sums, exact medians (a few histogram passes),
+  from which the :class:`~seglib.features.FeatureBuilder` and :class:`~seglib.features.FeatureScaler`
+  are fitted; the scaled matrix is computed per partition and persisted.
+* **SOM**: :func:`~seglib.som.epoch_stats` per partition, every epoch. Collected: per-unit sums and
+  counts; the weights live on the client.
+* **cluster**: hits per unit by reduction; the prototype tree on the client (it is small); segments by
+  :func:`~seglib.som.best_units` per partition.
+* **write**: one ``result/part-NNNNN`` file per partition; ``result.csv`` and the profile are made on
+  the client when the customers fit there (``max_collect``).
+
+The batch SOM is the in-memory engine's algorithm with the data spread out: each epoch maps
+:func:`~seglib.som.epoch_stats` over the partitions and adds the small results on the client *in
+partition order*, then :func:`~seglib.som.update_weights`; the initialisation (PCA of moments computed by
+reduction) and the sigma schedule are the same, so both backends give the same map up to floating-point
+order, and the same seed gives the same result whatever the number of workers.
+
+:func:`run_dask` runs it all into a run folder; :func:`run_segmentation` chooses the backend
+(``backend="pandas"`` runs :mod:`seglib.steps`). The step functions (:func:`clean_dask`,
+:func:`customer_features`, :func:`fit_som`, :func:`cluster_dask`, :func:`write_results`) mirror
+:mod:`seglib.steps`. ``docs/dask.md`` shows how to run on a local cluster or an existing one.
+
+Needs the optional extra ``dask`` (``pip install "seglib[dask]"``: dask[dataframe], distributed).
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import logging
+import math
+import operator
+import os
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from seglib._files import atomic_path, write_json
+from seglib.clean import (
+    DEFAULT_MAX_AGE,
+    DEFAULT_MIN_AGE,
+    CleaningReport,
+    _check_ages,
+    _check_as_of,
+    clean_partition,
+    default_as_of,
+)
+from seglib.cluster import PrototypeClustering, assign_segments
+from seglib.config import Layout
+from seglib.errors import InputError, ParameterError, check_option
+from seglib.features import (
+    _COUNT_PREFIXES,
+    BALANCED_SPREAD,
+    CUSTOMER_FEATURES,
+    DEFAULT_LOG1P,
+    IDENTIFIERS,
+    SCALERS,
+    FeatureBuilder,
+    FeatureScaler,
+    _as_list,
+    _categories,
+    _signed_log1p,
+    _transaction_key,
+    combine_partials,
+    customer_partials,
+    finalize_customers,
+    pipeline_to_dict,
+)
+from seglib.load import REQUIRED_ROLES, ROLES, load_transactions
+from seglib.som import (
+    SOM,
+    best_units,
+    default_map_shape,
+    epoch_stats,
+    initial_weights,
+    neighborhood_matrix,
+    sigma_schedule,
+    update_weights,
+)
+
+try:
+    import dask
+    import dask.dataframe as dd
+    from distributed import Client, LocalCluster, as_completed, futures_of, get_client, wait
+except ImportError:  # the optional extra is not installed; _require_dask says how to get it
+    dd = None
+
+__all__ = [
+    "BACKENDS",
+    "Partitions",
+    "DaskClean",
+    "DaskFeatures",
+    "DaskClusters",
+    "DaskRun",
+    "check_backend",
+    "data_files",
+    "dask_client",
+    "clean_dask",
+    "customer_features",
+    "fit_som",
+    "hit_map",
+    "cluster_dask",
+    "write_results",
+    "run_dask",
+    "run_segmentation",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Values of the ``backend`` parameter: in memory (one process) or on a Dask cluster.
+BACKENDS = ("pandas", "dask")
+#: Formats of the per-partition result files.
+PART_FORMATS = ("parquet", "csv")
+#: File suffixes read when ``data`` is a folder.
+DATA_SUFFIXES = (".csv", ".gz", ".parquet", ".pq")
+#: Default ``max_collect``: up to this many customers, result.csv and the profile are made on the client.
+MAX_COLLECT = 1_000_000
+#: (customer, store) rows per partition of the customer tables aimed at when ``npartitions=None``.
+CUSTOMERS_PER_PARTITION = 200_000
+#: glibc's mmap and trim thresholds in local workers. Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536``
+#: (to give memory back to the system early), which also pins the mmap threshold at 128 KB: every large
+#: temporary is then a fresh mmap, or heap given back and taken again, page-faulted each time. That made
+#: ``epoch_stats`` 1.5-4x slower in a worker than in a plain process; 16 MB for both keeps the SOM's
+#: temporaries (a few MB per chunk) on the heap, for at most 16 MB held per worker.
+MALLOC_THRESHOLD = 16 * 2**20
+_PART = re.compile(r"part-\d{5}\.(parquet|csv)")
+
+
+def _require_dask() -> None:
+    if dd is None:
+        raise ImportError('the Dask backend needs dask and distributed: pip install "seglib[dask]" '
+                          "(or: pip install 'dask[dataframe]' distributed)")
+
+
+def check_backend(backend) -> str:
+    """Return ``backend`` if it is one of :data:`BACKENDS`, else raise :class:`ParameterError`."""
+    check_option("backend", backend, BACKENDS)
+    return backend
+
+
+# ----------------------------------------------------------------------------------------------------
+# input files and the cluster
+
+
+def data_files(data) -> list[Path]:
+    """The input files of ``data``: a file, a folder, a glob pattern, or a list of files.
+
+    A folder gives its files with a data suffix (:data:`DATA_SUFFIXES`, hidden files skipped), so it
+    must hold transaction files only (``seglib.synthetic.write_parts`` also writes ``truth.csv``: use a
+    glob such as ``"parts/part-*.csv"`` there). Files are sorted by name; the first one sets the date
+    formats and the columns every other file must have.
+
+    Raises
+    ------
+    InputError
+        Nothing matches, a listed file is missing, or a folder holds no data file.
+    """
+    if isinstance(data, (list, tuple)):
+        files = [Path(p).expanduser() for p in data]
+        missing = [str(p) for p in files if not p.is_file()]
+        if missing:
+            raise InputError(f"file(s) not found: {', '.join(missing[:5])}")
+    elif isinstance(data, (str, os.PathLike)):
+        path = Path(data).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir()
+                           if p.is_file() and not p.name.startswith((".", "_")) and p.suffix in DATA_SUFFIXES)
+            if not files:
+                raise InputError(f"{path}: the folder holds no data file ({', '.join(DATA_SUFFIXES)})")
+        elif path.is_file():
+            files = [path]
+        else:
+            files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+            if not files:
+                raise InputError(f"{data}: no file or folder of that name, and no file matches it as a "
+                                 "glob pattern (e.g. 'logs/part-*.csv')")
+    else:
+        raise ParameterError(f"data={data!r} is not valid; give a file, a folder, a glob pattern or a list "
+                             "of files")
+    if not files:
+        raise InputError("data: the list of files is empty")
+    return files
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@contextmanager
+def dask_client(scheduler=None, *, n_workers: int | None = None, memory_limit="auto",
+                dashboard_address: str = ":8787"):
+    """A Dask client for the duration of a ``with`` block; the dashboard link is logged.
+
+    Parameters
+    ----------
+    scheduler : None, str or distributed.Client
+        None: start a ``LocalCluster`` of processes with one thread each (the SOM's matrix products run
+        single-threaded, so processes use the cores best), closed at the end. An address such as
+        ``"tcp://host:8786"``: connect to a running scheduler (started with ``dask scheduler`` and
+        ``dask worker``); the cluster is left running. A ``Client``: used as is and left open.
+    n_workers : int, optional
+        Workers of the local cluster; None uses one per core. Only with ``scheduler=None``.
+    memory_limit : str or int, default "auto"
+        Memory limit per local worker (e.g. ``"4GB"``); "auto" shares the machine's memory. A worker
+        spills to disk at 60% of it and is restarted at 95%: give each worker at least 2 GB, more than
+        5x the size of one input file (one file is one task) plus its share of the customer table
+        (about 0.5 KB per customer). Only with ``scheduler=None``.
+    dashboard_address : str, default ":8787"
+        Address of the local cluster's dashboard (":0" picks a free port).
+
+    Yields
+    ------
+    distributed.Client
+    """
+    _require_dask()
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise ParameterError(f"scheduler={scheduler!r} is not valid; give None (a local cluster), an address "
+                             "such as 'tcp://host:8786', or a distributed.Client")
+    if scheduler is not None and (n_workers is not None or memory_limit != "auto"):
+        raise ParameterError("n_workers and memory_limit size a local cluster (scheduler=None); an existing "
+                             "cluster is sized by the `dask worker` commands that started it")
+    cluster = None
+    if scheduler is None:
+        n = _cores() if n_workers is None else n_workers
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ParameterError(f"n_workers={n_workers!r} is not valid; give an integer >= 1 or None")
+        environ = "distributed.nanny.pre-spawn-environ."
+        with dask.config.set({environ + "MALLOC_MMAP_THRESHOLD_": MALLOC_THRESHOLD,
+                              environ + "MALLOC_TRIM_THRESHOLD_": MALLOC_THRESHOLD}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                   memory_limit=memory_limit, dashboard_address=dashboard_address,
+                                   silence_logs=logging.WARNING)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise ParameterError(f"scheduler={scheduler!r}: cannot connect ({exc}); give the address of a "
+                                 "running scheduler such as 'tcp://host:8786', or None for a local cluster"
+                                 ) from None
+    try:
+        workers = client.scheduler_info()["workers"]
+        logger.info("Dask dashboard: %s (%d workers, %d threads)", client.dashboard_link, len(workers),
+                    sum(w["nthreads"] for w in workers.values()))
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _client(client):
+    """The given client, or the current default one."""
+    _require_dask()
+    if client is not None:
+        return client
+    try:
+        return get_client()
+    except ValueError:
+        raise ParameterError("no Dask client: run inside `with dask_client(scheduler) as client:` or pass "
+                             "client=...") from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# a distributed table: futures of pandas partitions, in order
+
+
+@dataclass
+class Partitions:
+    """A table spread over the workers: one future per pandas partition, in order, held in memory there.
+
+    ``meta`` is an empty frame with the columns and dtypes. :meth:`to_dask` gives a ``dask.dataframe``
+    over the same partitions (nothing is recomputed); :meth:`compute` collects the whole table: only
+    for small tables.
+    """
+
+    futures: list
+    meta: pd.DataFrame
+
+    @property
+    def npartitions(self) -> int:
+        return len(self.futures)
+
+    def to_dask(self):
+        """The table as a ``dask.dataframe.DataFrame`` (lazy view of the persisted partitions)."""
+        return dd.from_delayed(self.futures, meta=self.meta, verify_meta=False)
+
+    def compute(self) -> pd.DataFrame:
+        """Collect every partition into one pandas frame (mind the size)."""
+        parts = self.futures[0].client.gather(self.futures)
+        return pd.concat(parts) if parts else self.meta.copy()
+
+    def map(self, func, *others, **kwargs) -> list:
+        """Futures of ``func(part, *others_i, **kwargs)`` per partition ``i``.
+
+        ``others`` are other :class:`Partitions` (aligned partition by partition) or lists of one value
+        per partition; ``kwargs`` go to every call.
+        """
+        iterables = [o.futures if isinstance(o, Partitions) else list(o) for o in others]
+        return self.futures[0].client.map(func, self.futures, *iterables, **kwargs)
+
+    def reduce(self, func, *others, **kwargs) -> list:
+        """``func`` of every partition (see :meth:`map`), gathered in partition order."""
+        futures = self.map(func, *others, **kwargs)
+        return self.futures[0].client.gather(futures)
+
+
+def _partitions_of(client, frame) -> list:
+    """Futures of a dask DataFrame's partitions, persisted, in partition order."""
+    frame = client.persist(frame)
+    futures = futures_of(frame)
+    return sorted(futures, key=lambda f: f.key[1])
+
+
+def _as_partitions(client, data) -> Partitions:
+    if isinstance(data, Partitions):
+        return data
+    if dd is not None and isinstance(data, dd.DataFrame):
+        return Partitions(_partitions_of(client, data), data._meta)
+    raise ParameterError(f"expected Partitions or a dask DataFrame, got {type(data).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# step 01: read and clean, one task per file; per-customer partial aggregates
+
+
+@dataclass
+class DaskClean:
+    """What the cleaning step produced: the summed report and per-(customer, store) partial aggregates.
+
+    The cleaned lines themselves never leave their task (optionally they are written to ``clean_dir``):
+    each file's lines become :func:`~seglib.features.customer_partials`, combined across files after a
+    shuffle by customer, so every customer's rows are in one partition of ``partials``.
+    """
+
+    partials: Partitions  # columns customer_key, store, then PARTIAL_AGGREGATES / count columns
+    report: CleaningReport
+    as_of: str  # ISO date
+    programmes: list | None
+    genders: list | None
+    transaction_key: list
+    id_column: str
+    files: list
+
+
+def _light_columns(columns) -> dict:
+    """The role mapping with every optional role disabled (reads only what ``as_of`` needs)."""
+    columns = dict(columns or {})
+    return {r: (columns.get(r) if r in REQUIRED_ROLES else None)
+            for r in ROLES if r not in REQUIRED_ROLES or r in columns}
+
+
+def _file_info(path, columns, date_format, dob_format, encoding) -> dict:
+    raw = load_transactions(path, columns, date_format=date_format, dob_format=dob_format, encoding=encoding)
+    attrs = raw.attrs
+    return {"roles": list(raw.columns), "mapping": attrs["columns"], "date_format": attrs["date_format"],
+            "dob_format": attrs["dob_format"]}
+
+
+def _file_as_of(path, columns, date_format, encoding):
+    raw = load_transactions(path, _light_columns(columns), date_format=date_format, encoding=encoding)
+    return default_as_of(raw, date_format)
+
+
+def _clean_file(path, part, *, roles, columns, as_of, date_format, dob_format, encoding, min_age, max_age,
+                drop_duplicates, clean_dir):
+    """Load, clean and aggregate one file (one task).
+
+    Returns the file's per-(customer, store) partials (None when no line is kept) and the small things
+    the client collects: the report, the customer keys all of whose rows were dropped, the discount
+    programmes and genders seen, and the columns that define a transaction.
+    """
+    raw = load_transactions(path, columns, date_format=date_format, dob_format=dob_format, encoding=encoding)
+    if list(raw.columns) != roles:
+        raise InputError(f"{path}: has the roles {list(raw.columns)} but the first file has {roles}; every "
+                         "file of a data set must have the same columns")
+    clean, report = clean_partition(raw, as_of, min_age=min_age, max_age=max_age, date_format=date_format,
+                                    dob_format=dob_format, drop_duplicates=drop_duplicates)
+    malformed = len(raw.attrs.get("malformed_rows") or [])
+    if malformed:  # as clean_transactions does for a whole file
+        report.rows_read += malformed
+        report.rows_dropped["malformed_line"] = malformed
+    dropped = sorted(report.keys_read - report.keys_kept)
+    report.keys_read = report.keys_kept = None  # distinct customers are counted on the combined table
+    report.customers_read = report.customers_kept = None
+    if clean_dir is not None:
+        with atomic_path(Path(clean_dir) / f"part-{part:05d}.parquet") as tmp:
+            clean.to_parquet(tmp, index=False)
+    partials = None
+    if len(clean):
+        partials = customer_partials(clean).reset_index()
+        partials["part"] = part
+    categories = _categories(clean) if len(clean) else (None, None)
+    return partials, (report, dropped, categories, _transaction_key(clean))
+
+
+def _conform(partials, meta: pd.DataFrame) -> pd.DataFrame:
+    """Partials with the columns of ``meta`` (count columns absent from this file are 0)."""
+    if partials is None:
+        return meta.copy()
+    missing = {c: 0.0 for c in meta.columns if c not in partials.columns}
+    return partials.assign(**missing)[list(meta.columns)].astype(meta.dtypes.to_dict())
+
+
+def _combine(part: pd.DataFrame) -> pd.DataFrame:
+    """One row per (customer_key, store) of a partition holding all rows of its customers."""
+    part = part.sort_values(["customer_key", "store", "part"], kind="stable")  # fixed order of the sums
+    combined = combine_partials(part.drop(columns="part").set_index(["customer_key", "store"]))
+    return combined.reset_index()
+
+
+def _distinct_customers(part: pd.DataFrame, dropped) -> tuple[int, int]:
+    keys = pd.unique(part["customer_key"])
+    return len(keys), int(np.isin(dropped, np.asarray(keys, dtype=object)).sum())
+
+
+def clean_dask(
+    data,
+    *,
+    client=None,
+    columns: dict | None = None,
+    date_format: str | None = None,
+    dob_format: str | None = None,
+    encoding: str | None = None,
+    as_of=None,
+    min_age: float = DEFAULT_MIN_AGE,
+    max_age: float = DEFAULT_MAX_AGE,
+    drop_duplicates: bool = False,
+    npartitions: int | None = None,
+    clean_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> DaskClean:
+    """Read and clean every file on the workers (the rules of :mod:`seglib.clean`), one task per file.
+
+    Parameters
+    ----------
+    data : str, path or list
+        Files to read, see :func:`data_files`. Each file is one task, so files should be 50-500 MB
+        (split a bigger file, e.g. with ``split -l``). A transaction must not span two files (files
+        cut by date, store or customer never split one), or it is counted twice.
+    client : distributed.Client, optional
+        Default: the current client (see :func:`dask_client`).
+    columns, date_format, dob_format, encoding
+        See :func:`~seglib.load.load_transactions`. The formats are detected on the first file when
+        None and then used for every file.
+    as_of : str or date-like, optional
+        Reference date of ages. None: the day after the last valid transaction of all files, computed
+        by a first pass over the files before any age is derived (give it to save that pass).
+    min_age, max_age, drop_duplicates
+        See :func:`~seglib.clean.clean_transactions`. Duplicates are found within a file.
+    npartitions : int, optional
+        Partitions of the customer tables (after the shuffle by customer). None: about
+        :data:`CUSTOMERS_PER_PARTITION` customers each, whatever the cluster, so the same data and seed
+        give the same bits on any cluster. Give at least two per worker thread to keep every worker busy
+        (sums over more partitions differ in the last bits).
+    clean_dir : str or path, optional
+        Also write each file's cleaned lines as ``<clean_dir>/part-NNNNN.parquet``.
+    progress : bool, default True
+        Show a progress bar over the files.
+
+    Returns
+    -------
+    DaskClean
+        Its ``report`` is the sum of the files' reports (``rows_read == rows_kept + dropped``), with
+        the distinct customers counted on the combined table.
+    """
+    client = _client(client)
+    files = data_files(data)
+    if as_of is not None:
+        as_of = _check_as_of(as_of)
+    min_age, max_age = _check_ages(min_age, max_age)
+    if not isinstance(drop_duplicates, (bool, np.bool_)):
+        raise ParameterError(f"drop_duplicates={drop_duplicates!r} is not valid; give True or False")
+    _check_npartitions(npartitions)
+    info = client.submit(_file_info, files[0], columns, date_format, dob_format, encoding).result()
+    date_format, dob_format = info["date_format"], info["dob_format"]
+    if as_of is None:
+        days = client.gather(client.map(_file_as_of, files, columns=columns, date_format=date_format,
+                                        encoding=encoding))
+        days = [d for d in days if d is not None]
+        if not days:
+            raise InputError(f"{data}: no row has a customer id, a parseable date and a numeric amount")
+        as_of = max(days)
+        logger.info("as_of = %s (the day after the last transaction of %d files)", as_of.date(), len(files))
+    if clean_dir is not None:
+        Path(clean_dir).mkdir(parents=True, exist_ok=True)
+    futures = client.map(_clean_file, files, range(len(files)), roles=info["roles"], columns=columns,
+                         as_of=as_of, date_format=date_format, dob_format=dob_format, encoding=encoding,
+                         min_age=min_age, max_age=max_age, drop_duplicates=bool(drop_duplicates),
+                         clean_dir=None if clean_dir is None else str(clean_dir))
+    for _ in tqdm(as_completed(futures), total=len(futures), desc="cleaning files", unit="file",
+                  disable=not progress):
+        pass
+    small = client.gather(client.map(operator.itemgetter(1), futures))
+    partial_futures = client.map(operator.itemgetter(0), futures)
+    del futures
+    report = sum(s[0] for s in small)
+    if report.rows_kept == 0:
+        raise InputError(f"{data}: no row is left after cleaning ({report.rows_dropped})")
+    programmes, genders = (_union(s[2][i] for s in small) for i in (0, 1))
+    meta = _partials_meta(client, partial_futures, [s[0].rows_kept for s in small], programmes, genders)
+    conformed = client.map(_conform, partial_futures, meta=meta)
+    n_rows = sum(client.gather(client.map(len, conformed)))
+    n_parts = npartitions or max(1, math.ceil(n_rows / CUSTOMERS_PER_PARTITION))
+    frame = dd.from_delayed(conformed, meta=meta, verify_meta=False).shuffle(on="customer_key",
+                                                                             npartitions=n_parts)
+    combined_meta = _combine(meta)
+    partials = Partitions(_partitions_of(client, frame.map_partitions(_combine, meta=combined_meta)),
+                          combined_meta)
+    del conformed, partial_futures, frame
+    # customers read = those kept + those whose rows were all dropped in a file and who are kept in none
+    dropped = np.array(sorted(set().union(*(s[1] for s in small))), dtype=object)
+    counts = partials.reduce(_distinct_customers, dropped=client.scatter(dropped, broadcast=True))
+    kept = sum(c[0] for c in counts)
+    report.customers_kept, report.customers_read = kept, kept + len(dropped) - sum(c[1] for c in counts)
+    report.source = str(data) if isinstance(data, (str, os.PathLike)) else f"{len(files)} files"
+    tkey = next((s[3] for s in small if s[0].rows_kept), small[0][3])
+    logger.info("cleaned %d files: %d rows read, %d kept, %d customers; dropped %s", len(files),
+                report.rows_read, report.rows_kept, kept, {k: v for k, v in report.rows_dropped.items() if v}
+                or "none")
+    return DaskClean(partials=partials, report=report.check(), as_of=report.as_of, programmes=programmes,
+                     genders=genders, transaction_key=tkey,
+                     id_column=info["mapping"].get("customer_id", "customerID"), files=files)
+
+
+def _union(lists) -> list | None:
+    lists = [x for x in lists if x is not None]
+    return sorted(set().union(*lists)) if lists else None
+
+
+def _check_npartitions(npartitions) -> None:
+    if npartitions is not None and (isinstance(npartitions, bool) or not isinstance(npartitions, int)
+                                    or npartitions < 1):
+        raise ParameterError(f"npartitions={npartitions!r} is not valid; give an integer >= 1 or None")
+
+
+def _partials_meta(client, futures, kept, programmes, genders) -> pd.DataFrame:
+    """Empty partials frame with every file's columns, count columns in sorted order."""
+    first = next(f for f, k in zip(futures, kept) if k)
+    head = client.submit(lambda p: p.iloc[:0], first).result()
+    base = [c for c in head.columns if not c.startswith(_COUNT_PREFIXES) and c != "part"]
+    counts = [f"programme_{p}" for p in programmes or []] + [f"gender_{g}" for g in genders or []]
+    meta = head.reindex(columns=base + counts + ["part"])
+    return meta.astype({c: "float64" for c in counts} | {"part": "int64"})
+
+
+# ----------------------------------------------------------------------------------------------------
+# step 02: customer table, feature builder and scaler from reductions, the scaled matrix
+
+
+@dataclass
+class DaskFeatures:
+    """What the features step produced, mirroring :class:`seglib.steps.SomStep` without the SOM."""
+
+    customers: Partitions  # index customer_key: customer_id + features in original units
+    X: Partitions  # the scaled features (float64), same partitions and index
+    pipeline: Pipeline  # fitted FeatureBuilder -> FeatureScaler, as the pandas backend's
+    n_customers: int
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.X.meta.columns)
+
+
+def _finalize(part: pd.DataFrame, as_of, meta: pd.DataFrame) -> pd.DataFrame:
+    if part.empty:
+        return meta.copy()
+    table = finalize_customers(part.set_index(["customer_key", "store"]), as_of)
+    return table.reindex(columns=meta.columns)  # n_stores even when this partition knows no store
+
+
+def _with_indicators(part: pd.DataFrame, indicators) -> pd.DataFrame:
+    """``FeatureBuilder``'s ``<name>_missing`` columns."""
+    return part.assign(**{f"{n}_missing": part[n].isna().astype(float) for n in indicators})
+
+
+def _model_frame(part, indicators, features, medians=None) -> pd.DataFrame:
+    """The builder's model matrix of a customer partition (imputed when ``medians`` is given)."""
+    frame = _with_indicators(part, indicators)[features]
+    return frame if medians is None else frame.fillna(medians)
+
+
+def _transformed(part, indicators, features, medians, log1p) -> pd.DataFrame:
+    """The model matrix with the scaler's signed log1p applied (what the scaler's statistics are of)."""
+    frame = _model_frame(part, indicators, features, medians)
+    return frame.assign(**{c: _signed_log1p(frame[c]) for c in log1p})
+
+
+def _column_stats(part, prepare, shift=None) -> pd.DataFrame:
+    """Per column: count, missing, min, max, sum (of ``x - shift``), sum of squares, whole numbers."""
+    x = prepare(part).astype(float)
+    if shift is not None:
+        x = x - shift
+    return pd.DataFrame({"count": x.count(), "missing": x.isna().sum(), "min": x.min(), "max": x.max(),
+                         "sum": x.sum(), "sumsq": (x * x).sum(),
+                         "whole": (x.isna() | (x == np.round(x))).all()})
+
+
+def _reduce_stats(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Column statistics of the whole table from the partitions' (summed in partition order)."""
+    out = parts[0].copy()
+    for s in parts[1:]:
+        for c in ("count", "missing", "sum", "sumsq"):
+            out[c] = out[c] + s[c]
+        out["min"] = np.fmin(out["min"], s["min"])
+        out["max"] = np.fmax(out["max"], s["max"])
+        out["whole"] = out["whole"] & s["whole"]
+    return out
+
+
+def _refine(part, prepare, histograms, collect, bins):
+    """One pass of :func:`_order_statistics` over a partition."""
+    frame = prepare(part)
+    hist, values = [], []
+    for col, lo, hi in histograms:
+        x = frame[col].to_numpy(dtype=float)
+        x = x[(x >= lo) & (x <= hi)]
+        b = np.minimum(((x - lo) / (hi - lo) * bins).astype(np.int64), bins - 1)
+        hist.append(pd.Series(x).groupby(b).agg(["size", "min", "max"]))
+    for col, lo, hi in collect:
+        x = frame[col].to_numpy(dtype=float)
+        values.append(x[(x >= lo) & (x <= hi)])
+    return hist, values
+
+
+def _order_statistics(parts: Partitions, prepare, requests, stats, *, bins=4096, small=100_000) -> list:
+    """Exact order statistics of distributed columns: the ``k``-th smallest (0-based) non-missing value.
+
+    ``requests`` is a list of ``(column, k)``; ``stats`` has each column's ``min`` and ``max``. Each pass
+    histograms the values of the current interval of every request into ``bins`` bins (with each bin's
+    min and max), keeps the bin holding rank ``k`` (bins are monotone, so a bin is exactly the values
+    between its min and max), until the interval holds at most ``small`` values, which are then
+    collected and sorted, or a single value (ties). A few passes over the table, nothing large moved.
+    """
+    state = [{"col": c, "k": k, "lo": stats.at[c, "min"], "hi": stats.at[c, "max"], "below": 0,
+              "n": int(stats.at[c, "count"]), "value": None} for c, k in requests]
+    while True:
+        for s in state:
+            if s["value"] is None and s["lo"] == s["hi"]:
+                s["value"] = float(s["lo"])
+        todo = [s for s in state if s["value"] is None]
+        if not todo:
+            return [s["value"] for s in state]
+        wide = [s for s in todo if s["n"] > small]
+        narrow = [s for s in todo if s["n"] <= small]
+        results = parts.reduce(_refine, prepare=prepare, bins=bins,
+                               histograms=[(s["col"], s["lo"], s["hi"]) for s in wide],
+                               collect=[(s["col"], s["lo"], s["hi"]) for s in narrow])
+        for j, s in enumerate(wide):
+            h = pd.concat([r[0][j] for r in results]).groupby(level=0).agg(
+                {"size": "sum", "min": "min", "max": "max"})
+            cum = h["size"].cumsum().to_numpy()
+            i = int(np.searchsorted(cum, s["k"] - s["below"], side="right"))
+            s["below"] += int(cum[i - 1]) if i else 0
+            s["lo"], s["hi"], s["n"] = float(h["min"].iloc[i]), float(h["max"].iloc[i]), int(cum[i] - (
+                cum[i - 1] if i else 0))
+        for j, s in enumerate(narrow):
+            values = np.sort(np.concatenate([r[1][j] for r in results]))
+            s["value"] = float(values[s["k"] - s["below"]])
+
+
+def _medians(parts, prepare, stats) -> dict:
+    """Exact medians (pandas' definition: the mean of the two middle values for an even count)."""
+    requests = []
+    for col in stats.index:
+        n = int(stats.at[col, "count"])
+        requests += [(col, (n - 1) // 2), (col, n // 2)] if n else []
+    values = iter(_order_statistics(parts, prepare, requests, stats))
+    return {c: ((next(values) + next(values)) / 2 if stats.at[c, "count"] else np.nan) for c in stats.index}
+
+
+def _percentiles(parts, prepare, stats, q: float) -> dict:
+    """Exact ``np.nanpercentile(x, q)`` (linear interpolation) of every column."""
+    pos = {c: q / 100 * (int(stats.at[c, "count"]) - 1) for c in stats.index}
+    requests = [(c, math.floor(p)) for c, p in pos.items()] + [(c, math.ceil(p)) for c, p in pos.items()]
+    values = _order_statistics(parts, prepare, requests, stats)
+    n = len(pos)
+    out = {}
+    for i, (c, p) in enumerate(pos.items()):
+        a, b, t = values[i], values[n + i], p - math.floor(p)
+        out[c] = b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t  # numpy's _lerp
+    return out
+
+
+def _fit_builder(customers: Partitions, cleaned: DaskClean, indicators, exclude):
+    """A fitted ``FeatureBuilder("customer")`` from reductions (what its ``fit`` computes in memory)."""
+    builder = FeatureBuilder("customer", as_of=cleaned.as_of, indicators=indicators, exclude=exclude)
+    columns = list(customers.meta.columns)
+    features = [c for c in columns if c not in IDENTIFIERS]
+    exclude, wanted = _as_list(exclude), _as_list(indicators)
+    known = set(features) | set(CUSTOMER_FEATURES)
+    unknown = sorted(n for n in set(exclude + wanted) - known if not n.startswith(_COUNT_PREFIXES))
+    if unknown:
+        raise ParameterError(f"unknown feature name(s) {unknown} in exclude/indicators for level='customer'; "
+                             f"choose among: {', '.join(sorted(known))}")
+    features = [f for f in features if f not in exclude]
+    indicators = [f for f in wanted if f in features]
+    features += [f"{f}_missing" for f in indicators]
+    prepare = partial(_model_frame, indicators=indicators, features=features)
+    stats = _reduce_stats(customers.reduce(_column_stats, prepare=prepare))
+    medians = _medians(customers, prepare, stats)
+    # a feature is constant once imputed when it has no value, or one value (the median included)
+    low = np.where(stats["missing"] > 0, np.fmin(stats["min"], list(medians.values())), stats["min"])
+    high = np.where(stats["missing"] > 0, np.fmax(stats["max"], list(medians.values())), stats["max"])
+    constant = [f for f, n, lo, hi in zip(features, stats["count"], low, high) if n == 0 or lo == hi]
+    if constant:
+        logger.info("dropped constant feature(s) (same value for every row, no information): %s",
+                    ", ".join(constant))
+    kept = [f for f in features if f not in constant]
+    builder.as_of_ = pd.Timestamp(cleaned.as_of).isoformat()
+    builder.programmes_, builder.genders_ = cleaned.programmes, cleaned.genders
+    builder.transaction_key_ = list(cleaned.transaction_key)
+    builder.classes_ = {}
+    builder.feature_names_ = kept
+    builder.indicators_ = [f for f in indicators if f"{f}_missing" in kept]
+    builder.dropped_ = constant
+    builder.medians_ = {f: float(medians[f]) for f in kept}
+    builder.imputed_ = {f: int(stats.at[f, "missing"]) for f in kept if stats.at[f, "missing"]}
+    for f, k in builder.imputed_.items():
+        logger.info("imputed %s for %d customers with the fitted median %s", f, k, builder.medians_[f])
+    whole = {f: bool(stats.at[f, "whole"] and (not stats.at[f, "missing"] or float(medians[f]).is_integer()))
+             for f in kept}
+    bounds = pd.DataFrame({"min": low, "max": high}, index=features).loc[kept].assign(whole=pd.Series(whole))
+    return builder, bounds
+
+
+def _fit_scaler(customers: Partitions, builder: FeatureBuilder, bounds: pd.DataFrame, scaler, log1p, balance,
+                weights) -> FeatureScaler:
+    """A fitted :class:`FeatureScaler` from reductions (what its ``fit`` computes in memory)."""
+    check_option("scaler", scaler, SCALERS)
+    names = list(builder.feature_names_)
+    if isinstance(log1p, str) and log1p == "auto":
+        log1p_ = [c for c in DEFAULT_LOG1P if c in names]
+    else:
+        log1p_ = FeatureScaler._names("log1p", log1p, names)
+    if isinstance(balance, str) and balance == "auto":
+        balanced = [n for n in names if (bounds.at[n, "min"] >= 0 and bounds.at[n, "max"] <= 1)
+                    or bounds.at[n, "whole"]]
+    else:
+        balanced = FeatureScaler._names("balance", balance, names)
+    weights = dict(weights or {})
+    FeatureScaler._names("weights", list(weights), names)
+    bad = {k: w for k, w in weights.items() if not (np.isfinite(_float(w)) and _float(w) >= 0)}
+    if bad:
+        raise ParameterError(f"weights must be finite numbers >= 0; got {bad}")
+    prepare = partial(_transformed, indicators=builder.indicators_, features=names, medians=builder.medians_,
+                      log1p=log1p_)
+    stats = _reduce_stats(customers.reduce(_column_stats, prepare=prepare))
+    n = stats["count"].to_numpy(dtype=float)
+    if scaler == "standard":  # two passes, as scikit-learn's StandardScaler: the mean, then centred sums
+        center = stats["sum"].to_numpy() / n
+        shift = pd.Series(center, index=names)
+        centred = _reduce_stats(customers.reduce(_column_stats, prepare=prepare, shift=shift))
+        var = (centred["sumsq"].to_numpy() - centred["sum"].to_numpy() ** 2 / n) / n
+        eps = np.finfo(np.float64).eps
+        constant = var <= n * eps * var + (n * center * eps) ** 2
+        scale = np.where(constant, 1.0, np.sqrt(var))
+    elif scaler == "minmax":
+        center = stats["min"].to_numpy()
+        spread = stats["max"].to_numpy() - center
+        scale = np.where(spread == 0, 1.0, spread)
+    else:
+        center = np.array(list(_medians(customers, prepare, stats).values()))
+        q = [np.array(list(_percentiles(customers, prepare, stats, p).values())) for p in (25.0, 75.0)]
+        spread = q[1] - q[0]
+        scale = np.where(spread < 10 * np.finfo(np.float64).eps, 1.0, spread)
+    low = bounds["min"].to_numpy()
+    is_log = np.isin(names, log1p_)
+    step = np.where(is_log, _signed_log1p(low + 1) - _signed_log1p(low), 1.0)
+    floor = np.where(np.isin(names, balanced), BALANCED_SPREAD[scaler] * step, 0.0)
+    fitted = FeatureScaler(scaler, log1p=log1p, balance=balance, weights=weights or None)
+    fitted.feature_names_in_ = np.asarray(names, dtype=object)
+    fitted.n_features_in_ = len(names)
+    fitted.log1p_, fitted.balanced_ = log1p_, balanced
+    fitted.center_ = np.asarray(center, dtype=float)
+    fitted.scale_ = np.maximum(scale, floor).astype(float)
+    fitted.weights_ = np.array([float(weights.get(c, 1.0)) for c in names])
+    logger.info("scaler=%s; log1p on %s; balanced spread floor on %s", scaler, log1p_ or "none",
+                balanced or "none")
+    return fitted
+
+
+def _float(w) -> float:
+    try:
+        return float(w)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _scale(part, builder_state, scaler) -> pd.DataFrame:
+    indicators, features, medians = builder_state
+    frame = _model_frame(part, indicators, features, medians)
+    return pd.DataFrame(scaler.transform(frame), index=part.index, columns=list(scaler.feature_names_in_))
+
+
+def customer_features(
+    cleaned: DaskClean,
+    *,
+    client=None,
+    scaler: str = "standard",
+    indicators=("age",),
+    exclude=(),
+    log1p="auto",
+    balance="auto",
+    weights: dict | None = None,
+) -> DaskFeatures:
+    """Customer table, fitted feature pipeline and scaled matrix, all on the workers.
+
+    The same as the pandas backend's ``feature_pipeline("customer", ...)`` fitted on the whole data: the
+    builder's medians (exact, see :func:`_order_statistics`), constant features and the scaler's
+    statistics come from reductions over the partitions; the customer table and the scaled matrix stay
+    on the workers (persisted), never collected.
+
+    Parameters
+    ----------
+    cleaned : DaskClean
+        Output of :func:`clean_dask`.
+    client : distributed.Client, optional
+        Default: the current client.
+    scaler, log1p, balance, weights
+        See :class:`~seglib.features.FeatureScaler` (``"standard"`` needs two passes, ``"minmax"`` one,
+        ``"robust"`` a few more for its exact quartiles).
+    indicators, exclude
+        See :class:`~seglib.features.FeatureBuilder`.
+
+    Returns
+    -------
+    DaskFeatures
+    """
+    client = _client(client)
+    partials = cleaned.partials
+    sample = _sample_partials(partials.meta, has_store="store" in cleaned.transaction_key)
+    meta = finalize_customers(sample.set_index(["customer_key", "store"]), cleaned.as_of).iloc[:0]
+    customers = Partitions(partials.map(_finalize, as_of=cleaned.as_of, meta=meta), meta)
+    n_customers = sum(customers.reduce(len))
+    builder, bounds = _fit_builder(customers, cleaned, indicators, exclude)
+    fitted = _fit_scaler(customers, builder, bounds, scaler, log1p, balance, weights)
+    state = (builder.indicators_, builder.feature_names_, builder.medians_)
+    X = Partitions(customers.map(_scale, builder_state=state, scaler=fitted),
+                   pd.DataFrame(columns=builder.feature_names_, dtype=float,
+                                index=meta.index[:0]))
+    logger.info("%d customers, %d features: %s", n_customers, len(builder.feature_names_),
+                ", ".join(builder.feature_names_))
+    pipe = Pipeline([("features", builder), ("scale", fitted)])
+    return DaskFeatures(customers=customers, X=X, pipeline=pipe, n_customers=n_customers)
+
+
+def _sample_partials(meta: pd.DataFrame, has_store: bool) -> pd.DataFrame:
+    """A one-row partials frame (to learn the customer table's columns from ``finalize_customers``)."""
+    row = {c: (pd.Timestamp("2000-01-01") if pd.api.types.is_datetime64_any_dtype(t) else
+               1.0 if pd.api.types.is_numeric_dtype(t) else "x") for c, t in meta.dtypes.items()}
+    row["store"] = "x" if has_store else pd.NA
+    return pd.DataFrame([row]).astype(meta.dtypes.to_dict())
+
+
+# ----------------------------------------------------------------------------------------------------
+# step 02: the batch SOM, one map + reduce per epoch
+
+
+def _epoch(parts, weights) -> list:
+    """``epoch_stats`` of each partition of a group (BLAS runs one thread in a dask worker: its nanny sets
+    OPENBLAS_NUM_THREADS=1 and the like)."""
+    return [epoch_stats(part.to_numpy(), weights) for part in parts]
+
+
+def _local_groups(X: Partitions) -> list[tuple[str | None, list[int]]]:
+    """Partition indexes grouped by the worker holding them, one group per worker thread.
+
+    An epoch is one task per group instead of one per partition: on 2 cores, 12 tasks of 7 ms per epoch
+    spent as much time being sent and collected as computing (2 workers were 1.35x faster than one);
+    one task per worker made it 1.75x.
+    """
+    client = X.futures[0].client
+    wait(X.futures)
+    where = client.who_has(X.futures)
+    threads = {w: info["nthreads"] for w, info in client.scheduler_info()["workers"].items()}
+    by_worker: dict = {}
+    for i, f in enumerate(X.futures):
+        by_worker.setdefault((where.get(f.key) or [None])[0], []).append(i)
+    groups = []
+    for worker, indexes in by_worker.items():
+        n = max(1, min(threads.get(worker, 1), len(indexes)))
+        groups += [(worker, indexes[j::n]) for j in range(n)]
+    logger.debug("%d partitions in %d groups: %s", X.npartitions, len(groups), [len(g[1]) for g in groups])
+    return groups
+
+
+def _epoch_totals(X: Partitions, weights, groups=None):
+    """``epoch_stats`` of the whole table: the partitions' results added in partition order (so the sums
+    do not depend on which worker computed what)."""
+    client = X.futures[0].client
+    groups = _local_groups(X) if groups is None else groups
+    tasks = [client.submit(_epoch, [X.futures[i] for i in indexes], weights, workers=worker and [worker],
+                           allow_other_workers=True) for worker, indexes in groups]
+    stats = {}
+    for (_, indexes), results in zip(groups, client.gather(tasks)):
+        stats.update(zip(indexes, results))
+    units, n_features = weights.shape
+    sums, counts, sum_dist = np.zeros((units, n_features)), np.zeros(units, dtype=np.int64), 0.0
+    for i in range(X.npartitions):
+        sums += stats[i][0]
+        counts += stats[i][1]
+        sum_dist += stats[i][2]
+    return sums, counts, sum_dist
+
+
+def _moment_sums(part, mean=None):
+    x = part.to_numpy(dtype=np.float64)
+    if mean is None:
+        return len(x), x.sum(axis=0)
+    c = x - mean
+    return c.T @ c
+
+
+def _moments(X: Partitions):
+    """Mean, covariance (ddof=1) and rows of the table, in two passes like :func:`seglib.som.data_moments`."""
+    parts = X.reduce(_moment_sums)
+    n = sum(p[0] for p in parts)
+    total = np.zeros(len(X.meta.columns))
+    for p in parts:
+        total += p[1]
+    mean = total / max(n, 1)
+    cross = np.zeros((len(mean), len(mean)))
+    for c in X.reduce(_moment_sums, mean=mean):
+        cross += c
+    return mean, cross / max(n - 1, 1), n
+
+
+def fit_som(X, som: SOM | None = None, *, client=None, progress: bool | None = None) -> SOM:
+    """Train a batch SOM on a distributed matrix; returns a fitted :class:`~seglib.som.SOM`.
+
+    The same algorithm as ``SOM(engine="batch").fit``: moments by reduction, the same initialisation and
+    sigma schedule; each epoch maps :func:`~seglib.som.epoch_stats` over the partitions, adds the
+    per-unit sums and counts on the client (in partition order, so the result does not depend on the
+    number of workers), and updates the weights there. The returned SOM works like any other (predict,
+    plots, ``save``); the time per epoch is logged.
+
+    Parameters
+    ----------
+    X : Partitions or dask DataFrame
+        Scaled features (e.g. ``DaskFeatures.X``); persisted first if it is a lazy dask DataFrame.
+    som : SOM, optional
+        The settings (unfitted; it is fitted in place and returned). Default ``SOM()``. Only
+        ``engine="batch"``: MiniSom's online updates are sequential.
+    client : distributed.Client, optional
+    progress : bool, optional
+        Progress bar over the epochs; None uses ``som.progress``.
+    """
+    return _fit_som(X, som, client, progress)[0]
+
+
+def _fit_som(X, som, client, progress) -> tuple[SOM, float]:
+    """:func:`fit_som`, also returning the seconds of the epoch loop (data persisted, no moments).
+
+    BLAS is pinned to one thread in the client: after each small product of ``update_weights``, idle
+    OpenBLAS threads spin, and on 2 cores that took a whole core from the workers (2 workers were then
+    no faster than one).
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train(X, som, client, progress)
+
+
+def _train(X, som, client, progress) -> tuple[SOM, float]:
+    client = _client(client)
+    X = _as_partitions(client, X)
+    som = SOM() if som is None else som
+    som._check_params()
+    check_option("engine (Dask backend)", som.engine, ["batch"])
+    mean, cov, n = _moments(X)
+    if n < 2:
+        raise InputError(f"X has {n} row(s); the SOM needs at least 2 rows to train")
+    shape = tuple(int(v) for v in (som.map_shape or default_map_shape(n, cov)))
+    units = shape[0] * shape[1]
+    if units > n:
+        logger.warning("the %dx%d map has more units (%d) than X has rows (%d): many units will stay empty",
+                       shape[0], shape[1], units, n)
+    som.map_shape_ = shape
+    som.sigma_ = float(som.sigma if som.sigma is not None else max(shape) / 2.0)
+    start = initial_weights(mean, cov, shape, som.init, check_random_state(som.random_state))
+    dtype = np.dtype(som.dtype)
+    sigmas = sigma_schedule(som.sigma_, som.sigma_end, som.n_epochs, som.decay)
+    weights = start.reshape(units, -1).astype(dtype)
+    history = []
+    groups = _local_groups(X)
+    started = time.perf_counter()
+    show = som.progress if progress is None else progress
+    with tqdm(total=len(sigmas), desc="SOM epochs (dask)", unit="epoch", disable=not show) as bar:
+        for sigma in sigmas:
+            sums, counts, sum_dist = _epoch_totals(X, weights, groups)
+            H = neighborhood_matrix(shape, sigma, som.neighborhood)
+            weights = update_weights(weights, sums, counts, H).astype(dtype)
+            history.append(sum_dist / n)
+            bar.set_postfix(sigma=f"{sigma:.2f}", qe=f"{history[-1]:.4f}")
+            bar.update()
+    epochs = time.perf_counter() - started
+    _, counts, sum_dist = _epoch_totals(X, weights, groups)
+    history.append(sum_dist / n)
+    som.weights_ = weights.reshape(*shape, -1)
+    som.sigmas_ = sigmas
+    som.history_ = np.asarray(history, dtype=np.float64)
+    som.n_features_in_ = len(mean)
+    som._n_features_out = units
+    logger.info("SOM %dx%d (batch on Dask, %s) trained on %d x %d: %d epochs in %.2f s (%.3f s each), "
+                "quantization error %.4f -> %.4f", shape[0], shape[1], dtype, n, len(mean), len(sigmas),
+                epochs, epochs / len(sigmas), history[0], history[-1])
+    return som, epochs
+
+
+def hit_map(som: SOM, X, *, client=None) -> np.ndarray:
+    """Rows won by each unit, shape ``(rows, cols)``: ``SOM.hit_map`` as a reduction over partitions."""
+    client = _client(client)
+    counts = _epoch_totals(_as_partitions(client, X), som.weights_.reshape(-1, som.n_features_in_))[1]
+    return counts.reshape(som.map_shape_)
+
+
+# ----------------------------------------------------------------------------------------------------
+# step 03: prototype clustering and segment assignment
+
+
+@dataclass
+class DaskClusters:
+    """What the cluster step produced, mirroring :class:`seglib.steps.ClusterStep`."""
+
+    clustering: PrototypeClustering
+    segments: Partitions  # index customer_key: customer_id, bmu, som_row, som_col, segment
+    hits: np.ndarray  # customers per unit, shape (rows, cols)
+    quality: dict  # quantization / topographic error, explained variance, empty units
+
+
+def _assign(customers, X, weights, unit_labels, map_shape) -> pd.DataFrame:
+    bmu = best_units(X.to_numpy(), weights)
+    rows, cols = np.unravel_index(bmu, map_shape)
+    return pd.DataFrame({"customer_id": customers["customer_id"].to_numpy(), "bmu": bmu, "som_row": rows,
+                         "som_col": cols, "segment": assign_segments(bmu, unit_labels)}, index=X.index)
+
+
+def _quality(X, som) -> tuple:
+    x = X.to_numpy()
+    if not len(x):
+        return 0, 0.0, 0.0, 0.0
+    _, dist = som.predict(x, return_distance=True)
+    te = som.topographic_error(x)
+    return len(x), float(dist.sum()), float((dist**2).sum()), te * len(x)
+
+
+def cluster_dask(
+    som: SOM,
+    features: DaskFeatures,
+    *,
+    client=None,
+    method: str = "ward",
+    n_clusters: int | None = 8,
+    max_d: float | None = None,
+    hit_weighting="auto",
+    connectivity: bool = False,
+) -> DaskClusters:
+    """Cluster the prototypes (on the client: they are few) with hits from a reduction; assign customers.
+
+    Parameters are those of :func:`seglib.steps.cluster_step`: give ``max_d`` to cut by distance
+    (``n_clusters`` is then ignored), else ``n_clusters`` cuts by count. The segments (best unit and
+    segment of every customer) stay on the workers, in the partitions of ``features``.
+    """
+    client = _client(client)
+    X = features.X
+    hits = hit_map(som, X, client=client)
+    if max_d is not None:
+        n_clusters = None
+    pc = PrototypeClustering(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
+                             connectivity=connectivity).fit(som.weights_, hits)
+    ints = {c: pd.Series(dtype="int64") for c in ("bmu", "som_row", "som_col", "segment")}
+    meta = pd.DataFrame({"customer_id": features.customers.meta["customer_id"], **ints}, index=X.meta.index)
+    codebook = som.weights_.reshape(-1, som.n_features_in_)
+    segments = Partitions(features.customers.map(_assign, X, weights=codebook, unit_labels=pc.unit_labels_,
+                                                 map_shape=som.map_shape_), meta)
+    worker_som = copy.copy(som)
+    worker_som.n_jobs = 1  # one thread per task: the cluster's workers are the parallelism
+    parts = X.reduce(_quality, som=worker_som)
+    n = sum(p[0] for p in parts)
+    mean, cov, _ = _moments(X)
+    total = np.trace(cov) * (n - 1)
+    quality = {
+        "quantization_error": sum(p[1] for p in parts) / n,
+        "topographic_error": sum(p[3] for p in parts) / n,
+        "empty_unit_share": float((hits == 0).mean()),
+        "explained_variance": float(1.0 - sum(p[2] for p in parts) / total) if total > 0 else float("nan"),
+    }
+    return DaskClusters(clustering=pc, segments=segments, hits=hits, quality=quality)
+
+
+# ----------------------------------------------------------------------------------------------------
+# step 04: result parts, result.csv and the profile
+
+
+def _write_part(customers, segments, path, id_column, fmt) -> int:
+    from seglib.profile import result_table, write_result
+
+    table = result_table(customers, segments["segment"], segments["som_row"], segments["som_col"],
+                         id_column=id_column)
+    if fmt == "csv":
+        write_result(path, table)
+    else:
+        with atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
+    return len(table)
+
+
+def _sample(customers, segments, seed, frac):
+    keep = np.random.default_rng(seed).random(len(customers)) < frac
+    return customers[keep], segments["segment"][keep]
+
+
+def _sample_rows(X: pd.DataFrame, seed, frac) -> np.ndarray:
+    keep = np.random.default_rng(seed).random(len(X)) < frac
+    return X.to_numpy(dtype=float)[keep]
+
+
+#: Customers whose best-unit distances define the saved model's novelty threshold (a seeded sample).
+MODEL_SAMPLE = 200_000
+
+
+def _segment_sums(customers, segments, money):
+    spend = customers[money].astype(float).fillna(0.0) if money in customers else 0.0 * segments["segment"]
+    return pd.DataFrame({"customers": segments["segment"].value_counts(),
+                         "money": spend.groupby(segments["segment"]).sum()}).fillna(0)
+
+
+def write_results(
+    features: DaskFeatures,
+    clusters: DaskClusters,
+    out_dir,
+    *,
+    id_column: str = "customerID",
+    as_of=None,
+    parts_format: str = "parquet",
+    max_collect: int = MAX_COLLECT,
+    seed: int = 0,
+) -> tuple[list[Path], Path | None, pd.DataFrame]:
+    """Write ``result/part-NNNNN.<fmt>`` per partition, plus ``result.csv`` and ``segments.csv``.
+
+    Each part is a :func:`~seglib.profile.result_table` of its customers (the columns of ``result.csv``).
+    When there are at most ``max_collect`` customers, the customer table is collected and ``result.csv``
+    and the profile (``segments.csv``) are exactly the pandas backend's. Above, there is no
+    ``result.csv`` (read the parts) and the profile is computed on a seeded random sample of about
+    ``max_collect`` customers, with exact segment sizes and revenue shares from a reduction.
+
+    Parameters
+    ----------
+    parts_format : {"parquet", "csv"}, default "parquet"
+        Format of the parts. Parquet is smaller and keeps dtypes; CSV matches ``result.csv``.
+    max_collect : int, default :data:`MAX_COLLECT`
+        Most customers collected on the client, for result.csv and the profile: plan on about 1.5 KB of
+        client memory each (1M customers peaked at 1.6 GB in the benchmark). At least 1.
+
+    Returns
+    -------
+    parts, result, profile
+        The part files, the path of result.csv (None when not written) and the profile.
+    """
+    from seglib.profile import profile_segments, result_table, write_result, write_segments
+
+    check_option("parts_format", parts_format, PART_FORMATS)
+    if isinstance(max_collect, bool) or not isinstance(max_collect, int) or max_collect < 1:
+        raise ParameterError(f"max_collect={max_collect!r} is not valid; give a number of customers >= 1")
+    layout = Layout.for_run(out_dir).makedirs()
+    folder = layout.root / "result"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if _PART.fullmatch(old.name):
+            old.unlink()
+    customers, segments = features.customers, clusters.segments
+    paths = [folder / f"part-{i:05d}.{parts_format}" for i in range(customers.npartitions)]
+    customers.reduce(_write_part, segments, [str(p) for p in paths], id_column=id_column, fmt=parts_format)
+    attrs = {"as_of": str(as_of), "id_column": id_column}
+    n = features.n_customers
+    if n <= max_collect:
+        table, seg = customers.compute(), segments.compute()
+        table.attrs = attrs
+        rows = result_table(table, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
+        result = write_result(layout.result, rows)
+        profile = profile_segments(table, seg["segment"])
+    else:
+        logger.info("%d customers > max_collect=%d: no result.csv (read %s); profile of a sample", n,
+                    max_collect, folder)
+        result = None
+        seeds = [seed * 100_003 + i for i in range(customers.npartitions)]
+        parts = customers.reduce(_sample, segments, seeds, frac=max_collect / n)
+        table = pd.concat([p[0] for p in parts])
+        table.attrs = attrs
+        profile = profile_segments(table, pd.concat([p[1] for p in parts]))
+        sums = pd.concat(customers.reduce(_segment_sums, segments, money="monetary")).groupby(level=0).sum()
+        sums = sums.reindex(profile.index, fill_value=0)
+        profile["customers"] = sums["customers"].astype("int64")
+        profile["customer_share"] = sums["customers"] / n
+        if "revenue_share" in profile:
+            profile["revenue_share"] = sums["money"] / sums["money"].sum()
+    write_segments(layout.segments_csv, profile)
+    return paths, result, profile
+
+
+# ----------------------------------------------------------------------------------------------------
+# the whole pipeline
+
+
+@dataclass
+class DaskRun:
+    """What :func:`run_dask` produced (the files are in ``layout``)."""
+
+    layout: Layout
+    report: CleaningReport
+    pipeline: Pipeline
+    som: SOM
+    clustering: PrototypeClustering
+    hits: np.ndarray
+    n_customers: int
+    parts: list
+    result: Path | None
+    profile: pd.DataFrame
+    quality: dict
+    timings: dict = field(default_factory=dict)  # seconds per stage, and som_epochs (the epoch loop)
+
+
+def run_dask(
+    data,
+    out_dir,
+    *,
+    columns: dict | None = None,
+    date_format: str | None = None,
+    dob_format: str | None = None,
+    encoding: str | None = None,
+    as_of=None,
+    min_age: float = DEFAULT_MIN_AGE,
+    max_age: float = DEFAULT_MAX_AGE,
+    scaler: str = "standard",
+    map_shape=(15, 15),
+    n_epochs: int = 10,
+    sigma: float | None = None,
+    sigma_end: float = 1.0,
+    seed: int = 0,
+    method: str = "ward",
+    n_clusters: int | None = 8,
+    max_d: float | None = None,
+    hit_weighting="auto",
+    connectivity: bool = False,
+    scheduler=None,
+    n_workers: int | None = None,
+    memory_limit="auto",
+    npartitions: int | None = None,
+    parts_format: str = "parquet",
+    max_collect: int = MAX_COLLECT,
+    write_clean: bool = False,
+    progress: bool = True,
+) -> DaskRun:
+    """Run clean -> features -> scale -> SOM -> clustering -> assignment -> results on a Dask cluster.
+
+    Writes into ``out_dir`` (a :class:`~seglib.config.Layout`, like a pandas run): ``cleaning_report.json``,
+    ``processed/features.json``, ``processed/som/``, ``processed/clustering.json``,
+    ``processed/metrics.json``, ``result/part-NNNNN.parquet`` (one per partition), ``segments.csv``, and
+    ``result.csv`` when the customers fit on the client (``max_collect``); with ``write_clean=True`` also
+    ``interim/transactions/part-NNNNN.parquet`` (the cleaned lines of each file).
+
+    Parameters
+    ----------
+    data : str, path or list
+        Files, a folder or a glob pattern, see :func:`data_files` and :func:`clean_dask`.
+    out_dir : str or path
+        The run folder.
+    columns, date_format, dob_format, encoding, as_of, min_age, max_age
+        Reading and cleaning, as :func:`seglib.steps.clean_step`.
+    scaler, map_shape, n_epochs, sigma, sigma_end, seed
+        Features and SOM, as :func:`seglib.steps.som_step` (batch engine only).
+    method, n_clusters, max_d, hit_weighting, connectivity
+        Clustering, as :func:`seglib.steps.cluster_step`.
+    scheduler, n_workers, memory_limit
+        The cluster, see :func:`dask_client`: None starts a local cluster (one single-threaded worker
+        process per core by default); ``"tcp://host:8786"`` uses a running one.
+    npartitions
+        Partitions of the customer tables, see :func:`clean_dask`.
+    parts_format, max_collect
+        See :func:`write_results`.
+    write_clean : bool, default False
+        Also write the cleaned lines (the pandas backend's ``transactions.parquet``, in parts).
+    progress : bool, default True
+        Progress bars over the files and the SOM epochs.
+
+    Returns
+    -------
+    DaskRun
+        With ``timings``: seconds per stage (clean, features, som, cluster, write) and ``som_epochs``, the
+        SOM's epoch loop alone (the data persisted).
+    """
+    from seglib.steps import record_metrics
+
+    shape = None if map_shape is None else tuple(int(v) for v in map_shape)
+    som = SOM(shape, engine="batch", n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, random_state=seed,
+              progress=progress)
+    som._check_params()  # fail before reading anything
+    check_option("scaler", scaler, SCALERS)
+    check_option("parts_format", parts_format, PART_FORMATS)
+    layout = Layout.for_run(out_dir).makedirs()
+    timings = {}
+
+    def lap(name):
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    with dask_client(scheduler, n_workers=n_workers, memory_limit=memory_limit) as client:
+        clock = time.perf_counter()
+        cleaned = clean_dask(data, client=client, columns=columns, date_format=date_format,
+                             dob_format=dob_format, encoding=encoding, as_of=as_of, min_age=min_age,
+                             max_age=max_age, npartitions=npartitions, progress=progress,
+                             clean_dir=layout.interim / "transactions" if write_clean else None)
+        cleaned.report.to_json(layout.cleaning_report)
+        lap("clean")
+        features = customer_features(cleaned, client=client, scaler=scaler)
+        cleaned.partials = None  # the customer table is persisted: free the partials
+        wait(features.X.futures)
+        lap("features")
+        som, timings["som_epochs"] = _fit_som(features.X, som, client, progress)
+        lap("som")
+        clusters = cluster_dask(som, features, client=client, method=method, n_clusters=n_clusters,
+                                max_d=max_d, hit_weighting=hit_weighting, connectivity=connectivity)
+        lap("cluster")
+        parts, result, profile = write_results(features, clusters, out_dir, id_column=cleaned.id_column,
+                                               as_of=cleaned.as_of, parts_format=parts_format,
+                                               max_collect=max_collect, seed=seed)
+        lap("write")
+        # training distances for the saved model's novelty threshold: a seeded sample of customers
+        seeds = [seed * 100_003 + i for i in range(features.X.npartitions)]
+        frac = min(1.0, MODEL_SAMPLE / max(features.n_customers, 1))
+        X_sample = np.concatenate(features.X.reduce(_sample_rows, seeds, frac=frac))
+    write_json(layout.features_spec, pipeline_to_dict(features.pipeline))
+    som.save(layout.som_dir)
+    pc = clusters.clustering
+    lo, hi = pc.max_d_range_ if pc.max_d_range_ is not None else (None, None)
+    write_json(layout.clustering, {
+        "method": method, "n_clusters": n_clusters if max_d is None else None, "max_d": max_d,
+        "hit_weighting": hit_weighting, "connectivity": connectivity, "n_clusters_": int(pc.n_clusters_),
+        "max_d_range_": [lo, hi], "cophenetic_corr_": float(pc.cophenetic_corr_),
+        "unit_labels_": [int(v) for v in pc.unit_labels_], "linkage_": pc.linkage_.tolist(),
+    })
+    report = cleaned.report
+    record_metrics(layout, backend="dask", rows_read=report.rows_read, rows_kept=report.rows_kept,
+                   customers_kept=report.customers_kept, as_of=str(report.as_of),
+                   features=features.feature_names, map_shape=list(som.map_shape_), **clusters.quality,
+                   n_segments=int(pc.n_clusters_), cophenetic_correlation=float(pc.cophenetic_corr_),
+                   segment_sizes={str(k): int(v) for k, v in profile["customers"].items()},
+                   segment_names={str(k): str(v) for k, v in profile["name"].items()})
+    _save_model(layout, features.pipeline, som, pc, profile, X_sample, cleaned, columns)
+    return DaskRun(layout=layout, report=report, pipeline=features.pipeline, som=som, clustering=pc,
+                   hits=clusters.hits, n_customers=features.n_customers, parts=parts, result=result,
+                   profile=profile, quality=clusters.quality, timings=timings)
+
+
+def _save_model(layout, pipeline, som, clustering, profile, X_sample, cleaned: DaskClean, columns) -> None:
+    """``model/``: the fitted segmentation, as :func:`seglib.steps.profile_step` saves it."""
+    from seglib.load import read_header, resolve_columns
+    from seglib.segmentation import Segmentation
+
+    first = cleaned.files[0]
+    mapping = resolve_columns(read_header(first) or [], columns, source=str(first))
+    Segmentation.from_fitted(
+        pipeline, som, clustering.unit_labels_, profile["name"], X_sample, columns=mapping,
+        clean_settings=cleaned.report.settings or None, id_column=cleaned.id_column,
+    ).save(layout.model_dir)
+
+
+def run_segmentation(
+    data,
+    out_dir,
+    *,
+    backend: str = "pandas",
+    columns: dict | None = None,
+    date_format: str | None = None,
+    dob_format: str | None = None,
+    as_of=None,
+    min_age: float = DEFAULT_MIN_AGE,
+    max_age: float = DEFAULT_MAX_AGE,
+    scaler: str = "standard",
+    map_shape=(15, 15),
+    n_epochs: int = 10,
+    sigma: float | None = None,
+    sigma_end: float = 1.0,
+    seed: int = 0,
+    method: str = "ward",
+    n_clusters: int | None = 8,
+    max_d: float | None = None,
+    hit_weighting="auto",
+    connectivity: bool = False,
+    progress: bool = True,
+    **dask_options,
+) -> Layout:
+    """The whole pipeline into ``out_dir`` with either backend; returns the run folder's layout.
+
+    ``backend="pandas"`` (default) runs :mod:`seglib.steps` in this process: one input file, which must
+    fit in memory with room to spare (about 10x its size on disk). ``backend="dask"`` runs
+    :func:`run_dask`: any number of files, on a local cluster or ``scheduler="tcp://host:8786"``. Both
+    write the same files (``result.csv``, ``segments.csv``, ``cleaning_report.json``, the model under
+    ``processed/``) and give the same segments for the same data and seed.
+
+    Parameters
+    ----------
+    backend : {"pandas", "dask"}, default "pandas"
+        Choose "dask" when the log does not fit in memory or is split in many files.
+    **dask_options
+        Options of :func:`run_dask` only (``scheduler``, ``n_workers``, ``memory_limit``,
+        ``npartitions``, ``parts_format``, ``max_collect``, ``write_clean``, ``encoding``).
+    Other parameters
+        As :func:`run_dask` and the steps of :mod:`seglib.steps`.
+    """
+    check_backend(backend)
+    common = dict(columns=columns, date_format=date_format, dob_format=dob_format, as_of=as_of,
+                  min_age=min_age, max_age=max_age)
+    model = dict(map_shape=map_shape, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, seed=seed)
+    cut = dict(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
+               connectivity=connectivity)
+    if backend == "dask":
+        return run_dask(data, out_dir, **common, scaler=scaler, **model, **cut, progress=progress,
+                        **dask_options).layout
+    if dask_options:
+        raise ParameterError(f"{', '.join(sorted(dask_options))}: option(s) of backend='dask' only")
+    from seglib import steps
+
+    files = data_files(data)
+    if len(files) != 1:
+        raise InputError(f"{data}: {len(files)} files; backend='pandas' reads one file: use backend='dask' "
+                         "for a log in several files")
+    clean = steps.clean_step(files[0], **common, out_dir=out_dir)
+    som = steps.som_step(clean.clean, scaler=scaler, **model, out_dir=out_dir, progress=progress)
+    clusters = steps.cluster_step(som, **cut, seed=seed, out_dir=out_dir)
+    return steps.profile_step(clusters, out_dir=out_dir).layout

@@ -1,0 +1,246 @@
+"""The Dask backend against the pandas backend, on a local cluster of 2 worker processes.
+
+One cluster and one pair of runs (pandas on one file, Dask on the same lines split into 4 files, same
+seed) serve the module; the checks compare them: the cleaning report, one row per customer, the
+segments (adjusted Rand index), the SOM's weights and the fitted feature pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+
+from sklearn.metrics import adjusted_rand_score  # noqa: E402
+
+from seglib.distributed import (  # noqa: E402
+    BACKENDS,
+    Partitions,
+    _medians,
+    _order_statistics,
+    check_backend,
+    clean_dask,
+    customer_features,
+    dask_client,
+    data_files,
+    fit_som,
+    hit_map,
+    run_dask,
+    run_segmentation,
+)
+from seglib.errors import InputError, ParameterError  # noqa: E402
+from seglib.profile import read_result  # noqa: E402
+from seglib.som import SOM  # noqa: E402
+from seglib.synthetic import write_parts  # noqa: E402
+
+SEED = 3
+COMPARED = ("rows_read", "rows_kept", "rows_dropped", "values_changed", "rows_flagged", "missing_values",
+            "customers_read", "customers_kept", "as_of", "settings")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster of 2 worker processes with 1 thread each, closed after the module."""
+    with dask_client(n_workers=2, memory_limit="2GB", dashboard_address=":0") as c:
+        yield c
+
+
+def _append_dirty_lines(part, new_id: str, other_id: str) -> None:
+    """Lines every cleaner must drop, plus one malformed line (more fields than the header)."""
+    table = pd.read_csv(part, dtype=str, keep_default_na=False)
+    bad = pd.concat([table.iloc[[0]]] * 5, ignore_index=True)
+    bad.loc[0, "sale_price_after_promo"] = ""  # missing amount
+    bad.loc[1, "transactionDate"] = "31/02/2017x"  # unparseable date
+    bad.loc[2, "customerID"] = "BBID_"  # only a prefix: no id
+    bad.loc[3, ["customerID", "sale_price_after_promo"]] = [new_id, "n/a"]  # a customer with no row kept
+    bad.loc[4, ["customerID", "transactionDate"]] = [other_id, ""]  # dropped here, kept in another file
+    bad.to_csv(part, mode="a", header=False, index=False, lineterminator="\n")
+    with open(part, "a", encoding="utf-8") as fh:
+        fh.write(",".join(table.iloc[1]) + ",extra,fields\n")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """2,400 customers in 4 CSV parts with dirty lines, and the same lines as one file."""
+    folder = tmp_path_factory.mktemp("parts")
+    parts = write_parts(folder, 2400, customers_per_part=600, random_state=SEED, progress=False)[:-1]
+    other = pd.read_csv(parts[0], dtype=str, nrows=1)["customerID"].iloc[0]
+    _append_dirty_lines(parts[2], "BBID_999999999", other)
+    single = folder / "all.csv"
+    with open(single, "w", encoding="utf-8") as out:
+        for i, part in enumerate(parts):
+            lines = part.read_text(encoding="utf-8").splitlines(keepends=True)
+            out.writelines(lines[1:] if i else lines)
+    return {"glob": str(folder / "part-*.csv"), "single": single, "parts": parts}
+
+
+@pytest.fixture(scope="module")
+def runs(client, data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    pandas_layout = run_segmentation(data["single"], out / "pandas", seed=SEED, progress=False)
+    run = run_dask(data["glob"], out / "dask", scheduler=client, seed=SEED, npartitions=4, progress=False)
+    return pandas_layout, run
+
+
+def test_cleaning_report_invariant_and_same_counts_as_pandas(runs):
+    pandas_layout, run = runs
+    report = run.report
+    assert report.rows_read == report.rows_kept + sum(report.rows_dropped.values())
+    assert report.customers_read == report.customers_kept + 1  # the customer whose only row was dropped
+    assert report.rows_dropped["malformed_line"] == 1
+    assert sum(report.rows_dropped.values()) == 6
+    expected = json.loads(pandas_layout.cleaning_report.read_text())
+    written = json.loads(run.layout.cleaning_report.read_text())
+    assert {k: written[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
+
+
+def test_one_row_per_customer(runs):
+    _, run = runs
+    result = read_result(run.result)
+    assert result["customerID"].is_unique
+    assert len(result) == run.n_customers == run.report.customers_kept
+    parts = pd.concat(pd.read_parquet(p) for p in run.parts)
+    assert len(parts) == len(result) and set(parts["customerID"]) == set(result["customerID"])
+    assert parts["segment"].between(1, run.clustering.n_clusters_).all()
+
+
+def test_segments_agree_with_pandas(runs):
+    pandas_layout, run = runs
+    a, b = read_result(pandas_layout.result), read_result(run.result)
+    both = a.merge(b, on="customerID", suffixes=("_pandas", "_dask"))
+    assert len(both) == len(a) == len(b)
+    assert adjusted_rand_score(both["segment_pandas"], both["segment_dask"]) >= 0.99
+
+
+def test_result_and_profile_files_are_the_pandas_ones(runs):
+    pandas_layout, run = runs
+    assert run.result.read_bytes() == pandas_layout.result.read_bytes()
+    assert run.layout.segments_csv.read_bytes() == pandas_layout.segments_csv.read_bytes()
+
+
+def test_saved_model_scores_like_the_run(runs, data, tmp_path):
+    """A Dask run saves model/ too; scoring a file with it reproduces that file's segments."""
+    from seglib.segmentation import Segmentation
+
+    _, run = runs
+    model = Segmentation.load(run.layout.root)
+    first = data["parts"][0]
+    scored = model.predict(first, as_of=run.report.as_of).set_index("customerID")
+    result = read_result(run.result).set_index("customerID")
+    only_here = scored.index.difference(pd.concat(
+        pd.read_csv(p, dtype=str, usecols=["customerID"]) for p in data["parts"][1:])["customerID"])
+    assert len(only_here) > 100  # customers whose every line is in the first part
+    assert (scored.loc[only_here, "segment"] == result.loc[only_here, "segment"]).all()
+    assert scored["novel"].mean() < 0.05
+
+
+def test_som_weights_close_to_in_memory(runs):
+    pandas_layout, run = runs
+    expected = SOM.load(pandas_layout.som_dir)
+    assert run.som.weights_.shape == expected.weights_.shape and run.som.weights_.dtype == np.float32
+    np.testing.assert_allclose(run.som.weights_, expected.weights_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(run.som.history_, expected.history_, rtol=1e-5)
+
+
+def test_feature_pipeline_matches_in_memory_fit(runs):
+    pandas_layout, run = runs
+    expected = json.loads(pandas_layout.features_spec.read_text())
+    got = json.loads((run.layout.features_spec).read_text())
+    for key in ("params", "feature_names_", "medians_", "imputed_", "dropped_", "programmes_", "genders_",
+                "as_of_", "indicators_", "transaction_key_"):
+        assert got["features"][key] == expected["features"][key], key
+    for key in ("feature_names_in_", "log1p_", "balanced_", "params"):
+        assert got["scale"][key] == expected["scale"][key], key
+    for key in ("center_", "scale_", "weights_"):
+        np.testing.assert_allclose(got["scale"][key], expected["scale"][key], rtol=1e-12, atol=1e-12)
+
+
+def test_steps_are_deterministic_and_hits_match_in_memory(client, data):
+    cleaned = clean_dask(data["glob"], client=client, npartitions=3, progress=False)
+    features = customer_features(cleaned, client=client)
+    a = fit_som(features.X, SOM((6, 5), random_state=0, n_epochs=4), client=client, progress=False)
+    b = fit_som(features.X.to_dask(), SOM((6, 5), random_state=0, n_epochs=4), client=client, progress=False)
+    np.testing.assert_array_equal(a.weights_, b.weights_)
+    X = features.X.compute().to_numpy()
+    hits = hit_map(a, features.X, client=client)
+    np.testing.assert_array_equal(hits, a.hit_map(X))
+    assert hits.sum() == features.n_customers == len(X)
+
+
+def test_existing_cluster_by_address(client, data):
+    address = client.scheduler.address  # what `dask scheduler` prints, e.g. tcp://host:8786
+    with dask_client(address) as other:
+        assert len(other.scheduler_info()["workers"]) == 2
+        cleaned = clean_dask(data["parts"][:2], client=other, npartitions=2, progress=False)
+        assert cleaned.report.invariant_holds and cleaned.partials.npartitions == 2
+    assert client.scheduler_info()["workers"]  # the cluster outlives the connection
+    with pytest.raises(ParameterError, match="local cluster"):
+        with dask_client(address, n_workers=2):
+            pass
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_order_statistics_are_exact(client, seed):
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.lognormal(0, 2, 3001), 1)  # heavy tail and many ties
+    values[rng.random(values.size) < 0.1] = np.nan
+    frames = [pd.DataFrame({"x": chunk, "y": -chunk}) for chunk in np.array_split(values, 5)]
+    parts = Partitions(client.scatter(frames), frames[0].iloc[:0])
+    low, high = np.nanmin(values), np.nanmax(values)
+    stats = pd.DataFrame({"count": [np.isfinite(values).sum()] * 2, "min": [low, -high], "max": [high, -low]},
+                         index=["x", "y"])
+    ordered = np.sort(values[np.isfinite(values)])
+    ranks = [0, 1, 100, len(ordered) // 2, len(ordered) - 1]
+    got = _order_statistics(parts, _identity, [("x", k) for k in ranks], stats, bins=8, small=20)
+    assert got == [ordered[k] for k in ranks]
+    medians = _medians(parts, _identity, stats)
+    assert medians == pytest.approx({"x": np.nanmedian(values), "y": -np.nanmedian(values)}, rel=0, abs=0)
+
+
+def _identity(part):
+    return part
+
+
+def test_bad_parameters_and_inputs(client, data, tmp_path):
+    with pytest.raises(ParameterError, match="'pandas', 'dask'"):
+        check_backend("spark")
+    assert BACKENDS == ("pandas", "dask")
+    with pytest.raises(ParameterError, match="backend"):
+        run_segmentation(data["single"], tmp_path, backend="spark")
+    with pytest.raises(ParameterError, match="backend='dask' only"):
+        run_segmentation(data["single"], tmp_path, scheduler="tcp://localhost:8786")
+    with pytest.raises(InputError, match="4 files"):
+        run_segmentation(data["glob"], tmp_path)
+    with pytest.raises(InputError, match="no file"):
+        data_files(tmp_path / "nothing-*.csv")
+    with pytest.raises(ParameterError, match="scheduler"):
+        with dask_client(scheduler=8786):
+            pass
+    with pytest.raises(ParameterError, match="batch"):
+        fit_som(Partitions(client.scatter([pd.DataFrame({"a": [0.0, 1.0]})]), pd.DataFrame({"a": []})),
+                SOM(engine="minisom"), client=client)
+    odd = pd.read_csv(data["parts"][0], dtype=str, keep_default_na=False).drop(columns="Gender")
+    odd.to_csv(tmp_path / "part-00009.csv", index=False)
+    with pytest.raises(InputError, match="part-00009.csv.*same columns"):
+        clean_dask([data["parts"][0], tmp_path / "part-00009.csv"], client=client, progress=False)
+
+
+def test_real_sample_agrees_with_pandas(client, real_sample, tmp_path):
+    table = pd.read_csv(real_sample, dtype=str, keep_default_na=False)
+    half = table["customerID"].map(hash) % 2  # whole customers per file
+    files = []
+    for i in (0, 1):
+        files.append(tmp_path / f"part-{i}.csv")
+        table[half == i].to_csv(files[-1], index=False)
+    pandas_layout = run_segmentation(real_sample, tmp_path / "pandas", progress=False)
+    run = run_dask(files, tmp_path / "dask", scheduler=client, npartitions=2, progress=False)
+    expected = json.loads(pandas_layout.cleaning_report.read_text())
+    assert {k: run.report.to_dict()[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
+    a, b = read_result(pandas_layout.result), read_result(run.result)
+    both = a.merge(b, on="customerID")
+    assert len(both) == len(a) == len(b)
+    assert adjusted_rand_score(both["segment_x"], both["segment_y"]) >= 0.99
