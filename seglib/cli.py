@@ -5,6 +5,9 @@ Subcommands::
     seglib make-data --out PATH [--customers N] [--segments K] [--seed S]
     seglib run [--data PATH] [--out DIR] [-p NAME VALUE ...] [--params-file FILE] [--list-parameters]
     seglib score --model RUN_DIR --data PATH --out FILE [--as-of DATE]
+    seglib segment --data PATH|GLOB|DIR [--out DIR] [--backend pandas|dask] [--scheduler ADDR] [-p ...]
+
+Paths on the command line are relative to the working directory.
 
 Errors a user can cause (a missing file, a bad parameter) print one line and exit with status 2;
 no traceback. Only this module configures logging.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from seglib.config import DEFAULT_CUSTOMERS, DEFAULT_DATA_SEED
@@ -50,9 +54,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     parameters = {name: pipeline.parse_value(value) for name, value in (args.parameter or [])}
     result = pipeline.run(
-        data=args.data, out=args.out, parameters=parameters, params_file=args.params_file,
+        data=_abs(args.data), out=_abs(args.out), parameters=parameters, params_file=args.params_file,
         progress=not args.no_progress, html=not args.no_html,
     )
+    print(result.run_dir)
+    return 0
+
+
+def _abs(path: str | None) -> str | None:
+    """A command-line path, relative to the working directory (the library resolves against the root)."""
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from seglib import pipeline
+
+    parameters = {name: pipeline.parse_value(value) for name, value in (args.parameter or [])}
+    options = {k: v for k, v in (("scheduler", args.scheduler), ("n_workers", args.workers),
+                                 ("memory_limit", args.memory_limit)) if v is not None}
+    data = args.data if any(c in args.data for c in "*?[") else _abs(args.data)
+    result = pipeline.segment(data, out=_abs(args.out), parameters=parameters, params_file=args.params_file,
+                              backend=args.backend, progress=not args.no_progress, **options)
     print(result.run_dir)
     return 0
 
@@ -93,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-html", action="store_true", help="skip report.html")
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser("segment", help="the whole pipeline without notebooks, in memory or on Dask")
+    p.add_argument("--data", required=True, help="a file, a folder or a glob of CSV / Parquet parts")
+    p.add_argument("--out", help="run folder (new or empty); default: reports/runs/<timestamp>/")
+    p.add_argument("--backend", default="pandas", help="pandas (default, one file in memory) or dask")
+    p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786); default: a local cluster")
+    p.add_argument("--workers", type=int, help="workers of the local Dask cluster (default: one per core)")
+    p.add_argument("--memory-limit", help="memory per local Dask worker, e.g. 4GB")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="a pipeline parameter (the notebooks' names: n_clusters, seed, map_shape, ...)")
+    p.add_argument("--params-file", help="YAML file of parameters (-p values override it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_segment)
+
     p = sub.add_parser("score", help="score customers with a saved segmentation (a run's model/)")
     p.add_argument("--model", required=True, help="run folder (holding model/) or the model folder")
     p.add_argument("--data", required=True, help="transactions file (CSV, .csv.gz or Parquet)")
@@ -108,6 +143,8 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
+    # Dask configures its own loggers at INFO: keep them to warnings unless asked for more
+    logging.getLogger("distributed").setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

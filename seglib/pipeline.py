@@ -311,26 +311,89 @@ def run(
             bar.close()
 
     input_path = Path(data) if data is not None else DEFAULT_DATA
+    write_run_json(run_dir, effective, [input_path], timings, notebook_parameters=per_nb)
+    if html:
+        write_report_html(run_dir, [run_dir / nb for nb in NOTEBOOKS])
+    _point_latest(run_dir)
+    return RunResult(run_dir=run_dir, parameters=effective, timings=timings)
+
+
+def write_run_json(run_dir: Path, parameters: dict, inputs: list[Path], timings: dict, **extra) -> Path:
+    """``run.json``: parameters, seed, input checksum(s), versions, timings and what the steps recorded.
+
+    The steps' ``metrics.json`` provides ``features``, ``segment_sizes`` and the quality figures
+    (``metrics``). With one input file ``input_sha256`` is its checksum; with several (a Dask run over a
+    folder of parts) it is the checksum of the files' checksums in name order, listed in ``inputs``.
+    """
     layout = Layout.for_run(run_dir)
     metrics = json.loads(layout.metrics.read_text()) if layout.metrics.is_file() else {}
-    run_info = {
+    sums = {display_path(p): _sha256(Path(p)) for p in sorted(inputs, key=str)}
+    if len(sums) == 1:
+        checksum = next(iter(sums.values()))
+    else:
+        checksum = hashlib.sha256("".join(f"{d}  {n}\n" for n, d in sums.items()).encode()).hexdigest()
+    info = {
         "run_id": run_dir.name,
-        "parameters": effective,
-        "notebook_parameters": per_nb,
-        "seed": effective.get("seed"),
-        "input": display_path(input_path),
-        "input_sha256": _sha256(input_path),
+        "parameters": parameters,
+        **extra,
+        "seed": parameters.get("seed"),
+        "input": ", ".join(sums) if len(sums) < 4 else f"{len(sums)} files",
+        "inputs": sums,
+        "input_sha256": checksum,
         "versions": _versions(),
         "timings": timings,
         "features": metrics.pop("features", []),
         "segment_sizes": metrics.pop("segment_sizes", {}),
         "metrics": metrics,
     }
-    write_json(run_dir / "run.json", run_info)
-    if html:
-        write_report_html(run_dir, [run_dir / nb for nb in NOTEBOOKS])
+    return write_json(run_dir / "run.json", info)
+
+
+def segment(
+    data: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    parameters: dict | None = None,
+    params_file: str | os.PathLike | None = None,
+    *,
+    backend: str = "pandas",
+    progress: bool = True,
+    **dask_options,
+) -> RunResult:
+    """The whole pipeline without notebooks, in one process or on Dask, into a new run folder.
+
+    The same steps as :func:`run` (``seglib.steps``, or their Dask versions in
+    :mod:`seglib.distributed`) with the same parameter names, for logs too big for the notebooks:
+    ``data`` may be a glob or a folder of CSV / Parquet parts with ``backend="dask"``. Writes
+    ``result.csv`` (or ``result/`` parts above ``max_collect`` customers), ``segments.csv``,
+    ``cleaning_report.json``, ``model/`` and ``run.json``; no notebooks, no ``report.html``.
+
+    Parameters
+    ----------
+    backend : {"pandas", "dask"}
+    **dask_options
+        ``scheduler`` (None: a local cluster; or ``"tcp://host:8786"``), ``n_workers``,
+        ``memory_limit``, ... (see :func:`seglib.distributed.run_dask`).
+    """
+    import inspect
+
+    from seglib import distributed
+
+    distributed.check_backend(backend)
+    given = dict(load_params_file(params_file)) if params_file else {}
+    given.update(parameters or {})
+    valid = sorted(n for n, p in inspect.signature(distributed.run_segmentation).parameters.items()
+                   if p.kind is p.KEYWORD_ONLY and n not in ("backend", "progress"))
+    for name in given:
+        if name not in valid:
+            raise ParameterError(f"unknown parameter {name!r}; valid parameters: {', '.join(valid)}")
+    files = distributed.data_files(data)
+    run_dir = _new_run_dir(out)
+    t0 = time.perf_counter()
+    distributed.run_segmentation(data, run_dir, backend=backend, progress=progress, **given, **dask_options)
+    timings = {"total": round(time.perf_counter() - t0, 3)}
+    write_run_json(run_dir, {**given, "backend": backend}, [Path(f) for f in files], timings)
     _point_latest(run_dir)
-    return RunResult(run_dir=run_dir, parameters=effective, timings=timings)
+    return RunResult(run_dir=run_dir, parameters=given, timings=timings)
 
 
 def write_report_html(run_dir: Path, notebooks: list[Path]) -> Path:

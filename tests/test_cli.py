@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -42,3 +43,18 @@ def test_main_returns_the_status_instead_of_exiting(tmp_path, capsys):
     assert (tmp_path / "d_truth.csv").is_file()
     assert main(["score", "--model", str(tmp_path / "nothing"), "--data", "x", "--out", "y"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_segment_runs_the_pipeline_without_notebooks(tmp_path):
+    data = tmp_path / "tx.csv"
+    assert main(["make-data", "--out", str(data), "--customers", "400", "--seed", "4"]) == 0
+    out = tmp_path / "run"
+    assert main(["-q", "segment", "--data", str(data), "--out", str(out), "-p", "n_clusters", "6",
+                 "--no-progress"]) == 0
+    for name in ("result.csv", "segments.csv", "cleaning_report.json", "run.json", "model/model.json"):
+        assert (out / name).is_file(), name
+    info = json.loads((out / "run.json").read_text())
+    assert info["parameters"] == {"n_clusters": 6, "backend": "pandas"}
+    assert len(info["input_sha256"]) == 64 and sum(info["segment_sizes"].values()) == 400
+    assert main(["segment", "--data", str(data), "--out", str(tmp_path / "x"), "-p", "n_cluster", "6"]) == 2
+    assert not (tmp_path / "x").exists()
