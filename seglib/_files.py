@@ -6,12 +6,15 @@ import csv
 import json
 import os
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "atomic_write_text", "write_json", "write_csv", "neutralize_formulas"]
+__all__ = ["atomic_path", "atomic_write_text", "write_json", "write_csv", "neutralize_formulas",
+           "write_npz", "read_npz"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -95,3 +98,34 @@ def write_csv(path: str | os.PathLike, df: pd.DataFrame, *, index: bool = False,
         kwargs["quoting"] = csv.QUOTE_NONNUMERIC
     text = safe.to_csv(index=index, **kwargs)
     return atomic_write_text(path, text)
+
+
+def write_npz(path: str | os.PathLike, arrays: dict) -> Path:
+    """Plain arrays as an ``.npz`` with fixed zip timestamps (same arrays, same bytes), atomically.
+
+    Object arrays are refused (``allow_pickle=False``): model files hold numbers and fixed-width text only.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w") as fh:
+                np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+    return path
+
+
+def read_npz(path: str | os.PathLike, names, *, what: str = "plain arrays") -> dict:
+    """The arrays ``names`` of an ``.npz``, never unpickling anything.
+
+    Raises :class:`seglib.errors.ModelFormatError` naming the file when it is missing or unreadable,
+    an array is missing, or an array would need unpickling (an object array, a pickle).
+    """
+    from seglib.errors import ModelFormatError
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in names}
+    except KeyError as exc:
+        raise ModelFormatError(f"{path}: array {exc} missing") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFormatError(f"{path}: cannot be read as {what} ({exc})") from exc

@@ -23,13 +23,12 @@ import logging
 import math
 import os
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from seglib._files import write_csv, write_json
+from seglib._files import read_npz, write_csv, write_json, write_npz
 from seglib.errors import InputError, ModelFormatError, ParameterError, check_option
 
 __all__ = ["Segmentation", "score_file", "FORMAT_VERSION", "OUTPUT_COLUMNS"]
@@ -458,12 +457,11 @@ class Segmentation:
         """
         from seglib import __version__
         from seglib.features import pipeline_to_dict
-        from seglib.som import _write_npz
 
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         self.som_.save(folder / SOM_DIR)
-        _write_npz(folder / MODEL_NPZ, {"unit_labels": self.unit_labels_.astype(np.int64),
+        write_npz(folder / MODEL_NPZ, {"unit_labels": self.unit_labels_.astype(np.int64),
                                         "distance_levels": self.distance_levels_.astype(np.float64),
                                         "distance_quantiles": self.distance_quantiles_.astype(np.float64)})
         meta = {
@@ -538,13 +536,7 @@ class Segmentation:
             raise ModelFormatError(f"{json_path}: 'feature_names' differ from the feature pipeline's")
         som = SOM.load(folder / SOM_DIR)
         npz_path = folder / MODEL_NPZ
-        try:
-            with np.load(npz_path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in _NPZ_ARRAYS}
-        except KeyError as exc:
-            raise ModelFormatError(f"{npz_path}: array {exc} missing") from exc
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ModelFormatError(f"{npz_path}: cannot be read as plain arrays ({exc})") from exc
+        arrays = read_npz(npz_path, _NPZ_ARRAYS)
         try:
             return cls(pipeline, som, arrays["unit_labels"], arrays["distance_levels"],
                        arrays["distance_quantiles"], segment_names={int(k): v for k, v in names.items()},

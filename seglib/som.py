@@ -29,7 +29,6 @@ import logging
 import os
 import time
 import warnings
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,7 +42,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from seglib._files import atomic_path, write_json
+from seglib._files import read_npz, write_json, write_npz
 from seglib.errors import InputError, ModelFormatError, ParameterError, check_option
 
 __all__ = [
@@ -846,7 +845,7 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
         params = json.loads(json.dumps(params, default=lambda v: v.item()))  # numpy scalars -> Python
         arrays = {"weights": self.weights_, "history": self.history_, "sigmas": np.asarray(self.sigmas_)}
-        _write_npz(folder / "som.npz", arrays)
+        write_npz(folder / "som.npz", arrays)
         meta = {
             "format": "seglib.SOM",
             "format_version": FORMAT_VERSION,
@@ -900,13 +899,7 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             sigma = float(meta["sigma"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFormatError(f"{meta_path}: invalid or incomplete settings ({exc})") from exc
-        try:
-            with np.load(npz_path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in _NPZ_ARRAYS}
-        except KeyError as exc:
-            raise ModelFormatError(f"{npz_path}: array {exc} missing") from exc
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ModelFormatError(f"{npz_path}: cannot be read as seglib SOM arrays ({exc})") from exc
+        arrays = read_npz(npz_path, _NPZ_ARRAYS, what="seglib SOM arrays")
         weights = arrays["weights"]
         if weights.shape != (*shape, n_features) or weights.dtype.kind != "f":
             raise ModelFormatError(
@@ -942,15 +935,6 @@ def _minisom_sigma(sigma, t, total, decay) -> float:
     if decay == "inverse":
         return sigma / (1.0 + t * (sigma - 1.0) / total)
     return sigma + t * (1.0 - sigma) / total if decay == "linear" else sigma / (1.0 + t / (total / 2.0))
-
-
-def _write_npz(path: Path, arrays: dict) -> None:
-    """An ``.npz`` with fixed zip timestamps (same arrays -> same bytes), written atomically."""
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name, arr in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            with zf.open(info, "w") as fh:
-                np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
 
 
 def _positive(name, value, *, allow_none=False) -> None:
