@@ -1313,7 +1313,7 @@ def run_dask(
         With ``timings``: seconds per stage (clean, features, som, cluster, write) and ``som_epochs``, the
         SOM's epoch loop alone (the data persisted).
     """
-    from seglib.steps import record_metrics
+    from seglib.steps import record_metrics, write_clustering
 
     shape = None if map_shape is None else tuple(int(v) for v in map_shape)
     som = SOM(shape, engine="batch", n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, random_state=seed,
@@ -1358,13 +1358,7 @@ def run_dask(
     write_json(layout.features_spec, pipeline_to_dict(features.pipeline))
     som.save(layout.som_dir)
     pc = clusters.clustering
-    lo, hi = pc.max_d_range_ if pc.max_d_range_ is not None else (None, None)
-    write_json(layout.clustering, {
-        "method": method, "n_clusters": n_clusters if max_d is None else None, "max_d": max_d,
-        "hit_weighting": hit_weighting, "connectivity": connectivity, "n_clusters_": int(pc.n_clusters_),
-        "max_d_range_": [lo, hi], "cophenetic_corr_": float(pc.cophenetic_corr_),
-        "unit_labels_": [int(v) for v in pc.unit_labels_], "linkage_": pc.linkage_.tolist(),
-    })
+    write_clustering(layout, pc)
     report = cleaned.report
     record_metrics(layout, backend="dask", rows_read=report.rows_read, rows_kept=report.rows_kept,
                    customers_kept=report.customers_kept, as_of=str(report.as_of),

@@ -311,13 +311,7 @@ def cluster_step(
         index=som_step.X.index,
     )
     _write_parquet(segments, layout.segments, index=True)
-    lo, hi = pc.max_d_range_ if pc.max_d_range_ is not None else (None, None)
-    write_json(layout.clustering, {
-        "method": method, "n_clusters": n_clusters, "max_d": max_d, "hit_weighting": hit_weighting,
-        "connectivity": connectivity, "n_clusters_": int(pc.n_clusters_),
-        "max_d_range_": [lo, hi], "cophenetic_corr_": float(pc.cophenetic_corr_),
-        "unit_labels_": [int(v) for v in pc.unit_labels_], "linkage_": pc.linkage_.tolist(),
-    })
+    write_clustering(layout, pc)
     sizes = segments["segment"].value_counts().sort_index()
     record_metrics(
         layout, n_segments=int(pc.n_clusters_), cophenetic_correlation=float(pc.cophenetic_corr_),
@@ -325,6 +319,19 @@ def cluster_step(
         segment_sizes={str(k): int(v) for k, v in sizes.items()},
     )
     return ClusterStep(som_step=som_step, clustering=pc, segments=segments, hits=hits, layout=layout)
+
+
+def write_clustering(layout: Layout, clustering) -> Path:
+    """``clustering.json``: the parameters of the cut and the fitted tree, unit labels and ranges."""
+    pc = clustering
+    lo, hi = pc.max_d_range_ if pc.max_d_range_ is not None else (None, None)
+    return write_json(layout.clustering, {
+        "method": pc.method, "n_clusters": pc.n_clusters, "max_d": pc.max_d,
+        "hit_weighting": pc.hit_weighting, "connectivity": pc.connectivity,
+        "n_clusters_": int(pc.n_clusters_),
+        "max_d_range_": [lo, hi], "cophenetic_corr_": float(pc.cophenetic_corr_),
+        "unit_labels_": [int(v) for v in pc.unit_labels_], "linkage_": pc.linkage_.tolist(),
+    })
 
 
 def load_clusters(out_dir: str | os.PathLike | None = None) -> ClusterStep:
