@@ -406,9 +406,10 @@ def write_report_html(run_dir: Path, notebooks: list[Path]) -> Path:
     from nbconvert import HTMLExporter
 
     merged = nbformat.v4.new_notebook()
-    for path in notebooks:
+    for k, path in enumerate(notebooks):
         nb = nbformat.read(str(path), as_version=4)
-        for cell in nb.cells:
+        for j, cell in enumerate(nb.cells):
+            cell["id"] = f"nb{k + 1}-cell{j}"  # ids are unique per notebook only
             tags = cell.get("metadata", {}).get("tags", [])
             if "parameters" in tags or "injected-parameters" in tags or "remove-from-report" in tags:
                 continue
