@@ -270,6 +270,9 @@ def run(
     for name in given:
         if name in RUNNER_PARAMETERS:
             raise ParameterError(f"parameter {name!r} is set by the runner; use --out instead")
+        if name in ("backend", "scheduler"):
+            raise ParameterError(f"{name!r}: the notebooks run in memory; for Dask use "
+                                 "`seglib segment --backend dask [--scheduler ADDRESS]`")
         if name not in valid:
             raise ParameterError(f"unknown parameter {name!r}; valid parameters: {', '.join(valid)}")
     if "data_path" in given and data is None:

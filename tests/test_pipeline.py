@@ -57,6 +57,11 @@ def test_unknown_parameter_lists_the_valid_ones(tmp_path):
     assert not (tmp_path / "run").exists()  # nothing written
 
 
+def test_the_dask_backend_is_pointed_to_seglib_segment(tmp_path):
+    with pytest.raises(ParameterError, match="seglib segment --backend dask"):
+        pipeline.run(out=tmp_path / "run", parameters={"backend": "dask"}, progress=False)
+
+
 def test_out_dir_is_reserved(tmp_path):
     with pytest.raises(ParameterError, match="out_dir"):
         pipeline.run(out=tmp_path / "run", parameters={"out_dir": "x"}, progress=False)
