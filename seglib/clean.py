@@ -615,6 +615,7 @@ def clean_partition(
     date_format: str | None = None,
     dob_format: str | None = None,
     drop_duplicates: bool = False,
+    malformed_rows: int = 0,
     progress: bool = False,
 ) -> tuple[pd.DataFrame, CleaningReport]:
     """Clean one partition of raw transactions, given the global inputs.
@@ -632,6 +633,10 @@ def clean_partition(
     date_format, dob_format : str, optional
         The formats of the whole file. None uses ``raw_part.attrs`` or detects them on this
         partition, which may differ between partitions: pass them when partitioning.
+    malformed_rows : int, default 0
+        Lines of this partition's source that the loader could not split (not in ``raw_part``):
+        counted in ``rows_read`` and dropped with reason ``malformed_line``. Pass
+        ``len(raw.attrs["malformed_rows"])`` of a :func:`~seglib.load.load_transactions` result.
 
     Returns
     -------
@@ -649,6 +654,9 @@ def clean_partition(
         _check_date_format("dob_format", dob_format)
         if not isinstance(drop_duplicates, (bool, np.bool_)):
             raise ParameterError(f"drop_duplicates={drop_duplicates!r} is not valid; give True or False")
+        if isinstance(malformed_rows, bool) or not isinstance(malformed_rows, (int, np.integer)) \
+                or malformed_rows < 0:
+            raise ParameterError(f"malformed_rows={malformed_rows!r} is not valid; give a count >= 0")
     work = _check_raw(raw_part, source)
     date_format = date_format or raw_part.attrs.get("date_format") or detect_date_format(work["date"])
     if "dob" in work:
@@ -657,7 +665,7 @@ def clean_partition(
                          bool(drop_duplicates))  # fmt: skip
     keys = customer_key(work["customer_id"])
     report = CleaningReport(
-        rows_read=len(work),
+        rows_read=len(work) + int(malformed_rows),
         input_encoding=raw_part.attrs.get("input_encoding"),
         source=raw_part.attrs.get("source"),
         as_of=as_of.date().isoformat(),
@@ -681,6 +689,8 @@ def clean_partition(
             report.values_changed[rule.name] = count
         elif rule.kind == "flag":
             report.rows_flagged[rule.name] = count
+    if malformed_rows:
+        report.rows_dropped["malformed_line"] = int(malformed_rows)
     clean = _assemble(df, work.columns)
     clean.attrs["as_of"] = report.as_of
     report.rows_kept = len(clean)
@@ -792,12 +802,9 @@ def clean_transactions(
         date_format=date_format,
         dob_format=dob_format,
         drop_duplicates=drop_duplicates,
+        malformed_rows=len(raw.attrs.get("malformed_rows") or []),
         progress=progress,
     )
-    malformed = len(raw.attrs.get("malformed_rows") or [])
-    if malformed:
-        report.rows_read += malformed
-        report.rows_dropped["malformed_line"] = malformed
     dropped = {k: v for k, v in report.rows_dropped.items() if v}
     logger.info(
         "cleaned %s: %d rows read, %d kept, dropped %s",

@@ -12,8 +12,9 @@ the SOM's weights). What runs where:
   per partition. Collected: distinct customer counts.
 * **features**: :func:`~seglib.features.finalize_customers` per partition (the customer table,
   persisted). Collected: per-column counts, min, max and sums, exact medians (a few histogram passes),
-  from which the :class:`~seglib.features.FeatureBuilder` and :class:`~seglib.features.FeatureScaler`
-  are fitted; the scaled matrix is computed per partition and persisted.
+  which ``fit_from_stats`` of :class:`~seglib.features.FeatureBuilder` and
+  :class:`~seglib.features.FeatureScaler` turns into the fitted pipeline (the in-memory fit's own last
+  step, so the rules are the same); the scaled matrix is computed per partition and persisted.
 * **SOM**: :func:`~seglib.som.epoch_stats` per partition, every epoch. Collected: per-unit sums and
   counts; the weights live on the client.
 * **cluster**: hits per unit by reduction; the prototype tree on the client (it is small); segments by
@@ -71,22 +72,18 @@ from seglib.cluster import PrototypeClustering, assign_segments
 from seglib.config import Layout
 from seglib.errors import InputError, ParameterError, check_option
 from seglib.features import (
-    _COUNT_PREFIXES,
-    BALANCED_SPREAD,
-    CUSTOMER_FEATURES,
-    DEFAULT_LOG1P,
-    IDENTIFIERS,
+    COUNT_PREFIXES,
     SCALERS,
     FeatureBuilder,
     FeatureScaler,
-    _as_list,
-    _categories,
-    _signed_log1p,
-    _transaction_key,
+    add_indicators,
+    categories,
     combine_partials,
     customer_partials,
     finalize_customers,
     pipeline_to_dict,
+    signed_log1p,
+    transaction_key,
 )
 from seglib.load import REQUIRED_ROLES, ROLES, load_transactions
 from seglib.som import (
@@ -400,11 +397,8 @@ def _clean_file(path, part, *, roles, columns, as_of, date_format, dob_format, e
         raise InputError(f"{path}: has the roles {list(raw.columns)} but the first file has {roles}; every "
                          "file of a data set must have the same columns")
     clean, report = clean_partition(raw, as_of, min_age=min_age, max_age=max_age, date_format=date_format,
-                                    dob_format=dob_format, drop_duplicates=drop_duplicates)
-    malformed = len(raw.attrs.get("malformed_rows") or [])
-    if malformed:  # as clean_transactions does for a whole file
-        report.rows_read += malformed
-        report.rows_dropped["malformed_line"] = malformed
+                                    dob_format=dob_format, drop_duplicates=drop_duplicates,
+                                    malformed_rows=len(raw.attrs.get("malformed_rows") or []))
     dropped = sorted(report.keys_read - report.keys_kept)
     report.keys_read = report.keys_kept = None  # distinct customers are counted on the combined table
     report.customers_read = report.customers_kept = None
@@ -415,8 +409,8 @@ def _clean_file(path, part, *, roles, columns, as_of, date_format, dob_format, e
     if len(clean):
         partials = customer_partials(clean).reset_index()
         partials["part"] = part
-    categories = _categories(clean) if len(clean) else (None, None)
-    return partials, (report, dropped, categories, _transaction_key(clean))
+    found = categories(clean) if len(clean) else (None, None)
+    return partials, (report, dropped, found, transaction_key(clean))
 
 
 def _conform(partials, meta: pd.DataFrame) -> pd.DataFrame:
@@ -563,7 +557,7 @@ def _partials_meta(client, futures, kept, programmes, genders) -> pd.DataFrame:
     """Empty partials frame with every file's columns, count columns in sorted order."""
     first = next(f for f, k in zip(futures, kept) if k)
     head = client.submit(lambda p: p.iloc[:0], first).result()
-    base = [c for c in head.columns if not c.startswith(_COUNT_PREFIXES) and c != "part"]
+    base = [c for c in head.columns if not c.startswith(COUNT_PREFIXES) and c != "part"]
     counts = [f"programme_{p}" for p in programmes or []] + [f"gender_{g}" for g in genders or []]
     meta = head.reindex(columns=base + counts + ["part"])
     return meta.astype({c: "float64" for c in counts} | {"part": "int64"})
@@ -594,21 +588,16 @@ def _finalize(part: pd.DataFrame, as_of, meta: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(columns=meta.columns)  # n_stores even when this partition knows no store
 
 
-def _with_indicators(part: pd.DataFrame, indicators) -> pd.DataFrame:
-    """``FeatureBuilder``'s ``<name>_missing`` columns."""
-    return part.assign(**{f"{n}_missing": part[n].isna().astype(float) for n in indicators})
-
-
 def _model_frame(part, indicators, features, medians=None) -> pd.DataFrame:
     """The builder's model matrix of a customer partition (imputed when ``medians`` is given)."""
-    frame = _with_indicators(part, indicators)[features]
+    frame = add_indicators(part, indicators)[features]
     return frame if medians is None else frame.fillna(medians)
 
 
 def _transformed(part, indicators, features, medians, log1p) -> pd.DataFrame:
     """The model matrix with the scaler's signed log1p applied (what the scaler's statistics are of)."""
     frame = _model_frame(part, indicators, features, medians)
-    return frame.assign(**{c: _signed_log1p(frame[c]) for c in log1p})
+    return frame.assign(**{c: signed_log1p(frame[c]) for c in log1p})
 
 
 def _column_stats(part, prepare, shift=None) -> pd.DataFrame:
@@ -707,109 +696,36 @@ def _percentiles(parts, prepare, stats, q: float) -> dict:
     return out
 
 
-def _fit_builder(customers: Partitions, cleaned: DaskClean, indicators, exclude):
-    """A fitted ``FeatureBuilder("customer")`` from reductions (what its ``fit`` computes in memory)."""
+def _fit_builder(customers: Partitions, cleaned: DaskClean, indicators, exclude) -> FeatureBuilder:
+    """A fitted ``FeatureBuilder("customer")``: its statistics by reductions, then ``fit_from_stats``."""
     builder = FeatureBuilder("customer", as_of=cleaned.as_of, indicators=indicators, exclude=exclude)
-    columns = list(customers.meta.columns)
-    features = [c for c in columns if c not in IDENTIFIERS]
-    exclude, wanted = _as_list(exclude), _as_list(indicators)
-    known = set(features) | set(CUSTOMER_FEATURES)
-    unknown = sorted(n for n in set(exclude + wanted) - known if not n.startswith(_COUNT_PREFIXES))
-    if unknown:
-        raise ParameterError(f"unknown feature name(s) {unknown} in exclude/indicators for level='customer'; "
-                             f"choose among: {', '.join(sorted(known))}")
-    features = [f for f in features if f not in exclude]
-    indicators = [f for f in wanted if f in features]
-    features += [f"{f}_missing" for f in indicators]
+    features, indicators = builder.candidate_features(customers.meta.columns)
     prepare = partial(_model_frame, indicators=indicators, features=features)
     stats = _reduce_stats(customers.reduce(_column_stats, prepare=prepare))
-    medians = _medians(customers, prepare, stats)
-    # a feature is constant once imputed when it has no value, or one value (the median included)
-    low = np.where(stats["missing"] > 0, np.fmin(stats["min"], list(medians.values())), stats["min"])
-    high = np.where(stats["missing"] > 0, np.fmax(stats["max"], list(medians.values())), stats["max"])
-    constant = [f for f, n, lo, hi in zip(features, stats["count"], low, high) if n == 0 or lo == hi]
-    if constant:
-        logger.info("dropped constant feature(s) (same value for every row, no information): %s",
-                    ", ".join(constant))
-    kept = [f for f in features if f not in constant]
-    builder.as_of_ = pd.Timestamp(cleaned.as_of).isoformat()
-    builder.programmes_, builder.genders_ = cleaned.programmes, cleaned.genders
-    builder.transaction_key_ = list(cleaned.transaction_key)
-    builder.classes_ = {}
-    builder.feature_names_ = kept
-    builder.indicators_ = [f for f in indicators if f"{f}_missing" in kept]
-    builder.dropped_ = constant
-    builder.medians_ = {f: float(medians[f]) for f in kept}
-    builder.imputed_ = {f: int(stats.at[f, "missing"]) for f in kept if stats.at[f, "missing"]}
-    for f, k in builder.imputed_.items():
-        logger.info("imputed %s for %d customers with the fitted median %s", f, k, builder.medians_[f])
-    whole = {f: bool(stats.at[f, "whole"] and (not stats.at[f, "missing"] or float(medians[f]).is_integer()))
-             for f in kept}
-    bounds = pd.DataFrame({"min": low, "max": high}, index=features).loc[kept].assign(whole=pd.Series(whole))
-    return builder, bounds
+    stats["median"] = pd.Series(_medians(customers, prepare, stats))
+    return builder.fit_from_stats(stats, as_of=cleaned.as_of, programmes=cleaned.programmes,
+                                  genders=cleaned.genders, transaction_key=cleaned.transaction_key)
 
 
-def _fit_scaler(customers: Partitions, builder: FeatureBuilder, bounds: pd.DataFrame, scaler, log1p, balance,
+def _fit_scaler(customers: Partitions, builder: FeatureBuilder, scaler, log1p, balance,
                 weights) -> FeatureScaler:
-    """A fitted :class:`FeatureScaler` from reductions (what its ``fit`` computes in memory)."""
-    check_option("scaler", scaler, SCALERS)
+    """A fitted :class:`FeatureScaler`: its statistics by reductions, then ``fit_from_stats``."""
+    fitted = FeatureScaler(scaler, log1p=log1p, balance=balance, weights=dict(weights) if weights else None)
     names = list(builder.feature_names_)
-    if isinstance(log1p, str) and log1p == "auto":
-        log1p_ = [c for c in DEFAULT_LOG1P if c in names]
-    else:
-        log1p_ = FeatureScaler._names("log1p", log1p, names)
-    if isinstance(balance, str) and balance == "auto":
-        balanced = [n for n in names if (bounds.at[n, "min"] >= 0 and bounds.at[n, "max"] <= 1)
-                    or bounds.at[n, "whole"]]
-    else:
-        balanced = FeatureScaler._names("balance", balance, names)
-    weights = dict(weights or {})
-    FeatureScaler._names("weights", list(weights), names)
-    bad = {k: w for k, w in weights.items() if not (np.isfinite(_float(w)) and _float(w) >= 0)}
-    if bad:
-        raise ParameterError(f"weights must be finite numbers >= 0; got {bad}")
+    imputed = partial(_model_frame, indicators=builder.indicators_, features=names, medians=builder.medians_)
     prepare = partial(_transformed, indicators=builder.indicators_, features=names, medians=builder.medians_,
-                      log1p=log1p_)
+                      log1p=fitted.check_columns(names))  # bad parameters fail before any pass
+    inputs = _reduce_stats(customers.reduce(_column_stats, prepare=imputed))
     stats = _reduce_stats(customers.reduce(_column_stats, prepare=prepare))
-    n = stats["count"].to_numpy(dtype=float)
-    if scaler == "standard":  # two passes, as scikit-learn's StandardScaler: the mean, then centred sums
-        center = stats["sum"].to_numpy() / n
-        shift = pd.Series(center, index=names)
-        centred = _reduce_stats(customers.reduce(_column_stats, prepare=prepare, shift=shift))
-        var = (centred["sumsq"].to_numpy() - centred["sum"].to_numpy() ** 2 / n) / n
-        eps = np.finfo(np.float64).eps
-        constant = var <= n * eps * var + (n * center * eps) ** 2
-        scale = np.where(constant, 1.0, np.sqrt(var))
-    elif scaler == "minmax":
-        center = stats["min"].to_numpy()
-        spread = stats["max"].to_numpy() - center
-        scale = np.where(spread == 0, 1.0, spread)
-    else:
-        center = np.array(list(_medians(customers, prepare, stats).values()))
-        q = [np.array(list(_percentiles(customers, prepare, stats, p).values())) for p in (25.0, 75.0)]
-        spread = q[1] - q[0]
-        scale = np.where(spread < 10 * np.finfo(np.float64).eps, 1.0, spread)
-    low = bounds["min"].to_numpy()
-    is_log = np.isin(names, log1p_)
-    step = np.where(is_log, _signed_log1p(low + 1) - _signed_log1p(low), 1.0)
-    floor = np.where(np.isin(names, balanced), BALANCED_SPREAD[scaler] * step, 0.0)
-    fitted = FeatureScaler(scaler, log1p=log1p, balance=balance, weights=weights or None)
-    fitted.feature_names_in_ = np.asarray(names, dtype=object)
-    fitted.n_features_in_ = len(names)
-    fitted.log1p_, fitted.balanced_ = log1p_, balanced
-    fitted.center_ = np.asarray(center, dtype=float)
-    fitted.scale_ = np.maximum(scale, floor).astype(float)
-    fitted.weights_ = np.array([float(weights.get(c, 1.0)) for c in names])
-    logger.info("scaler=%s; log1p on %s; balanced spread floor on %s", scaler, log1p_ or "none",
-                balanced or "none")
-    return fitted
-
-
-def _float(w) -> float:
-    try:
-        return float(w)
-    except (TypeError, ValueError):
-        return float("nan")
+    if scaler == "standard":  # two passes, as scikit-learn's StandardScaler: the mean, then deviations
+        mean = stats["sum"] / stats["count"]
+        dev = _reduce_stats(customers.reduce(_column_stats, prepare=prepare, shift=mean))
+        stats = stats.assign(mean=mean, dev_sum=dev["sum"], dev_sumsq=dev["sumsq"])
+    elif scaler == "robust":  # exact quartiles, a few histogram passes
+        stats["median"] = pd.Series(_medians(customers, prepare, stats))
+        for name, q in (("q25", 25.0), ("q75", 75.0)):
+            stats[name] = pd.Series(_percentiles(customers, prepare, stats, q))
+    return fitted.fit_from_stats(inputs, stats)
 
 
 def _scale(part, builder_state, scaler) -> pd.DataFrame:
@@ -832,9 +748,11 @@ def customer_features(
     """Customer table, fitted feature pipeline and scaled matrix, all on the workers.
 
     The same as the pandas backend's ``feature_pipeline("customer", ...)`` fitted on the whole data: the
-    builder's medians (exact, see :func:`_order_statistics`), constant features and the scaler's
-    statistics come from reductions over the partitions; the customer table and the scaled matrix stay
-    on the workers (persisted), never collected.
+    statistics the fits need (:data:`~seglib.features.BUILDER_STATS`, then
+    :data:`~seglib.features.INPUT_STATS` and :data:`~seglib.features.SCALER_STATS`; medians and
+    quartiles exact, see :func:`_order_statistics`) come from reductions over the partitions, and the
+    builder's and scaler's ``fit_from_stats`` set the fitted attributes, as in memory. The customer
+    table and the scaled matrix stay on the workers (persisted), never collected.
 
     Parameters
     ----------
@@ -858,8 +776,8 @@ def customer_features(
     meta = finalize_customers(sample.set_index(["customer_key", "store"]), cleaned.as_of).iloc[:0]
     customers = Partitions(partials.map(_finalize, as_of=cleaned.as_of, meta=meta), meta)
     n_customers = sum(customers.reduce(len))
-    builder, bounds = _fit_builder(customers, cleaned, indicators, exclude)
-    fitted = _fit_scaler(customers, builder, bounds, scaler, log1p, balance, weights)
+    builder = _fit_builder(customers, cleaned, indicators, exclude)
+    fitted = _fit_scaler(customers, builder, scaler, log1p, balance, weights)
     state = (builder.indicators_, builder.feature_names_, builder.medians_)
     X = Partitions(customers.map(_scale, builder_state=state, scaler=fitted),
                    pd.DataFrame(columns=builder.feature_names_, dtype=float,

@@ -17,9 +17,16 @@ Three objects, each small and JSON-serialisable (no pickle):
 :func:`feature_pipeline` chains the two in a scikit-learn :class:`~sklearn.pipeline.Pipeline`;
 :func:`pipeline_to_dict` / :func:`pipeline_from_dict` save and restore it as plain JSON data.
 
-Aggregation is written for a later Dask backend: lines -> transactions -> (customer, store) partial
-rows whose columns combine by sum / min / max (:data:`PARTIAL_AGGREGATES`), so partials computed on
-chunks can be combined with :func:`combine_partials` and finished with :func:`finalize_customers`.
+Aggregation is written for the Dask backend (:mod:`seglib.distributed`): lines -> transactions ->
+(customer, store) partial rows whose columns combine by sum / min / max (:data:`PARTIAL_AGGREGATES`),
+so partials computed on chunks can be combined with :func:`combine_partials` and finished with
+:func:`finalize_customers`.
+
+Fitting is split the same way, so that both backends share one set of rules: a fit computes a few
+statistics per column (:data:`BUILDER_STATS`; :data:`INPUT_STATS` and :data:`SCALER_STATS`), in memory
+with pandas / numpy here, by reductions over partitions in :mod:`seglib.distributed`, then
+:meth:`FeatureBuilder.fit_from_stats` / :meth:`FeatureScaler.fit_from_stats` turn them into the fitted
+attributes (features kept, imputation values, log1p and balanced columns, centers and spreads).
 """
 
 from __future__ import annotations
@@ -32,7 +39,6 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from seglib.errors import InputError, ModelFormatError, ParameterError, check_option
@@ -49,7 +55,15 @@ __all__ = [
     "pipeline_from_dict",
     "IDENTIFIERS",
     "PARTIAL_AGGREGATES",
+    "COUNT_PREFIXES",
     "DEFAULT_LOG1P",
+    "BUILDER_STATS",
+    "INPUT_STATS",
+    "SCALER_STATS",
+    "add_indicators",
+    "categories",
+    "signed_log1p",
+    "transaction_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,7 +100,19 @@ PARTIAL_AGGREGATES = {
     "age_sum": "sum",
     "age_lines": "sum",
 }
-_COUNT_PREFIXES = ("programme_", "gender_")
+#: Prefixes of the one-column-per-value line counts (discount programmes, gender values).
+COUNT_PREFIXES = ("programme_", "gender_")
+#: Statistics :meth:`FeatureBuilder.fit_from_stats` needs of every candidate column of the model matrix,
+#: before imputation: non-missing count, missing count, then min, max and median of the known values.
+BUILDER_STATS = ("count", "missing", "min", "max", "median")
+#: Statistics :meth:`FeatureScaler.fit_from_stats` needs of every column as given (no missing value),
+#: for ``balance="auto"`` and the unit step: min, max, and whether every value is a whole number.
+INPUT_STATS = ("min", "max", "whole")
+#: Statistics :meth:`FeatureScaler.fit_from_stats` needs, per scaler, of every column after the signed
+#: log1p: ``"standard"`` the count, the mean, and the sum and sum of squares of the deviations from
+#: that mean (scikit-learn's two-pass variance); ``"minmax"`` min and max; ``"robust"`` the quartiles.
+SCALER_STATS = {"standard": ("count", "mean", "dev_sum", "dev_sumsq"), "minmax": ("min", "max"),
+                "robust": ("q25", "median", "q75")}
 #: Fixed feature names per level (besides one ``programme_<P>`` / ``gender_<g>`` column per value).
 CUSTOMER_FEATURES = ("recency_days", "tenure_days", "frequency", "monetary", "avg_basket_value",
                      "items_per_transaction", "promo_share", "return_share", "zero_share", "age", "n_stores")
@@ -141,8 +167,12 @@ def _as_list(names) -> list[str]:
     return [names] if isinstance(names, str) else list(names or ())
 
 
-def _signed_log1p(x):
-    """``sign(x) * log1p(|x|)``: log1p for the positive values, odd-symmetric for returns (x < 0)."""
+def signed_log1p(x):
+    """``sign(x) * log1p(|x|)``: log1p for the positive values, odd-symmetric for returns (x < 0).
+
+    The transform :class:`FeatureScaler` applies to its ``log1p_`` columns (an array or a Series in,
+    the same out).
+    """
     return np.sign(x) * np.log1p(np.abs(x))
 
 
@@ -162,8 +192,12 @@ def _names_of(value, sep: str | None) -> set[str]:
     return set() if pd.isna(value) else {p.strip() for p in str(value).split(sep)} - {""}
 
 
-def _categories(clean: pd.DataFrame) -> tuple[list[str] | None, list[str] | None]:
-    """Discount programmes and gender values present in ``clean`` (None when the role is absent)."""
+def categories(clean: pd.DataFrame) -> tuple[list[str] | None, list[str] | None]:
+    """Discount programmes and gender values present in ``clean`` (None when the role is absent).
+
+    Sorted lists: what :class:`FeatureBuilder` fits as ``programmes_`` and ``genders_`` (a Dask
+    backend takes the union over partitions).
+    """
     found = {}
     for col, sep in (("discounts", ","), ("gender", None)):
         if col in clean:
@@ -216,11 +250,14 @@ def _line_values(clean: pd.DataFrame, programmes, genders) -> pd.DataFrame:
 
 def _aggregates(columns) -> dict[str, str]:
     return {c: PARTIAL_AGGREGATES.get(c, "sum") for c in columns
-            if c in PARTIAL_AGGREGATES or c.startswith(_COUNT_PREFIXES)}
+            if c in PARTIAL_AGGREGATES or c.startswith(COUNT_PREFIXES)}
 
 
-def _transaction_key(clean: pd.DataFrame) -> list[str]:
-    """Columns defining a transaction: store+till+number+date when present, else customer+date(+store)."""
+def transaction_key(clean: pd.DataFrame) -> list[str]:
+    """Columns defining a transaction: store+till+number+date when present, else customer+date(+store).
+
+    What :class:`FeatureBuilder` fits as ``transaction_key_``.
+    """
     if all(c in clean for c in ("store", "till", "transaction")):
         return ["customer_key", "store", "till", "transaction", "date"]
     return ["customer_key", "store", "date"] if "store" in clean else ["customer_key", "date"]
@@ -251,11 +288,11 @@ def customer_partials(clean: pd.DataFrame, *, programmes=None, genders=None) -> 
     """
     _check_clean(clean)
     if programmes is None or genders is None:
-        found_programmes, found_genders = _categories(clean)
+        found_programmes, found_genders = categories(clean)
         programmes = found_programmes if programmes is None else programmes
         genders = found_genders if genders is None else genders
     v = _line_values(clean, programmes, genders)
-    key = _transaction_key(clean)
+    key = transaction_key(clean)
     if "store" not in key:  # an all-NA store column keeps the (customer, store) partial shape
         key.insert(1, "store")
     sums = [c for c in v.columns if c not in key and c != "customer_id"]
@@ -361,7 +398,7 @@ def _line_table(clean: pd.DataFrame, programmes, genders) -> pd.DataFrame:
         parts.append(_one_hot(clean["gender"], genders, "gender_", "gender value(s)"))
     amount = clean["amount"].astype(float)
     angle = 2 * np.pi * (clean["date"].dt.month - 1) / 12
-    parts.append(pd.DataFrame({"log_price": _signed_log1p(amount), "month_sin": np.sin(angle),
+    parts.append(pd.DataFrame({"log_price": signed_log1p(amount), "month_sin": np.sin(angle),
                                "month_cos": np.cos(angle), "is_return": (amount < 0).astype(float),
                                "is_zero": (amount == 0).astype(float)}, index=clean.index))
     out = pd.concat(parts, axis=1)
@@ -443,6 +480,28 @@ def _original_table(clean: pd.DataFrame, as_of: pd.Timestamp, classes) -> pd.Dat
 # the fitted builder
 
 
+def add_indicators(raw: pd.DataFrame, names) -> pd.DataFrame:
+    """``raw`` with a 0/1 ``<name>_missing`` column per name (1 where the value is missing).
+
+    A name absent from ``raw`` gets 1 everywhere (its input role is missing). Returns a new frame:
+    ``raw`` is not changed.
+    """
+    return raw.assign(**{f"{n}_missing": raw[n].isna().astype(float) if n in raw else 1.0 for n in names})
+
+
+def _builder_stats(frame: pd.DataFrame) -> pd.DataFrame:
+    """:data:`BUILDER_STATS` of every column of ``frame``, in memory (one row per column)."""
+    return pd.DataFrame({"count": frame.count(), "missing": frame.isna().sum(), "min": frame.min(),
+                         "max": frame.max(), "median": frame.median()}, index=frame.columns)
+
+
+def _check_stats(stats, needed, what: str) -> None:
+    if not isinstance(stats, pd.DataFrame) or not set(needed) <= set(stats.columns):
+        got = list(stats.columns) if isinstance(stats, pd.DataFrame) else type(stats).__name__
+        raise InputError(f"{what} statistics need a DataFrame with one row per column and the columns "
+                         f"{list(needed)}; got {got}")
+
+
 class FeatureBuilder(TransformerMixin, BaseEstimator):
     """Build the model matrix from cleaned transactions: features, imputation, missing indicators.
 
@@ -501,14 +560,13 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self.exclude = exclude
 
     # -- building ------------------------------------------------------------------------------------
-    def _raw(self, clean: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    def _raw(self, clean: pd.DataFrame, as_of: pd.Timestamp, programmes, genders, classes) -> pd.DataFrame:
         if self.level == "customer":
-            partials = customer_partials(clean, programmes=self.programmes_ or [],
-                                         genders=self.genders_ or [])
+            partials = customer_partials(clean, programmes=programmes or [], genders=genders or [])
             return finalize_customers(partials, as_of)
         if self.level == "transaction":
-            return _line_table(clean, self.programmes_ or [], self.genders_ or [])
-        return _original_table(clean, as_of, self.classes_)
+            return _line_table(clean, programmes or [], genders or [])
+        return _original_table(clean, as_of, classes)
 
     def set_output(self, *, transform=None):
         """No-op, so ``Pipeline.set_output`` works: the builder always returns a DataFrame."""
@@ -516,11 +574,6 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
 
     def _ids(self) -> list[str]:
         return ["customer_id"] if self.level == "customer" else ["customer_key", "customer_id"]
-
-    def _with_indicators(self, raw: pd.DataFrame, names) -> pd.DataFrame:
-        for name in names:
-            raw[f"{name}_missing"] = raw[name].isna().astype(float) if name in raw else 1.0
-        return raw
 
     def fit(self, clean: pd.DataFrame, y=None):
         """Fit categories, imputation values and the list of features on cleaned transactions.
@@ -547,42 +600,112 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         check_option("level", self.level, LEVELS)
         _check_clean(clean)
         as_of = _resolve_as_of(self.as_of, clean)
-        self.as_of_ = as_of.isoformat()
-        self.programmes_, self.genders_ = _categories(clean)
-        self.transaction_key_ = _transaction_key(clean)
-        self.classes_ = _original_classes(clean) if self.level == "original" else {}
-        raw = self._raw(clean, as_of)
+        programmes, genders = categories(clean)
+        classes = _original_classes(clean) if self.level == "original" else {}
+        raw = self._raw(clean, as_of, programmes, genders, classes)
+        features, indicators = self.candidate_features(raw.columns)
+        raw = add_indicators(raw, indicators)
+        self.fit_from_stats(_builder_stats(raw[features]), as_of=as_of, programmes=programmes,
+                            genders=genders, transaction_key=transaction_key(clean), classes=classes)
+        out = pd.concat([raw[self._ids()], raw[self.feature_names_].fillna(self.medians_)], axis=1)
+        out.attrs.update(as_of=self.as_of_, imputed=dict(self.imputed_))
+        return out
+
+    def candidate_features(self, columns) -> tuple[list[str], list[str]]:
+        """The columns a fit computes statistics of, for a raw feature table with ``columns``.
+
+        The first step of a fit (see :meth:`fit_from_stats`): identifiers are left out (at
+        ``level="original"``, the 13 original columns are kept in their order), then ``exclude``;
+        ``exclude`` and ``indicators`` are checked against the level's feature names.
+
+        Parameters
+        ----------
+        columns : sequence of str
+            Columns of the raw feature table: :func:`finalize_customers` output at the customer level.
+
+        Returns
+        -------
+        features : list of str
+            The candidate features, then ``<name>_missing`` for every indicator: the columns of
+            ``add_indicators(raw, indicators)[features]``, whose statistics :meth:`fit_from_stats` takes.
+        indicators : list of str
+            The features that get a missing indicator.
+
+        Raises
+        ------
+        ParameterError
+            An unknown level, or an unknown name in ``exclude`` / ``indicators``.
+        """
+        check_option("level", self.level, LEVELS)
+        columns = [str(c) for c in columns]
         original = self.level == "original"  # rebuilt exactly: no indicator, nothing imputed or dropped
         exclude, wanted = _as_list(self.exclude), [] if original else _as_list(self.indicators)
-        features = [c for c in ORIGINAL_COLUMNS if c in raw] if original else \
-            [c for c in raw.columns if c not in IDENTIFIERS]
+        features = [c for c in ORIGINAL_COLUMNS if c in columns] if original else \
+            [c for c in columns if c not in IDENTIFIERS]
         known = set(features) | set({"customer": CUSTOMER_FEATURES, "transaction": LINE_FEATURES,
                                      "original": ORIGINAL_COLUMNS}[self.level])
-        unknown = sorted(n for n in set(exclude + wanted) - known if not n.startswith(_COUNT_PREFIXES))
+        unknown = sorted(n for n in set(exclude + wanted) - known if not n.startswith(COUNT_PREFIXES))
         if unknown:
             raise ParameterError(f"unknown feature name(s) {unknown} in exclude/indicators for "
                                  f"level={self.level!r}; choose among: {', '.join(sorted(known))}")
         features = [f for f in features if f not in exclude]
         indicators = [f for f in wanted if f in features]
-        raw = self._with_indicators(raw, indicators)
-        features += [f"{f}_missing" for f in indicators]
-        medians = raw[features].median()
-        imputed = raw[features].fillna(medians)
-        constant = [] if original else [f for f in features if imputed[f].nunique(dropna=True) <= 1]
+        return features + [f"{f}_missing" for f in indicators], indicators
+
+    def fit_from_stats(self, stats: pd.DataFrame, *, as_of, programmes=None, genders=None,
+                       transaction_key=(), classes=None):
+        """Set the fitted attributes from per-column statistics: the last step of every fit.
+
+        :meth:`fit` computes the statistics in memory; :mod:`seglib.distributed` by reductions over
+        the partitions of a customer table too large for one machine. Both call this method, so the
+        features kept, the imputation values and the imputation report follow the same rules: a
+        feature is dropped when it is constant once imputed (no known value, or min == max; never at
+        ``level="original"``), and the medians impute.
+
+        Parameters
+        ----------
+        stats : DataFrame
+            One row per candidate feature, in the order of :meth:`candidate_features`; the columns
+            :data:`BUILDER_STATS` of the model matrix before imputation (``count`` and ``missing``:
+            known and missing values; ``min``, ``max``, ``median``: of the known values, NaN when there
+            is none; the median as pandas defines it, the mean of the two middle values for an even
+            count). Other columns are ignored.
+        as_of : str or Timestamp
+            The resolved reference date (``as_of_``).
+        programmes, genders : list of str, optional
+            Discount programmes and gender values of the data (``programmes_``, ``genders_``; see
+            :func:`categories`). None when the role is absent.
+        transaction_key : sequence of str
+            Columns that defined a transaction (``transaction_key_``; see :func:`transaction_key`).
+        classes : dict, optional
+            ``level="original"`` only: the label-encoder classes (``classes_``).
+
+        Returns
+        -------
+        self : FeatureBuilder
+        """
+        check_option("level", self.level, LEVELS)
+        _check_stats(stats, BUILDER_STATS, "feature builder")
+        features = [str(f) for f in stats.index]
+        count, low, high = (stats[c].to_numpy(dtype=float) for c in ("count", "min", "max"))
+        constant = [] if self.level == "original" else \
+            [f for f, n, lo, hi in zip(features, count, low, high) if n == 0 or lo == hi]
         if constant:
             logger.info("dropped constant feature(s) (same value for every row, no information): %s",
-                        ", ".join(f"{f}={imputed[f].iloc[0]}" for f in constant))
-            features = [f for f in features if f not in constant]
-        self.feature_names_ = features
-        self.indicators_ = [f for f in indicators if f"{f}_missing" in features]
+                        ", ".join(f"{f}={stats.at[f, 'min']}" for f in constant))
+        kept = [f for f in features if f not in constant]
+        self.as_of_ = pd.Timestamp(as_of).isoformat()
+        self.programmes_, self.genders_ = programmes, genders
+        self.transaction_key_ = list(transaction_key)
+        self.classes_ = dict(classes or {})
+        self.feature_names_ = kept
+        self.indicators_ = [f for f in _as_list(self.indicators) if f"{f}_missing" in kept]
         self.dropped_ = constant
-        self.medians_ = {f: float(medians[f]) for f in features}
-        counts = raw[features].isna().sum()
-        self.imputed_ = {f: int(n) for f, n in counts.items() if n}
-        self._log_imputed(self.imputed_, len(raw))
-        out = pd.concat([raw[self._ids()], imputed[features]], axis=1)
-        out.attrs.update(as_of=self.as_of_, imputed=dict(self.imputed_))
-        return out
+        self.medians_ = {f: float(stats.at[f, "median"]) for f in kept}
+        self.imputed_ = {f: int(stats.at[f, "missing"]) for f in kept if stats.at[f, "missing"]}
+        n = int(stats["count"].iloc[0] + stats["missing"].iloc[0]) if len(stats) else 0
+        self._log_imputed(self.imputed_, n)
+        return self
 
     def _log_imputed(self, counts: dict, n: int) -> None:
         for f, k in counts.items():
@@ -605,12 +728,12 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "feature_names_")
         _check_clean(clean)
         as_of = _resolve_as_of(self.as_of, clean)
-        key = _transaction_key(clean)
+        key = transaction_key(clean)
         if self.level != "original" and key != self.transaction_key_:
             logger.warning("transactions are defined by %s here but by %s at fit time", key,
                            self.transaction_key_)
-        raw = self._raw(clean, as_of)
-        raw = self._with_indicators(raw, self.indicators_)
+        raw = self._raw(clean, as_of, self.programmes_, self.genders_, self.classes_)
+        raw = add_indicators(raw, self.indicators_)
         absent = [f for f in self.feature_names_ if f not in raw]
         if absent:
             if self.level == "original":
@@ -673,6 +796,48 @@ def _is_weight(w) -> bool:
         return math.isfinite(float(w)) and float(w) >= 0
     except (TypeError, ValueError):
         return False
+
+
+def _scaler_stats(values: np.ndarray, names, scaler: str) -> pd.DataFrame:
+    """``SCALER_STATS[scaler]`` of the columns of ``values`` (no missing value), in memory.
+
+    With scikit-learn's operations (StandardScaler's two-pass variance, MinMaxScaler's min and max,
+    RobustScaler's nanmedian and nanpercentile), so the in-memory scaler gives its exact results.
+    """
+    if scaler == "standard":
+        n = float(len(values))
+        mean = values.sum(axis=0) / n
+        dev = values - mean
+        stats = {"count": n, "mean": mean, "dev_sum": dev.sum(axis=0)}
+        dev **= 2
+        stats["dev_sumsq"] = dev.sum(axis=0)
+    elif scaler == "minmax":
+        stats = {"min": np.nanmin(values, axis=0), "max": np.nanmax(values, axis=0)}
+    else:
+        q25, q75 = np.transpose([np.nanpercentile(values[:, j], (25.0, 75.0)) for j in range(len(names))])
+        stats = {"q25": q25, "median": np.nanmedian(values, axis=0), "q75": q75}
+    return pd.DataFrame(stats, index=names)
+
+
+def _center_scale(scaler: str, stats: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Center and spread per column from ``SCALER_STATS[scaler]``; a constant column's spread is 1.
+
+    StandardScaler's variance ``(dev_sumsq - dev_sum**2 / n) / n`` and near-constant test,
+    RobustScaler's IQR below 10 machine epsilons (scikit-learn's rules); minmax: a range of 0.
+    """
+    eps = np.finfo(np.float64).eps
+    if scaler == "standard":
+        n, center = stats["count"].to_numpy(dtype=float), stats["mean"].to_numpy(dtype=float)
+        var = (stats["dev_sumsq"].to_numpy(dtype=float) - stats["dev_sum"].to_numpy(dtype=float) ** 2 / n) / n
+        constant = var <= n * eps * var + (n * center * eps) ** 2
+        return center, np.where(constant, 1.0, np.sqrt(var))
+    if scaler == "minmax":
+        center = stats["min"].to_numpy(dtype=float)
+        spread = stats["max"].to_numpy(dtype=float) - center
+        return center, np.where(spread == 0, 1.0, spread)
+    center = stats["median"].to_numpy(dtype=float)
+    spread = stats["q75"].to_numpy(dtype=float) - stats["q25"].to_numpy(dtype=float)
+    return center, np.where(spread < 10 * eps, 1.0, spread)
 
 
 class FeatureScaler(TransformerMixin, BaseEstimator):
@@ -771,41 +936,84 @@ class FeatureScaler(TransformerMixin, BaseEstimator):
         X = self._frame(X)
         names = [str(c) for c in X.columns]
         values = self._values(X)
+        is_log = np.isin(names, self.check_columns(names))
+        inputs = pd.DataFrame({"min": values.min(axis=0), "max": values.max(axis=0),
+                               "whole": (values == np.round(values)).all(axis=0)}, index=names)
+        values[:, is_log] = signed_log1p(values[:, is_log])
+        return self.fit_from_stats(inputs, _scaler_stats(values, names, self.scaler))
+
+    def check_columns(self, names) -> list[str]:
+        """Check the parameters against the column names; return the columns that get the log1p.
+
+        The first step of a fit (see :meth:`fit_from_stats`), so that a bad ``scaler``, or a name in
+        ``log1p``, ``balance`` or ``weights`` that is not a column, or a bad weight, fails before
+        any statistic is computed.
+
+        Raises
+        ------
+        ParameterError
+        """
+        return self._resolve(names)[0]
+
+    def _resolve(self, names) -> tuple[list[str], list[str] | None, dict]:
+        """The log1p columns, the balanced columns (None for "auto": they need statistics), the weights."""
+        check_option("scaler", self.scaler, SCALERS)
+        names = list(names)
         if isinstance(self.log1p, str) and self.log1p == "auto":
             log1p = [c for c in DEFAULT_LOG1P if c in names]
         else:
             log1p = self._names("log1p", self.log1p, names)
-        if isinstance(self.balance, str) and self.balance == "auto":
-            low, high = values.min(axis=0), values.max(axis=0)
-            auto = ((low >= 0) & (high <= 1)) | (values == np.round(values)).all(axis=0)
-            balanced = [n for n, b in zip(names, auto) if b]
-        else:
-            balanced = self._names("balance", self.balance, names)
-        is_log = np.isin(names, log1p)
-        low = values.min(axis=0)  # one unit step from the minimum, in the transformed units
-        step = np.where(is_log, _signed_log1p(low + 1) - _signed_log1p(low), 1.0)
-        values[:, is_log] = _signed_log1p(values[:, is_log])
-        if self.scaler == "standard":
-            est = StandardScaler().fit(values)
-            center, scale = est.mean_, est.scale_
-        elif self.scaler == "minmax":
-            est = MinMaxScaler().fit(values)
-            center, scale = est.data_min_, np.where(est.data_range_ == 0, 1.0, est.data_range_)
-        else:
-            est = RobustScaler().fit(values)
-            center, scale = est.center_, est.scale_
-        floor = np.where(np.isin(names, balanced), BALANCED_SPREAD[self.scaler] * step, 0.0)
-        scale = np.maximum(scale, floor)
+        auto = isinstance(self.balance, str) and self.balance == "auto"
+        balanced = None if auto else self._names("balance", self.balance, names)
         weights = dict(self.weights or {})
         self._names("weights", list(weights), names)
         bad = {k: w for k, w in weights.items() if not _is_weight(w)}
         if bad:
             raise ParameterError(f"weights must be finite numbers >= 0; got {bad}")
+        return log1p, balanced, weights
+
+    def fit_from_stats(self, inputs: pd.DataFrame, stats: pd.DataFrame):
+        """Set the fitted attributes from per-column statistics: the last step of every fit.
+
+        :meth:`fit` computes the statistics in memory; :mod:`seglib.distributed` by reductions over
+        the partitions of a matrix too large for one machine. Both call this method, so the log1p and
+        balanced columns, centers, spreads (with scikit-learn's rules for a constant column) and the
+        spread floor are the same. The statistics of the columns after the signed log1p depend on
+        the log1p columns: get them from :meth:`check_columns` first.
+
+        Parameters
+        ----------
+        inputs : DataFrame
+            One row per column to scale, in order (the index names them), with the columns
+            :data:`INPUT_STATS` of the values as given (imputed, before the log1p).
+        stats : DataFrame
+            Same index; the columns ``SCALER_STATS[scaler]`` of the values after the signed log1p of
+            the ``log1p`` columns. For ``"standard"``, ``mean`` is the sum over the count, and
+            ``dev_sum`` / ``dev_sumsq`` sum ``x - mean`` and its square (computed in a second pass);
+            for ``"robust"`` the quartiles are ``np.percentile``'s (linear interpolation).
+
+        Returns
+        -------
+        self : FeatureScaler
+        """
+        check_option("scaler", self.scaler, SCALERS)
+        _check_stats(inputs, INPUT_STATS, "feature scaler input")
+        _check_stats(stats, SCALER_STATS[self.scaler], f"{self.scaler} scaler")
+        names = [str(c) for c in inputs.index]
+        log1p, balanced, weights = self._resolve(names)
+        low = inputs["min"].to_numpy(dtype=float)
+        if balanced is None:
+            high, whole = inputs["max"].to_numpy(dtype=float), inputs["whole"].to_numpy(dtype=bool)
+            balanced = [n for n, b in zip(names, ((low >= 0) & (high <= 1)) | whole) if b]
+        center, scale = _center_scale(self.scaler, stats.loc[inputs.index])
+        is_log = np.isin(names, log1p)  # one unit step from the minimum, in the transformed units
+        step = np.where(is_log, signed_log1p(low + 1) - signed_log1p(low), 1.0)
+        floor = np.where(np.isin(names, balanced), BALANCED_SPREAD[self.scaler] * step, 0.0)
         self.feature_names_in_ = np.asarray(names, dtype=object)
         self.n_features_in_ = len(names)
         self.log1p_, self.balanced_ = log1p, balanced
         self.center_ = np.asarray(center, dtype=float)
-        self.scale_ = np.asarray(scale, dtype=float)
+        self.scale_ = np.asarray(np.maximum(scale, floor), dtype=float)
         self.weights_ = np.array([float(weights.get(n, 1.0)) for n in names])
         logger.info("scaler=%s; log1p on %s; balanced spread floor on %s", self.scaler, log1p or "none",
                     balanced or "none")
@@ -821,7 +1029,7 @@ class FeatureScaler(TransformerMixin, BaseEstimator):
             raise InputError(f"the feature matrix lacks column(s) {missing} the scaler was fitted on")
         values = self._values(X[names])
         is_log = np.isin(names, self.log1p_)
-        values[:, is_log] = _signed_log1p(values[:, is_log])
+        values[:, is_log] = signed_log1p(values[:, is_log])
         return (values - self.center_) / self.scale_ * self.weights_
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:

@@ -25,7 +25,7 @@ from seglib.clean import (
     default_as_of,
     rules_table,
 )
-from seglib.errors import InputError, SeglibError
+from seglib.errors import InputError, ParameterError, SeglibError
 from seglib.load import DEFAULT_COLUMNS, ROLES, load_transactions
 from seglib.plots._clean import (
     plot_age_distribution,
@@ -297,6 +297,19 @@ def test_partition_reports_add_up_to_the_whole(cut):
     assert total.duplicate_rows <= r_whole.duplicate_rows
     total.rows_flagged.pop("duplicate_row"), r_whole.rows_flagged.pop("duplicate_row")
     assert total == r_whole
+
+
+def test_malformed_lines_of_a_partition_are_read_and_dropped():
+    raw = random_frame(1)
+    kw = dict(date_format="%Y-%m-%d", dob_format="%Y-%m-%d")
+    plain, r_plain = clean_partition(raw, "2017-07-01", **kw)
+    clean, report = clean_partition(raw, "2017-07-01", malformed_rows=3, **kw)
+    pd.testing.assert_frame_equal(clean, plain)
+    assert report.rows_read == r_plain.rows_read + 3 and report.rows_dropped["malformed_line"] == 3
+    assert report.invariant_holds and "malformed_line" not in r_plain.rows_dropped
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ParameterError, match="malformed_rows"):
+            clean_partition(raw, "2017-07-01", malformed_rows=bad, **kw)
 
 
 def test_a_report_from_json_adds_with_unknown_customer_counts():

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from seglib.errors import InputError, ModelFormatError, ParameterError
 from seglib.features import (
@@ -399,6 +399,65 @@ def test_scaler_errors(matrix):
     s = FeatureScaler().fit(matrix)
     with pytest.raises(InputError, match="recency_days"):
         s.transform(matrix.drop(columns="recency_days"))
+
+
+@pytest.mark.parametrize("name", ["standard", "minmax", "robust"])
+def test_plain_scalers_fit_scikit_learn_exactly(matrix, name):
+    X = matrix.drop(columns="customer_id").assign(const=3.0, tiny=1e-300 * np.arange(len(matrix)))
+    s = FeatureScaler(name, log1p=None, balance=None).fit(X)
+    if name == "standard":
+        ref = StandardScaler().fit(X.to_numpy())
+        center, scale = ref.mean_, ref.scale_
+        assert np.array_equal(s.transform(X), ref.transform(X.to_numpy()))
+    elif name == "minmax":  # the range itself (sklearn stores its inverse), 1 only when it is 0
+        ref = MinMaxScaler().fit(X.to_numpy())
+        center, scale = ref.data_min_, np.where(ref.data_range_ == 0, 1.0, ref.data_range_)
+    else:
+        ref = RobustScaler().fit(X.to_numpy())
+        center, scale = ref.center_, ref.scale_
+    assert np.array_equal(s.center_, center) and np.array_equal(s.scale_, scale)
+    assert s.scale_[4] == 1.0  # the constant column
+
+
+def test_builder_fit_from_stats_hand_computed():
+    b = FeatureBuilder(indicators=("age",), exclude=("zero_share",))
+    columns = ["customer_id", "recency_days", "zero_share", "age", "n_stores"]
+    features, indicators = b.candidate_features(columns)
+    assert features == ["recency_days", "age", "n_stores", "age_missing"] and indicators == ["age"]
+    stats = pd.DataFrame({"count": [4, 3, 4, 4], "missing": [0, 1, 0, 0], "min": [1.0, 20.0, 1.0, 0.0],
+                          "max": [9.0, 40.0, 1.0, 1.0], "median": [5.0, 30.0, 1.0, 0.0]}, index=features)
+    b.fit_from_stats(stats, as_of="2016-02-01", programmes=None, genders=["male"],
+                     transaction_key=["customer_key", "date"])
+    assert b.feature_names_ == ["recency_days", "age", "age_missing"] and b.dropped_ == ["n_stores"]
+    assert b.medians_ == {"recency_days": 5.0, "age": 30.0, "age_missing": 0.0} and b.imputed_ == {"age": 1}
+    assert b.indicators_ == ["age"] and b.as_of_ == "2016-02-01T00:00:00" and b.genders_ == ["male"]
+    assert FeatureBuilder.from_dict(json.loads(json.dumps(b.to_dict()))).medians_ == b.medians_
+    with pytest.raises(ParameterError, match="nope"):
+        FeatureBuilder(exclude=("nope",)).candidate_features(features)
+    with pytest.raises(InputError, match="median"):
+        b.fit_from_stats(stats.drop(columns="median"), as_of="2016-02-01")
+
+
+def test_scaler_fit_from_stats_of_chunks_matches_fit(matrix):
+    """Statistics added up over chunks (as the Dask backend does) give the in-memory fit."""
+    X = matrix.drop(columns="customer_id")
+    for name in ("standard", "minmax"):
+        s = FeatureScaler(name)
+        log1p = s.check_columns(list(X.columns))
+        F = X.assign(**{c: np.sign(X[c]) * np.log1p(np.abs(X[c])) for c in log1p})
+        chunks = np.array_split(np.arange(len(X)), 3)
+        inputs = pd.DataFrame({"min": X.min(), "max": X.max(), "whole": (X == X.round()).all()})
+        mean = sum(F.iloc[i].sum() for i in chunks) / len(F)
+        stats = pd.DataFrame({"count": float(len(F)), "mean": mean,
+                              "dev_sum": sum((F.iloc[i] - mean).sum() for i in chunks),
+                              "dev_sumsq": sum(((F.iloc[i] - mean) ** 2).sum() for i in chunks),
+                              "min": F.min(), "max": F.max()})
+        got, expected = s.fit_from_stats(inputs, stats), FeatureScaler(name).fit(X)
+        assert got.balanced_ == expected.balanced_ == ["rare_flag", "share"] and got.log1p_ == ["monetary"]
+        np.testing.assert_allclose(got.center_, expected.center_, rtol=1e-12)
+        np.testing.assert_allclose(got.scale_, expected.scale_, rtol=1e-12)
+    with pytest.raises(ParameterError, match="weights"):
+        FeatureScaler(weights={"share": -1}).check_columns(list(X.columns))
 
 
 def test_scaler_json_round_trip_is_exact(matrix):
