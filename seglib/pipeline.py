@@ -65,14 +65,6 @@ class RunResult:
     parameters: dict
     timings: dict = field(default_factory=dict)
 
-    @property
-    def result(self) -> Path:
-        return self.run_dir / "result.csv"
-
-    @property
-    def run_json(self) -> Path:
-        return self.run_dir / "run.json"
-
 
 def declared_parameters(notebooks_dir: str | os.PathLike | None = None) -> dict[str, dict[str, dict]]:
     """Parameters each notebook declares: ``{notebook: {name: {"default", "type", "help"}}}``."""
