@@ -1,0 +1,252 @@
+"""Every run parameter, defined once: name, type, default, allowed values, one-line help.
+
+The notebooks' ``parameters`` cells, ``seglib run``, ``seglib segment``, the Dask backend, the saved
+model's settings and the README's parameter table all come from (or are tested against)
+:data:`PARAMETERS`. A value is checked by :func:`check_parameter` before any work starts: a wrong one
+raises :class:`seglib.errors.ParameterError` naming the parameter, the value and what is expected.
+
+To add a parameter: add one :class:`Param` to :data:`PARAMETERS` in its step's section (the step
+that first reads it), then use it in that step's ``*_step`` signature with ``default("name")``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+
+from seglib.errors import ParameterError
+
+__all__ = ["Param", "PARAMETERS", "STEPS", "by_name", "check_parameter", "check_parameters", "default",
+           "defaults", "names", "parameters_table"]
+
+#: The steps, in pipeline order; each parameter belongs to the step that first reads it.
+STEPS = ("clean", "som", "cluster", "profile")
+
+#: Kinds of value, and how each is described in an error message.
+KINDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "date": "a date YYYY-MM-DD",
+    "mapping": "a mapping of name: value",
+    "shape": "a list of two integers [rows, columns]",
+    "list": "a list of names",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One run parameter.
+
+    Attributes
+    ----------
+    name : str
+        The name used everywhere (notebooks, ``-p NAME VALUE``, params files, ``run.json``).
+    kind : str
+        One of :data:`KINDS`.
+    default
+        The default value (``None`` where the help says what ``None`` means).
+    help : str
+        One line: what it does and how to choose a value.
+    step : str
+        The step that first reads it (one of :data:`STEPS`).
+    choices : tuple, optional
+        Allowed values (for ``str`` parameters, or special words such as ``"auto"``).
+    minimum, maximum : number, optional
+        Inclusive bounds of numeric values.
+    nullable : bool
+        ``None`` (``null`` in YAML) is allowed.
+    """
+
+    name: str
+    kind: str
+    default: object
+    help: str
+    step: str
+    choices: tuple = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    nullable: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def expected(self) -> str:
+        """What a valid value is, in words (used by error messages and ``--list-parameters``)."""
+        parts = []
+        if self.kind == "str" and self.choices:
+            parts.append("one of " + ", ".join(repr(c) for c in self.choices))
+        else:
+            what = KINDS[self.kind]
+            if self.minimum is not None and self.maximum is not None:
+                what += f" in [{self.minimum:g}, {self.maximum:g}]"
+            elif self.minimum is not None:
+                what += f" >= {self.minimum:g}"
+            elif self.maximum is not None:
+                what += f" <= {self.maximum:g}"
+            parts.append(what)
+            if self.choices:
+                parts.append(" or ".join(repr(c) for c in self.choices))
+        if self.nullable:
+            parts.append("null")
+        return " or ".join(parts)
+
+    def check(self, value):
+        """Return ``value`` checked (and normalised: ``"8"`` stays an error, ``8.0`` -> ``8`` for ints)."""
+        if value is None:
+            if self.nullable:
+                return None
+            self._fail(value)
+        if self.choices and isinstance(value, str) and value in self.choices:
+            return value
+        kind = self.kind
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            self._fail(value)
+        if kind == "int":
+            if isinstance(value, bool):
+                self._fail(value)
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if not isinstance(value, int):
+                self._fail(value)
+            return self._bounded(value)
+        if kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self._fail(value)
+            value = float(value)
+            if value != value or value in (float("inf"), float("-inf")):
+                self._fail(value)
+            return self._bounded(value)
+        if kind == "str":
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                self._fail(value)
+            return value
+        if kind == "date":
+            if isinstance(value, (_dt.date, _dt.datetime)):
+                return value.isoformat()[:10]
+            if isinstance(value, str):
+                try:
+                    return _dt.date.fromisoformat(value.strip()[:10]).isoformat()
+                except ValueError:
+                    pass
+            self._fail(value)
+        if kind == "mapping":
+            if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+                return dict(value)
+            self._fail(value)
+        if kind == "shape":
+            if (isinstance(value, (list, tuple)) and len(value) == 2
+                    and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+                return [int(v) for v in value]
+            self._fail(value)
+        if kind == "list":
+            if isinstance(value, str):
+                return [value] if not self.choices or value in self.choices else self._fail(value)
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return list(value)
+            self._fail(value)
+        raise AssertionError(f"unknown kind {kind!r} of parameter {self.name!r}")  # pragma: no cover
+
+    def _bounded(self, value):
+        if (self.minimum is not None and value < self.minimum) or (
+                self.maximum is not None and value > self.maximum):
+            self._fail(value)
+        return value
+
+    def _fail(self, value):
+        raise ParameterError(f"parameter {self.name}={value!r} is not valid: expected {self.expected()}")
+
+
+# The parameters, by step. Keep each section in the order a user meets them.
+PARAMETERS: tuple[Param, ...] = (
+    # ---- clean (notebook 01)
+    Param("columns", "mapping", None,
+          "your column per role, e.g. {customer_id: cust, date: order_date, amount: revenue}; "
+          "None: the original schema", "clean", nullable=True),
+    Param("date_format", "str", None,
+          "strftime format of the transaction dates; None: detected from the values", "clean", nullable=True),
+    Param("dob_format", "str", None,
+          "strftime format of the dates of birth; None: detected from the values", "clean", nullable=True),
+    Param("as_of", "date", None,
+          "reference date (YYYY-MM-DD) for ages and recency; None: the day after the last transaction",
+          "clean", nullable=True),
+    Param("min_age", "int", 15, "ages below this become unknown", "clean", minimum=0, maximum=150),
+    Param("max_age", "int", 99, "ages above this become unknown", "clean", minimum=0, maximum=150),
+    # ---- som (notebook 02)
+    Param("scaler", "str", "standard", "feature scaling: standard (default), minmax or robust", "som",
+          choices=("standard", "minmax", "robust")),
+    Param("map_shape", "shape", [15, 15],
+          "rows, columns of the map; None: about 5*sqrt(customers) units", "som", nullable=True),
+    Param("engine", "str", "batch",
+          "SOM engine: batch (fast, default), minisom, or original (the original analysis's MiniSom setting)",
+          "som", choices=("batch", "minisom", "original")),
+    Param("n_epochs", "int", 10, "passes over the customers", "som", minimum=1),
+    Param("sigma", "float", None, "starting neighbourhood radius; None: half the map's longer side", "som",
+          minimum=0, nullable=True),
+    Param("sigma_end", "float", 1.0, "neighbourhood radius of the last epoch", "som", minimum=0),
+    Param("seed", "int", 0, "random seed (SOM and everything downstream)", "som", minimum=0),
+    # ---- cluster (notebook 03)
+    Param("method", "str", "ward",
+          "linkage of the prototypes: ward (default, hit-weighted), average (the original's), complete, "
+          "single, weighted, centroid, median", "cluster",
+          choices=("ward", "average", "complete", "single", "weighted", "centroid", "median")),
+    Param("n_clusters", "int", 8, "number of segments; ignored when max_d is given", "cluster",
+          minimum=1, nullable=True),
+    Param("max_d", "float", None, "cut height read off the dendrogram; None: cut by n_clusters", "cluster",
+          minimum=0, nullable=True),
+    Param("hit_weighting", "bool", "auto",
+          "weigh prototypes by their customers in the linkage: auto (ward only), true or false", "cluster",
+          choices=("auto",)),
+    Param("connectivity", "bool", False, "True: every segment is a contiguous region of the map", "cluster"),
+    Param("k_max", "int", 15, "largest number of segments in the k-selection figures", "cluster", minimum=2),
+    Param("n_stability_runs", "int", 5, "retrained maps (bootstrap samples) for the stability check",
+          "cluster", minimum=0),
+    # ---- profile (notebook 04)
+)
+
+_BY_NAME = {p.name: p for p in PARAMETERS}
+assert len(_BY_NAME) == len(PARAMETERS), "a parameter is defined twice"
+
+
+def names() -> list[str]:
+    """Every parameter name, in pipeline order."""
+    return [p.name for p in PARAMETERS]
+
+
+def by_name(name: str) -> Param:
+    """The :class:`Param` called ``name``; an unknown name lists the valid ones."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ParameterError(f"unknown parameter {name!r}; valid parameters: {', '.join(names())}") from None
+
+
+def default(name: str):
+    """The default value of ``name`` (a fresh copy for lists and mappings)."""
+    value = by_name(name).default
+    return list(value) if isinstance(value, list) else (dict(value) if isinstance(value, dict) else value)
+
+
+def defaults(step: str | None = None) -> dict:
+    """``{name: default}`` of every parameter, or of one step's."""
+    return {p.name: default(p.name) for p in PARAMETERS if step is None or p.step == step}
+
+
+def check_parameter(name: str, value):
+    """Check one value; return it normalised. Raises :class:`ParameterError` (one line) when invalid."""
+    return by_name(name).check(value)
+
+
+def check_parameters(values: dict) -> dict:
+    """Check every ``name: value``; return the normalised mapping."""
+    return {name: check_parameter(name, value) for name, value in values.items()}
+
+
+def parameters_table() -> str:
+    """The parameters as a Markdown table (the README's table is tested against it)."""
+    lines = ["| parameter | step | default | expected | what it does |", "|---|---|---|---|---|"]
+    for p in PARAMETERS:
+        default_ = "null" if p.default is None else repr(p.default).replace("'", "")
+        lines.append(f"| `{p.name}` | {p.step} | `{default_}` | {p.expected()} | {p.help} |")
+    return "\n".join(lines)
