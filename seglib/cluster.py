@@ -40,6 +40,8 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from seglib.errors import InputError, ParameterError, check_option
+from seglib.som import TOPOLOGIES
+from seglib.som import grid_adjacency as som_grid_adjacency
 
 __all__ = [
     "METHODS",
@@ -124,16 +126,15 @@ def _check_distance(max_d) -> float:
 # linkage
 
 
-def grid_adjacency(map_shape: tuple[int, int]) -> np.ndarray:
-    """Boolean (units, units) matrix: True for units sharing an edge on a rectangular map.
+def grid_adjacency(map_shape: tuple[int, int], topology: str = "rectangular") -> np.ndarray:
+    """Boolean (units, units) matrix: True for units sharing an edge of their cells on the map.
 
-    Two units are neighbours when they differ by one in the row or in the column index (the
-    4-neighbourhood), so a segment built from it is a region of the map drawn without diagonal
+    On a rectangular map two units are neighbours when they differ by one in the row or in the column
+    index (the 4-neighbourhood); on a hexagonal map, when their hexagons share an edge (6 neighbours,
+    :func:`seglib.som.adjacent_units`). A segment built from it is a region of the map drawn without
     jumps, and the segment boundaries drawn by ``plot_segment_map`` enclose it.
     """
-    rows, cols = map_shape
-    r, c = np.divmod(np.arange(rows * cols), cols)
-    return (np.abs(r[:, None] - r[None, :]) + np.abs(c[:, None] - c[None, :])) == 1
+    return som_grid_adjacency(map_shape, topology, 4 if topology == "rectangular" else 6)
 
 
 def _lance_williams(method, d_ik, d_jk, d_ij, m_i, m_j, m_k):
@@ -205,6 +206,7 @@ def prototype_linkage(
     method: str = "ward",
     hit_weighting: bool = False,
     connectivity: bool = False,
+    topology: str = "rectangular",
 ) -> np.ndarray:
     """Hierarchical clustering of SOM prototypes as a scipy linkage matrix.
 
@@ -234,6 +236,8 @@ def prototype_linkage(
         :func:`grid_adjacency`), so every segment is one contiguous region of the map, as in
         SOM-Ward tools. Use it when segments are read off the map; it can split a segment whose
         units lie in two places of the map, and merge heights may then decrease.
+    topology : {"rectangular", "hexagonal"}, default="rectangular"
+        The map's grid (the SOM's ``topology``): which units touch, for ``connectivity``.
 
     Returns
     -------
@@ -242,6 +246,7 @@ def prototype_linkage(
         ``i`` is flat unit index ``i``.
     """
     check_option("method", method, METHODS)
+    check_option("topology", topology, TOPOLOGIES)
     X, shape = _as_prototypes(weights)
     n = len(X)
     if n < 2:
@@ -261,7 +266,7 @@ def prototype_linkage(
     if not hit_weighting and not connectivity:
         return linkage(X, method=method, metric="euclidean")
     mass = (h + 1.0) / np.mean(h + 1.0) if hit_weighting else np.ones(n)
-    adjacent = grid_adjacency(shape) if connectivity else np.ones((n, n), dtype=bool)
+    adjacent = grid_adjacency(shape, topology) if connectivity else np.ones((n, n), dtype=bool)
     logger.debug("linkage of %d prototypes: method=%s, hit_weighting=%s, connectivity=%s",
                  n, method, hit_weighting, connectivity)
     return _generic_linkage(X, mass, adjacent, method)
@@ -412,6 +417,8 @@ class PrototypeClustering(BaseEstimator):
         weights. Hit-weighted Ward agreed best with planted segments (``docs/clustering.md``).
     connectivity : bool, default=False
         Make every segment a contiguous region of the map.
+    topology : {"rectangular", "hexagonal"}, default="rectangular"
+        The SOM's grid (``SOM.topology``), which decides which units touch for ``connectivity``.
 
     Attributes
     ----------
@@ -446,12 +453,14 @@ class PrototypeClustering(BaseEstimator):
     [2, 2, 1, 2, 1, 1]
     """
 
-    def __init__(self, method="ward", n_clusters=8, max_d=None, hit_weighting="auto", connectivity=False):
+    def __init__(self, method="ward", n_clusters=8, max_d=None, hit_weighting="auto", connectivity=False,
+                 topology="rectangular"):
         self.method = method
         self.n_clusters = n_clusters
         self.max_d = max_d
         self.hit_weighting = hit_weighting
         self.connectivity = connectivity
+        self.topology = topology
 
     def fit(self, weights, hits=None, y=None):
         """Build the tree of the prototypes and cut it.
@@ -484,7 +493,7 @@ class PrototypeClustering(BaseEstimator):
         if weighted == "auto":
             weighted = h is not None and self.method in MASS_METHODS
         Z = prototype_linkage(weights, h, method=self.method, hit_weighting=bool(weighted),
-                              connectivity=self.connectivity)
+                              connectivity=self.connectivity, topology=self.topology)
         self.hit_weighting_ = bool(weighted)
         self.linkage_ = Z
         self.unit_labels_ = cut(Z, n_clusters=self.n_clusters, max_d=self.max_d, hits=h)
@@ -789,7 +798,10 @@ def segment_stability(X, som, clustering, *, seeds: int | Sequence[int] = 3, boo
         bmu = np.asarray(est.predict(Xa))
         weights = np.asarray(est.weights_)
         hits = np.bincount(bmu, minlength=int(np.prod(weights.shape[:-1]))).reshape(weights.shape[:-1])
-        cl = clone(clustering).fit(weights, hits)
+        cl = clone(clustering)
+        if "topology" in cl.get_params() and hasattr(est, "topology"):
+            cl.set_params(topology=est.topology)  # the retrained map's grid decides contiguity
+        cl.fit(weights, hits)
         runs[seed] = cl.unit_labels_[bmu]
         n_segments[seed] = cl.n_clusters_
         logger.info("stability run seed=%d: %d segments", seed, cl.n_clusters_)

@@ -58,6 +58,7 @@ from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from seglib import params
 from seglib._files import atomic_path, write_json
 from seglib.clean import (
     DEFAULT_MAX_AGE,
@@ -930,7 +931,7 @@ def _train(X, som, client, progress) -> tuple[SOM, float]:
     with tqdm(total=len(sigmas), desc="SOM epochs (dask)", unit="epoch", disable=not show) as bar:
         for sigma in sigmas:
             sums, counts, sum_dist = _epoch_totals(X, weights, groups)
-            H = neighborhood_matrix(shape, sigma, som.neighborhood)
+            H = neighborhood_matrix(shape, sigma, som.neighborhood, som.topology)
             weights = update_weights(weights, sums, counts, H).astype(dtype)
             history.append(sum_dist / n)
             bar.set_postfix(sigma=f"{sigma:.2f}", qe=f"{history[-1]:.4f}")
@@ -1009,7 +1010,7 @@ def cluster_dask(
     if max_d is not None:
         n_clusters = None
     pc = PrototypeClustering(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
-                             connectivity=connectivity).fit(som.weights_, hits)
+                             connectivity=connectivity, topology=som.topology).fit(som.weights_, hits)
     ints = {c: pd.Series(dtype="int64") for c in ("bmu", "som_row", "som_col", "segment")}
     meta = pd.DataFrame({"customer_id": features.customers.meta["customer_id"], **ints}, index=X.meta.index)
     codebook = som.weights_.reshape(-1, som.n_features_in_)
@@ -1179,6 +1180,7 @@ def run_dask(
     sigma: float | None = None,
     sigma_end: float = 1.0,
     seed: int = 0,
+    topology: str = params.default("topology"),
     method: str = "ward",
     n_clusters: int | None = 8,
     max_d: float | None = None,
@@ -1209,7 +1211,7 @@ def run_dask(
         The run folder.
     columns, date_format, dob_format, encoding, as_of, min_age, max_age
         Reading and cleaning, as :func:`seglib.steps.clean_step`.
-    scaler, map_shape, n_epochs, sigma, sigma_end, seed
+    scaler, map_shape, n_epochs, sigma, sigma_end, seed, topology
         Features and SOM, as :func:`seglib.steps.som_step` (batch engine only).
     method, n_clusters, max_d, hit_weighting, connectivity
         Clustering, as :func:`seglib.steps.cluster_step`.
@@ -1234,8 +1236,8 @@ def run_dask(
     from seglib.steps import record_metrics, write_clustering
 
     shape = None if map_shape is None else tuple(int(v) for v in map_shape)
-    som = SOM(shape, engine="batch", n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, random_state=seed,
-              progress=progress)
+    som = SOM(shape, engine="batch", n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, topology=topology,
+              random_state=seed, progress=progress)
     som._check_params()  # fail before reading anything
     check_option("scaler", scaler, SCALERS)
     check_option("parts_format", parts_format, PART_FORMATS)
@@ -1320,6 +1322,7 @@ def run_segmentation(
     sigma: float | None = None,
     sigma_end: float = 1.0,
     seed: int = 0,
+    topology: str = params.default("topology"),
     method: str = "ward",
     n_clusters: int | None = 8,
     max_d: float | None = None,
@@ -1349,7 +1352,8 @@ def run_segmentation(
     check_backend(backend)
     common = dict(columns=columns, date_format=date_format, dob_format=dob_format, as_of=as_of,
                   min_age=min_age, max_age=max_age)
-    model = dict(map_shape=map_shape, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, seed=seed)
+    model = dict(map_shape=map_shape, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, seed=seed,
+                 topology=topology)
     cut = dict(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
                connectivity=connectivity)
     if backend == "dask":

@@ -186,6 +186,9 @@ PARAMETERS: tuple[Param, ...] = (
           minimum=0, nullable=True),
     Param("sigma_end", "float", 1.0, "neighbourhood radius of the last epoch", "som", minimum=0),
     Param("seed", "int", 0, "random seed (SOM and everything downstream)", "som", minimum=0),
+    Param("topology", "str", "rectangular",
+          "grid of the map: rectangular (square cells, default) or hexagonal (six equidistant neighbours, "
+          "maps read as regions)", "som", choices=("rectangular", "hexagonal")),
     # ---- cluster (notebook 03)
     Param("method", "str", "ward",
           "linkage of the prototypes: ward (default, hit-weighted), average (the original's), complete, "

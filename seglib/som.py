@@ -52,10 +52,15 @@ __all__ = [
     "initial_weights",
     "sigma_schedule",
     "neighborhood_matrix",
+    "unit_positions",
+    "adjacent_units",
+    "grid_adjacency",
+    "neighbor_pairs",
     "epoch_stats",
     "update_weights",
     "best_units",
     "u_matrix",
+    "unit_distances",
     "quality_table",
     "FORMAT_VERSION",
 ]
@@ -65,7 +70,11 @@ logger = logging.getLogger(__name__)
 ENGINES = ("batch", "minisom")
 INITS = ("pca", "random")
 NEIGHBORHOODS = ("gaussian",)
-TOPOLOGIES = ("rectangular",)
+TOPOLOGIES = ("rectangular", "hexagonal")
+#: Neighbours counted by the topographic error and the U-matrix, per topology (default first).
+NEIGHBORS = {"rectangular": (8, 4), "hexagonal": (6,)}
+#: Distance between two rows of units on a hexagonal map (units of one row are 1 apart).
+HEX_ROW_HEIGHT = float(np.sqrt(3.0) / 2.0)
 DECAYS = ("inverse", "linear", "asymptotic")
 DTYPES = ("float32", "float64")
 #: Version of the files written by :meth:`SOM.save`; :meth:`SOM.load` refuses newer ones.
@@ -206,18 +215,103 @@ def sigma_schedule(sigma: float, sigma_end: float, n_epochs: int, decay: str = "
     return np.linspace(sigma, sigma_end, n_epochs)
 
 
-def _grid_sq_distances(map_shape) -> np.ndarray:
-    r, c = np.unravel_index(np.arange(int(map_shape[0]) * int(map_shape[1])), tuple(map_shape))
-    return (r[:, None] - r[None, :]) ** 2 + (c[:, None] - c[None, :]) ** 2
+def unit_positions(map_shape, topology: str = "rectangular") -> np.ndarray:
+    """Position of each unit on the plane, shape ``(units, 2)`` as ``(x, y)``, flat unit order.
+
+    ``"rectangular"``: unit ``(row r, col c)`` sits at ``x = c, y = r``. ``"hexagonal"``: rows are
+    ``sqrt(3)/2`` apart and odd rows are shifted right by half a unit, ``x = c + (r % 2) / 2``,
+    ``y = r sqrt(3)/2``, so every inner unit has six neighbours at distance 1 (pointy-top hexagons).
+    This is MiniSom's hexagonal lattice with its two indexes swapped (MiniSom shifts alternate
+    *columns*); with an odd number of rows the two coincide up to a translation. Plots draw ``y``
+    downwards (row 0 at the top), the same layout as the square maps.
+    """
+    check_option("topology", topology, TOPOLOGIES)
+    rows, cols = (int(v) for v in map_shape)
+    r, c = np.unravel_index(np.arange(rows * cols), (rows, cols))
+    if topology == "hexagonal":
+        return np.column_stack([c + 0.5 * (r % 2), r * HEX_ROW_HEIGHT])
+    return np.column_stack([c, r]).astype(np.float64)
 
 
-def neighborhood_matrix(map_shape, sigma: float, kind: str = "gaussian") -> np.ndarray:
+def _grid_sq_distances(map_shape, topology: str = "rectangular") -> np.ndarray:
+    if topology == "rectangular":  # exact integers, as before
+        r, c = np.unravel_index(np.arange(int(map_shape[0]) * int(map_shape[1])), tuple(map_shape))
+        return (r[:, None] - r[None, :]) ** 2 + (c[:, None] - c[None, :]) ** 2
+    pos = unit_positions(map_shape, topology)
+    diff = pos[:, None, :] - pos[None, :, :]
+    return np.einsum("ijk,ijk->ij", diff, diff)
+
+
+def neighborhood_matrix(map_shape, sigma: float, kind: str = "gaussian", topology: str = "rectangular"
+                        ) -> np.ndarray:
     """Unit-to-unit neighbourhood weights ``H`` (units x units, float64), ``exp(-g^2 / (2 sigma^2))``.
 
-    ``g`` is the distance between two units on the grid (rectangular lattice).
+    ``g`` is the distance between two units on the grid: between the positions of
+    :func:`unit_positions` for ``topology`` (``"rectangular"`` or ``"hexagonal"``).
     """
     check_option("neighborhood", kind, NEIGHBORHOODS)
-    return np.exp(-_grid_sq_distances(map_shape) / (2.0 * float(sigma) ** 2))
+    check_option("topology", topology, TOPOLOGIES)
+    return np.exp(-_grid_sq_distances(map_shape, topology) / (2.0 * float(sigma) ** 2))
+
+
+def _check_neighbors(topology, neighbors):
+    check_option("topology", topology, TOPOLOGIES)
+    if neighbors is None:
+        return NEIGHBORS[topology][0]
+    check_option("neighbors", neighbors, NEIGHBORS[topology])
+    return neighbors
+
+
+def adjacent_units(a, b, map_shape, topology: str = "rectangular",
+                   neighbors: int | None = None) -> np.ndarray:
+    """Whether flat units ``a`` and ``b`` (arrays, broadcast) are grid neighbours (a unit is not its own).
+
+    Parameters
+    ----------
+    map_shape : (int, int)
+    topology : {"rectangular", "hexagonal"}
+    neighbors : int or None
+        ``"rectangular"``: 8 (default; diagonal units count, MiniSom's rule) or 4 (units sharing an
+        edge). ``"hexagonal"``: 6, the units sharing an edge of the hexagon (also MiniSom's rule:
+        centres at distance 1). ``None`` takes the topology's default.
+    """
+    neighbors = _check_neighbors(topology, neighbors)
+    cols = int(map_shape[1])
+    r1, c1 = np.divmod(np.asarray(a), cols)
+    r2, c2 = np.divmod(np.asarray(b), cols)
+    dr, dc = r2 - r1, c2 - c1
+    if topology == "hexagonal":  # odd rows sit half a unit right: their diagonal neighbours are c, c + 1
+        diagonal = (np.abs(dr) == 1) & ((dc == 0) | (dc == np.where(r1 % 2 == 1, 1, -1)))
+        return ((dr == 0) & (np.abs(dc) == 1)) | diagonal
+    if neighbors == 8:
+        return (np.maximum(np.abs(dr), np.abs(dc)) == 1)
+    return (np.abs(dr) + np.abs(dc)) == 1
+
+
+def grid_adjacency(map_shape, topology: str = "rectangular", neighbors: int | None = None) -> np.ndarray:
+    """Boolean ``(units, units)`` matrix of :func:`adjacent_units` (symmetric, False on the diagonal)."""
+    units = np.arange(int(map_shape[0]) * int(map_shape[1]))
+    return adjacent_units(units[:, None], units[None, :], map_shape, topology, neighbors)
+
+
+def neighbor_pairs(map_shape, topology: str = "rectangular",
+                   neighbors: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All ordered pairs ``(a, b)`` of neighbouring flat units (both directions), in ``a`` order."""
+    rows, cols = (int(v) for v in map_shape)
+    units = np.arange(rows * cols)
+    r, c = np.divmod(units, cols)
+    a_parts, b_parts = [], []
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            rr, cc = r + dr, c + dc
+            inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+            a, b = units[inside], (rr * cols + cc)[inside]
+            keep = adjacent_units(a, b, (rows, cols), topology, neighbors)
+            a_parts.append(a[keep])
+            b_parts.append(b[keep])
+    a, b = np.concatenate(a_parts), np.concatenate(b_parts)
+    order = np.lexsort((b, a))
+    return a[order], b[order]
 
 
 def _flat(weights) -> np.ndarray:
@@ -303,10 +397,10 @@ def _epoch_totals(X, codebook, chunks, mapper):
     return _add_stats(mapper(lambda s: _chunk_stats(X[s], augmented), chunks), augmented)
 
 
-def _batch_epoch(X, codebook, chunks, mapper, map_shape, sigma, kind):
+def _batch_epoch(X, codebook, chunks, mapper, map_shape, sigma, kind, topology="rectangular"):
     """One epoch of the batch map: (new codebook in the same dtype, quantization error before it)."""
     sums, counts, sum_dist = _epoch_totals(X, codebook, chunks, mapper)
-    H = neighborhood_matrix(map_shape, sigma, kind)
+    H = neighborhood_matrix(map_shape, sigma, kind, topology)
     return update_weights(codebook, sums, counts, H).astype(codebook.dtype), sum_dist / len(X)
 
 
@@ -348,33 +442,41 @@ def _best_units(X, codebook, chunk_size, n_threads, k=1):
     return first, second
 
 
-def u_matrix(weights) -> np.ndarray:
-    """U-matrix (distance map): each unit's mean Euclidean distance to its 8 grid neighbours.
+def u_matrix(weights, topology: str = "rectangular") -> np.ndarray:
+    """U-matrix (distance map): each unit's mean Euclidean distance to its grid neighbours.
 
     Shape ``(rows, cols)``, in the units of the features (not rescaled). High values mark borders
-    between groups of similar units. MiniSom's ``distance_map(scaling="mean")`` is this divided by its
-    maximum; its default ``scaling="sum"`` sums instead, which makes edge and corner units (3-5
-    neighbours instead of 8) look artificially close to their neighbours.
+    between groups of similar units. The neighbours are the 8 surrounding units on a rectangular map
+    and the 6 units sharing a hexagon edge on a hexagonal one (:func:`adjacent_units`). MiniSom's
+    ``distance_map(scaling="mean")`` is this divided by its maximum; its default ``scaling="sum"``
+    sums instead, which makes edge and corner units (fewer neighbours) look artificially close to
+    their neighbours. The distances themselves, one per pair of neighbours, are
+    :func:`unit_distances`.
     """
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 3:
         raise ParameterError(f"weights must have shape (rows, cols, n_features), got {w.shape}")
-    rows, cols = w.shape[:2]
-    total = np.zeros((rows, cols))
-    count = np.zeros((rows, cols))
-    for dr in (-1, 0, 1):
-        for dc in (-1, 0, 1):
-            if dr == dc == 0:
-                continue
-            r0, r1 = max(0, -dr), rows - max(0, dr)
-            c0, c1 = max(0, -dc), cols - max(0, dc)
-            if r1 <= r0 or c1 <= c0:
-                continue
-            d = np.linalg.norm(w[r0:r1, c0:c1] - w[r0 + dr : r1 + dr, c0 + dc : c1 + dc], axis=-1)
-            total[r0:r1, c0:c1] += d
-            count[r0:r1, c0:c1] += 1
+    a, b, d = unit_distances(w, topology)
+    units = w.shape[0] * w.shape[1]
+    total = np.bincount(a, weights=d, minlength=units)
+    count = np.bincount(a, minlength=units)
     with np.errstate(invalid="ignore"):
-        return total / count
+        return (total / count).reshape(w.shape[:2])
+
+
+def unit_distances(weights, topology: str = "rectangular", neighbors: int | None = None):
+    """Distance between the weights of every pair of neighbouring units.
+
+    Returns ``(a, b, d)``: flat unit indexes (each pair once in each direction, sorted by ``a``) and
+    the Euclidean distance of their weights. The U-matrix averages ``d`` per unit; a map figure can
+    draw ``d`` on the edge between ``a`` and ``b``.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 3:
+        raise ParameterError(f"weights must have shape (rows, cols, n_features), got {w.shape}")
+    a, b = neighbor_pairs(w.shape[:2], topology, neighbors)
+    flat = w.reshape(-1, w.shape[-1])
+    return a, b, np.linalg.norm(flat[a] - flat[b], axis=1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -452,8 +554,14 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Starting weights, see :func:`initial_weights`. ``"pca"`` is deterministic and converges fastest.
     neighborhood : {"gaussian"}, default="gaussian"
         Neighbourhood function.
-    topology : {"rectangular"}, default="rectangular"
-        Grid of the units. Hexagonal maps are not supported yet (every plot would have to draw hexagons).
+    topology : {"rectangular", "hexagonal"}, default="rectangular"
+        Grid of the units (:func:`unit_positions`). ``"hexagonal"``: every inner unit has six
+        neighbours at the same distance, so the U-matrix and segment borders have no diagonal
+        artefacts and the map reads as regions (the default of R ``kohonen`` and the SOM Toolbox);
+        the topographic error then counts the 6 neighbours and every map figure draws hexagons.
+        ``"rectangular"``: square cells, 8 neighbours (4 sharing an edge). On planted and real data the
+        two gave the same segments and quality within noise (``docs/som.md``), so the default stays
+        rectangular; choose hexagonal for maps that are read by eye.
     decay : {"inverse", "linear", "asymptotic"}, default="inverse"
         How sigma (and MiniSom's learning rate) shrink over training, see :func:`sigma_schedule`.
         ``"inverse"`` falls fast while the map orders, then spends the last epochs near ``sigma_end``
@@ -568,11 +676,6 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_option("engine", self.engine, ENGINES)
         check_option("init", self.init, INITS)
         check_option("neighborhood", self.neighborhood, NEIGHBORHOODS)
-        if self.topology == "hexagonal":
-            raise ParameterError(
-                "topology='hexagonal' is not supported yet (the map plots draw square cells); "
-                "choose one of: 'rectangular'"
-            )
         check_option("topology", self.topology, TOPOLOGIES)
         check_option("decay", self.decay, DECAYS)
         check_option("dtype", self.dtype, DTYPES)
@@ -684,7 +787,7 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             with tqdm(total=len(sigmas), desc="SOM epochs", unit="epoch", disable=not self.progress) as bar:
                 for sigma in sigmas:
                     weights, qe = _batch_epoch(X, weights, chunks, mapper, self.map_shape_, sigma,
-                                               self.neighborhood)
+                                               self.neighborhood, self.topology)
                     history.append(qe)
                     bar.set_postfix(sigma=f"{sigma:.2f}", qe=f"{qe:.4f}")
                     bar.update()
@@ -694,16 +797,12 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return weights.reshape(*self.map_shape_, -1), sigmas, history
 
     def _fit_minisom(self, X, start, rng):
-        from minisom import MiniSom
-
         n = len(X)
-        rows, cols = self.map_shape_
         lr_decay, sigma_decay = _MINISOM_DECAY[self.decay]
-        som = MiniSom(
-            rows, cols, X.shape[1], sigma=self.sigma_, learning_rate=self.learning_rate,
-            decay_function=lr_decay, neighborhood_function=self.neighborhood, topology=self.topology,
-            random_seed=int(rng.randint(np.iinfo(np.int32).max)), sigma_decay_function=sigma_decay,
-        )
+        som = _minisom(self.map_shape_, X.shape[1], self.topology, sigma=self.sigma_,
+                       learning_rate=self.learning_rate, decay_function=lr_decay,
+                       neighborhood_function=self.neighborhood,
+                       random_seed=int(rng.randint(np.iinfo(np.int32).max)), sigma_decay_function=sigma_decay)
         som._weights = start.astype(np.float64)  # MiniSom has no public setter; its own inits differ
         if self.n_iterations is None:
             order = np.concatenate([rng.permutation(n) for _ in range(self.n_epochs)])
@@ -769,6 +868,11 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         return np.unravel_index(flat_index, self.map_shape_)
 
+    def unit_positions(self) -> np.ndarray:
+        """Position ``(x, y)`` of each unit on the plane for the map's topology (:func:`unit_positions`)."""
+        check_is_fitted(self)
+        return unit_positions(self.map_shape_, self.topology)
+
     # ---------------------------------------------------------------------------------- quality
 
     def quantization_error(self, X) -> float:
@@ -776,25 +880,24 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         closer; it falls with smaller final sigma and more units, so compare maps of equal size)."""
         return float(self.predict(X, return_distance=True)[1].mean())
 
-    def topographic_error(self, X, *, neighbors: int = 8) -> float:
+    def topographic_error(self, X, *, neighbors: int | None = None) -> float:
         """Share of rows whose best and second-best units are not grid neighbours (0 = perfectly
         ordered map; above ~0.1 the map folds and its picture misleads).
 
         Parameters
         ----------
-        neighbors : {8, 4}, default=8
-            8 counts diagonal units as neighbours, as MiniSom does on a rectangular grid (its units are
-            adjacent when their distance is below 1.42); 4 is the stricter edge-sharing rule of the SOM
-            Toolbox. seglib uses 8 by default so its figures compare with MiniSom's and the original's.
+        neighbors : {8, 4} or {6} or None, default=None
+            Rectangular maps: 8 (the default) counts diagonal units as neighbours, as MiniSom does on a
+            rectangular grid (its units are adjacent when their distance is below 1.42); 4 is the
+            stricter edge-sharing rule of the SOM Toolbox. seglib uses 8 by default so its figures
+            compare with MiniSom's and the original's. Hexagonal maps: 6, the units sharing a hexagon
+            edge (MiniSom's hexagonal rule, and the SOM Toolbox's). ``None`` takes the default.
         """
-        check_option("neighbors", neighbors, (8, 4))
         check_is_fitted(self)
+        neighbors = _check_neighbors(self.topology, neighbors)
         X = self._validate_X(X, reset=False)
         first, second = _best_units(X, _flat(self.weights_), self._chunk_size(), _n_threads(self.n_jobs), k=2)
-        r1, c1 = np.unravel_index(first, self.map_shape_)
-        r2, c2 = np.unravel_index(second, self.map_shape_)
-        dr, dc = np.abs(r1 - r2), np.abs(c1 - c2)
-        adjacent = np.maximum(dr, dc) <= 1 if neighbors == 8 else (dr + dc) <= 1
+        adjacent = adjacent_units(first, second, self.map_shape_, self.topology, neighbors)
         return float(1.0 - adjacent.mean()) if len(X) else float("nan")
 
     def hit_map(self, X) -> np.ndarray:
@@ -820,7 +923,7 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def u_matrix(self) -> np.ndarray:
         """U-matrix of the trained map (see the module-level :func:`u_matrix`)."""
         check_is_fitted(self)
-        return u_matrix(self.weights_)
+        return u_matrix(self.weights_, self.topology)
 
     def component_planes(self) -> np.ndarray:
         """Weights per feature, shape ``(n_features, rows, cols)``: how each feature varies over the map."""
@@ -917,6 +1020,28 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if names is not None:
             som.feature_names_in_ = np.asarray(names, dtype=object)
         return som
+
+
+def _minisom(map_shape, n_features, topology, **kwargs):
+    """A MiniSom of ``map_shape`` whose unit positions are seglib's (:func:`unit_positions`).
+
+    MiniSom's hexagonal lattice shifts alternate *columns* (which ones depends on the parity of the
+    column count); seglib shifts odd *rows*, the usual picture. The neighbourhood function and the
+    topographic error of MiniSom only read the positions ``_xx``/``_yy``, so setting them to seglib's
+    makes MiniSom train on the same lattice as the batch engine (a test checks MiniSom's neighbourhood
+    against :func:`neighborhood_matrix` and, on an odd number of rows, MiniSom's own transposed
+    lattice against seglib's). Rectangular maps are left as MiniSom builds them (the same positions).
+    """
+    from minisom import MiniSom
+
+    rows, cols = (int(v) for v in map_shape)
+    som = MiniSom(rows, cols, n_features, topology=topology, **kwargs)
+    if topology == "hexagonal":
+        pos = unit_positions((rows, cols), topology)
+        # MiniSom's _xx.T[i, j] is the first coordinate of unit (i, j); any plane coordinates will do
+        som._xx = pos[:, 1].reshape(rows, cols).T.copy()
+        som._yy = pos[:, 0].reshape(rows, cols).T.copy()
+    return som
 
 
 def _minisom_updates(som, X64, order, t0, total, bar) -> None:

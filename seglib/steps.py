@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from seglib import params
 from seglib._files import atomic_path, write_json
 from seglib.config import DEFAULT_CUSTOMERS, DEFAULT_DATA, DEFAULT_DATA_SEED, Layout, display_path, resolve
 
@@ -159,14 +160,14 @@ class SomStep:
         return SOM.original(random_state=self.som.random_state, progress=False).fit(self.X.to_numpy())
 
 
-def _make_som(engine, map_shape, n_epochs, sigma, sigma_end, seed, progress):
+def _make_som(engine, map_shape, n_epochs, sigma, sigma_end, seed, progress, topology="rectangular"):
     from seglib.som import SOM
 
     shape = None if map_shape is None else tuple(int(v) for v in map_shape)
     if engine == "original":
-        return SOM.original(random_state=seed, progress=progress)
+        return SOM.original(random_state=seed, progress=progress, topology=topology)
     return SOM(shape, engine=engine, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end,
-               random_state=seed, progress=progress)
+               topology=topology, random_state=seed, progress=progress)
 
 
 def som_step(
@@ -179,6 +180,7 @@ def som_step(
     sigma: float | None = None,
     sigma_end: float = 1.0,
     seed: int = 0,
+    topology: str = params.default("topology"),
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> SomStep:
@@ -201,7 +203,7 @@ def som_step(
     X = pd.DataFrame(scaled, index=matrix.index, columns=names)
     customers = customer_table(clean, as_of=as_of).reindex(matrix.index)
     customers.attrs = {"as_of": str(as_of), "id_column": clean.attrs.get("id_column", "customerID")}
-    som = _make_som(engine, map_shape, n_epochs, sigma, sigma_end, seed, progress).fit(X.to_numpy())
+    som = _make_som(engine, map_shape, n_epochs, sigma, sigma_end, seed, progress, topology).fit(X.to_numpy())
 
     _write_parquet(customers, layout.customers, index=True)
     _write_parquet(X, layout.scaled, index=True)
@@ -302,7 +304,7 @@ def cluster_step(
     if max_d is not None:
         n_clusters = None
     pc = PrototypeClustering(method=method, n_clusters=n_clusters, max_d=max_d,
-                             hit_weighting=hit_weighting, connectivity=connectivity)
+                             hit_weighting=hit_weighting, connectivity=connectivity, topology=som.topology)
     pc.fit(som.weights_, hits)
     rows, cols = np.unravel_index(bmu, som.weights_.shape[:2])
     segments = pd.DataFrame(
@@ -327,7 +329,7 @@ def write_clustering(layout: Layout, clustering) -> Path:
     lo, hi = pc.max_d_range_ if pc.max_d_range_ is not None else (None, None)
     return write_json(layout.clustering, {
         "method": pc.method, "n_clusters": pc.n_clusters, "max_d": pc.max_d,
-        "hit_weighting": pc.hit_weighting, "connectivity": pc.connectivity,
+        "hit_weighting": pc.hit_weighting, "connectivity": pc.connectivity, "topology": pc.topology,
         "n_clusters_": int(pc.n_clusters_),
         "max_d_range_": [lo, hi], "cophenetic_corr_": float(pc.cophenetic_corr_),
         "unit_labels_": [int(v) for v in pc.unit_labels_], "linkage_": pc.linkage_.tolist(),
@@ -348,7 +350,8 @@ def load_clusters(out_dir: str | os.PathLike | None = None) -> ClusterStep:
     hits = som_step.som.hit_map(X)
     # the clustering of a few hundred prototypes is deterministic and takes milliseconds: refit it
     pc = PrototypeClustering(method=info["method"], n_clusters=info["n_clusters"], max_d=info["max_d"],
-                             hit_weighting=info["hit_weighting"], connectivity=info["connectivity"])
+                             hit_weighting=info["hit_weighting"], connectivity=info["connectivity"],
+                             topology=som_step.som.topology)
     pc.fit(som_step.som.weights_, hits)
     return ClusterStep(som_step=som_step, clustering=pc, segments=pd.read_parquet(layout.segments),
                        hits=hits, layout=layout)

@@ -40,6 +40,7 @@ from seglib.cluster import (
 from seglib.errors import ParameterError
 from seglib.plots._cluster import plot_fancy_dendrogram, plot_segment_map
 from seglib.plots._colors import segment_colors
+from seglib.plots._grid import map_topology
 
 __all__ = ["ClusterExplorer"]
 
@@ -72,6 +73,9 @@ class ClusterExplorer:
         Leaves of the truncated dendrogram (raised to k when more segments are shown).
     background : {"umatrix", "hits", None}, default="umatrix"
         Background of the segment map.
+    topology : {"rectangular", "hexagonal"} or None, default=None
+        The map's grid (``SOM.topology``): the map is drawn in squares or hexagons. None: the SOM's
+        when ``weights`` is a fitted SOM, else ``"rectangular"``.
     dpi : int, default=80
         Resolution of the drawn figure.
 
@@ -89,8 +93,10 @@ class ClusterExplorer:
     """
 
     def __init__(self, Z, weights, hits=None, *, umatrix=None, n_clusters=8, max_d=None, k_max=15, p=12,
-                 background="umatrix", dpi=80):
+                 background="umatrix", topology=None, dpi=80):
         self.Z = _check_linkage(Z)
+        self.topology = map_topology(weights, topology)
+        weights = getattr(weights, "weights_", weights)
         X, shape = _as_prototypes(weights)
         n = len(self.Z) + 1
         if len(X) != n or shape is None:
@@ -103,7 +109,7 @@ class ClusterExplorer:
         if umatrix is None and background == "umatrix":
             from seglib.som import u_matrix
 
-            umatrix = u_matrix(self.weights)
+            umatrix = u_matrix(self.weights, self.topology)
         self.umatrix = umatrix
         self.background, self.p, self.dpi = background, int(p), int(dpi)
         self._syncing = False
@@ -136,7 +142,10 @@ class ClusterExplorer:
     @classmethod
     def from_clustering(cls, clustering, weights, hits=None, **kwargs):
         """Explorer starting at a fitted :class:`~seglib.cluster.PrototypeClustering`'s cut (its
-        ``max_d`` when it was cut by distance, else its number of segments)."""
+        ``max_d`` when it was cut by distance, else its number of segments). The map is drawn in the
+        clustering's ``topology`` unless ``topology`` is given."""
+        if getattr(weights, "topology", None) is None:
+            kwargs.setdefault("topology", getattr(clustering, "topology", None))
         if clustering.max_d is not None:
             return cls(clustering.linkage_, weights, hits, n_clusters=None, max_d=clustering.max_d, **kwargs)
         return cls(clustering.linkage_, weights, hits, n_clusters=clustering.n_clusters_, **kwargs)
@@ -211,7 +220,7 @@ class ClusterExplorer:
         plot_fancy_dendrogram(self.Z, p=max(self.p, self.n_clusters), max_d=self.max_d,
                               unit_labels=self.unit_labels, hits=self.hits, ax=ax_tree)
         plot_segment_map(self.weights, self.unit_labels, self.hits, background=self.background,
-                         umatrix=self.umatrix, ax=ax_map)
+                         umatrix=self.umatrix, topology=self.topology, ax=ax_map)
         self.figure = fig
         return fig
 

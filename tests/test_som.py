@@ -23,15 +23,21 @@ from seglib.plots._som import plot_component_planes, plot_hit_map, plot_training
 from seglib.som import (
     FORMAT_VERSION,
     SOM,
+    _minisom,
+    adjacent_units,
     best_units,
     data_moments,
     default_map_shape,
     epoch_stats,
+    grid_adjacency,
     initial_weights,
+    neighbor_pairs,
     neighborhood_matrix,
     quality_table,
     sigma_schedule,
     u_matrix,
+    unit_distances,
+    unit_positions,
     update_weights,
 )
 
@@ -367,8 +373,7 @@ def test_dataframe_feature_names(X):
         ({"engine": "kohonen"}, "engine='kohonen' is not valid; choose one of: 'batch', 'minisom'"),
         ({"init": "zeros"}, "choose one of: 'pca', 'random'"),
         ({"neighborhood": "bubble"}, "choose one of: 'gaussian'"),
-        ({"topology": "hexagonal"}, "not supported yet"),
-        ({"topology": "torus"}, "choose one of: 'rectangular'"),
+        ({"topology": "torus"}, "choose one of: 'rectangular', 'hexagonal'"),
         ({"decay": "exponential"}, "choose one of: 'inverse', 'linear', 'asymptotic'"),
         ({"dtype": "float16"}, "choose one of: 'float32', 'float64'"),
         ({"map_shape": (15,)}, "map_shape"),
@@ -512,6 +517,189 @@ def test_plot_component_planes(fitted):
 def test_plot_training_curve(fitted):
     ax = plot_training_curve(fitted)
     np.testing.assert_allclose(ax.lines[0].get_ydata(), fitted.history_)
+
+
+# ---------------------------------------------------------------------------------- hexagonal maps
+
+
+def hex_minisom_with(weights):
+    """MiniSom's own hexagonal map holding ``weights`` (rows, cols, F), transposed: MiniSom shifts
+    alternate columns where seglib shifts alternate rows; with an odd number of rows the two lattices
+    coincide up to a translation."""
+    rows, cols, n_features = weights.shape
+    ref = MiniSom(cols, rows, n_features, topology="hexagonal", random_seed=0)
+    ref._weights = np.asarray(weights, dtype=np.float64).transpose(1, 0, 2).copy()
+    return ref
+
+
+def flat_transposed(index, rows, cols):
+    """seglib's flat unit of MiniSom's flat unit ``index`` of the transposed (cols x rows) map."""
+    c, r = np.divmod(np.asarray(index), rows)
+    return r * cols + c
+
+
+@pytest.fixture(scope="module")
+def hex_fitted(X):
+    return SOM((7, 8), topology="hexagonal", dtype="float64", progress=False).fit(X)
+
+
+def test_hexagonal_positions_are_minisoms_lattice():
+    rows, cols = 7, 6
+    pos = unit_positions((rows, cols), "hexagonal")
+    ref = hex_minisom_with(np.zeros((rows, cols, 1)))
+    xx, yy = ref.get_euclidean_coordinates()  # (cols, rows): unit (c, r) of the transposed map
+    ref_pos = np.column_stack([xx.T.ravel(), yy.T.ravel()])
+    dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    np.testing.assert_allclose(dist, np.linalg.norm(ref_pos[:, None] - ref_pos[None], axis=-1), atol=1e-12)
+    # six neighbours at distance 1, the next ring further away; adjacency = distance 1
+    np.testing.assert_array_equal(grid_adjacency((rows, cols), "hexagonal"), np.isclose(dist, 1.0))
+    inner = grid_adjacency((rows, cols), "hexagonal").sum(axis=1).reshape(rows, cols)[1:-1, 1:-1]
+    assert (inner == 6).all()
+    assert np.isclose(np.sort(dist[2 * cols + 2])[7], np.sqrt(3.0))
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (7, 4)])
+def test_minisom_engine_trains_on_the_batch_engines_lattice(shape):
+    """Whatever the parity of rows and columns, the MiniSom engine's neighbourhood is seglib's."""
+    som = _minisom(shape, 2, "hexagonal", sigma=1.7)
+    H = neighborhood_matrix(shape, 1.7, topology="hexagonal")
+    for unit in range(shape[0] * shape[1]):
+        got = som._gaussian(np.unravel_index(unit, shape), 1.7).ravel()
+        np.testing.assert_allclose(got, H[unit], rtol=1e-12)
+
+
+def test_hexagonal_metrics_match_minisom(hex_fitted, X):
+    """QE, TE, hits, winners and the U-matrix agree with MiniSom's hexagonal map on identical weights."""
+    som, rows, cols = hex_fitted, 7, 8
+    ref = hex_minisom_with(som.weights_)
+    assert som.quantization_error(X) == pytest.approx(ref.quantization_error(X), rel=1e-12)
+    te = som.topographic_error(X)
+    assert te == pytest.approx(ref.topographic_error(X), abs=1e-12)
+    assert 0 < te < 0.2  # an ordered map, and not trivially so
+    np.testing.assert_array_equal(som.hit_map(X), ref.activation_response(X).T)
+    winners = [flat_transposed(np.ravel_multi_index(ref.winner(x), (cols, rows)), rows, cols)
+               for x in X[:200]]
+    np.testing.assert_array_equal(som.predict(X[:200]), winners)
+    U = som.u_matrix()
+    np.testing.assert_allclose(U / U.max(), ref.distance_map(scaling="mean").T, rtol=1e-12)
+    # the MiniSom engine's own map (seglib's lattice set into MiniSom) gives the same TE
+    ours = _minisom((rows, cols), X.shape[1], "hexagonal")
+    ours._weights = som.weights_.copy()
+    assert ours.topographic_error(X) == pytest.approx(te, abs=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (5, 7)])
+def test_hexagonal_engines_agree(X, shape):
+    """Both engines train ordered hexagonal maps of similar quality; on identical weights every figure
+    is the same whichever engine made the map."""
+    batch = SOM(shape, topology="hexagonal", dtype="float64", progress=False).fit(X)
+    online = SOM(shape, topology="hexagonal", engine="minisom", n_epochs=3, progress=False,
+                 random_state=0).fit(X)
+    for som in (batch, online):
+        assert som.topographic_error(X) < 0.15
+    assert online.quantization_error(X) == pytest.approx(batch.quantization_error(X), rel=0.15)
+    online.weights_ = batch.weights_.copy()
+    for figure in ("quantization_error", "topographic_error", "hit_map"):
+        np.testing.assert_array_equal(getattr(online, figure)(X), getattr(batch, figure)(X))
+    ref = _minisom(shape, X.shape[1], "hexagonal")
+    ref._weights = batch.weights_.astype(np.float64)
+    assert batch.topographic_error(X) == pytest.approx(ref.topographic_error(X), abs=1e-12)
+    np.testing.assert_array_equal(batch.hit_map(X), ref.activation_response(X))
+
+
+def test_hexagonal_adjacency_by_hand():
+    shape = (3, 3)
+    # row 0 (even): diagonal neighbours in rows 1 are columns c-1 and c; row 1 (odd): c and c+1
+    assert adjacent_units(4, np.array([0, 1, 2, 3, 5, 6, 7, 8]), shape, "hexagonal").tolist() == [
+        False, True, True, True, True, False, True, True]
+    assert adjacent_units(3, np.array([0, 1, 2, 4, 5, 6, 7, 8]), shape, "hexagonal").tolist() == [
+        True, True, False, True, False, True, True, False]
+    assert adjacent_units(np.array([0, 0]), np.array([4, 8]), shape).tolist() == [True, False]  # 8-neigh.
+    a, b = neighbor_pairs(shape, "hexagonal")
+    np.testing.assert_array_equal(np.bincount(a, minlength=9), grid_adjacency(shape, "hexagonal").sum(1))
+    assert len(a) == 2 * (3 * 2 + 2 * 5)  # 6 pairs within rows, 5 between each two rows
+    with pytest.raises(ParameterError, match="choose one of: 6"):
+        adjacent_units(0, 1, shape, "hexagonal", neighbors=8)
+
+
+def test_hexagonal_topographic_error_by_hand():
+    som = SOM((2, 2), topology="hexagonal", progress=False).fit(blobs(50, n_features=2))
+    # units (0,0) (0,1) (1,0) (1,1); row 1 is shifted right: (0,0)-(1,1) are not neighbours, (0,1)-(1,0) are
+    som.weights_ = np.array([[[0.0, 0.0], [5.0, 5.0]], [[6.0, 6.0], [0.1, 0.1]]])
+    assert som.topographic_error(np.array([[0.04, 0.04]])) == 1.0  # best (0,0), second (1,1)
+    som.weights_ = np.array([[[5.0, 5.0], [0.0, 0.0]], [[0.1, 0.1], [6.0, 6.0]]])
+    assert som.topographic_error(np.array([[0.04, 0.04]])) == 0.0  # best (0,1), second (1,0)
+    with pytest.raises(ParameterError, match="neighbors=4 is not valid; choose one of: 6"):
+        som.topographic_error(np.zeros((1, 2)), neighbors=4)
+
+
+def test_hexagonal_u_matrix_by_hand():
+    W = np.zeros((2, 3, 1))
+    W[1, :, 0] = 2.0  # the lower row is 2 away from the upper one
+    U = u_matrix(W, "hexagonal")
+    # (0,0): (0,1) 0, (1,0) 2 -> 1; (0,1): (0,0) (0,2) 0, (1,0) (1,1) 2 -> 1; (0,2): (0,1) 0, (1,1) (1,2) 2
+    # (1,0): (1,1) 0, (0,0) (0,1) 2 -> 4/3; (1,1): (1,0) (1,2) 0, (0,1) (0,2) 2 -> 1; (1,2): (1,1) 0, (0,2) 2
+    np.testing.assert_allclose(U, [[1.0, 1.0, 4 / 3], [4 / 3, 1.0, 1.0]])
+    a, b, d = unit_distances(W, "hexagonal")
+    assert len(d) == 2 * (2 * 2 + 5) and set(np.round(d, 12)) == {0.0, 2.0}  # 2 pairs per row, 5 between
+
+
+def test_fit_is_the_building_blocks_hexagonal(X):
+    som = SOM((6, 5), n_epochs=3, topology="hexagonal", dtype="float64", progress=False).fit(X)
+    mean, cov, _ = data_moments(X)
+    W = initial_weights(mean, cov, (6, 5))
+    for sigma in sigma_schedule(3.0, 1.0, 3):
+        sums, counts, _ = epoch_stats(X, W)
+        W = update_weights(W, sums, counts, neighborhood_matrix((6, 5), sigma, topology="hexagonal"))
+    np.testing.assert_allclose(som.weights_, W, rtol=1e-10, atol=1e-10)
+    rect = SOM((6, 5), n_epochs=3, dtype="float64", progress=False).fit(X)
+    assert not np.allclose(rect.weights_, som.weights_)  # the topology does change training
+
+
+def test_hexagonal_model_files(hex_fitted, X, tmp_path):
+    folder = hex_fitted.save(tmp_path / "hex")
+    meta = json.loads((folder / "som.json").read_text())
+    assert meta["params"]["topology"] == "hexagonal"
+    loaded = SOM.load(folder)
+    assert loaded.topology == "hexagonal"
+    np.testing.assert_array_equal(loaded.predict(X), hex_fitted.predict(X))
+    assert loaded.topographic_error(X) == hex_fitted.topographic_error(X)
+    np.testing.assert_array_equal(loaded.u_matrix(), hex_fitted.u_matrix())
+    # a file written before topologies existed has no "topology": it is a rectangular map
+    del meta["params"]["topology"]
+    (folder / "som.json").write_text(json.dumps(meta))
+    assert SOM.load(folder).topology == "rectangular"
+
+
+def _cells(ax):
+    (cells,) = [c for c in ax.collections if c.get_gid() == "cells"]
+    return cells
+
+
+def test_hexagonal_plots_draw_one_hexagon_per_unit(hex_fitted, X):
+    units = 7 * 8
+    ax = plot_u_matrix(hex_fitted, X)
+    cells = _cells(ax)
+    assert not ax.images and len(cells.get_paths()) == units
+    assert all(len(p.vertices) >= 6 for p in cells.get_paths())
+    np.testing.assert_allclose(cells.get_array(), hex_fitted.u_matrix().ravel())
+    (edges,) = [c for c in ax.collections if c.get_gid() == "unit_distances"]
+    a, b, d = unit_distances(hex_fitted.weights_, "hexagonal")
+    assert len(edges.get_segments()) == (a < b).sum()
+    np.testing.assert_allclose(edges.get_array(), d[a < b])
+    hits = hex_fitted.hit_map(X)
+    markers = ax.collections[[c.get_gid() for c in ax.collections].index("cells") + 2]
+    np.testing.assert_allclose(markers.get_offsets(), unit_positions((7, 8), "hexagonal")[hits.ravel() > 0])
+
+    ax = plot_hit_map(hex_fitted, X)
+    assert len(_cells(ax).get_paths()) == units and len(ax.texts) == units
+    np.testing.assert_array_equal(_cells(ax).get_array().filled(0), hits.ravel())
+    axes = plot_component_planes(hex_fitted)
+    assert all(len(_cells(a).get_paths()) == units for a in axes)
+    np.testing.assert_allclose(_cells(axes[2]).get_array(), hex_fitted.weights_[:, :, 2].ravel())
+    # bare weights: square cells unless the topology is given
+    assert plot_u_matrix(hex_fitted.weights_).images
+    assert len(_cells(plot_u_matrix(hex_fitted.weights_, topology="hexagonal")).get_paths()) == units
 
 
 def test_real_sample_smoke(real_sample):

@@ -16,6 +16,7 @@ from scipy.cluster.hierarchy import dendrogram
 from seglib.cluster import cut, cut_heights, n_clusters_for_distance
 from seglib.errors import InputError, ParameterError, check_option
 from seglib.plots._colors import ABOVE_CUT_COLOR, EMPTY_COLOR, segment_colors
+from seglib.plots._grid import border_segments, cell_centers, draw_cells, map_topology, set_map_limits
 
 __all__ = [
     "plot_dendrogram",
@@ -201,27 +202,26 @@ def _map_inputs(weights, unit_labels, hits):
     return w, labels.reshape(shape).astype(int), h
 
 
-def _segment_boundaries(labels2d: np.ndarray) -> list:
-    """Line segments ``[(x0, y0), (x1, y1)]`` between edge-sharing units of different segments.
+def _segment_boundaries(labels2d: np.ndarray, topology: str = "rectangular") -> np.ndarray:
+    """Line segments ``[(x0, y0), (x1, y1)]`` along the cell edges between neighbouring units of different
+    segments (see :func:`seglib.plots._grid.border_segments`).
 
-    Unit (row r, col c) is the square centred at x = c, y = r (the ``imshow`` layout).
+    Unit (row r, col c) is the square centred at x = c, y = r (the ``imshow`` layout), or the hexagon
+    centred at :func:`seglib.som.unit_positions` on a hexagonal map.
     """
-    lines = []
-    rr, cc = np.nonzero(labels2d[:, 1:] != labels2d[:, :-1])
-    lines += [[(c + 0.5, r - 0.5), (c + 0.5, r + 0.5)] for r, c in zip(rr, cc)]
-    rr, cc = np.nonzero(labels2d[1:, :] != labels2d[:-1, :])
-    lines += [[(c - 0.5, r + 0.5), (c + 0.5, r + 0.5)] for r, c in zip(rr, cc)]
-    return lines
+    return border_segments(labels2d, topology)
 
 
 def plot_segment_map(weights, unit_labels, hits=None, *, background="umatrix", umatrix=None, legend=True,
-                     colorbar=True, ax=None, **kwargs):
+                     colorbar=True, topology=None, ax=None, **kwargs):
     """The map with segment colours, segment boundaries, and empty units shown as empty.
 
     Each unit is a marker of its segment's colour (area growing with its customers when ``hits``
     is given; a hollow ring for a unit that wins no customer: it belongs to the segment, which
     matters for new customers, but holds nobody). Black lines separate units of different
-    segments. Unit (row r, col c) is drawn at x = c, y = r, row 0 at the top.
+    segments, along the edges of the cells (squares, or hexagons on a hexagonal map). Unit (row r,
+    col c) is drawn at x = c, y = r on a square map, at :func:`seglib.som.unit_positions` on a
+    hexagonal one; row 0 at the top.
 
     Parameters
     ----------
@@ -239,6 +239,9 @@ def plot_segment_map(weights, unit_labels, hits=None, *, background="umatrix", u
     umatrix : array-like of shape (rows, cols), optional
         Precomputed U-matrix; computed with ``seglib.som.u_matrix(weights)`` when omitted.
     legend, colorbar : bool, default=True
+    topology : {"rectangular", "hexagonal"} or None
+        The map's grid; None: the SOM's when ``weights`` is a fitted SOM, else ``"rectangular"``. Pass
+        ``som.topology`` with bare weights of a hexagonal map.
     ax : matplotlib Axes, optional
     **kwargs
         Passed to the marker ``scatter`` call.
@@ -248,6 +251,7 @@ def plot_segment_map(weights, unit_labels, hits=None, *, background="umatrix", u
     matplotlib Axes
     """
     check_option("background", background, ["umatrix", "hits", None])
+    topology = map_topology(weights, topology)
     w, labels, h = _map_inputs(weights, unit_labels, hits)
     rows, cols = labels.shape
     ax = _new_ax(ax, figsize=(6, 5))
@@ -257,20 +261,20 @@ def plot_segment_map(weights, unit_labels, hits=None, *, background="umatrix", u
                 raise InputError("weights: the U-matrix background needs the SOM weights")
             from seglib.som import u_matrix
 
-            umatrix = u_matrix(w)
+            umatrix = u_matrix(w, topology)
         bg, bg_label = np.asarray(umatrix, dtype=float).reshape(rows, cols), "U-matrix distance"
     elif background == "hits":
         if h is None:
             raise ParameterError("background='hits' needs hits (customers per unit)")
         bg, bg_label = h, "customers per unit"
     if background is not None:
-        im = ax.imshow(bg, cmap="Greys", origin="upper", extent=(-0.5, cols - 0.5, rows - 0.5, -0.5),
-                       alpha=0.6)
+        im = draw_cells(ax, bg, topology, cmap="Greys", alpha=0.6, origin="upper",
+                        extent=(-0.5, cols - 0.5, rows - 0.5, -0.5))
         if colorbar:
             ax.figure.colorbar(im, ax=ax, shrink=0.8, label=bg_label)
     k = int(labels.max())
     colors = np.array(segment_colors(k))
-    r, c = np.divmod(np.arange(rows * cols), cols)
+    x, y = (v.ravel() for v in cell_centers((rows, cols), topology))
     seg = labels.ravel()
     if h is None:
         size = np.full(rows * cols, 60.0)
@@ -279,16 +283,14 @@ def plot_segment_map(weights, unit_labels, hits=None, *, background="umatrix", u
         size = 15 + 150 * np.sqrt(h.ravel() / max(h.max(), 1))
         empty = h.ravel() == 0
     kwargs.setdefault("linewidths", 1.2)
-    ax.scatter(c[~empty], r[~empty], s=size[~empty], c=colors[seg[~empty] - 1], edgecolors="white",
+    ax.scatter(x[~empty], y[~empty], s=size[~empty], c=colors[seg[~empty] - 1], edgecolors="white",
                zorder=3, gid="units", **kwargs)
     if empty.any():
-        ax.scatter(c[empty], r[empty], s=40, facecolors=EMPTY_COLOR, edgecolors=colors[seg[empty] - 1],
+        ax.scatter(x[empty], y[empty], s=40, facecolors=EMPTY_COLOR, edgecolors=colors[seg[empty] - 1],
                    zorder=3, gid="empty_units", **kwargs)
-    ax.add_collection(LineCollection(_segment_boundaries(labels), colors="k", linewidths=2, zorder=4,
-                                     gid="boundaries"))
-    ax.set_xlim(-0.5, cols - 0.5)
-    ax.set_ylim(rows - 0.5, -0.5)
-    ax.set_aspect("equal")
+    ax.add_collection(LineCollection(_segment_boundaries(labels, topology), colors="k", linewidths=2,
+                                     zorder=4, gid="boundaries"))
+    set_map_limits(ax, (rows, cols), topology)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"{k} segments on the map")

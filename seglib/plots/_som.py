@@ -1,7 +1,9 @@
 """Plots of a trained SOM: U-matrix with hit markers, hit map, component planes, training curve.
 
-Every map is drawn as a matrix: unit ``(row, col)`` is the cell centred at ``x = col, y = row``, row 0
-at the top (``imshow``'s convention), so markers and overlays use ``ax.scatter(col, row)``.
+A rectangular map is drawn as a matrix: unit ``(row, col)`` is the cell centred at ``x = col, y = row``,
+row 0 at the top (``imshow``'s convention). A hexagonal map is drawn as hexagons centred at
+:func:`seglib.som.unit_positions` (odd rows shifted right by half a unit), also row 0 at the top. Every
+function takes ``topology=None``: the SOM's own when a fitted SOM is passed, else ``"rectangular"``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import numpy as np
 
 from seglib.errors import ParameterError
 from seglib.plots._colors import EMPTY_COLOR
+from seglib.plots._grid import cell_centers, draw_cells, draw_edges, map_topology
 from seglib.som import best_units, u_matrix
 
 __all__ = ["plot_u_matrix", "plot_hit_map", "plot_component_planes", "plot_training_curve"]
@@ -36,7 +39,11 @@ def _hits(weights, X, hits) -> np.ndarray | None:
     return np.bincount(best_units(np.asarray(X), weights), minlength=shape[0] * shape[1]).reshape(shape)
 
 
-def _map_axes(ax, shape):
+def _map_axes(ax, shape, topology="rectangular"):
+    if topology == "hexagonal":  # rows and columns are not straight lines of the picture
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
     ax.set_xticks(np.arange(shape[1]))
     ax.set_yticks(np.arange(shape[0]))
     ax.tick_params(labelsize="x-small", length=0)
@@ -48,7 +55,7 @@ def _map_axes(ax, shape):
 
 
 def plot_u_matrix(som_or_weights, X=None, *, hits=None, ax=None, cmap="bone_r", marker_size=200.0,
-                  marker_color="tab:red", colorbar=True, **kwargs):
+                  marker_color="tab:red", colorbar=True, topology=None, edges=None, **kwargs):
     """The U-matrix (mean distance of each unit to its neighbours) with a marker per unit sized by its hits.
 
     Light cells are units close to their neighbours (inside a group), dark cells separate groups. One
@@ -65,68 +72,80 @@ def plot_u_matrix(som_or_weights, X=None, *, hits=None, ax=None, cmap="bone_r", 
     marker_size : float
         Marker area (points^2) of the unit with the most hits; areas are proportional to the hits, with
         a floor of 4 so that units winning a few rows stay visible.
+    topology : {"rectangular", "hexagonal"} or None
+        Grid to draw; None: the SOM's (``"rectangular"`` for bare weights).
+    edges : bool or None
+        Also draw the distance between each pair of neighbouring units on their shared edge, in the
+        same colours (the between-unit cells of a classic U-matrix: a ridge is a line of dark edges).
+        None: on hexagonal maps only (square maps keep their look).
     **kwargs
-        Passed to ``ax.imshow``.
+        Passed to ``ax.imshow`` (square cells) or to the hexagons' ``PolyCollection``.
 
     Returns
     -------
     matplotlib.axes.Axes
     """
     w = _weights(som_or_weights)
+    topology = map_topology(som_or_weights, topology)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 5.2))
-    kwargs.setdefault("interpolation", "nearest")
-    image = ax.imshow(u_matrix(w), cmap=cmap, **kwargs)
+    image = draw_cells(ax, u_matrix(w, topology), topology, cmap=cmap, **kwargs)
+    if edges if edges is not None else topology == "hexagonal":
+        draw_edges(ax, w, topology, cmap=image.get_cmap(), norm=image.norm,
+                   linewidth=3.0 if max(w.shape[:2]) <= 20 else 1.5)
     if colorbar:
         ax.figure.colorbar(image, ax=ax, label="mean distance to neighbouring units")
     counts = _hits(w, X, hits)
+    x, y = cell_centers(w.shape[:2], topology)
     if counts is not None:
-        rows, cols = np.nonzero(counts > 0)
-        sizes = np.maximum(marker_size * counts[rows, cols] / max(counts.max(), 1), 4.0)
-        ax.scatter(cols, rows, s=sizes, c=marker_color, alpha=0.75, linewidths=0, label="rows per unit")
-        empty_r, empty_c = np.nonzero(counts == 0)
-        if len(empty_r):
-            ax.scatter(empty_c, empty_r, marker="x", s=12, c="0.5", linewidths=0.8, label="empty unit")
+        full = counts > 0
+        sizes = np.maximum(marker_size * counts[full] / max(counts.max(), 1), 4.0)
+        ax.scatter(x[full], y[full], s=sizes, c=marker_color, alpha=0.75, linewidths=0, label="rows per unit",
+                   zorder=3)
+        if (~full).any():
+            ax.scatter(x[~full], y[~full], marker="x", s=12, c="0.5", linewidths=0.8, label="empty unit",
+                       zorder=3)
         ax.set_title("U-matrix (marker area: rows per unit)")
     else:
         ax.set_title("U-matrix")
-    _map_axes(ax, w.shape[:2])
+    _map_axes(ax, w.shape[:2], topology)
     return ax
 
 
 def plot_hit_map(som_or_weights, X=None, *, hits=None, ax=None, cmap="Blues", annotate=None, colorbar=True,
-                 **kwargs):
+                 topology=None, **kwargs):
     """Rows won by each unit, as a heat map; empty units in the neutral ``EMPTY_COLOR``.
 
     ``annotate`` writes the counts in the cells (default: when the map has at most 400 units).
-    ``X`` or ``hits`` is required. Returns the Axes.
+    ``X`` or ``hits`` is required. ``topology`` as in :func:`plot_u_matrix`. Returns the Axes.
     """
     w = _weights(som_or_weights)
+    topology = map_topology(som_or_weights, topology)
     counts = _hits(w, X, hits)
     if counts is None:
         raise ParameterError("plot_hit_map needs X (rows to count) or hits (counts per unit)")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 5.2))
     colormap = plt.get_cmap(cmap).with_extremes(bad=EMPTY_COLOR)
-    kwargs.setdefault("interpolation", "nearest")
-    image = ax.imshow(np.ma.masked_equal(counts, 0), cmap=colormap, **kwargs)
+    image = draw_cells(ax, np.ma.masked_equal(counts, 0), topology, cmap=colormap, **kwargs)
     if colorbar:
         ax.figure.colorbar(image, ax=ax, label="rows per unit")
     if annotate is None:
         annotate = counts.size <= 400
     if annotate:
         threshold = counts.max() * 0.6
+        x, y = cell_centers(counts.shape, topology)
         for (r, c), v in np.ndenumerate(counts):
-            ax.text(c, r, str(int(v)), ha="center", va="center", fontsize="xx-small",
+            ax.text(x[r, c], y[r, c], str(int(v)), ha="center", va="center", fontsize="xx-small",
                     color="white" if v > threshold else "black")
     empty = int((counts == 0).sum())
     ax.set_title(f"Hit map: {int(counts.sum())} rows, {empty} of {counts.size} units empty")
-    _map_axes(ax, counts.shape)
+    _map_axes(ax, counts.shape, topology)
     return ax
 
 
 def plot_component_planes(som_or_weights, feature_names=None, *, axes=None, ncols=4, cmap="viridis",
-                          **kwargs):
+                          topology=None, **kwargs):
     """One small map per feature: the feature's value in each unit's prototype.
 
     Comparing planes shows which features go together (similar patterns) and where on the map each
@@ -138,8 +157,10 @@ def plot_component_planes(som_or_weights, feature_names=None, *, axes=None, ncol
         Titles; default the SOM's ``feature_names_in_`` or ``feature 0, 1, ...``.
     axes : array of Axes, optional
         At least one per feature; default a new figure with ``ncols`` columns.
+    topology : {"rectangular", "hexagonal"} or None
+        Grid to draw; None: the SOM's (``"rectangular"`` for bare weights).
     **kwargs
-        Passed to every ``ax.imshow``.
+        Passed to every ``ax.imshow`` (square cells) or hexagons' ``PolyCollection``.
 
     Returns
     -------
@@ -147,6 +168,7 @@ def plot_component_planes(som_or_weights, feature_names=None, *, axes=None, ncol
         The axes used, flattened, one per feature (extra axes of a new figure are hidden).
     """
     w = _weights(som_or_weights)
+    topology = map_topology(som_or_weights, topology)
     n_features = w.shape[2]
     if feature_names is None:
         feature_names = getattr(som_or_weights, "feature_names_in_", None)
@@ -167,9 +189,8 @@ def plot_component_planes(som_or_weights, feature_names=None, *, axes=None, ncol
         grid = np.asarray(axes, dtype=object).ravel()
         if len(grid) < n_features:
             raise ParameterError(f"{len(grid)} axes for {n_features} features")
-    kwargs.setdefault("interpolation", "nearest")
     for i, ax in enumerate(grid[:n_features]):
-        image = ax.imshow(w[:, :, i], cmap=cmap, **kwargs)
+        image = draw_cells(ax, w[:, :, i], topology, cmap=cmap, **kwargs)
         ax.figure.colorbar(image, ax=ax, shrink=0.8)
         ax.set_title(feature_names[i], fontsize="small")
         ax.set_xticks([])
