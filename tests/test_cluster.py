@@ -114,6 +114,54 @@ def test_connectivity_gives_contiguous_segments(planted, method):
             assert connected_regions(lab == s)[1] == 1, f"segment {s} of k={k} is split"
 
 
+def _hex_regions(labels_flat, shape):
+    """Number of connected regions of each label on the hexagonal grid."""
+    from scipy.sparse.csgraph import connected_components
+
+    from seglib.som import grid_adjacency
+
+    A = grid_adjacency(shape, "hexagonal")
+    same = A & (labels_flat[:, None] == labels_flat[None, :])
+    n, comp = connected_components(same, directed=False)
+    return {s: len(np.unique(comp[labels_flat == s])) for s in np.unique(labels_flat)}
+
+
+@pytest.mark.parametrize("method", ["ward", "average", "single"])
+def test_connectivity_follows_hexagonal_adjacency(method):
+    rng = np.random.default_rng(4)
+    weights = rng.normal(size=(6, 7, 3))
+    Z = prototype_linkage(weights, method=method, connectivity=True, topology="hexagonal")
+    rect = prototype_linkage(weights, method=method, connectivity=True)
+    assert not np.array_equal(Z[:, :2], rect[:, :2])  # another graph, another tree
+    for k in range(1, 15):
+        regions = _hex_regions(cut(Z, n_clusters=k), (6, 7))
+        assert set(regions.values()) == {1}, f"k={k}: a segment is split on the hexagonal map"
+    # merges of two single units join hexagon neighbours only
+    from seglib.som import adjacent_units
+
+    leaves = Z[(Z[:, 0] < 42) & (Z[:, 1] < 42), :2].astype(int)
+    assert len(leaves) and adjacent_units(leaves[:, 0], leaves[:, 1], (6, 7), "hexagonal").all()
+    pc = PrototypeClustering(method=method, n_clusters=5, connectivity=True, topology="hexagonal")
+    np.testing.assert_array_equal(pc.fit(weights).linkage_, Z)
+    with pytest.raises(ParameterError, match="topology='torus'"):
+        prototype_linkage(weights, connectivity=True, topology="torus")
+
+
+def test_stability_uses_the_maps_topology(planted):
+    from seglib.som import SOM
+
+    X = planted["X"]
+    som = SOM(map_shape=(5, 6), n_epochs=4, n_jobs=1, topology="hexagonal")
+    res = segment_stability(X, som, PrototypeClustering(n_clusters=4, connectivity=True), seeds=2,
+                            progress=False)
+    fitted = clone(som).set_params(random_state=0, progress=False)
+    fitted.fit(X[np.random.default_rng(0).integers(0, len(X), size=len(X))])
+    units = np.asarray(fitted.predict(X))
+    hits = np.bincount(units, minlength=30)
+    pc = PrototypeClustering(n_clusters=4, connectivity=True, topology="hexagonal").fit(fitted.weights_, hits)
+    np.testing.assert_array_equal(res.labels[0].to_numpy(), pc.unit_labels_[units])
+
+
 def test_linkage_rejects_bad_parameters_and_data():
     w = np.zeros((3, 3, 2))
     with pytest.raises(ParameterError, match="'ward'"):
@@ -464,6 +512,35 @@ def test_segment_map_boundaries_and_empty_units():
         plot_segment_map(None, labels, background="hits")
     ax = plot_segment_map(np.zeros((2, 3, 2)), labels.ravel(), umatrix=np.ones((2, 3)))
     assert ax.get_title() == "3 segments on the map"
+
+
+def test_hexagonal_segment_map_draws_hexagons_and_their_edges():
+    labels = np.array([[1, 1, 2], [3, 2, 2]])
+    hits = np.array([[4, 0, 2], [1, 3, 0]])
+    ax = plot_segment_map(None, labels, hits, background="hits", topology="hexagonal")
+    (cells,) = [c for c in ax.collections if c.get_gid() == "cells"]
+    assert len(cells.get_paths()) == 6 and not ax.images
+    np.testing.assert_array_equal(cells.get_array(), hits.ravel())
+    (bounds,) = [c for c in ax.collections if c.get_gid() == "boundaries"]
+    # row 1 is shifted right: (0,1)|(0,2), (1,0)|(1,1), (0,0)/(1,0), (0,1)/(1,0), (0,1)/(1,1) -> 5 edges
+    segments = np.asarray(bounds.get_segments())
+    assert len(segments) == 5
+    np.testing.assert_allclose(np.linalg.norm(segments[:, 1] - segments[:, 0], axis=1), 1 / np.sqrt(3))
+    # every end point is a corner of a drawn hexagon
+    corners = np.concatenate([p.vertices for p in cells.get_paths()])
+    for point in segments.reshape(-1, 2):
+        assert np.isclose(np.linalg.norm(corners - point, axis=1), 0, atol=1e-9).any()
+    (units,) = [c for c in ax.collections if c.get_gid() == "units"]
+    np.testing.assert_allclose(units.get_offsets()[2], [0.5, np.sqrt(3) / 2])  # unit (1, 0), non-empty
+    # a fitted hexagonal SOM brings its own topology; the U-matrix background is the hexagonal one
+    from seglib.som import SOM, u_matrix
+
+    X = np.random.default_rng(0).normal(size=(300, 3))
+    som = SOM((4, 5), topology="hexagonal", n_epochs=2, progress=False).fit(X)
+    ax = plot_segment_map(som, np.arange(20) % 3 + 1, som.hit_map(X))
+    (cells,) = [c for c in ax.collections if c.get_gid() == "cells"]
+    assert len(cells.get_paths()) == 20
+    np.testing.assert_allclose(cells.get_array(), u_matrix(som.weights_, "hexagonal").ravel())
 
 
 def test_k_selection_and_stability_plots():

@@ -171,6 +171,20 @@ def test_steps_are_deterministic_and_hits_match_in_memory(client, data):
     assert hits.sum() == features.n_customers == len(X)
 
 
+def test_hexagonal_som_on_dask_is_the_in_memory_one(client, data):
+    """The topology reaches the Dask epochs: the same hexagonal map as in memory, unlike a rectangular one."""
+    cleaned = clean_dask(data["glob"], client=client, npartitions=3, progress=False)
+    features = customer_features(cleaned, client=client)
+    X = features.X.compute().to_numpy()
+    hexagonal = SOM((6, 5), topology="hexagonal", random_state=0, n_epochs=4)
+    got = fit_som(features.X, hexagonal, client=client, progress=False)
+    expected = SOM((6, 5), topology="hexagonal", random_state=0, n_epochs=4, progress=False).fit(X)
+    assert got.topology == "hexagonal"
+    np.testing.assert_allclose(got.weights_, expected.weights_, rtol=1e-4, atol=1e-5)
+    square = SOM((6, 5), random_state=0, n_epochs=4, progress=False).fit(X)
+    assert np.abs(square.weights_ - expected.weights_).max() > 1e-2
+
+
 def test_existing_cluster_by_address(client, data):
     address = client.scheduler.address  # what `dask scheduler` prints, e.g. tcp://host:8786
     with dask_client(address) as other:

@@ -117,6 +117,18 @@ def test_parameters_are_checked(fitted):
     assert ex.n_clusters == ROWS * COLS and ex.k_slider.max == ROWS * COLS  # sliders widen to the state
 
 
+def test_explorer_draws_the_clusterings_topology():
+    rng = np.random.default_rng(5)
+    weights = rng.normal(size=(ROWS, COLS, 3))
+    pc = PrototypeClustering(n_clusters=4, connectivity=True, topology="hexagonal").fit(weights)
+    ex = ClusterExplorer.from_clustering(pc, weights, k_max=6)
+    assert ex.topology == "hexagonal"
+    (cells,) = [c for c in ex.figure.axes[1].collections if c.get_gid() == "cells"]
+    assert len(cells.get_paths()) == ROWS * COLS
+    square = ClusterExplorer.from_clustering(PrototypeClustering(n_clusters=4).fit(weights), weights, k_max=6)
+    assert square.topology == "rectangular" and square.figure.axes[1].images
+
+
 def test_renders_under_a_kernel_without_front_end(tmp_path, fitted):
     """What papermill and nbval do: run a cell that builds and displays the explorer."""
     nbformat = pytest.importorskip("nbformat")
