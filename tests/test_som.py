@@ -700,6 +700,10 @@ def test_hexagonal_plots_draw_one_hexagon_per_unit(hex_fitted, X):
     # bare weights: square cells unless the topology is given
     assert plot_u_matrix(hex_fitted.weights_).images
     assert len(_cells(plot_u_matrix(hex_fitted.weights_, topology="hexagonal")).get_paths()) == units
+    # square maps draw the between-unit distances only when asked: one per pair of edge-sharing units
+    ax = plot_u_matrix(hex_fitted.weights_, edges=True)
+    (edges,) = [c for c in ax.collections if c.get_gid() == "unit_distances"]
+    assert len(edges.get_segments()) == 7 * 7 + 6 * 8
 
 
 def test_real_sample_smoke(real_sample):

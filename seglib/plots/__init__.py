@@ -17,6 +17,7 @@ from seglib.plots._cluster import (
     plot_stability,
 )
 from seglib.plots._colors import ABOVE_CUT_COLOR, EMPTY_COLOR, segment_colors
+from seglib.plots._grid import border_segments, cell_centers, draw_cells, map_topology, set_map_limits
 from seglib.plots._profile import plot_feature_bars, plot_profile_heatmap, plot_segment_sizes
 from seglib.plots._som import plot_component_planes, plot_hit_map, plot_training_curve, plot_u_matrix
 
@@ -24,6 +25,12 @@ __all__ = [
     "ABOVE_CUT_COLOR",
     "EMPTY_COLOR",
     "segment_colors",
+    # the units of any map figure (squares or hexagons)
+    "border_segments",
+    "cell_centers",
+    "draw_cells",
+    "map_topology",
+    "set_map_limits",
     # step 01
     "plot_age_distribution",
     "plot_spend_distribution",
