@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import numbers
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -38,7 +36,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from seglib._files import write_json
-from seglib.errors import InputError, ParameterError, check_option
+from seglib.errors import InputError, ParameterError, check_float, check_option
 from seglib.load import (
     REQUIRED_ROLES,
     ROLES,
@@ -50,6 +48,7 @@ from seglib.load import (
     load_transactions,
     parse_dates,
 )
+from seglib.params import default
 
 __all__ = [
     "Rule",
@@ -64,14 +63,16 @@ __all__ = [
     "rules_table",
     "DEFAULT_MIN_AGE",
     "DEFAULT_MAX_AGE",
+    "check_ages",
+    "check_as_of",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Youngest plausible customer age in whole years; younger ages become missing.
-DEFAULT_MIN_AGE = 15
-#: Oldest plausible customer age in whole years; older ages become missing.
-DEFAULT_MAX_AGE = 99
+#: Youngest plausible customer age in whole years; younger ages become missing (from :mod:`seglib.params`).
+DEFAULT_MIN_AGE = default("min_age")
+#: Oldest plausible customer age in whole years; older ages become missing (from :mod:`seglib.params`).
+DEFAULT_MAX_AGE = default("max_age")
 #: A customer-id prefix of letters and an underscore, such as ``BBID_``.
 ID_PREFIX = re.compile(r"^[A-Za-z]+_")
 #: Text placeholders meaning "no value" (compared after trimming, case-insensitively).
@@ -509,7 +510,13 @@ class CleaningReport:
 
 
 # ---------------------------------------------------------------------------------- parameters
-def _check_as_of(as_of) -> pd.Timestamp:
+def check_as_of(as_of) -> pd.Timestamp:
+    """Return the reference date ``as_of`` as a midnight, timezone-naive Timestamp.
+
+    Accepts a date, a datetime, a ``numpy.datetime64`` or a string such as ``"2017-07-01"``; anything
+    else (``"today"`` included: a run must not depend on the day it runs) raises
+    :class:`~seglib.errors.ParameterError`. Shared by the Dask backend and the scoring of new customers.
+    """
     ok = isinstance(as_of, (date, np.datetime64)) or (isinstance(as_of, str) and re.search(r"\d", as_of))
     ts = None
     if ok:
@@ -524,10 +531,11 @@ def _check_as_of(as_of) -> pd.Timestamp:
     return ts.normalize()
 
 
-def _check_ages(min_age, max_age) -> tuple[float, float]:
-    for name, v in (("min_age", min_age), ("max_age", max_age)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
-            raise ParameterError(f"{name}={v!r} is not valid; give a number of years >= 0 (default 15 / 99)")
+def check_ages(min_age, max_age) -> tuple[float, float]:
+    """Return ``(min_age, max_age)`` as floats; :class:`~seglib.errors.ParameterError` unless both are
+    numbers of years >= 0 with ``min_age <= max_age``."""
+    min_age = check_float("min_age", min_age, minimum=0)
+    max_age = check_float("max_age", max_age, minimum=0)
     if min_age > max_age:
         raise ParameterError(f"min_age={min_age!r} > max_age={max_age!r}; the range must not be empty")
     return float(min_age), float(max_age)
@@ -648,8 +656,8 @@ def clean_partition(
     """
     source = _source(raw_part)
     with _about(raw_part.attrs.get("source") if isinstance(raw_part, pd.DataFrame) else None):
-        as_of = _check_as_of(as_of)
-        min_age, max_age = _check_ages(min_age, max_age)
+        as_of = check_as_of(as_of)
+        min_age, max_age = check_ages(min_age, max_age)
         _check_date_format("date_format", date_format)
         _check_date_format("dob_format", dob_format)
         if not isinstance(drop_duplicates, (bool, np.bool_)):
@@ -781,8 +789,8 @@ def clean_transactions(
     with _about(raw.attrs.get("source") if isinstance(raw, pd.DataFrame) else None):
         _check_date_format("date_format", date_format)
         if as_of is not None:
-            _check_as_of(as_of)
-        _check_ages(min_age, max_age)
+            check_as_of(as_of)
+        check_ages(min_age, max_age)
     work = _check_raw(raw, source)
     if len(work) == 0:
         raise InputError(f"{source}: no data rows to clean")

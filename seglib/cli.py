@@ -6,6 +6,9 @@ Subcommands::
     seglib run [--data PATH] [--out DIR] [-p NAME VALUE ...] [--params-file FILE] [--list-parameters]
     seglib score --model RUN_DIR --data PATH --out FILE [--as-of DATE]
     seglib segment --data PATH|GLOB|DIR [--out DIR] [--backend pandas|dask] [--scheduler ADDR] [-p ...]
+                   [--list-parameters]
+
+``run`` and ``segment`` take the same parameters (:mod:`seglib.params`), checked before any work.
 
 Paths on the command line are relative to the working directory.
 
@@ -39,19 +42,19 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_parameters() -> int:
+    from seglib import params
+
+    print(params.describe())
+    print("(set with -p NAME VALUE or a --params-file; the input and the run folder with --data and --out)")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from seglib import pipeline
 
     if args.list_parameters:
-        declared = pipeline.declared_parameters()
-        for nb, params in declared.items():
-            print(nb)
-            for name, spec in params.items():
-                if name in pipeline.RUNNER_PARAMETERS:
-                    continue
-                help_ = f"  # {spec['help']}" if spec.get("help") else ""
-                print(f"  {name}: {spec['type']} = {spec['default']}{help_}")
-        return 0
+        return _list_parameters()
     parameters = {name: pipeline.parse_value(value) for name, value in (args.parameter or [])}
     result = pipeline.run(
         data=_abs(args.data), out=_abs(args.out), parameters=parameters, params_file=args.params_file,
@@ -69,10 +72,14 @@ def _abs(path: str | None) -> str | None:
 def _cmd_segment(args: argparse.Namespace) -> int:
     from seglib import pipeline
 
+    if args.list_parameters:
+        return _list_parameters()
     parameters = {name: pipeline.parse_value(value) for name, value in (args.parameter or [])}
     options = {k: v for k, v in (("scheduler", args.scheduler), ("n_workers", args.workers),
                                  ("memory_limit", args.memory_limit)) if v is not None}
-    data = args.data if any(c in args.data for c in "*?[") else _abs(args.data)
+    data = args.data
+    if data is not None and not any(c in data for c in "*?["):
+        data = _abs(data)
     result = pipeline.segment(data, out=_abs(args.out), parameters=parameters, params_file=args.params_file,
                               backend=args.backend, progress=not args.no_progress, **options)
     print(result.run_dir)
@@ -108,23 +115,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="transactions file (CSV, .csv.gz or Parquet); default: the bundled data")
     p.add_argument("--out", help="run folder (new or empty); default: reports/runs/<timestamp>/")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   help="set a notebook parameter (YAML value: 8, 1.5, null, [15, 10]); repeatable")
+                   help="set a parameter (YAML value: 8, 1.5, null, [15, 10]); repeatable; "
+                        "see --list-parameters")
     p.add_argument("--params-file", help="YAML file of parameters (-p values override it)")
-    p.add_argument("--list-parameters", action="store_true", help="list the notebooks' parameters and exit")
+    p.add_argument("--list-parameters", action="store_true",
+                   help="list the parameters (the same for run and segment) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-html", action="store_true", help="skip report.html")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("segment", help="the whole pipeline without notebooks, in memory or on Dask")
-    p.add_argument("--data", required=True, help="a file, a folder or a glob of CSV / Parquet parts")
+    p.add_argument("--data", help="a file, a folder or a glob of CSV / Parquet parts (required, or "
+                                   "data_path in the parameters file)")
     p.add_argument("--out", help="run folder (new or empty); default: reports/runs/<timestamp>/")
     p.add_argument("--backend", default="pandas", help="pandas (default, one file in memory) or dask")
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786); default: a local cluster")
     p.add_argument("--workers", type=int, help="workers of the local Dask cluster (default: one per core)")
     p.add_argument("--memory-limit", help="memory per local Dask worker, e.g. 4GB")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   help="a pipeline parameter (the notebooks' names: n_clusters, seed, map_shape, ...)")
+                   help="a parameter, as for seglib run (YAML value: 8, 1.5, null, [15, 10]); repeatable")
     p.add_argument("--params-file", help="YAML file of parameters (-p values override it)")
+    p.add_argument("--list-parameters", action="store_true",
+                   help="list the parameters (the same for run and segment) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_segment)
 

@@ -58,14 +58,11 @@ from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from seglib import params
 from seglib._files import atomic_path, write_json
 from seglib.clean import (
-    DEFAULT_MAX_AGE,
-    DEFAULT_MIN_AGE,
     CleaningReport,
-    _check_ages,
-    _check_as_of,
+    check_ages,
+    check_as_of,
     clean_partition,
     default_as_of,
 )
@@ -87,6 +84,7 @@ from seglib.features import (
     transaction_key,
 )
 from seglib.load import REQUIRED_ROLES, ROLES, load_transactions
+from seglib.params import default
 from seglib.som import (
     SOM,
     best_units,
@@ -152,9 +150,16 @@ def _require_dask() -> None:
                           "(or: pip install 'dask[dataframe]' distributed)")
 
 
-def check_backend(backend) -> str:
-    """Return ``backend`` if it is one of :data:`BACKENDS`, else raise :class:`ParameterError`."""
+def check_backend(backend, *, engine: str | None = None) -> str:
+    """Return ``backend`` if it is one of :data:`BACKENDS`, else raise :class:`ParameterError`.
+
+    With ``engine``, also check that the backend can train that SOM engine: the Dask backend trains
+    the batch engine only (``engine="batch"``, the default).
+    """
     check_option("backend", backend, BACKENDS)
+    if backend == "dask" and engine is not None and engine != "batch":
+        raise ParameterError(f"parameter engine={engine!r} is not valid with backend='dask': the Dask "
+                             "backend trains the batch engine only (engine: batch)")
     return backend
 
 
@@ -438,13 +443,13 @@ def clean_dask(
     data,
     *,
     client=None,
-    columns: dict | None = None,
-    date_format: str | None = None,
-    dob_format: str | None = None,
+    columns: dict | None = default("columns"),
+    date_format: str | None = default("date_format"),
+    dob_format: str | None = default("dob_format"),
     encoding: str | None = None,
-    as_of=None,
-    min_age: float = DEFAULT_MIN_AGE,
-    max_age: float = DEFAULT_MAX_AGE,
+    as_of=default("as_of"),
+    min_age: int = default("min_age"),
+    max_age: int = default("max_age"),
     drop_duplicates: bool = False,
     npartitions: int | None = None,
     clean_dir: str | os.PathLike | None = None,
@@ -487,8 +492,8 @@ def clean_dask(
     client = _client(client)
     files = data_files(data)
     if as_of is not None:
-        as_of = _check_as_of(as_of)
-    min_age, max_age = _check_ages(min_age, max_age)
+        as_of = check_as_of(as_of)
+    min_age, max_age = check_ages(min_age, max_age)
     if not isinstance(drop_duplicates, (bool, np.bool_)):
         raise ParameterError(f"drop_duplicates={drop_duplicates!r} is not valid; give True or False")
     _check_npartitions(npartitions)
@@ -739,7 +744,7 @@ def customer_features(
     cleaned: DaskClean,
     *,
     client=None,
-    scaler: str = "standard",
+    scaler: str = default("scaler"),
     indicators=("age",),
     exclude=(),
     log1p="auto",
@@ -992,11 +997,11 @@ def cluster_dask(
     features: DaskFeatures,
     *,
     client=None,
-    method: str = "ward",
-    n_clusters: int | None = 8,
-    max_d: float | None = None,
-    hit_weighting="auto",
-    connectivity: bool = False,
+    method: str = default("method"),
+    n_clusters: int | None = default("n_clusters"),
+    max_d: float | None = default("max_d"),
+    hit_weighting=default("hit_weighting"),
+    connectivity: bool = default("connectivity"),
 ) -> DaskClusters:
     """Cluster the prototypes (on the client: they are few) with hits from a reduction; assign customers.
 
@@ -1077,7 +1082,7 @@ def write_results(
     as_of=None,
     parts_format: str = "parquet",
     max_collect: int = MAX_COLLECT,
-    seed: int = 0,
+    seed: int = default("seed"),
 ) -> tuple[list[Path], Path | None, pd.DataFrame]:
     """Write ``result/part-NNNNN.<fmt>`` per partition, plus ``result.csv`` and ``segments.csv``.
 
@@ -1167,25 +1172,26 @@ def run_dask(
     data,
     out_dir,
     *,
-    columns: dict | None = None,
-    date_format: str | None = None,
-    dob_format: str | None = None,
+    columns: dict | None = default("columns"),
+    date_format: str | None = default("date_format"),
+    dob_format: str | None = default("dob_format"),
     encoding: str | None = None,
-    as_of=None,
-    min_age: float = DEFAULT_MIN_AGE,
-    max_age: float = DEFAULT_MAX_AGE,
-    scaler: str = "standard",
-    map_shape=(15, 15),
-    n_epochs: int = 10,
-    sigma: float | None = None,
-    sigma_end: float = 1.0,
-    seed: int = 0,
-    topology: str = params.default("topology"),
-    method: str = "ward",
-    n_clusters: int | None = 8,
-    max_d: float | None = None,
-    hit_weighting="auto",
-    connectivity: bool = False,
+    as_of=default("as_of"),
+    min_age: int = default("min_age"),
+    max_age: int = default("max_age"),
+    scaler: str = default("scaler"),
+    engine: str = default("engine"),
+    map_shape=default("map_shape"),
+    n_epochs: int = default("n_epochs"),
+    sigma: float | None = default("sigma"),
+    sigma_end: float = default("sigma_end"),
+    seed: int = default("seed"),
+    topology: str = default("topology"),
+    method: str = default("method"),
+    n_clusters: int | None = default("n_clusters"),
+    max_d: float | None = default("max_d"),
+    hit_weighting=default("hit_weighting"),
+    connectivity: bool = default("connectivity"),
     scheduler=None,
     n_workers: int | None = None,
     memory_limit="auto",
@@ -1211,8 +1217,9 @@ def run_dask(
         The run folder.
     columns, date_format, dob_format, encoding, as_of, min_age, max_age
         Reading and cleaning, as :func:`seglib.steps.clean_step`.
-    scaler, map_shape, n_epochs, sigma, sigma_end, seed, topology
-        Features and SOM, as :func:`seglib.steps.som_step` (batch engine only).
+    scaler, engine, map_shape, n_epochs, sigma, sigma_end, seed, topology
+        Features and SOM, as :func:`seglib.steps.som_step`; ``engine`` must be ``"batch"`` (the only
+        engine that trains by reductions).
     method, n_clusters, max_d, hit_weighting, connectivity
         Clustering, as :func:`seglib.steps.cluster_step`.
     scheduler, n_workers, memory_limit
@@ -1235,6 +1242,7 @@ def run_dask(
     """
     from seglib.steps import record_metrics, write_clustering
 
+    check_backend("dask", engine=engine)
     shape = None if map_shape is None else tuple(int(v) for v in map_shape)
     som = SOM(shape, engine="batch", n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, topology=topology,
               random_state=seed, progress=progress)
@@ -1310,24 +1318,27 @@ def run_segmentation(
     out_dir,
     *,
     backend: str = "pandas",
-    columns: dict | None = None,
-    date_format: str | None = None,
-    dob_format: str | None = None,
-    as_of=None,
-    min_age: float = DEFAULT_MIN_AGE,
-    max_age: float = DEFAULT_MAX_AGE,
-    scaler: str = "standard",
-    map_shape=(15, 15),
-    n_epochs: int = 10,
-    sigma: float | None = None,
-    sigma_end: float = 1.0,
-    seed: int = 0,
-    topology: str = params.default("topology"),
-    method: str = "ward",
-    n_clusters: int | None = 8,
-    max_d: float | None = None,
-    hit_weighting="auto",
-    connectivity: bool = False,
+    columns: dict | None = default("columns"),
+    date_format: str | None = default("date_format"),
+    dob_format: str | None = default("dob_format"),
+    as_of=default("as_of"),
+    min_age: int = default("min_age"),
+    max_age: int = default("max_age"),
+    scaler: str = default("scaler"),
+    engine: str = default("engine"),
+    map_shape=default("map_shape"),
+    n_epochs: int = default("n_epochs"),
+    sigma: float | None = default("sigma"),
+    sigma_end: float = default("sigma_end"),
+    seed: int = default("seed"),
+    topology: str = default("topology"),
+    method: str = default("method"),
+    n_clusters: int | None = default("n_clusters"),
+    max_d: float | None = default("max_d"),
+    hit_weighting=default("hit_weighting"),
+    connectivity: bool = default("connectivity"),
+    k_max: int = default("k_max"),
+    n_stability_runs: int = default("n_stability_runs"),
     progress: bool = True,
     **dask_options,
 ) -> Layout:
@@ -1343,13 +1354,17 @@ def run_segmentation(
     ----------
     backend : {"pandas", "dask"}, default "pandas"
         Choose "dask" when the log does not fit in memory or is split in many files.
+    k_max, n_stability_runs
+        Notebook 03's figures only (k-selection, stability): accepted so that one parameters file
+        serves ``seglib run`` and ``seglib segment``; they change nothing here.
     **dask_options
         Options of :func:`run_dask` only (``scheduler``, ``n_workers``, ``memory_limit``,
         ``npartitions``, ``parts_format``, ``max_collect``, ``write_clean``, ``encoding``).
     Other parameters
-        As :func:`run_dask` and the steps of :mod:`seglib.steps`.
+        As :func:`run_dask` and the steps of :mod:`seglib.steps`; the keyword parameters are those of
+        :mod:`seglib.params`, with its defaults.
     """
-    check_backend(backend)
+    check_backend(backend, engine=engine)
     common = dict(columns=columns, date_format=date_format, dob_format=dob_format, as_of=as_of,
                   min_age=min_age, max_age=max_age)
     model = dict(map_shape=map_shape, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, seed=seed,
@@ -1357,8 +1372,8 @@ def run_segmentation(
     cut = dict(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
                connectivity=connectivity)
     if backend == "dask":
-        return run_dask(data, out_dir, **common, scaler=scaler, **model, **cut, progress=progress,
-                        **dask_options).layout
+        return run_dask(data, out_dir, **common, scaler=scaler, engine=engine, **model, **cut,
+                        progress=progress, **dask_options).layout
     if dask_options:
         raise ParameterError(f"{', '.join(sorted(dask_options))}: option(s) of backend='dask' only")
     from seglib import steps
@@ -1368,6 +1383,7 @@ def run_segmentation(
         raise InputError(f"{data}: {len(files)} files; backend='pandas' reads one file: use backend='dask' "
                          "for a log in several files")
     clean = steps.clean_step(files[0], **common, out_dir=out_dir)
-    som = steps.som_step(clean.clean, scaler=scaler, **model, out_dir=out_dir, progress=progress)
+    som = steps.som_step(clean.clean, scaler=scaler, engine=engine, **model, out_dir=out_dir,
+                         progress=progress)
     clusters = steps.cluster_step(som, **cut, seed=seed, out_dir=out_dir)
     return steps.profile_step(clusters, out_dir=out_dir).layout

@@ -7,7 +7,11 @@ always names the file, column or parameter and what was expected.
 
 from __future__ import annotations
 
-__all__ = ["SeglibError", "InputError", "ParameterError", "ModelFormatError", "PipelineError"]
+import math
+import numbers
+
+__all__ = ["SeglibError", "InputError", "ParameterError", "ModelFormatError", "PipelineError",
+           "check_bool", "check_float", "check_int", "check_option"]
 
 
 class SeglibError(Exception):
@@ -41,3 +45,76 @@ def check_option(name: str, value, valid) -> None:
     if value not in valid:
         choices = ", ".join(repr(v) for v in valid)
         raise ParameterError(f"{name}={value!r} is not valid; choose one of: {choices}")
+
+
+def _bounds(minimum, maximum) -> str:
+    if minimum is not None and maximum is not None:
+        return f" from {minimum:g} to {maximum:g}"
+    if minimum is not None:
+        return f" >= {minimum:g}"
+    if maximum is not None:
+        return f" <= {maximum:g}"
+    return ""
+
+
+def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None,
+              allow_none: bool = False) -> int | None:
+    """Return ``value`` as an ``int``; raise :class:`ParameterError` unless it is an integer in range.
+
+    ``True``/``False`` and floats (even ``2.0``) are refused: a count given as a float is usually a
+    mistake. NumPy integers are accepted. ``check_int("n_epochs", 0, minimum=1)`` raises
+    ``n_epochs=0 is not valid; expected an integer >= 1``.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the message.
+    value
+        The value to check.
+    minimum, maximum : int, optional
+        Inclusive bounds.
+    allow_none : bool, default False
+        ``None`` is valid (and returned as is).
+    """
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if ok:
+        value = int(value)
+        ok = (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        expected = "an integer" + _bounds(minimum, maximum) + (" or None" if allow_none else "")
+        raise ParameterError(f"{name}={value!r} is not valid; expected {expected}")
+    return value
+
+
+def check_float(name: str, value, *, minimum: float | None = None, maximum: float | None = None,
+                allow_none: bool = False) -> float | None:
+    """Return ``value`` as a finite ``float``; raise :class:`ParameterError` unless it is a number in range.
+
+    Integers are accepted (``1`` -> ``1.0``); booleans, strings, NaN and infinities are not.
+    ``minimum`` / ``maximum`` are inclusive; ``allow_none`` makes ``None`` valid.
+    """
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        value = float(value)
+        ok = (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        expected = "a finite number" + _bounds(minimum, maximum) + (" or None" if allow_none else "")
+        raise ParameterError(f"{name}={value!r} is not valid; expected {expected}")
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    """Return ``value``; raise :class:`ParameterError` unless it is ``True`` or ``False``.
+
+    Truthy stand-ins (``1``, ``"yes"``) are refused: they hide typos such as ``"false"``.
+    NumPy booleans are accepted.
+    """
+    if isinstance(value, bool):
+        return value
+    if type(value).__name__ == "bool_":  # numpy.bool_, without importing numpy here
+        return bool(value)
+    raise ParameterError(f"{name}={value!r} is not valid; expected True or False")

@@ -5,8 +5,24 @@ model's settings and the README's parameter table all come from (or are tested a
 :data:`PARAMETERS`. A value is checked by :func:`check_parameter` before any work starts: a wrong one
 raises :class:`seglib.errors.ParameterError` naming the parameter, the value and what is expected.
 
-To add a parameter: add one :class:`Param` to :data:`PARAMETERS` in its step's section (the step
-that first reads it), then use it in that step's ``*_step`` signature with ``default("name")``.
+Every parameter is valid in both commands, ``seglib run`` (the notebooks) and ``seglib segment``
+(no notebooks, in memory or on Dask): one parameters file serves both. A parameter marked
+``figures_only`` shapes only what the notebooks show (the k-selection and stability figures of
+notebook 03); ``seglib segment``, which draws no figures, accepts it, checks it and records it in
+``run.json``; it never changes ``result.csv`` or ``segments.csv``.
+
+To add a parameter:
+
+1. add one :class:`Param` to :data:`PARAMETERS` in its step's section (the step that first reads it);
+2. use it in that step's ``*_step`` signature (:mod:`seglib.steps`) with ``default("name")``, and in
+   :func:`seglib.distributed.run_segmentation` / :func:`seglib.distributed.run_dask` (their keyword
+   parameters are the registry's names: ``tests/test_params.py`` checks it);
+3. declare it in the ``parameters`` cell of the notebook of its step, with the registry's default
+   (``name: type = default  # help``), and pass it to the step there;
+4. regenerate the README table: ``python -m seglib.params --update-readme``.
+
+The tests (checking every value through both commands, the notebooks' cells and the README table)
+derive from :data:`PARAMETERS`, so a new parameter is covered without new tests.
 """
 
 from __future__ import annotations
@@ -17,7 +33,7 @@ from dataclasses import dataclass, field
 from seglib.errors import ParameterError
 
 __all__ = ["Param", "PARAMETERS", "STEPS", "by_name", "check_parameter", "check_parameters", "default",
-           "defaults", "names", "parameters_table"]
+           "defaults", "describe", "effective", "names", "parameters_table", "update_readme"]
 
 #: The steps, in pipeline order; each parameter belongs to the step that first reads it.
 STEPS = ("clean", "som", "cluster", "profile")
@@ -57,6 +73,8 @@ class Param:
         Inclusive bounds of numeric values.
     nullable : bool
         ``None`` (``null`` in YAML) is allowed.
+    figures_only : bool
+        Shapes only notebook figures (no effect on the segments); ``seglib segment`` records it only.
     """
 
     name: str
@@ -68,6 +86,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     nullable: bool = False
+    figures_only: bool = False
     extra: dict = field(default_factory=dict)
 
     def expected(self) -> str:
@@ -202,9 +221,10 @@ PARAMETERS: tuple[Param, ...] = (
           "weigh prototypes by their customers in the linkage: auto (ward only), true or false", "cluster",
           choices=("auto",)),
     Param("connectivity", "bool", False, "True: every segment is a contiguous region of the map", "cluster"),
-    Param("k_max", "int", 15, "largest number of segments in the k-selection figures", "cluster", minimum=2),
+    Param("k_max", "int", 15, "largest number of segments in the k-selection figures", "cluster", minimum=2,
+          figures_only=True),
     Param("n_stability_runs", "int", 5, "retrained maps (bootstrap samples) for the stability check",
-          "cluster", minimum=0),
+          "cluster", minimum=0, figures_only=True),
     # ---- profile (notebook 04)
 )
 
@@ -246,10 +266,96 @@ def check_parameters(values: dict) -> dict:
     return {name: check_parameter(name, value) for name, value in values.items()}
 
 
+def effective(values: dict | None = None) -> dict:
+    """Every parameter's value for a run: ``values`` checked, the registry's defaults for the rest.
+
+    This is what ``run.json`` records under ``parameters``. Raises :class:`ParameterError` (one line)
+    on an unknown name or an invalid value.
+    """
+    checked = check_parameters(values or {})
+    out = {p.name: checked[p.name] if p.name in checked else default(p.name) for p in PARAMETERS}
+    _check_together(out)
+    return out
+
+
+def _check_together(values: dict) -> None:
+    """Rules across parameters (each value alone is valid)."""
+    if values.get("min_age") is not None and values.get("max_age") is not None \
+            and values["min_age"] > values["max_age"]:
+        raise ParameterError(f"parameters min_age={values['min_age']!r} > max_age={values['max_age']!r}: "
+                             "expected min_age <= max_age")
+
+
+def as_yaml(value) -> str:
+    """A value as written in a parameters file or after ``-p NAME``: ``null``, ``true``, ``[15, 15]``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(as_yaml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {as_yaml(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def describe() -> str:
+    """The parameters as text, by step (what ``seglib run|segment --list-parameters`` prints)."""
+    lines = []
+    for step in STEPS:
+        params = [p for p in PARAMETERS if p.step == step]
+        if not params:
+            continue
+        lines.append(f"{step}:")
+        for p in params:
+            note = " [notebook figures only]" if p.figures_only else ""
+            lines.append(f"  {p.name} = {as_yaml(p.default)}  ({p.expected()}){note}")
+            lines.append(f"      {p.help}")
+    return "\n".join(lines)
+
+
 def parameters_table() -> str:
     """The parameters as a Markdown table (the README's table is tested against it)."""
     lines = ["| parameter | step | default | expected | what it does |", "|---|---|---|---|---|"]
     for p in PARAMETERS:
-        default_ = "null" if p.default is None else repr(p.default).replace("'", "")
-        lines.append(f"| `{p.name}` | {p.step} | `{default_}` | {p.expected()} | {p.help} |")
+        note = " (notebook figures only: `seglib segment` records it)" if p.figures_only else ""
+        lines.append(f"| `{p.name}` | {p.step} | `{as_yaml(p.default)}` | {p.expected()} | {p.help}{note} |")
     return "\n".join(lines)
+
+
+#: The README's generated table sits between these two lines.
+README_MARKERS = ("<!-- parameters:start (generated: python -m seglib.params --update-readme) -->",
+                  "<!-- parameters:end -->")
+
+
+def readme_with_table(text: str) -> str:
+    """``text`` (a README) with the part between :data:`README_MARKERS` replaced by the table."""
+    start, end = README_MARKERS
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"the README needs one {start!r} line followed by one {end!r} line")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{parameters_table()}\n{end}{tail}"
+
+
+def update_readme(path=None) -> bool:
+    """Rewrite the README's parameter table from the registry; returns True when it changed."""
+    from pathlib import Path
+
+    from seglib.config import PROJECT_ROOT
+
+    path = Path(path) if path is not None else PROJECT_ROOT / "README.md"
+    text = path.read_text(encoding="utf-8")
+    new = readme_with_table(text)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
+if __name__ == "__main__":  # python -m seglib.params [--update-readme]
+    import sys
+
+    if sys.argv[1:] == ["--update-readme"]:
+        print("README.md updated" if update_readme() else "README.md is current")
+    else:
+        print(describe())

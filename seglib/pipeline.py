@@ -29,13 +29,15 @@ from pathlib import Path
 
 import yaml
 
+from seglib import params
 from seglib._files import atomic_write_text, write_json
 from seglib.config import DEFAULT_DATA, PROJECT_ROOT, Layout, display_path, resolve
 from seglib.errors import InputError, ParameterError, PipelineError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NOTEBOOKS", "RunResult", "declared_parameters", "load_params_file", "run", "valid_parameters"]
+__all__ = ["NOTEBOOKS", "RunResult", "check_parameters", "declared_parameters", "load_params_file", "run",
+           "segment", "valid_parameters"]
 
 #: The pipeline, in order.
 NOTEBOOKS = (
@@ -47,8 +49,11 @@ NOTEBOOKS = (
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 #: Runs go to ``REPORTS_DIR / "runs"``; ``REPORTS_DIR / "latest"`` points at the newest of them.
 REPORTS_DIR = PROJECT_ROOT / "reports"
-#: Parameters the runner sets itself (not user parameters).
-RUNNER_PARAMETERS = ("out_dir",)
+#: Notebook parameters the runner sets itself from ``--data`` and ``--out`` (not in the registry).
+#: ``data_path`` may also be given in a parameters file, as ``--data``; ``out_dir`` may not.
+RUNNER_PARAMETERS = ("data_path", "out_dir")
+#: Options of ``seglib segment`` (not parameters: they choose where the work runs, not its result).
+SEGMENT_OPTIONS = ("backend", "scheduler", "n_workers", "memory_limit")
 #: Packages whose versions go into run.json.
 VERSIONED_PACKAGES = (
     "seglib", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "minisom", "matplotlib",
@@ -84,10 +89,48 @@ def declared_parameters(notebooks_dir: str | os.PathLike | None = None) -> dict[
     return out
 
 
-def valid_parameters(declared: dict[str, dict[str, dict]]) -> list[str]:
-    """User-settable parameter names across the notebooks, sorted."""
-    names = {p for params in declared.values() for p in params}
-    return sorted(names - set(RUNNER_PARAMETERS))
+def valid_parameters(declared: dict[str, dict[str, dict]] | None = None) -> list[str]:
+    """The parameter names ``seglib run`` and ``seglib segment`` accept: the registry's, in pipeline order.
+
+    ``declared`` is ignored (kept for callers of the former notebook-based list).
+    """
+    return params.names()
+
+
+def check_parameters(given: dict, command: str = "run") -> dict:
+    """Check the names and values of ``given`` against :mod:`seglib.params`; return them normalised.
+
+    The same check for ``seglib run`` and ``seglib segment``, made before any work (before the run
+    folder exists). Raises :class:`ParameterError` with one line naming the parameter, the value and
+    what is expected; an unknown name lists the valid ones. ``data_path`` must have been taken out
+    (see :func:`_take_data`).
+    """
+    for name in given:
+        if name == "out_dir":
+            raise ParameterError("parameter 'out_dir' is set by the runner; use --out instead")
+        if name in SEGMENT_OPTIONS:
+            if command == "run":
+                raise ParameterError(f"{name!r}: the notebooks run in memory; for Dask use "
+                                     "`seglib segment --backend dask [--scheduler ADDRESS]`")
+            option = name.replace("n_workers", "workers").replace("_", "-")
+            raise ParameterError(f"{name!r} is an option, not a parameter: use --{option}")
+    return params.check_parameters(given)
+
+
+def _gather(parameters: dict | None, params_file) -> dict:
+    given = dict(load_params_file(params_file)) if params_file else {}
+    given.update(parameters or {})
+    return given
+
+
+def _take_data(given: dict, data):
+    """The input: ``data`` (``--data``), else ``data_path`` from the parameters (removed from ``given``)."""
+    path = given.pop("data_path", None)
+    if data is None and path is not None:
+        if not isinstance(path, str):
+            raise ParameterError(f"parameter data_path={path!r} is not valid: expected a path")
+        data = path
+    return data
 
 
 def load_params_file(path: str | os.PathLike) -> dict:
@@ -98,7 +141,10 @@ def load_params_file(path: str | os.PathLike) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise InputError(f"parameters file {path} is not valid YAML: {exc}") from None
+        raise InputError(f"parameters file {path} is not valid YAML: {_yaml_problem(exc)}") from None
+    except ValueError as exc:  # a date-like value that is no date (2020-13-45): YAML's date constructor
+        raise InputError(f"parameters file {path}: a date-like value is not a valid date ({exc}); "
+                         "write it as YYYY-MM-DD, or quote it") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -108,11 +154,19 @@ def load_params_file(path: str | os.PathLike) -> dict:
     return data
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """One line from a YAML error: what and where (line, column), without the caret diagram."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or type(exc).__name__
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
+
+
 def parse_value(text: str):
     """A ``-p NAME VALUE`` value: a YAML scalar or list (``8``, ``null``, ``[15, 10]``), else the string."""
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: a date-like scalar that is no date, e.g. 2020-13-45
         return text
 
 
@@ -180,33 +234,17 @@ def _point_latest(run_dir: Path) -> None:
         logger.warning("could not point %s at %s: %s", latest, run_dir, exc)
 
 
-def _merge(declared, given, data, run_dir):
-    """Per-notebook parameters: each notebook gets the given values of the names it declares."""
-    per_nb, effective = {}, {}
-    for nb, params in declared.items():
-        values = {name: given[name] for name in params if name in given}
-        if "data_path" in params and data is not None:
-            values["data_path"] = str(data)
-        if "out_dir" in params:
-            values["out_dir"] = str(run_dir)
-        per_nb[nb] = values
-        for name, spec in params.items():
-            if name in RUNNER_PARAMETERS:
-                continue
-            effective[name] = values.get(name, _literal(spec["default"]))
-    return per_nb, effective
-
-
-def _literal(default: str | None):
-    """A parameter cell's default, as papermill's inspection gives it (source text), as a value."""
-    if default is None:
-        return None
-    try:
-        import ast
-
-        return ast.literal_eval(default)
-    except (ValueError, SyntaxError):
-        return default
+def _per_notebook(declared, values: dict, data, run_dir) -> dict:
+    """Per-notebook parameters: each notebook gets the values of the names it declares."""
+    per_nb = {}
+    for nb, declared_params in declared.items():
+        given = {name: values[name] for name in declared_params if name in values}
+        if "data_path" in declared_params and data is not None:
+            given["data_path"] = str(data)
+        if "out_dir" in declared_params:
+            given["out_dir"] = str(run_dir)
+        per_nb[nb] = given
+    return per_nb
 
 
 def _failure_message(nb: str, exc, out_path: Path) -> str:
@@ -239,8 +277,8 @@ def run(
     out : path, optional
         Run folder; must be new or empty. Default: ``reports/runs/<timestamp>/``.
     parameters : dict, optional
-        ``name -> value`` for the notebooks' parameters (see ``seglib run --list-parameters``).
-        An unknown name is an error listing the valid ones.
+        ``name -> value`` of :mod:`seglib.params` (see ``seglib run --list-parameters``); checked before
+        any work. An unknown name is an error listing the valid ones. ``data_path`` stands for ``data``.
     params_file : path, optional
         YAML file of parameters; ``parameters`` override it.
     progress : bool
@@ -254,28 +292,18 @@ def run(
     """
     import papermill as pm
 
-    nb_dir = Path(notebooks_dir) if notebooks_dir else NOTEBOOK_DIR
-    declared = declared_parameters(nb_dir)
-    given = dict(load_params_file(params_file)) if params_file else {}
-    given.update(parameters or {})
-    valid = valid_parameters(declared)
-    for name in given:
-        if name in RUNNER_PARAMETERS:
-            raise ParameterError(f"parameter {name!r} is set by the runner; use --out instead")
-        if name in ("backend", "scheduler"):
-            raise ParameterError(f"{name!r}: the notebooks run in memory; for Dask use "
-                                 "`seglib segment --backend dask [--scheduler ADDRESS]`")
-        if name not in valid:
-            raise ParameterError(f"unknown parameter {name!r}; valid parameters: {', '.join(valid)}")
-    if "data_path" in given and data is None:
-        data = given.pop("data_path")
+    given = _gather(parameters, params_file)
+    data = _take_data(given, data)
+    effective = params.effective(check_parameters(given, "run"))
     if data is not None:
         data = resolve(data)
         if not Path(data).exists():
             raise InputError(f"input data {data} not found")
+    nb_dir = Path(notebooks_dir) if notebooks_dir else NOTEBOOK_DIR
+    declared = declared_parameters(nb_dir)
 
     run_dir = _new_run_dir(out)
-    per_nb, effective = _merge(declared, given, data, run_dir)
+    per_nb = _per_notebook(declared, effective, data, run_dir)
     logger.info("run folder: %s", run_dir)
 
     timings = {}
@@ -345,7 +373,7 @@ def write_run_json(run_dir: Path, parameters: dict, inputs: list[Path], timings:
 
 
 def segment(
-    data: str | os.PathLike,
+    data: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     parameters: dict | None = None,
     params_file: str | os.PathLike | None = None,
@@ -364,31 +392,34 @@ def segment(
 
     Parameters
     ----------
+    data : path, glob or folder
+        The input; ``None``: ``data_path`` from ``parameters`` / ``params_file``.
+    parameters, params_file
+        As :func:`run`: the same names (:mod:`seglib.params`), checked the same way before any work.
+        ``run.json`` records every parameter, defaults included.
     backend : {"pandas", "dask"}
     **dask_options
         ``scheduler`` (None: a local cluster; or ``"tcp://host:8786"``), ``n_workers``,
         ``memory_limit``, ... (see :func:`seglib.distributed.run_dask`).
     """
-    import inspect
-
     from seglib import distributed
 
     distributed.check_backend(backend)
-    given = dict(load_params_file(params_file)) if params_file else {}
-    given.update(parameters or {})
-    valid = sorted(n for n, p in inspect.signature(distributed.run_segmentation).parameters.items()
-                   if p.kind is p.KEYWORD_ONLY and n not in ("backend", "progress"))
-    for name in given:
-        if name not in valid:
-            raise ParameterError(f"unknown parameter {name!r}; valid parameters: {', '.join(valid)}")
+    given = _gather(parameters, params_file)
+    data = _take_data(given, data)
+    effective = params.effective(check_parameters(given, "segment"))
+    distributed.check_backend(backend, engine=effective["engine"])
+    if data is None:
+        raise InputError("no input data: give --data (or data_path in the parameters file)")
     files = distributed.data_files(data)
     run_dir = _new_run_dir(out)
     t0 = time.perf_counter()
-    distributed.run_segmentation(data, run_dir, backend=backend, progress=progress, **given, **dask_options)
+    distributed.run_segmentation(data, run_dir, backend=backend, progress=progress, **effective,
+                                 **dask_options)
     timings = {"total": round(time.perf_counter() - t0, 3)}
-    write_run_json(run_dir, {**given, "backend": backend}, [Path(f) for f in files], timings)
+    write_run_json(run_dir, {**effective, "backend": backend}, [Path(f) for f in files], timings)
     _point_latest(run_dir)
-    return RunResult(run_dir=run_dir, parameters=given, timings=timings)
+    return RunResult(run_dir=run_dir, parameters=effective, timings=timings)
 
 
 def write_report_html(run_dir: Path, notebooks: list[Path]) -> Path:

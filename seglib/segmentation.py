@@ -410,9 +410,9 @@ class Segmentation:
         """
         notes: list[str] = []
         if as_of is not None:
-            from seglib.clean import _check_as_of
+            from seglib.clean import check_as_of
 
-            as_of = _check_as_of(as_of)
+            as_of = check_as_of(as_of)
         clean, report = self._clean(transactions, as_of, progress, notes)
         builder = copy.copy(self.pipeline_["features"])
         builder.as_of = as_of

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seglib import params
 from seglib._files import atomic_path, write_json
 from seglib.config import DEFAULT_CUSTOMERS, DEFAULT_DATA, DEFAULT_DATA_SEED, Layout, display_path, resolve
+from seglib.params import default
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +89,12 @@ class CleanStep:
 def clean_step(
     data_path: str | os.PathLike | None = None,
     *,
-    columns: dict | None = None,
-    date_format: str | None = None,
-    dob_format: str | None = None,
-    as_of=None,
-    min_age: float = 15,
-    max_age: float = 99,
+    columns: dict | None = default("columns"),
+    date_format: str | None = default("date_format"),
+    dob_format: str | None = default("dob_format"),
+    as_of=default("as_of"),
+    min_age: int = default("min_age"),
+    max_age: int = default("max_age"),
     out_dir: str | os.PathLike | None = None,
 ) -> CleanStep:
     """Load and clean ``data_path``; write the cleaned table and ``cleaning_report.json``.
@@ -173,14 +173,14 @@ def _make_som(engine, map_shape, n_epochs, sigma, sigma_end, seed, progress, top
 def som_step(
     clean: pd.DataFrame | None = None,
     *,
-    scaler: str = "standard",
-    map_shape=(15, 15),
-    engine: str = "batch",
-    n_epochs: int = 10,
-    sigma: float | None = None,
-    sigma_end: float = 1.0,
-    seed: int = 0,
-    topology: str = params.default("topology"),
+    scaler: str = default("scaler"),
+    map_shape=default("map_shape"),
+    engine: str = default("engine"),
+    n_epochs: int = default("n_epochs"),
+    sigma: float | None = default("sigma"),
+    sigma_end: float = default("sigma_end"),
+    seed: int = default("seed"),
+    topology: str = default("topology"),
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> SomStep:
@@ -279,12 +279,12 @@ def _silhouette(X: np.ndarray, labels: np.ndarray, *, sample_size: int = 2000, s
 def cluster_step(
     som_step: SomStep | None = None,
     *,
-    method: str = "ward",
-    n_clusters: int | None = 8,
-    max_d: float | None = None,
-    hit_weighting="auto",
-    connectivity: bool = False,
-    seed: int = 0,
+    method: str = default("method"),
+    n_clusters: int | None = default("n_clusters"),
+    max_d: float | None = default("max_d"),
+    hit_weighting=default("hit_weighting"),
+    connectivity: bool = default("connectivity"),
+    seed: int = default("seed"),
     out_dir: str | os.PathLike | None = None,
 ) -> ClusterStep:
     """Cluster the SOM's prototypes, cut into segments, assign every customer; write the artifacts.

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from seglib import params
 from seglib.cli import main
 
 
@@ -54,7 +55,7 @@ def test_segment_runs_the_pipeline_without_notebooks(tmp_path):
     for name in ("result.csv", "segments.csv", "cleaning_report.json", "run.json", "model/model.json"):
         assert (out / name).is_file(), name
     info = json.loads((out / "run.json").read_text())
-    assert info["parameters"] == {"n_clusters": 6, "backend": "pandas"}
+    assert info["parameters"] == {**params.defaults(), "n_clusters": 6, "backend": "pandas"}
     assert len(info["input_sha256"]) == 64 and sum(info["segment_sizes"].values()) == 400
     assert main(["segment", "--data", str(data), "--out", str(tmp_path / "x"), "-p", "n_cluster", "6"]) == 2
     assert not (tmp_path / "x").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from seglib import pipeline
+from seglib import params, pipeline
 from seglib.cli import main
 from seglib.errors import ParameterError, PipelineError
 from seglib.profile import read_result
@@ -51,6 +51,13 @@ def test_every_notebook_declares_out_dir_and_the_first_data_path():
     assert "data_path" in declared["01-clean-transactions.ipynb"]
 
 
+def test_a_wrong_value_is_refused_before_the_notebooks_are_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "declared_parameters", lambda *a, **k: pytest.fail("notebooks inspected"))
+    with pytest.raises(ParameterError, match=r"method='no-such-method'.*'ward'"):
+        pipeline.run(out=tmp_path / "run", parameters={"method": "no-such-method"}, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_parameter_lists_the_valid_ones(tmp_path):
     with pytest.raises(ParameterError, match=r"unknown parameter 'n_cluster'.*n_clusters"):
         pipeline.run(out=tmp_path / "run", parameters={"n_cluster": 3}, progress=False)
@@ -84,7 +91,7 @@ def test_params_file(tmp_path):
 
 
 @pytest.mark.parametrize("text, value", [("8", 8), ("1.5", 1.5), ("null", None), ("[15, 10]", [15, 10]),
-                                         ("ward", "ward"), ("true", True)])
+                                         ("ward", "ward"), ("true", True), ("2020-13-45", "2020-13-45")])
 def test_parse_value(text, value):
     assert pipeline.parse_value(text) == value
 
@@ -104,7 +111,7 @@ def test_run_writes_everything(first_run, small_data, reports):
     info = json.loads((run_dir / "run.json").read_text())
     assert RUN_JSON_KEYS <= set(info)
     assert METRIC_KEYS <= set(info["metrics"])
-    assert info["parameters"]["n_stability_runs"] == 2
+    assert info["parameters"] == {**params.defaults(), **FAST}  # every parameter, defaults filled in
     assert set(info["timings"]) == set(pipeline.NOTEBOOKS)
     assert len(info["input_sha256"]) == 64
     assert info["features"] and "customer_id" not in info["features"]
@@ -132,10 +139,11 @@ def test_a_failed_notebook_stops_the_run_and_keeps_it(first_run, small_data, tmp
     before = {p: p.read_bytes() for p in first_run.run_dir.rglob("*") if p.is_file()}
     out = tmp_path / "broken"
     with pytest.raises(PipelineError) as info:
-        pipeline.run(data=small_data, out=out, parameters={**FAST, "method": "no-such-method"},
+        # a valid value for the registry that notebook 03 cannot honour: more segments than map units
+        pipeline.run(data=small_data, out=out, parameters={**FAST, "n_clusters": 10_000},
                      progress=False, html=False)
     message = str(info.value)
-    assert "03-cluster-prototypes.ipynb" in message and "no-such-method" in message
+    assert "03-cluster-prototypes.ipynb" in message and "n_clusters" in message
     assert len(message.splitlines()) == 1
     assert (out / "03-cluster-prototypes.ipynb").is_file()  # kept for inspection
     assert not (out / "04-profile-segments.ipynb").exists()
