@@ -36,14 +36,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from seglib._files import write_json
-from seglib.errors import InputError, ParameterError, check_float, check_option
+from seglib.errors import InputError, ParameterError, check_bool, check_float, check_int, check_option
 from seglib.load import (
     REQUIRED_ROLES,
     ROLES,
-    _about,
-    _as_text,
-    _check_date_format,
+    about_source,
+    as_text,
     by_value,
+    check_date_format,
     detect_date_format,
     load_transactions,
     parse_dates,
@@ -150,7 +150,7 @@ def _key(u: pd.Series) -> pd.Series:
 
 def customer_key(ids: pd.Series) -> pd.Series:
     """Normalised customer ids: trimmed, a ``BBID_`` style prefix (letters + ``_``) removed."""
-    return by_value(_as_text(ids), _key)
+    return by_value(as_text(ids), _key)
 
 
 def _amount(u: pd.Series) -> pd.Series:
@@ -160,7 +160,7 @@ def _amount(u: pd.Series) -> pd.Series:
 
 def parse_amounts(values: pd.Series) -> pd.Series:
     """Parse amounts to float64; empty, non-numeric and non-finite values are NaN; -0 becomes 0."""
-    return by_value(_as_text(values), _amount)
+    return by_value(as_text(values), _amount)
 
 
 @_rule(
@@ -557,7 +557,7 @@ def _check_raw(raw, source: str) -> pd.DataFrame:
     repeated = sorted({str(c) for c in raw.columns[raw.columns.duplicated()]} & set(roles))
     if repeated:
         raise InputError(f"{source}: role column(s) given more than once: {', '.join(repeated)}")
-    work = pd.DataFrame({r: _as_text(raw[r]).reset_index(drop=True) for r in roles})
+    work = pd.DataFrame({r: as_text(raw[r]).reset_index(drop=True) for r in roles})
     if raw.index.name == "row" and pd.api.types.is_integer_dtype(raw.index.dtype):
         work.insert(0, "row", raw.index.to_numpy(dtype="int64"))
     else:
@@ -655,16 +655,13 @@ def clean_partition(
         found within the partition only.
     """
     source = _source(raw_part)
-    with _about(raw_part.attrs.get("source") if isinstance(raw_part, pd.DataFrame) else None):
+    with about_source(raw_part.attrs.get("source") if isinstance(raw_part, pd.DataFrame) else None):
         as_of = check_as_of(as_of)
         min_age, max_age = check_ages(min_age, max_age)
-        _check_date_format("date_format", date_format)
-        _check_date_format("dob_format", dob_format)
-        if not isinstance(drop_duplicates, (bool, np.bool_)):
-            raise ParameterError(f"drop_duplicates={drop_duplicates!r} is not valid; give True or False")
-        if isinstance(malformed_rows, bool) or not isinstance(malformed_rows, (int, np.integer)) \
-                or malformed_rows < 0:
-            raise ParameterError(f"malformed_rows={malformed_rows!r} is not valid; give a count >= 0")
+        check_date_format("date_format", date_format)
+        check_date_format("dob_format", dob_format)
+        check_bool("drop_duplicates", drop_duplicates)
+        check_int("malformed_rows", malformed_rows, minimum=0)
     work = _check_raw(raw_part, source)
     date_format = date_format or raw_part.attrs.get("date_format") or detect_date_format(work["date"])
     if "dob" in work:
@@ -786,8 +783,8 @@ def clean_transactions(
         An invalid ``as_of``, age range, format or flag.
     """
     source = _source(raw)
-    with _about(raw.attrs.get("source") if isinstance(raw, pd.DataFrame) else None):
-        _check_date_format("date_format", date_format)
+    with about_source(raw.attrs.get("source") if isinstance(raw, pd.DataFrame) else None):
+        check_date_format("date_format", date_format)
         if as_of is not None:
             check_as_of(as_of)
         check_ages(min_age, max_age)

@@ -39,7 +39,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from seglib.errors import InputError, ParameterError, check_option
+from seglib.errors import InputError, ParameterError, check_float, check_int, check_option
 from seglib.som import TOPOLOGIES
 from seglib.som import grid_adjacency as som_grid_adjacency
 
@@ -60,6 +60,10 @@ __all__ = [
     "prototype_linkage",
     "segment_stability",
     "suggest_k",
+    "as_hits",
+    "as_prototypes",
+    "check_k",
+    "check_linkage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,8 +78,12 @@ MASS_METHODS = ("ward", "average", "centroid")
 # input checks
 
 
-def _as_prototypes(weights) -> tuple[np.ndarray, tuple[int, ...] | None]:
-    """Return the prototypes as (units, F) and the map shape (None for 2-D input)."""
+def as_prototypes(weights) -> tuple[np.ndarray, tuple[int, ...] | None]:
+    """Return the prototypes as (units, F) and the map shape (None for 2-D input).
+
+    ``weights`` is a SOM's ``weights_`` (rows, cols, F) or a (units, F) array; anything else, or
+    non-finite values, raises :class:`~seglib.errors.InputError`. Shared with :mod:`seglib.widgets`.
+    """
     w = np.asarray(weights, dtype=float)
     if w.ndim not in (2, 3) or w.shape[-1] < 1 or w.size == 0:
         raise InputError(
@@ -88,8 +96,11 @@ def _as_prototypes(weights) -> tuple[np.ndarray, tuple[int, ...] | None]:
     return w.reshape(-1, w.shape[-1]), shape
 
 
-def _as_hits(hits, n_units: int) -> np.ndarray | None:
-    """Return hit counts as a float vector of length n_units (None stays None)."""
+def as_hits(hits, n_units: int) -> np.ndarray | None:
+    """Return hit counts as a float vector of length ``n_units`` (None stays None).
+
+    :class:`~seglib.errors.InputError` unless there is one non-negative finite count per unit.
+    """
     if hits is None:
         return None
     h = np.asarray(hits, dtype=float)
@@ -101,25 +112,23 @@ def _as_hits(hits, n_units: int) -> np.ndarray | None:
     return h
 
 
-def _check_linkage(Z) -> np.ndarray:
+def check_linkage(Z) -> np.ndarray:
+    """Return ``Z`` as a float array; :class:`~seglib.errors.InputError` unless it is a scipy linkage
+    matrix of shape (n - 1, 4)."""
     Z = np.asarray(Z, dtype=float)
     if Z.ndim != 2 or Z.shape[1] != 4 or len(Z) < 1:
         raise InputError(f"linkage: expected a scipy linkage matrix of shape (n - 1, 4), got {Z.shape}")
     return Z
 
 
-def _check_k(k, n_units: int, name: str = "n_clusters") -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_units:
-        raise ParameterError(f"{name}={k!r} is not valid; choose an integer from 1 to {n_units} (units)")
-    return int(k)
+def check_k(k, n_units: int, name: str = "n_clusters") -> int:
+    """Return ``k`` as an int; :class:`~seglib.errors.ParameterError` unless it is a number of segments
+    from 1 to ``n_units`` (a map cannot have more segments than units)."""
+    return check_int(name, k, minimum=1, maximum=n_units)
 
 
 def _check_distance(max_d) -> float:
-    if isinstance(max_d, bool) or not isinstance(max_d, (int, float, np.number)) or not max_d >= 0:
-        raise ParameterError(f"max_d={max_d!r} is not valid; choose a finite distance >= 0")
-    if not np.isfinite(max_d):
-        raise ParameterError(f"max_d={max_d!r} is not valid; choose a finite distance >= 0")
-    return float(max_d)
+    return check_float("max_d", max_d, minimum=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -247,11 +256,11 @@ def prototype_linkage(
     """
     check_option("method", method, METHODS)
     check_option("topology", topology, TOPOLOGIES)
-    X, shape = _as_prototypes(weights)
+    X, shape = as_prototypes(weights)
     n = len(X)
     if n < 2:
         raise InputError(f"weights: need at least 2 prototypes to cluster, got {n}")
-    h = _as_hits(hits, n)
+    h = as_hits(hits, n)
     if hit_weighting:
         if method not in MASS_METHODS:
             raise ParameterError(
@@ -280,9 +289,9 @@ def cophenetic_correlation(Z, weights) -> float:
     compactness rather than distance preservation: read it as a check, not as a ranking of methods.
     NaN when every merge happens at the same height (the cophenetic distances are constant).
     """
-    X, _ = _as_prototypes(weights)
+    X, _ = as_prototypes(weights)
     with np.errstate(invalid="ignore", divide="ignore"):  # NaN when all merges share one height
-        return float(cophenet(_check_linkage(Z), pdist(X))[0])
+        return float(cophenet(check_linkage(Z), pdist(X))[0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,7 +308,7 @@ def cut_heights(Z) -> np.ndarray:
     performs every merge whose cut height is ``<= max_d`` (scipy's ``fcluster(..., "distance")``
     rule) and the same cut is reached by count. The dendrograms are drawn with these heights.
     """
-    return np.maximum.accumulate(_check_linkage(Z)[:, 2])
+    return np.maximum.accumulate(check_linkage(Z)[:, 2])
 
 
 def n_clusters_for_distance(Z, max_d: float) -> int:
@@ -319,7 +328,7 @@ def distance_range_for_k(Z, k: int) -> tuple[float, float] | None:
     """
     h = cut_heights(Z)
     n = len(h) + 1
-    k = _check_k(k, n, "k")
+    k = check_k(k, n, "k")
     m = n - k  # merges performed
     low = float(h[m - 1]) if m > 0 else 0.0
     high = float(h[m]) if m < n - 1 else np.inf
@@ -349,7 +358,7 @@ def number_by_size(labels, hits=None) -> np.ndarray:
     """
     labels = np.asarray(labels).ravel()
     _, inverse = np.unique(labels, return_inverse=True)
-    h = _as_hits(hits, len(labels))
+    h = as_hits(hits, len(labels))
     size = np.bincount(inverse, weights=h) if h is not None else np.bincount(inverse).astype(float)
     n_units = np.bincount(inverse)
     first = np.full(n_units.size, len(labels))
@@ -383,11 +392,11 @@ def cut(Z, *, n_clusters: int | None = None, max_d: float | None = None, hits=No
     -------
     ndarray of int of shape (units,)
     """
-    Z = _check_linkage(Z)
+    Z = check_linkage(Z)
     n = len(Z) + 1
     if (n_clusters is None) == (max_d is None):
         raise ParameterError("give exactly one of n_clusters (a count) and max_d (a distance)")
-    k = _check_k(n_clusters, n) if max_d is None else n_clusters_for_distance(Z, max_d)
+    k = check_k(n_clusters, n) if max_d is None else n_clusters_for_distance(Z, max_d)
     return number_by_size(_labels_after(Z, n - k), hits)
 
 
@@ -482,10 +491,10 @@ class PrototypeClustering(BaseEstimator):
         if (self.n_clusters is None) == (self.max_d is None):
             raise ParameterError("give exactly one of n_clusters (a count) and max_d (a distance); "
                                  "set n_clusters=None to cut by max_d")
-        X, shape = _as_prototypes(weights)
-        h = _as_hits(hits, len(X))
+        X, shape = as_prototypes(weights)
+        h = as_hits(hits, len(X))
         if self.max_d is None:
-            _check_k(self.n_clusters, len(X))
+            check_k(self.n_clusters, len(X))
         else:
             _check_distance(self.max_d)
         check_option("hit_weighting", self.hit_weighting, ["auto", True, False])
@@ -610,7 +619,7 @@ def k_selection(
         gap (a wide gap means k is stable under small changes of ``max_d``).
     """
     X = np.asarray(X, dtype=float)
-    Z = _check_linkage(Z)
+    Z = check_linkage(Z)
     n_units = len(Z) + 1
     b = _check_bmu(bmu, n_units)
     if X.ndim != 2 or len(X) != len(b):
@@ -623,7 +632,7 @@ def k_selection(
     D = squareform(pdist(X[sample]))
     rows = []
     for k in k_range:
-        k = _check_k(k, n_units, "k")
+        k = check_k(k, n_units, "k")
         seg = cut(Z, n_clusters=k, hits=hits)[b]
         share = np.bincount(seg, minlength=k + 1)[1:] / len(b)
         sil = dbi = np.nan

@@ -68,7 +68,7 @@ from seglib.clean import (
 )
 from seglib.cluster import PrototypeClustering, assign_segments
 from seglib.config import Layout
-from seglib.errors import InputError, ParameterError, check_option
+from seglib.errors import InputError, ParameterError, check_int, check_option
 from seglib.features import (
     COUNT_PREFIXES,
     SCALERS,
@@ -249,9 +249,7 @@ def dask_client(scheduler=None, *, n_workers: int | None = None, memory_limit="a
                              "cluster is sized by the `dask worker` commands that started it")
     cluster = None
     if scheduler is None:
-        n = _cores() if n_workers is None else n_workers
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ParameterError(f"n_workers={n_workers!r} is not valid; give an integer >= 1 or None")
+        n = _cores() if n_workers is None else check_int("n_workers", n_workers, minimum=1)
         environ = "distributed.nanny.pre-spawn-environ."
         with dask.config.set({environ + "MALLOC_MMAP_THRESHOLD_": MALLOC_THRESHOLD,
                               environ + "MALLOC_TRIM_THRESHOLD_": MALLOC_THRESHOLD}):
@@ -554,9 +552,7 @@ def _union(lists) -> list | None:
 
 
 def _check_npartitions(npartitions) -> None:
-    if npartitions is not None and (isinstance(npartitions, bool) or not isinstance(npartitions, int)
-                                    or npartitions < 1):
-        raise ParameterError(f"npartitions={npartitions!r} is not valid; give an integer >= 1 or None")
+    check_int("npartitions", npartitions, minimum=1, allow_none=True)
 
 
 def _partials_meta(client, futures, kept, programmes, genders) -> pd.DataFrame:
@@ -913,7 +909,7 @@ def _train(X, som, client, progress) -> tuple[SOM, float]:
     client = _client(client)
     X = _as_partitions(client, X)
     som = SOM() if som is None else som
-    som._check_params()
+    som.check_params()
     check_option("engine (Dask backend)", som.engine, ["batch"])
     mean, cov, n = _moments(X)
     if n < 2:
@@ -1108,8 +1104,7 @@ def write_results(
     from seglib.profile import profile_segments, result_table, write_result, write_segments
 
     check_option("parts_format", parts_format, PART_FORMATS)
-    if isinstance(max_collect, bool) or not isinstance(max_collect, int) or max_collect < 1:
-        raise ParameterError(f"max_collect={max_collect!r} is not valid; give a number of customers >= 1")
+    check_int("max_collect", max_collect, minimum=1)
     layout = Layout.for_run(out_dir).makedirs()
     folder = layout.root / "result"
     folder.mkdir(parents=True, exist_ok=True)
@@ -1246,7 +1241,7 @@ def run_dask(
     shape = None if map_shape is None else tuple(int(v) for v in map_shape)
     som = SOM(shape, engine="batch", n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, topology=topology,
               random_state=seed, progress=progress)
-    som._check_params()  # fail before reading anything
+    som.check_params()  # fail before reading anything
     check_option("scaler", scaler, SCALERS)
     check_option("parts_format", parts_format, PART_FORMATS)
     layout = Layout.for_run(out_dir).makedirs()

@@ -115,6 +115,6 @@ def check_bool(name: str, value) -> bool:
     """
     if isinstance(value, bool):
         return value
-    if type(value).__name__ == "bool_":  # numpy.bool_, without importing numpy here
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):  # numpy.bool_
         return bool(value)
     raise ParameterError(f"{name}={value!r} is not valid; expected True or False")

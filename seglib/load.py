@@ -43,6 +43,9 @@ __all__ = [
     "detect_date_format",
     "parse_dates",
     "by_value",
+    "about_source",
+    "as_text",
+    "check_date_format",
 ]
 
 logger = logging.getLogger(__name__)
@@ -118,8 +121,12 @@ _TS_MIN, _TS_MAX = pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D")
 
 
 @contextmanager
-def _about(source):
-    """Prefix the message of a :class:`ParameterError` raised inside with ``source`` (a file name)."""
+def about_source(source):
+    """Context manager: prefix the message of a :class:`ParameterError` raised inside with ``source``.
+
+    ``source`` is a file name (nothing is prefixed when it is empty), so a bad setting met while
+    reading a file names the file: ``with about_source("tx.csv"): ...``. Shared by :mod:`seglib.clean`.
+    """
     try:
         yield
     except ParameterError as exc:
@@ -212,7 +219,11 @@ def resolve_columns(found, columns=None, *, source: str = "input") -> dict[str, 
 
 
 # ---------------------------------------------------------------------------------- dates
-def _check_date_format(name: str, fmt) -> None:
+def check_date_format(name: str, fmt) -> None:
+    """Raise :class:`ParameterError` unless ``fmt`` is None or a usable strftime format (``"%d/%m/%Y"``).
+
+    ``name`` is the parameter (``date_format`` or ``dob_format``) named in the message.
+    """
     if fmt is None:
         return
     if not isinstance(fmt, str) or not fmt.strip():
@@ -255,7 +266,7 @@ def parse_dates(values: pd.Series, fmt: str | None) -> pd.Series:
     current date), and dates outside the ``datetime64[ns]`` range (1677-2262) are NaT. With
     ``fmt=None`` every value is NaT.
     """
-    text = _as_text(values)
+    text = as_text(values)
     if fmt is None or len(text) == 0:
         return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
     return by_value(text, lambda u: _to_datetime(_digits_only(u), fmt))
@@ -269,7 +280,7 @@ def detect_date_format(values: pd.Series, formats=DATE_FORMATS) -> str | None:
     month-first), so ``01/02/2016`` alone reads as 1 February. Pass the format explicitly when a
     file is month-first and has no day above 12.
     """
-    text = _as_text(values).str.strip()
+    text = as_text(values).str.strip()
     counts = text[text != ""].value_counts(sort=False).iloc[:DETECT_SAMPLE]
     if counts.empty:
         return None
@@ -312,8 +323,12 @@ def _value_text(v) -> str:
     return str(v)
 
 
-def _as_text(s: pd.Series) -> pd.Series:
-    """A column as text (pandas ``str``), missing cells as ``""``; any dtype is accepted."""
+def as_text(s: pd.Series) -> pd.Series:
+    """A column as text (pandas ``str``), missing cells as ``""``; any dtype is accepted.
+
+    Dates become ``YYYY-MM-DD`` (with the time when any value has one); numbers their shortest text.
+    Used by the cleaning rules on columns that a Parquet file may hold typed.
+    """
     if pd.api.types.is_string_dtype(s.dtype) and not pd.api.types.is_object_dtype(s.dtype):
         return s.fillna("").astype(str)
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
@@ -519,10 +534,10 @@ def load_transactions(
     if not isinstance(path, (str, os.PathLike)):
         raise ParameterError(f"path={path!r} is not valid; give a file path (str or pathlib.Path)")
     path = Path(path).expanduser()
-    with _about(path):
+    with about_source(path):
         request = _check_columns(columns)
-        _check_date_format("date_format", date_format)
-        _check_date_format("dob_format", dob_format)
+        check_date_format("date_format", date_format)
+        check_date_format("dob_format", dob_format)
         encoding = _check_encoding(encoding)
     if not path.exists():
         raise InputError(f"{path}: file not found")
@@ -549,7 +564,7 @@ def load_transactions(
     if len(set(stripped)) == len(stripped):
         table.columns = stripped
 
-    with _about(path):
+    with about_source(path):
         mapping = resolve_columns(list(table.columns), request, source=str(path))
     if len(table) == 0:
         if malformed:
@@ -558,7 +573,7 @@ def load_transactions(
                 "of fields than the header"
             )
         raise InputError(f"{path}: the file has a header but no data rows")
-    df = pd.DataFrame({role: _as_text(table[col]) for role, col in mapping.items()}, index=table.index)
+    df = pd.DataFrame({role: as_text(table[col]) for role, col in mapping.items()}, index=table.index)
 
     date_format = date_format or detect_date_format(df["date"])
     if "dob" in df and dob_format is None:

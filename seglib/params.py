@@ -71,6 +71,8 @@ class Param:
         Allowed values (for ``str`` parameters, or special words such as ``"auto"``).
     minimum, maximum : number, optional
         Inclusive bounds of numeric values.
+    above : number, optional
+        Exclusive lower bound (``above=0``: strictly positive).
     nullable : bool
         ``None`` (``null`` in YAML) is allowed.
     figures_only : bool
@@ -86,6 +88,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     nullable: bool = False
+    above: float | None = None
     figures_only: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -96,12 +99,15 @@ class Param:
             parts.append("one of " + ", ".join(repr(c) for c in self.choices))
         else:
             what = KINDS[self.kind]
+            low, high = _number(self.minimum), _number(self.maximum)
             if self.minimum is not None and self.maximum is not None:
-                what += f" in [{self.minimum:g}, {self.maximum:g}]"
+                what += f" in [{low}, {high}]"
             elif self.minimum is not None:
-                what += f" >= {self.minimum:g}"
+                what += f" >= {low}"
             elif self.maximum is not None:
-                what += f" <= {self.maximum:g}"
+                what += f" <= {high}"
+            if self.above is not None:
+                what += f" > {_number(self.above)}"
             parts.append(what)
             if self.choices:
                 parts.append(" or ".join(repr(c) for c in self.choices))
@@ -169,12 +175,17 @@ class Param:
 
     def _bounded(self, value):
         if (self.minimum is not None and value < self.minimum) or (
-                self.maximum is not None and value > self.maximum):
+                self.maximum is not None and value > self.maximum) or (
+                self.above is not None and value <= self.above):
             self._fail(value)
         return value
 
     def _fail(self, value):
         raise ParameterError(f"parameter {self.name}={value!r} is not valid: expected {self.expected()}")
+
+
+def _number(value) -> str:
+    return str(value) if value is None or isinstance(value, int) else f"{value:g}"
 
 
 # The parameters, by step. Keep each section in the order a user meets them.
@@ -202,9 +213,10 @@ PARAMETERS: tuple[Param, ...] = (
           "som", choices=("batch", "minisom", "original")),
     Param("n_epochs", "int", 10, "passes over the customers", "som", minimum=1),
     Param("sigma", "float", None, "starting neighbourhood radius; None: half the map's longer side", "som",
-          minimum=0, nullable=True),
-    Param("sigma_end", "float", 1.0, "neighbourhood radius of the last epoch", "som", minimum=0),
-    Param("seed", "int", 0, "random seed (SOM and everything downstream)", "som", minimum=0),
+          above=0, nullable=True),
+    Param("sigma_end", "float", 1.0, "neighbourhood radius of the last epoch", "som", above=0),
+    Param("seed", "int", 0, "random seed (SOM and everything downstream)", "som", minimum=0,
+          maximum=2**32 - 1),
     Param("topology", "str", "rectangular",
           "grid of the map: rectangular (square cells, default) or hexagonal (six equidistant neighbours, "
           "maps read as regions)", "som", choices=("rectangular", "hexagonal")),

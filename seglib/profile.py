@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from seglib._files import FORMULA_PREFIXES, write_csv
-from seglib.errors import InputError, ParameterError, check_option
+from seglib.errors import InputError, check_float, check_int, check_option
 
 __all__ = [
     "DESCRIPTORS",
@@ -102,10 +102,7 @@ def _labels(values, customers: pd.DataFrame, name: str, minimum: int) -> np.ndar
 
 def _check_at_least(name: str, value, minimum, integer: bool = False) -> None:
     """Raise :class:`ParameterError` unless ``value`` is a number (an int when ``integer``) >= ``minimum``."""
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value >= minimum:
-        kind = "an integer" if integer else "a number"
-        raise ParameterError(f"{name}={value!r} is not valid; expected {kind} >= {minimum}")
+    (check_int if integer else check_float)(name, value, minimum=minimum)
 
 
 def _require(customers: pd.DataFrame, columns, what: str) -> None:

@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from seglib._files import read_npz, write_json, write_npz
-from seglib.errors import InputError, ModelFormatError, ParameterError, check_option
+from seglib.errors import InputError, ModelFormatError, ParameterError, check_int, check_option
 
 __all__ = [
     "SOM",
@@ -672,7 +672,11 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     # ---------------------------------------------------------------------------------- validation
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
+        """Raise :class:`~seglib.errors.ParameterError` if a parameter is invalid; :meth:`fit` calls it.
+
+        Call it to fail before any expensive work, as the Dask backend does before reading the data.
+        """
         check_option("engine", self.engine, ENGINES)
         check_option("init", self.init, INITS)
         check_option("neighborhood", self.neighborhood, NEIGHBORHOODS)
@@ -695,9 +699,9 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         _positive("sigma", self.sigma, allow_none=True)
         _positive("sigma_end", self.sigma_end)
         _positive("learning_rate", self.learning_rate)
-        _positive_int("n_epochs", self.n_epochs)
-        _positive_int("n_iterations", self.n_iterations, allow_none=True)
-        _positive_int("chunk_size", self.chunk_size, allow_none=True)
+        check_int("n_epochs", self.n_epochs, minimum=1)
+        check_int("n_iterations", self.n_iterations, minimum=1, allow_none=True)
+        check_int("chunk_size", self.chunk_size, minimum=1, allow_none=True)
         if self.n_jobs is not None and (not _is_int(self.n_jobs) or self.n_jobs == 0):
             raise ParameterError(
                 f"n_jobs={self.n_jobs!r} is not valid; use -1 (every core), None or 1 (one thread), or k > 1"
@@ -744,7 +748,7 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         y : None
             Ignored.
         """
-        self._check_params()
+        self.check_params()
         X = self._validate_X(X, reset=True)
         n, n_features = X.shape
         if n < 2:
@@ -995,7 +999,7 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             if isinstance(params.get("map_shape"), list):
                 params["map_shape"] = tuple(params["map_shape"])
             som = cls(**params)
-            som._check_params()
+            som.check_params()
             shape = tuple(int(v) for v in meta["map_shape"])
             n_features = int(meta["n_features_in"])
             names = meta.get("feature_names_in")
@@ -1068,13 +1072,6 @@ def _positive(name, value, *, allow_none=False) -> None:
     number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if not number or not np.isfinite(value) or value <= 0:
         raise ParameterError(f"{name}={value!r} is not valid; expected a number > 0")
-
-
-def _positive_int(name, value, *, allow_none=False) -> None:
-    if value is None and allow_none:
-        return
-    if not _is_int(value) or value < 1:
-        raise ParameterError(f"{name}={value!r} is not valid; expected an integer >= 1")
 
 
 def _is_int(value) -> bool:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import gzip
 import logging
 import math
-import numbers
 import os
 import re
 from dataclasses import dataclass, fields
@@ -40,7 +39,7 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from seglib._files import atomic_path
-from seglib.errors import ParameterError, check_option
+from seglib.errors import ParameterError, check_int
 
 __all__ = [
     "ARCHETYPES",
@@ -372,14 +371,7 @@ def _catalogue() -> _Catalogue:
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> int:
     """Return ``value`` as an int; ParameterError unless it is an integer in [low, high]."""
-    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if is_int and high is not None:
-        check_option(name, value, range(low, high + 1))  # raises, listing the valid values
-        return int(value)
-    if is_int and value >= low:
-        return int(value)
-    expected = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
-    raise ParameterError(f"{name}={value!r} is not valid; expected {expected}")
+    return check_int(name, value, minimum=low, maximum=high)
 
 
 def _check_seed(random_state, *, spawnable: bool = False):

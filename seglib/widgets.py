@@ -28,19 +28,17 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from seglib.cluster import (
-    _as_hits,
-    _as_prototypes,
-    _check_k,
-    _check_linkage,
+    as_hits,
+    as_prototypes,
+    check_k,
+    check_linkage,
     cut,
     cut_heights,
     distance_range_for_k,
     n_clusters_for_distance,
 )
 from seglib.errors import ParameterError
-from seglib.plots._cluster import plot_fancy_dendrogram, plot_segment_map
-from seglib.plots._colors import segment_colors
-from seglib.plots._grid import map_topology
+from seglib.plots import map_topology, plot_fancy_dendrogram, plot_segment_map, segment_colors
 
 __all__ = ["ClusterExplorer"]
 
@@ -94,16 +92,16 @@ class ClusterExplorer:
 
     def __init__(self, Z, weights, hits=None, *, umatrix=None, n_clusters=8, max_d=None, k_max=15, p=12,
                  background="umatrix", topology=None, dpi=80):
-        self.Z = _check_linkage(Z)
+        self.Z = check_linkage(Z)
         self.topology = map_topology(weights, topology)
         weights = getattr(weights, "weights_", weights)
-        X, shape = _as_prototypes(weights)
+        X, shape = as_prototypes(weights)
         n = len(self.Z) + 1
         if len(X) != n or shape is None:
             raise ParameterError(f"weights: expected the {n} prototypes of the map "
                                  f"as (rows, cols, n_features)")
         self.weights = np.asarray(weights, dtype=float)
-        self.hits = None if hits is None else _as_hits(hits, n).reshape(shape)
+        self.hits = None if hits is None else as_hits(hits, n).reshape(shape)
         if (n_clusters is None) == (max_d is None):
             raise ParameterError("give exactly one of n_clusters (a count) and max_d (a distance)")
         if umatrix is None and background == "umatrix":
@@ -115,9 +113,9 @@ class ClusterExplorer:
         self._syncing = False
         self.n_redraws = 0
 
-        k_max = _check_k(k_max, n, "k_max")
+        k_max = check_k(k_max, n, "k_max")
         if n_clusters is not None:
-            k_max = max(k_max, _check_k(n_clusters, n))
+            k_max = max(k_max, check_k(n_clusters, n))
         h = cut_heights(self.Z)
         reachable = [k for k in range(k_max, 0, -1) if distance_range_for_k(self.Z, k) is not None]
         d_min = distance_range_for_k(self.Z, reachable[0])[0] if reachable else 0.0
@@ -173,7 +171,7 @@ class ClusterExplorer:
 
     def set_k(self, k):
         """Cut into ``k`` segments; the distance slider moves to the middle of k's distance range."""
-        k = _check_k(k, len(self.Z) + 1)
+        k = check_k(k, len(self.Z) + 1)
         rng = distance_range_for_k(self.Z, k)
         if rng is None:  # no distance gives exactly k: show the tied height
             self.max_d = float(cut_heights(self.Z)[len(self.Z) - k])

@@ -41,3 +41,74 @@ def test_only_the_pipeline_knows_the_notebooks():
     for path in PACKAGE.rglob("*.py"):
         if path.name != "pipeline.py":
             assert ".ipynb" not in path.read_text(), path
+
+
+# ---- private names stay private ------------------------------------------------------------------
+
+#: Private *modules* meant to be shared: ``seglib._files`` (atomic writes, npz model files) by every
+#: module; ``seglib.plots._*`` (one per step) by the ``seglib.plots`` package only, which re-exports them.
+SHARED_PRIVATE_MODULES = {"seglib._files": "seglib", "seglib.plots._": "seglib.plots"}
+
+
+def _module_name(path: Path, root: Path = PACKAGE) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_uses(path: Path, root: Path = PACKAGE) -> list[str]:
+    """``_names`` a seglib module takes from another seglib module: imported, or read as ``module._name``."""
+    me = _module_name(path, root)
+    tree = ast.parse(path.read_text())
+    found, modules = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("seglib"):
+            target = node.module
+            shared = [inside for prefix, inside in SHARED_PRIVATE_MODULES.items()
+                      if target.startswith(prefix)]
+            if shared:
+                if not (me == shared[0] or me.startswith(shared[0] + ".")):
+                    found.append(f"{me} imports the private module {target}")
+            elif any(_private(part) for part in target.split(".")):
+                found.append(f"{me} imports the private module {target}")
+            for alias in node.names:
+                if _private(alias.name) and target != me:
+                    found.append(f"{me} imports {target}.{alias.name}")
+                if target == "seglib":
+                    modules[alias.asname or alias.name] = f"seglib.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("seglib"):
+                    modules[alias.asname or alias.name] = alias.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and _private(node.attr) and isinstance(node.value, ast.Name)
+                and node.value.id in modules and modules[node.value.id] != me):
+            found.append(f"{me} reads {modules[node.value.id]}.{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: _module_name(p))
+def test_no_module_uses_another_modules_private_names(path):
+    assert private_uses(path) == []
+
+
+def test_the_private_names_check_can_fail(tmp_path):
+    probe = tmp_path / "seglib" / "probe.py"
+    probe.parent.mkdir()
+    probe.write_text("from seglib.cluster import _secret\nfrom seglib import steps\nsteps._hidden()\n"
+                     "from seglib.plots._som import plot_hit_map\nfrom seglib._files import write_json\n")
+    found = private_uses(probe, root=tmp_path / "seglib")
+    assert len(found) == 3, found
+    assert any("cluster._secret" in f for f in found) and any("steps._hidden" in f for f in found)
+    assert any("seglib.plots._som" in f for f in found)
+
+
+def test_the_dask_backend_knows_no_notebooks():
+    """``distributed`` runs without the notebooks: not the runner, the notebook helpers or the widgets."""
+    assert not seglib_imports("distributed") & {"pipeline", "notebook", "widgets", "cli"}
+    source = (PACKAGE / "distributed.py").read_text()
+    for helper in ("save_figure", "default_data", ".summary("):
+        assert helper not in source, helper

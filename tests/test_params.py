@@ -156,6 +156,8 @@ def wrong_values(p: params.Param) -> list[str]:
         texts.append(str(p.minimum - step))
     if p.maximum is not None:
         texts.append(str(p.maximum + step))
+    if p.above is not None:
+        texts.append(str(p.above))
     if not p.nullable:
         texts.append("null")
     return texts

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from seglib.errors import InputError, ParameterError
+from seglib.errors import InputError, check_int
 
 __all__ = ["plot_age_distribution", "plot_spend_distribution", "plot_transactions_per_customer"]
 
@@ -123,8 +123,7 @@ def plot_transactions_per_customer(
     :meth:`matplotlib.axes.Axes.bar`.
     """
     _require(clean_df, ["customer_key", "date"], "plot_transactions_per_customer")
-    if isinstance(max_count, bool) or not isinstance(max_count, (int, np.integer)) or max_count < 2:
-        raise ParameterError(f"max_count={max_count!r} is not valid; give an integer >= 2 (default 10)")
+    check_int("max_count", max_count, minimum=2)
     ax = _axes(ax)
     keys = ["customer_key"] + [c for c in TRANSACTION_KEYS if c in clean_df.columns]
     per_customer = clean_df[keys].drop_duplicates().groupby("customer_key", sort=True).size()
