@@ -1,10 +1,13 @@
 """The steps as the notebooks run them: read upstream artifacts, compute, write artifacts.
 
 Each notebook calls one ``*_step`` function for the work that produces its artifacts, then shows
-and explains the result. The ``load_*`` functions read a step's artifacts and, when they are
-missing, run that step (and its upstream steps) with default parameters first, so every notebook
-runs on its own on a fresh clone: a user who opens notebook 03 first gets the cleaned data and the
-SOM built for them, by the same functions notebooks 01 and 02 call.
+and explains the result. The ``load_*`` functions read a step's artifacts. In the project's own
+``data/`` layout (``out_dir=None``), missing artifacts are built first by the upstream steps with
+the default parameters, with a WARNING saying so, so every notebook runs on its own on a fresh
+clone: a user who opens notebook 03 first gets the cleaned data and the SOM built for them, by the
+same functions notebooks 01 and 02 call. A given run folder (``out_dir``) is never filled in
+silently: a missing input artifact there is an :class:`~seglib.errors.InputError` naming the file
+and the notebook (or command) that makes it.
 
 Where the artifacts go is a :class:`seglib.config.Layout`: the project's ``data/`` and ``reports/``
 folders by default (``out_dir=None``), or a batch run's folder.
@@ -23,6 +26,7 @@ import pandas as pd
 
 from seglib._files import atomic_path, write_json
 from seglib.config import DEFAULT_CUSTOMERS, DEFAULT_DATA, DEFAULT_DATA_SEED, Layout, display_path, resolve
+from seglib.errors import InputError
 from seglib.params import default
 
 logger = logging.getLogger(__name__)
@@ -65,6 +69,47 @@ def save_figure(fig, layout: Layout, name: str, *, dpi: int = 110) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
     return path
+
+
+#: What makes each step's artifacts, for the messages about missing ones.
+MAKERS = {
+    "clean": "notebook 01 (clean transactions)",
+    "som": "notebook 02 (train the SOM)",
+    "cluster": "notebook 03 (cluster the prototypes)",
+}
+
+
+def artifacts(layout: Layout, step: str) -> list[Path]:
+    """The files step ``step`` (``"clean"``, ``"som"`` or ``"cluster"``) writes and later steps read."""
+    return {
+        "clean": [layout.clean_transactions, layout.cleaning_report],
+        "som": [layout.customers, layout.scaled, layout.features_spec, layout.som_dir / "som.json"],
+        "cluster": [layout.segments, layout.clustering],
+    }[step]
+
+
+def _missing(out_dir, step: str) -> bool:
+    """True when ``step``'s artifacts are missing and may be built with defaults (the project layout).
+
+    In a given run folder a missing artifact raises :class:`InputError` naming the first missing file
+    up to ``step`` and what makes it. In the project's layout it logs a WARNING and returns True.
+    """
+    layout = Layout.for_run(out_dir)
+    absent = [p for p in artifacts(layout, step) if not p.is_file()]
+    if not absent:
+        return False
+    if out_dir is not None:
+        steps = list(MAKERS)
+        first = next((s for s in steps[:steps.index(step) + 1]
+                      if any(not p.is_file() for p in artifacts(layout, s))), step)
+        file = next(p for p in artifacts(layout, first) if not p.is_file())
+        raise InputError(
+            f"{file} not found: the run folder {layout.root} has no output of {MAKERS[first]}; run it "
+            f"(and the steps before it) with out_dir={str(layout.root)!r} first, or make a whole run with "
+            "`seglib run --out DIR` / `seglib segment --out DIR`")
+    logger.warning("%s not found: building it with the default parameters (%s and the steps before it) "
+                   "on the default data", display_path(absent[0]), MAKERS[step])
+    return True
 
 
 def _write_parquet(df: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
@@ -123,13 +168,15 @@ def clean_step(
 
 
 def load_clean(out_dir: str | os.PathLike | None = None):
-    """The cleaned transactions and their report; runs :func:`clean_step` with defaults if missing."""
+    """The cleaned transactions and their report.
+
+    When they are missing: in the project layout (``out_dir=None``) :func:`clean_step` makes them with
+    the default parameters (WARNING logged); in a run folder, :class:`~seglib.errors.InputError`.
+    """
     from seglib.clean import CleaningReport
 
     layout = Layout.for_run(out_dir)
-    if not (layout.clean_transactions.is_file() and layout.cleaning_report.is_file()):
-        logger.info("no cleaned data in %s: running the cleaning step with default parameters",
-                    layout.interim)
+    if _missing(out_dir, "clean"):
         step = clean_step(out_dir=out_dir)
         return step.clean, step.report
     clean = pd.read_parquet(layout.clean_transactions)
@@ -221,14 +268,16 @@ def som_step(
 
 
 def load_som(out_dir: str | os.PathLike | None = None) -> SomStep:
-    """Step 02's artifacts; runs steps 01-02 with default parameters when they are missing."""
+    """Step 02's artifacts.
+
+    When they are missing: in the project layout (``out_dir=None``) steps 01-02 make them with the
+    default parameters (WARNING logged); in a run folder, :class:`~seglib.errors.InputError`.
+    """
     from seglib.features import pipeline_from_dict
     from seglib.som import SOM
 
     layout = Layout.for_run(out_dir)
-    needed = (layout.customers, layout.scaled, layout.features_spec, layout.som_dir / "som.json")
-    if not all(p.is_file() for p in needed):
-        logger.info("no trained SOM in %s: running steps 01-02 with default parameters", layout.processed)
+    if _missing(out_dir, "som"):
         return som_step(out_dir=out_dir)
     pipe = pipeline_from_dict(json.loads(layout.features_spec.read_text()))
     return SomStep(
@@ -337,12 +386,15 @@ def write_clustering(layout: Layout, clustering) -> Path:
 
 
 def load_clusters(out_dir: str | os.PathLike | None = None) -> ClusterStep:
-    """Step 03's artifacts; runs steps 01-03 with default parameters when they are missing."""
+    """Step 03's artifacts.
+
+    When they are missing: in the project layout (``out_dir=None``) steps 01-03 make them with the
+    default parameters (WARNING logged); in a run folder, :class:`~seglib.errors.InputError`.
+    """
     from seglib.cluster import PrototypeClustering
 
     layout = Layout.for_run(out_dir)
-    if not (layout.segments.is_file() and layout.clustering.is_file()):
-        logger.info("no segments in %s: running steps 01-03 with default parameters", layout.processed)
+    if _missing(out_dir, "cluster"):
         return cluster_step(out_dir=out_dir)
     som_step = load_som(out_dir)
     info = json.loads(layout.clustering.read_text())

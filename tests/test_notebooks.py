@@ -49,14 +49,22 @@ def test_committed_notebooks_have_outputs(path: Path):
     assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
 
 
-def test_the_clustering_notebook_runs_first_on_a_fresh_folder(tmp_path):
-    """A user who opens notebook 03 first gets the cleaned data and the map built for them."""
+def test_the_clustering_notebook_runs_first_on_a_fresh_clone(tmp_path, monkeypatch):
+    """A user who opens notebook 03 first on a fresh clone gets the data, the cleaned data and the map
+    built for them with the default parameters (the project's own data/ layout: out_dir None).
+
+    ``SEGLIB_ROOT`` makes an empty folder the project root for the kernel; a given run folder that lacks
+    its inputs is an error instead (tests/test_steps.py).
+    """
     import papermill as pm
 
-    out = tmp_path / "run"
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    monkeypatch.setenv("SEGLIB_ROOT", str(clone))
     pm.execute_notebook(str(NOTEBOOK_DIR / "03-cluster-prototypes.ipynb"), str(tmp_path / "03.ipynb"),
-                        parameters={"out_dir": str(out), "n_stability_runs": 2, "k_max": 6},
+                        parameters={"n_stability_runs": 2, "k_max": 6},
                         kernel_name="python3", progress_bar=False, cwd=str(NOTEBOOK_DIR))
-    for artifact in ("interim/transactions.parquet", "processed/som/som.json", "processed/segments.parquet",
-                     "cleaning_report.json"):
-        assert (out / artifact).is_file(), artifact
+    for artifact in ("data/raw/transactions.csv", "data/interim/transactions.parquet",
+                     "data/processed/som/som.json", "data/processed/segments.parquet",
+                     "reports/cleaning_report.json", "reports/figures/03-segment-map.png"):
+        assert (clone / artifact).is_file(), artifact
