@@ -45,6 +45,7 @@ __all__ = [
     "by_value",
     "about_source",
     "as_text",
+    "check_columns",
     "check_date_format",
 ]
 
@@ -136,8 +137,12 @@ def about_source(source):
 
 
 # ---------------------------------------------------------------------------------- roles
-def _check_columns(columns) -> dict:
-    """Validate ``columns`` (role -> column name or None); returns a plain dict."""
+def check_columns(columns) -> dict:
+    """Validate ``columns`` (role -> column name, or None to disable an optional role); return a plain dict.
+
+    :class:`ParameterError` names the unknown role (listing the valid ones) or the bad column name.
+    ``None`` gives ``{}`` (the original schema). The runner calls it before any work.
+    """
     if columns is None:
         return {}
     if not isinstance(columns, Mapping):
@@ -195,7 +200,7 @@ def resolve_columns(found, columns=None, *, source: str = "input") -> dict[str, 
         lists the columns found and suggests close matches.
     """
     found = [str(c) for c in found]
-    columns = _check_columns(columns)
+    columns = check_columns(columns)
     mapping, problems = {}, []
     for role in ROLES:
         explicit = role in columns
@@ -535,7 +540,7 @@ def load_transactions(
         raise ParameterError(f"path={path!r} is not valid; give a file path (str or pathlib.Path)")
     path = Path(path).expanduser()
     with about_source(path):
-        request = _check_columns(columns)
+        request = check_columns(columns)
         check_date_format("date_format", date_format)
         check_date_format("dob_format", dob_format)
         encoding = _check_encoding(encoding)

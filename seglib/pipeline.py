@@ -114,7 +114,15 @@ def check_parameters(given: dict, command: str = "run") -> dict:
                                      "`seglib segment --backend dask [--scheduler ADDRESS]`")
             option = name.replace("n_workers", "workers").replace("_", "-")
             raise ParameterError(f"{name!r} is an option, not a parameter: use --{option}")
-    return params.check_parameters(given)
+    values = params.check_parameters(given)
+    # what the registry's kinds cannot say: roles, strftime formats (the steps' own checks, run early)
+    from seglib.load import check_columns, check_date_format
+
+    if values.get("columns") is not None:
+        check_columns(values["columns"])
+    for name in ("date_format", "dob_format"):
+        check_date_format(name, values.get(name))
+    return values
 
 
 def _gather(parameters: dict | None, params_file) -> dict:

@@ -217,6 +217,17 @@ def test_names_that_are_not_parameters(command, name, word, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("name, text, word", [("columns", "{customer_idd: cust}", "customer_idd"),
+                                              ("columns", "{amount: null}", "required"),
+                                              ("columns", "{amount: 5}", "column name")])
+def test_steps_own_checks_run_before_any_work_too(command, name, text, word, tmp_path, capsys):
+    assert main(_command(command, tmp_path, "-p", name, text)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and word in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_dask_trains_the_batch_engine_only():
     with pytest.raises(ParameterError, match="engine='minisom'.*batch"):
         distributed.check_backend("dask", engine="minisom")
