@@ -236,7 +236,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("k_max", "int", 15, "largest number of segments in the k-selection figures", "cluster", minimum=2,
           figures_only=True),
     Param("n_stability_runs", "int", 5, "retrained maps (bootstrap samples) for the stability check",
-          "cluster", minimum=0, figures_only=True),
+          "cluster", minimum=2, figures_only=True),
     # ---- profile (notebook 04)
 )
 

@@ -25,32 +25,18 @@ import numpy as np
 import pandas as pd
 
 from seglib._files import atomic_path, write_json
-from seglib.config import DEFAULT_CUSTOMERS, DEFAULT_DATA, DEFAULT_DATA_SEED, Layout, display_path, resolve
+from seglib.config import Layout, display_path
 from seglib.errors import InputError
+from seglib.notebook import default_data, save_figure  # noqa: F401  save_figure: for older notebook cells
 from seglib.params import default
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["default_data", "clean_step", "load_clean", "record_metrics", "save_figure"]
+__all__ = ["clean_step", "load_clean", "load_som", "load_clusters", "som_step", "cluster_step",
+           "profile_step", "record_metrics", "write_clustering"]
 
 
 # ---------------------------------------------------------------------------------------- helpers
-
-
-def default_data(data_path: str | os.PathLike | None = None) -> Path:
-    """The input file: ``data_path`` resolved against the project root, or the bundled default data.
-
-    The default data set (``data/raw/transactions.csv``, about 3,000 synthetic customers with
-    planted segments) is generated when missing; a user's file is never generated or changed.
-    """
-    if data_path is not None:
-        return resolve(data_path)
-    if not DEFAULT_DATA.is_file():
-        from seglib.synthetic import write_dataset
-
-        logger.info("generating the default data set %s", DEFAULT_DATA)
-        write_dataset(DEFAULT_DATA, n_customers=DEFAULT_CUSTOMERS, random_state=DEFAULT_DATA_SEED)
-    return DEFAULT_DATA
 
 
 def record_metrics(layout: Layout, **values) -> dict:
@@ -60,15 +46,6 @@ def record_metrics(layout: Layout, **values) -> dict:
     data.update(values)
     write_json(path, data)
     return data
-
-
-def save_figure(fig, layout: Layout, name: str, *, dpi: int = 110) -> Path:
-    """Save ``fig`` as ``<figures>/<name>.png`` (atomically) and return the path."""
-    layout.figures.mkdir(parents=True, exist_ok=True)
-    path = layout.figures / f"{name}.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
-    return path
 
 
 #: What makes each step's artifacts, for the messages about missing ones.
@@ -300,20 +277,10 @@ class ClusterStep:
     layout: Layout
 
     def summary(self) -> str:
-        """One paragraph (Markdown): the cut, the distance range that gives it, the quality figures."""
-        pc = self.clustering
-        how = (f"`max_d = {pc.max_d:g}`" if pc.max_d is not None else f"`n_clusters = {pc.n_clusters}`")
-        weighted = ", hit-weighted" if pc.hit_weighting_ else ""
-        text = f"**{pc.n_clusters_} segments** from {how} ({pc.method} linkage{weighted}). "
-        if pc.max_d_range_ is not None:
-            lo, hi = pc.max_d_range_
-            text += f"Every cut height `max_d` in [{lo:.3g}, {hi:.3g}) gives these segments. "
-        else:
-            text += "No single cut height gives exactly this count (tied merge heights). "
-        sizes = self.segments["segment"].value_counts().sort_index()
-        shares = ", ".join(f"{k}: {v / sizes.sum():.0%}" for k, v in sizes.items())
-        text += f"Cophenetic correlation {pc.cophenetic_corr_:.3f}. Customers per segment: {shares}."
-        return text
+        """One paragraph (Markdown) about the cut: :func:`seglib.notebook.cluster_summary`."""
+        from seglib.notebook import cluster_summary
+
+        return cluster_summary(self)
 
 
 def _silhouette(X: np.ndarray, labels: np.ndarray, *, sample_size: int = 2000, seed: int = 0) -> float | None:

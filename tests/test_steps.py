@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from seglib import config, steps
+from seglib import config, notebook, steps
 from seglib.errors import InputError
 from seglib.synthetic import write_dataset
 
@@ -46,7 +46,7 @@ def test_the_project_layout_is_built_with_defaults_and_a_warning(tmp_path, monke
     data, _ = write_dataset(tmp_path / "raw" / "transactions.csv", n_customers=300, random_state=6)
     monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
     monkeypatch.setattr(config, "DATA_DIR", tmp_path / "data")
-    monkeypatch.setattr(steps, "DEFAULT_DATA", data)
+    monkeypatch.setattr(notebook, "DEFAULT_DATA", data)
     with caplog.at_level(logging.WARNING, logger="seglib.steps"):
         clusters = steps.load_clusters(None)
     layout = config.Layout.for_run(None)

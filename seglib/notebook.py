@@ -1,0 +1,65 @@
+"""What the notebooks need beside the steps: the bundled default data, figures saved into a run's
+layout, and Markdown summaries of a step's result.
+
+Nothing here computes a result: :mod:`seglib.steps` does, and the batch paths (``seglib segment``, the
+Dask backend) never use this module. The notebooks import it as ``from seglib.notebook import ...``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from seglib._files import atomic_path
+from seglib.config import DEFAULT_CUSTOMERS, DEFAULT_DATA, DEFAULT_DATA_SEED, Layout, resolve
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["cluster_summary", "default_data", "save_figure"]
+
+
+def default_data(data_path: str | os.PathLike | None = None) -> Path:
+    """The input file: ``data_path`` resolved against the project root, or the bundled default data.
+
+    The default data set (``data/raw/transactions.csv``, about 3,000 synthetic customers with
+    planted segments) is generated when missing; a user's file is never generated or changed.
+    """
+    if data_path is not None:
+        return resolve(data_path)
+    if not DEFAULT_DATA.is_file():
+        from seglib.synthetic import write_dataset
+
+        logger.info("generating the default data set %s", DEFAULT_DATA)
+        write_dataset(DEFAULT_DATA, n_customers=DEFAULT_CUSTOMERS, random_state=DEFAULT_DATA_SEED)
+    return DEFAULT_DATA
+
+
+def save_figure(fig, layout: Layout, name: str, *, dpi: int = 110) -> Path:
+    """Save ``fig`` as ``<figures>/<name>.png`` (atomically) and return the path.
+
+    The PNG carries no software version or date, so re-executing a notebook changes no bytes.
+    """
+    layout.figures.mkdir(parents=True, exist_ok=True)
+    path = layout.figures / f"{name}.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
+    return path
+
+
+def cluster_summary(step) -> str:
+    """One paragraph (Markdown) about step 03's result (:class:`seglib.steps.ClusterStep`): the cut, the
+    distance range that gives it, the cophenetic correlation and the customers per segment."""
+    pc = step.clustering
+    how = (f"`max_d = {pc.max_d:g}`" if pc.max_d is not None else f"`n_clusters = {pc.n_clusters}`")
+    weighted = ", hit-weighted" if pc.hit_weighting_ else ""
+    text = f"**{pc.n_clusters_} segments** from {how} ({pc.method} linkage{weighted}). "
+    if pc.max_d_range_ is not None:
+        lo, hi = pc.max_d_range_
+        text += f"Every cut height `max_d` in [{lo:.3g}, {hi:.3g}) gives these segments. "
+    else:
+        text += "No single cut height gives exactly this count (tied merge heights). "
+    sizes = step.segments["segment"].value_counts().sort_index()
+    shares = ", ".join(f"{k}: {v / sizes.sum():.0%}" for k, v in sizes.items())
+    text += f"Cophenetic correlation {pc.cophenetic_corr_:.3f}. Customers per segment: {shares}."
+    return text
