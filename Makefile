@@ -11,7 +11,7 @@ SEED     ?= 42
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-ui lint notebooks data bench clean
+.PHONY: help run test test-ui app lint notebooks data bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,7 +29,8 @@ $(VENV)/.installed-%: pyproject.toml | $(PY)
 comma := ,
 RUN_ENV  := $(VENV)/.installed-notebooks
 TEST_ENV := $(VENV)/.installed-notebooks+test+dask
-UI_ENV   := $(VENV)/.installed-notebooks+test+dask+ui
+UI_ENV   := $(VENV)/.installed-notebooks+test+dask+ui+app
+APP_ENV  := $(VENV)/.installed-notebooks+app
 
 # --- the two commands -------------------------------------------------------------
 run: $(RUN_ENV) $(DATA) ## Install into .venv, then run the whole notebook pipeline on the default data
@@ -43,11 +44,14 @@ test: $(TEST_ENV) ## Install into .venv, then run ruff, the library tests and th
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 # --- more -------------------------------------------------------------------------
-test-ui: $(UI_ENV) ## Drive the clustering notebook in JupyterLab with headless Chromium
+test-ui: $(UI_ENV) ## Drive notebook 03 in JupyterLab and the app in Voila with headless Chromium
 	@command -v chromium >/dev/null 2>&1 || (apt-get install -y chromium >/dev/null 2>&1 \
 		|| (apt-get update >/dev/null 2>&1 && apt-get install -y chromium >/dev/null 2>&1)) \
 		|| echo "chromium could not be installed: the UI tests will be skipped"
 	$(PY) -m pytest -q -m ui -rs tests/ui
+
+app: $(APP_ENV) ## Serve the explorer for people who do not run notebooks (seglib app; APP_ARGS="--port 8866 ...")
+	$(SEGLIB) app $(APP_ARGS)
 
 lint: $(TEST_ENV) ## ruff over the package, tests, benchmarks and notebooks; nbstripout check
 	$(PY) -m ruff check seglib tests benchmarks notebooks

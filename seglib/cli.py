@@ -7,6 +7,7 @@ Subcommands::
     seglib score --model RUN_DIR --data PATH --out FILE [--as-of DATE]
     seglib segment --data PATH|GLOB|DIR [--out DIR] [--backend pandas|dask] [--scheduler ADDR] [-p ...]
                    [--list-parameters]
+    seglib app [--port 8866] [--host ADDR] [--no-browser] [--data FILE] [--run RUN_DIR] [--max-upload-mb MB]
 
 ``run`` and ``segment`` take the same parameters (:mod:`seglib.params`), checked before any work.
 
@@ -23,7 +24,7 @@ import logging
 import os
 import sys
 
-from seglib.config import DEFAULT_CUSTOMERS, DEFAULT_DATA_SEED
+from seglib.config import APP_HOST, APP_MAX_UPLOAD_MB, APP_PORT, DEFAULT_CUSTOMERS, DEFAULT_DATA_SEED
 from seglib.errors import SeglibError
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_app(args: argparse.Namespace) -> int:
+    from seglib import app
+
+    app.serve(port=args.port, host=args.host, no_browser=args.no_browser, data=_abs(args.data),
+              run_dir=_abs(args.run), max_upload_mb=args.max_upload_mb)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seglib",
@@ -148,6 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference date YYYY-MM-DD for recency and age; "
                         "default: the day after the last transaction")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("app", help="serve the explorer (a web page) for people who do not run notebooks")
+    p.add_argument("--port", type=int, default=APP_PORT, help=f"port (default {APP_PORT})")
+    p.add_argument("--host", default=APP_HOST,
+                   help=f"address to listen on (default {APP_HOST}: this machine only; "
+                        "0.0.0.0 shares the app, without a login, with the network)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument("--data", help="a transactions file to offer for segmenting at start")
+    p.add_argument("--run", help="run folder to open (default: the latest run, reports/latest)")
+    p.add_argument("--max-upload-mb", type=float, default=APP_MAX_UPLOAD_MB,
+                   help=f"largest upload accepted, in MB (default {APP_MAX_UPLOAD_MB:g})")
+    p.set_defaults(func=_cmd_app)
     return parser
 
 

@@ -37,6 +37,12 @@ DEFAULT_DATA = DATA_DIR / "raw" / "transactions.csv"
 DEFAULT_CUSTOMERS = 3000
 #: Seed of the bundled default data set.
 DEFAULT_DATA_SEED = 42
+#: ``seglib app``: where it listens by default (this machine only), and the largest upload in MB
+#: (10**6 bytes; 50 MB holds about a million transaction lines of the original schema; larger logs
+#: belong to ``seglib segment``). Here so the command line knows them without importing the app.
+APP_HOST = "127.0.0.1"
+APP_PORT = 8866
+APP_MAX_UPLOAD_MB = 50.0
 
 
 def resolve(path: str | os.PathLike | None, default: Path | None = None) -> Path | None:

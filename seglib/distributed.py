@@ -1335,6 +1335,7 @@ def run_segmentation(
     k_max: int = default("k_max"),
     n_stability_runs: int = default("n_stability_runs"),
     progress: bool = True,
+    on_step=None,
     **dask_options,
 ) -> Layout:
     """The whole pipeline into ``out_dir`` with either backend; returns the run folder's layout.
@@ -1352,6 +1353,10 @@ def run_segmentation(
     k_max, n_stability_runs
         Notebook 03's figures only (k-selection, stability): accepted so that one parameters file
         serves ``seglib run`` and ``seglib segment``; they change nothing here.
+    on_step : callable, optional
+        Called as ``on_step(name)`` before each step (``"clean"``, ``"som"``, ``"cluster"``,
+        ``"profile"``) of the pandas backend, and once with ``"dask"`` before a Dask run: for a
+        progress display (the app's bar). Its return value is ignored.
     **dask_options
         Options of :func:`run_dask` only (``scheduler``, ``n_workers``, ``memory_limit``,
         ``npartitions``, ``parts_format``, ``max_collect``, ``write_clean``, ``encoding``).
@@ -1360,6 +1365,7 @@ def run_segmentation(
         :mod:`seglib.params`, with its defaults.
     """
     check_backend(backend, engine=engine)
+    step = on_step if on_step is not None else (lambda name: None)
     common = dict(columns=columns, date_format=date_format, dob_format=dob_format, as_of=as_of,
                   min_age=min_age, max_age=max_age)
     model = dict(map_shape=map_shape, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, seed=seed,
@@ -1367,6 +1373,7 @@ def run_segmentation(
     cut = dict(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
                connectivity=connectivity)
     if backend == "dask":
+        step("dask")
         return run_dask(data, out_dir, **common, scaler=scaler, engine=engine, **model, **cut,
                         progress=progress, **dask_options).layout
     if dask_options:
@@ -1377,8 +1384,12 @@ def run_segmentation(
     if len(files) != 1:
         raise InputError(f"{data}: {len(files)} files; backend='pandas' reads one file: use backend='dask' "
                          "for a log in several files")
+    step("clean")
     clean = steps.clean_step(files[0], **common, out_dir=out_dir)
+    step("som")
     som = steps.som_step(clean.clean, scaler=scaler, engine=engine, **model, out_dir=out_dir,
                          progress=progress)
+    step("cluster")
     clusters = steps.cluster_step(som, **cut, seed=seed, out_dir=out_dir)
+    step("profile")
     return steps.profile_step(clusters, out_dir=out_dir).layout

@@ -40,6 +40,7 @@ __all__ = [
     "DATE_FORMATS",
     "load_transactions",
     "resolve_columns",
+    "guess_columns",
     "detect_date_format",
     "parse_dates",
     "by_value",
@@ -221,6 +222,74 @@ def resolve_columns(found, columns=None, *, source: str = "input") -> dict[str, 
             f"Map your columns with columns={{role: column}}, roles: {', '.join(ROLES)}"
         )
     return mapping
+
+
+#: Other usual names of a role's column (compared without case, spaces, ``_`` or ``-``), for
+#: :func:`guess_columns`. The default column of each role is always tried first.
+ROLE_SYNONYMS = {
+    "customer_id": ("customer", "customer id", "customer_no", "cust_id", "client_id", "member_id",
+                    "loyalty_id", "card_id"),
+    "date": ("date", "transaction_date", "order_date", "invoice_date", "purchase_date", "sale_date",
+             "timestamp"),
+    "amount": ("amount", "sales", "sale_amount", "revenue", "total", "line_total", "net_amount",
+               "spend", "value", "sale_price"),
+    "dob": ("date_of_birth", "birth_date", "birthdate", "birthday"),
+    "gender": ("sex",),
+    "pincode": ("pin", "postcode", "post_code", "postal_code", "zip", "zipcode", "zip_code"),
+    "store": ("store", "store_id", "shop", "shop_id", "branch"),
+    "till": ("till", "register", "pos", "checkout"),
+    "transaction": ("transaction", "transaction_id", "receipt", "receipt_id", "invoice", "invoice_no",
+                    "order_id", "basket_id"),
+    "promo_code": ("promo", "promotion", "coupon", "coupon_code"),
+    "product": ("product", "product_id", "sku", "item", "item_id", "stockcode", "article"),
+    "discounts": ("discount", "discounts", "discount_used", "programme", "program"),
+}
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+def guess_columns(found) -> dict[str, str | None]:
+    """seglib's guess of the column of each role, for a person to confirm (the app's drop-downs).
+
+    Each role takes, in this order: its default column (:data:`DEFAULT_COLUMNS`) when the file has
+    it; else the first column whose name equals the default or one of :data:`ROLE_SYNONYMS` once
+    case, spaces, ``_`` and ``-`` are ignored. A column serves one role at most; roles are guessed
+    in :data:`ROLES` order. The guess is a suggestion: pass the confirmed mapping as ``columns=``
+    to :func:`load_transactions`, which checks it.
+
+    Parameters
+    ----------
+    found : list of str
+        Column names of the file (:func:`read_header`).
+
+    Returns
+    -------
+    dict
+        Role -> column name, or None when no column looks like the role; every role of :data:`ROLES`.
+    """
+    found = [str(c) for c in found]
+    by_key: dict[str, str] = {}
+    for col in found:
+        by_key.setdefault(_key(col), col)
+    guess: dict[str, str | None] = {}
+    used: set[str] = set()
+    for role in ROLES:
+        default = DEFAULT_COLUMNS.get(role)
+        choice = default if default in found else None
+        if choice is None:
+            for name in (default or "", role, *ROLE_SYNONYMS.get(role, ())):
+                col = by_key.get(_key(name))
+                if name and col is not None and col not in used:
+                    choice = col
+                    break
+        if choice in used:
+            choice = None
+        guess[role] = choice
+        if choice is not None:
+            used.add(choice)
+    return guess
 
 
 # ---------------------------------------------------------------------------------- dates

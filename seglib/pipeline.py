@@ -47,6 +47,8 @@ NOTEBOOKS = (
     "04-profile-segments.ipynb",
 )
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+#: The dashboard ``seglib app`` serves with Voila (not part of the pipeline: it only calls seglib.app).
+APP_NOTEBOOK = NOTEBOOK_DIR / "app.ipynb"
 #: Runs go to ``REPORTS_DIR / "runs"``; ``REPORTS_DIR / "latest"`` points at the newest of them.
 REPORTS_DIR = PROJECT_ROOT / "reports"
 #: Notebook parameters the runner sets itself from ``--data`` and ``--out`` (not in the registry).
@@ -388,6 +390,7 @@ def segment(
     *,
     backend: str = "pandas",
     progress: bool = True,
+    on_step=None,
     **dask_options,
 ) -> RunResult:
     """The whole pipeline without notebooks, in one process or on Dask, into a new run folder.
@@ -406,6 +409,8 @@ def segment(
         As :func:`run`: the same names (:mod:`seglib.params`), checked the same way before any work.
         ``run.json`` records every parameter, defaults included.
     backend : {"pandas", "dask"}
+    on_step : callable, optional
+        ``on_step(name)`` before each step (see :func:`seglib.distributed.run_segmentation`).
     **dask_options
         ``scheduler`` (None: a local cluster; or ``"tcp://host:8786"``), ``n_workers``,
         ``memory_limit``, ... (see :func:`seglib.distributed.run_dask`).
@@ -422,7 +427,8 @@ def segment(
     files = distributed.data_files(data)
     run_dir = _new_run_dir(out)
     t0 = time.perf_counter()
-    distributed.run_segmentation(data, run_dir, backend=backend, progress=progress, **effective,
+    distributed.run_segmentation(data, run_dir, backend=backend, progress=progress, on_step=on_step,
+                                 **effective,
                                  **dask_options)
     timings = {"total": round(time.perf_counter() - t0, 3)}
     write_run_json(run_dir, {**effective, "backend": backend}, [Path(f) for f in files], timings)

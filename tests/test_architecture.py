@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seglib"
 #: The pipeline steps in order (01 load/clean, 02 features/som, 03 cluster, 04 profile).
 STEPS = ["load", "clean", "features", "som", "cluster", "profile"]
 #: Modules built on top of the steps.
-ON_TOP = ["segmentation", "steps", "notebook", "pipeline", "distributed", "cli", "widgets"]
+ON_TOP = ["segmentation", "steps", "notebook", "pipeline", "distributed", "cli", "widgets", "app"]
 
 
 def seglib_imports(module: str) -> set[str]:
