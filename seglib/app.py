@@ -364,8 +364,10 @@ class App:
 
     def show_error(self, exc: BaseException | str) -> None:
         text = exc if isinstance(exc, str) else _one_line(exc)
-        self.error.value = (f"<div class='seglib-error' style='color:#b00020;font-weight:bold'>"
-                            f"{html.escape(text)}</div>")
+        # a banner at the bottom of the window: seen wherever the page is scrolled to
+        self.error.value = ("<div class='seglib-error' style='position:fixed;left:0;right:0;bottom:0;"
+                            "z-index:1000;padding:8px 16px;background:#fdecea;color:#b00020;"
+                            f"font-weight:bold'>{html.escape(text)}</div>")
 
     @property
     def error_text(self) -> str:
@@ -472,7 +474,6 @@ class App:
             self.bar_label.value = "Done."
         finally:
             self.segment_button.disabled = False
-        self.train_output.outputs = ()
         self.open_run(result.run_dir, source=self.data_name, parameters=values)
         return result.run_dir
 
@@ -557,7 +558,10 @@ class App:
         from seglib import pipeline
 
         values = {**params.defaults(), **self.opened.parameters, "n_clusters": self.n_clusters, "max_d": None}
-        accepted = set(pipeline.valid_parameters(pipeline.declared_parameters()))
+        try:
+            accepted = set(pipeline.valid_parameters(pipeline.declared_parameters()))
+        except InputError:  # no pipeline notebooks beside the app: the registry is the reference
+            accepted = set(params.names())
         return {name: params.check_parameter(name, values[name]) for name in params.names()
                 if name in accepted and name in values}
 
@@ -579,11 +583,18 @@ class App:
         :func:`seglib.steps.profile_step` on the trained map with the current cut, in a new folder of
         the private workspace; ``summary.html`` and ``parameters.yaml`` go beside them.
         """
-        from seglib import steps
-
         if self.opened is None:
             raise InputError("nothing to download yet: segment a file first")
         self.download_links.value = "<i>Writing the files&hellip;</i>"
+        try:
+            return self._write_downloads()
+        except Exception:
+            self.download_links.value = ""
+            raise
+
+    def _write_downloads(self) -> dict[str, Path]:
+        from seglib import steps
+
         self._n_runs += 1
         out = self.workdir / "exports" / f"export-{self._n_runs}"
         layout = Layout.for_run(out).makedirs()
