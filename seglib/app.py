@@ -48,7 +48,7 @@ from seglib.errors import InputError, ParameterError, SeglibError
 
 __all__ = [
     "App", "DEFAULT_HOST", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_PORT", "UPLOAD_SUFFIXES", "check_upload",
-    "dashboard", "latest_run", "run_parameters", "serve", "voila_argv",
+    "dashboard", "latest_run", "run_parameters", "saved_runs", "serve", "voila_argv",
 ]
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,15 @@ def latest_run() -> Path | None:
     return latest.resolve() if _has_segments(latest) else None
 
 
+def saved_runs() -> list[Path]:
+    """Run folders under ``reports/runs/`` that hold a segmentation, newest first (the page's run list)."""
+    from seglib.pipeline import REPORTS_DIR
+
+    runs = REPORTS_DIR / "runs"
+    found = [p for p in runs.iterdir() if p.is_dir() and _has_segments(p)] if runs.is_dir() else []
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
 def _has_segments(run_dir: Path) -> bool:
     layout = Layout.for_run(run_dir)
     needed = (layout.segments, layout.clustering, layout.customers, layout.scaled, layout.features_spec,
@@ -111,6 +120,16 @@ def run_parameters(run_dir: Path) -> dict:
         recorded = json.loads(path.read_text()).get("parameters", {})
         values.update({k: v for k, v in recorded.items() if k in values})
     return values
+
+
+def _segment_parameters() -> set[str]:
+    """Names of the run parameters :func:`seglib.pipeline.segment` takes (the pandas pipeline's)."""
+    import inspect
+
+    from seglib import distributed
+
+    taken = inspect.signature(distributed.run_segmentation).parameters
+    return {n for n, p in taken.items() if p.kind is p.KEYWORD_ONLY} & set(params.names())
 
 
 def _one_line(exc: BaseException) -> str:
@@ -183,7 +202,13 @@ def role_dropdowns(columns: list[str], guess: dict[str, str | None]) -> dict[str
 
 
 def bases_widget() -> widgets.Dropdown | None:
-    """The choice of bases (the features that form the segments), when seglib has a ``bases`` parameter."""
+    """The choice of bases (the features that form the segments), when seglib has a ``bases`` parameter.
+
+    None when the registry has no ``bases`` or the pipeline does not take it (then every feature is a
+    basis, and the page says nothing it cannot do).
+    """
+    if "bases" not in _segment_parameters():
+        return None
     try:
         spec = params.by_name("bases")
     except ParameterError:
@@ -301,6 +326,11 @@ class App:
         # ---- widgets
         self.error = widgets.HTML(layout=widgets.Layout(min_height="1.5em"))
         self.status = widgets.HTML()
+        self.run_list = widgets.Dropdown(description="run", style={"description_width": "120px"},
+                                         layout=widgets.Layout(width="360px"))
+        self.open_button = widgets.Button(description="Open", icon="folder-open")
+        self.open_button.on_click(self.on_open_run)
+        self.list_runs()
         self.upload = upload_widget()
         self.upload.observe(self.on_upload, names="value")
         self.file_label = widgets.HTML("No file chosen yet.")
@@ -329,7 +359,10 @@ class App:
             widgets.HBox([self.segment_button, self.bar, self.bar_label]), self.train_output,
         ])
         self.box = widgets.VBox([
-            self.error, self.status, new_file,
+            self.error, self.status,
+            widgets.HTML("<h3>Open a run</h3><p>A run made with <code>seglib run</code> or "
+                         "<code>seglib segment</code> on this machine (newest first).</p>"),
+            widgets.HBox([self.run_list, self.open_button]), new_file,
             widgets.HTML("<h3>Explore the cut</h3><p>Move either slider: the number of segments and the "
                          "cut height <code>max_d</code> follow each other; the cards and the profile follow "
                          "both.</p>"),
@@ -452,15 +485,12 @@ class App:
 
     def segment(self) -> Path:
         """Segment the offered file with :func:`seglib.pipeline.segment` into the private folder; show it."""
-        import inspect
-
-        from seglib import distributed, pipeline
+        from seglib import pipeline
 
         if self.data_path is None:
             raise InputError("no file to segment: upload one first")
         values = self.new_parameters()
-        accepted = inspect.signature(distributed.run_segmentation).parameters
-        given = {k: v for k, v in values.items() if k in accepted and k not in ("backend", "progress")}
+        given = {k: v for k, v in values.items() if k in _segment_parameters()}
         self._n_runs += 1
         out = self.workdir / "runs" / f"run-{self._n_runs}"
         self.segment_button.disabled = True
@@ -483,6 +513,20 @@ class App:
         self.bar_label.value = f"{STEP_LABELS.get(name, name)}&hellip;"
 
     # ---- a run --------------------------------------------------------------------------------
+
+    def list_runs(self) -> None:
+        """Fill the run list with the saved runs (the page offers folders; it never takes a typed path)."""
+        runs = saved_runs()
+        self.run_list.options = [(p.name, p) for p in runs]
+        self.run_list.disabled = self.open_button.disabled = not runs
+        if not runs:
+            self.run_list.options = [("(no saved run)", None)]
+
+    @_guarded
+    def on_open_run(self, _button=None) -> None:
+        """Handler of the Open button: show the run chosen in the list."""
+        if self.run_list.value is not None:
+            self.open_run(self.run_list.value)
 
     def open_run(self, run_dir, *, source: str | None = None, parameters: dict | None = None) -> None:
         """Show the segmentation of a run folder: dendrogram and map with the sliders, cards, profile."""

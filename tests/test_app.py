@@ -238,6 +238,32 @@ def test_a_run_folder_opens_with_its_parameters(segmented, tmp_path):
     assert np.array_equal(opened.labels().to_numpy(), segments["segment"].to_numpy())
 
 
+def test_a_run_downloads_its_own_files_when_the_cut_is_unchanged(segmented, tmp_path):
+    _, run_dir = segmented
+    opened = App(run_dir=run_dir, progress=False, workdir=tmp_path)
+    files = opened.prepare_downloads()
+    assert files["result.csv"].read_bytes() == (run_dir / "result.csv").read_bytes()
+    assert files["segments.csv"].read_bytes() == (run_dir / "segments.csv").read_bytes()
+
+
+def test_the_run_list_offers_saved_runs_newest_first_and_opens_one(segmented, tmp_path, monkeypatch):
+    import shutil
+
+    _, run_dir = segmented
+    reports = tmp_path / "reports"
+    for name in ("20260101-000000", "20260202-000000"):
+        shutil.copytree(run_dir, reports / "runs" / name)
+    (reports / "runs" / "20260303-000000").mkdir()  # a failed run: no segments, not offered
+    monkeypatch.setattr(pipeline, "REPORTS_DIR", reports)
+    app = App(progress=False, workdir=tmp_path / "w")
+    assert app.opened is None  # no reports/latest
+    assert [label for label, _ in app.run_list.options] == ["20260202-000000", "20260101-000000"]
+    app.run_list.value = reports / "runs" / "20260101-000000"
+    app.on_open_run()
+    assert app.error_text == "" and app.opened.run_dir.name == "20260101-000000"
+    assert len(cards_of(app)) == app.n_clusters
+
+
 # ---------------------------------------------------------------------------------------- serving
 
 

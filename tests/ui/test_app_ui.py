@@ -171,6 +171,7 @@ def test_upload_segment_explore_and_download(page, app_server, upload, artifacts
             page.locator(f"a.seglib-download[download='{name}']").click()
         saved[name] = tmp_path / name
         info.value.save_as(saved[name])
+    page.set_viewport_size({"width": 1280, "height": 2600})  # the whole page: Voila scrolls inside it
     page.screenshot(path=str(artifacts / "app-5-downloads.png"), full_page=True)
     result = pd.read_csv(saved["result.csv"])
     assert result["segment"].value_counts().sort_index().tolist() == [c for _, c in cards(page)]
