@@ -8,6 +8,8 @@ SEGLIB   := $(VENV)/bin/seglib
 DATA     ?= data/raw/transactions.csv
 CUSTOMERS ?= 3000
 SEED     ?= 42
+# the pipeline's notebooks; notebooks/app.ipynb (the dashboard of `seglib app`) is deliberately left
+# out of nbval and `make notebooks`: tests/test_app.py executes it, tests/ui drives it in a browser
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
 
 .DEFAULT_GOAL := help

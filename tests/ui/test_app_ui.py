@@ -7,8 +7,8 @@ checks the role drop-downs hold seglib's guess, presses Segment, moves the count
 count the sliders show; for ``max_d`` that count is computed here from the linkage of the run the page
 made), then downloads ``result.csv`` and ``parameters.yaml`` and compares the file with what
 ``seglib run --params-file parameters.yaml`` writes for the same upload. Screenshots go to
-``reports/ui/app-*.png``. A second test uploads a file the app does not read and checks the page shows
-one readable line, no traceback.
+``reports/ui/app-*.png``. A second test, on an app started with a small upload limit, uploads a file
+the app does not read and then one over the limit: each is one readable line in the page, no traceback.
 """
 
 from __future__ import annotations
@@ -47,6 +47,18 @@ def upload(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def app_server(ui_requirements, tmp_path_factory):
     server = AppServer(tmp_path_factory.mktemp("app-server"), APP_NOTEBOOK)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def small_limit_server(ui_requirements, tmp_path_factory):
+    """The app with an upload limit of 0.1 MB (the generated upload is larger)."""
+    server = AppServer(tmp_path_factory.mktemp("app-server-small"), APP_NOTEBOOK,
+                       args=("--max-upload-mb", "0.1"))
     try:
         server.start()
         yield server
@@ -185,14 +197,21 @@ def test_upload_segment_explore_and_download(page, app_server, upload, artifacts
     assert (out / "result.csv").read_bytes() == saved["result.csv"].read_bytes()
 
 
-def test_a_file_the_app_does_not_read_is_one_line_in_the_page(page, app_server, tmp_path, artifacts):
-    open_app(page, app_server)
+def test_refused_uploads_are_one_line_in_the_page(page, small_limit_server, upload, tmp_path, artifacts):
+    open_app(page, small_limit_server)
+    error = page.locator(".seglib-error")
     bad = tmp_path / "notes.txt"
     bad.write_text("not a transactions file\n")
     choose_file(page, bad)
-    error = page.locator(".seglib-error")
     error.wait_for()
-    text = error.inner_text()
-    assert "notes.txt" in text and "\n" not in text.strip()
+    text = error.inner_text().strip()
+    assert "notes.txt" in text and "reads .csv" in text and "\n" not in text
     no_traceback(page)
-    page.screenshot(path=str(artifacts / "app-6-error.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "app-6-error.png"))
+    assert 0.1e6 < upload.stat().st_size < 1e6
+    choose_file(page, upload)
+    wait_for(lambda: "upload limit" in error.inner_text(), "the upload limit's error line")
+    text = error.inner_text().strip()
+    assert upload.name in text and "0.1 MB" in text and "\n" not in text
+    no_traceback(page)
+    assert page.get_by_role("button", name="Segment").is_disabled()
