@@ -24,6 +24,7 @@ writes for the same file.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import html
@@ -299,7 +300,7 @@ class App:
         the file's size); beyond a few hundred MB prefer ``seglib segment``.
     workdir : path, optional
         Private folder for uploads and the app's runs; default: a new temporary folder (mode 0700),
-        removed by :meth:`close`.
+        removed by :meth:`close` or when the process ends (Voila ends a page's kernel with the page).
     progress : bool, default=True
         Show the SOM's training bar (tqdm) under the step bar while segmenting.
     """
@@ -315,6 +316,8 @@ class App:
         self.workdir = Path(tempfile.mkdtemp(prefix="seglib-app-")) if workdir is None else Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.workdir, 0o700)
+        if self._own_workdir:  # a page's kernel ends when the page closes: its uploads and runs go too
+            atexit.register(shutil.rmtree, self.workdir, ignore_errors=True)
         self._n_files = self._n_runs = 0
         self.data_path: Path | None = None  # the file to segment (in workdir, or --data)
         self.data_name: str | None = None
@@ -418,7 +421,10 @@ class App:
         if not files:
             return
         f = files[0]
-        self.receive_upload(f["name"], bytes(f["content"]))
+        try:
+            self.receive_upload(f["name"], bytes(f["content"]))
+        finally:
+            self.upload.value = ()  # the bytes are on disk (or refused): drop the widget's copy
 
     def receive_upload(self, name: str, content: bytes) -> Path:
         """Store an uploaded file in the private folder (a name of the app's choosing) and offer it."""

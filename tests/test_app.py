@@ -111,10 +111,19 @@ def test_a_refused_upload_is_one_line_in_the_page_never_an_exception(tmp_path):
     app = App(progress=False, workdir=tmp_path, max_upload_mb=0.001)
     app.on_upload({"new": ({"name": "sales.csv", "content": memoryview(b"x" * 5000)},)})
     assert "upload limit" in app.error_text and "\n" not in app.error_text
+    assert app.upload.value == ()  # the widget's copy of the bytes is dropped
     assert "Traceback" not in app.error.value
     assert app.segment_button.disabled
     app.on_upload({"new": ({"name": "tool.exe", "content": memoryview(b"MZ")},)})
     assert "tool.exe" in app.error_text
+
+
+def test_the_private_folder_is_removed_on_close(upload_file):
+    app = App(progress=False)
+    path = app.receive_upload(upload_file.name, upload_file.read_bytes())
+    assert path.is_file() and path.is_relative_to(app.workdir)
+    app.close()
+    assert not app.workdir.exists()
 
 
 def test_unknown_bytes_with_a_csv_name_give_one_line(tmp_path):
