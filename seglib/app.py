@@ -225,7 +225,7 @@ def cards_html(cards: list[dict]) -> str:
     """The summary cards of a cut as HTML (one box per segment, in the segment's colour)."""
     from seglib.plots import segment_colors
 
-    colors = segment_colors(max(len(cards), 1))
+    colors = segment_colors(max([int(c["segment"]) for c in cards] + [1]))  # a segment may have no card
     boxes = []
     for card in cards:
         s = int(card["segment"])

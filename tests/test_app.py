@@ -78,6 +78,15 @@ def test_guess_columns_uses_a_column_for_one_role_only():
     assert len(chosen) == len(set(chosen))
 
 
+def test_cards_keep_each_segments_colour_when_a_segment_has_no_customers():
+    from seglib.app import cards_html
+    from seglib.plots import segment_colors
+
+    html = cards_html([{"segment": 1, "name": "a", "customers": 5, "share": 0.5},
+                       {"segment": 3, "name": "c", "customers": 5, "share": 0.5}])
+    assert html.count("seglib-card'") == 2 and segment_colors(3)[2] in html
+
+
 # ---------------------------------------------------------------------------------------- uploads
 
 
