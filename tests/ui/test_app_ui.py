@@ -91,13 +91,11 @@ def set_slider(page, name: str, value) -> None:
 
 
 def cards(page) -> list[tuple[int, int]]:
-    """(segment, customers) of each summary card shown."""
-    out = []
-    for card in page.locator(".seglib-card").all():
-        seg = int(card.get_attribute("data-segment"))
-        text = card.locator(".seglib-card-customers").inner_text()
-        out.append((seg, int(re.match(r"([\d,]+) customers", text).group(1).replace(",", ""))))
-    return out
+    """(segment, customers) of each summary card shown, read in one go (the cards are replaced whole)."""
+    raw = page.evaluate("""() => [...document.querySelectorAll('.seglib-card')].map(c => [
+        c.getAttribute('data-segment'), c.querySelector('.seglib-card-customers').textContent])""")
+    count = re.compile(r"([\d,]+) customers")
+    return [(int(seg), int(count.match(text).group(1).replace(",", ""))) for seg, text in raw]
 
 
 def choose_file(page, path: Path) -> None:
