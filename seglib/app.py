@@ -600,20 +600,12 @@ class App:
     # ---- downloads ----------------------------------------------------------------------------
 
     def parameters(self) -> dict:
-        """The run parameters of what the page shows, the cut included, as ``seglib run`` takes them.
+        """Every run parameter of what the page shows, the cut included, as ``seglib run`` takes them.
 
         The cut is written as ``n_clusters`` (``max_d: null``): the count the sliders show gives the
-        same segments as the distance. Only names ``seglib run`` accepts are written.
+        same segments as the distance (and breaks a tie of merge heights the same way).
         """
-        from seglib import pipeline
-
-        values = {**params.defaults(), **self.opened.parameters, "n_clusters": self.n_clusters, "max_d": None}
-        try:
-            accepted = set(pipeline.valid_parameters(pipeline.declared_parameters()))
-        except InputError:  # no pipeline notebooks beside the app: the registry is the reference
-            accepted = set(params.names())
-        return {name: params.check_parameter(name, values[name]) for name in params.names()
-                if name in accepted and name in values}
+        return params.effective({**self.opened.parameters, "n_clusters": self.n_clusters, "max_d": None})
 
     def parameters_yaml(self) -> str:
         head = (f"# seglib parameters of the segmentation of {self.opened.source} shown in seglib app\n"

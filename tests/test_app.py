@@ -7,7 +7,6 @@ check that the cards follow the cut, download the files and compare ``result.csv
 
 from __future__ import annotations
 
-import inspect
 import json
 import stat
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import yaml
 
 from seglib import app as seglib_app
-from seglib import cli, distributed, pipeline
+from seglib import cli, pipeline
 from seglib.app import App, check_upload, voila_argv
 from seglib.errors import InputError, ParameterError
 from seglib.load import DEFAULT_COLUMNS, ROLES, guess_columns
@@ -217,11 +216,9 @@ def test_downloads_reproduce_with_the_parameters_file(segmented, upload_file, tm
     given = yaml.safe_load(files["parameters.yaml"].read_text())
     assert given["n_clusters"] == 5 and given["max_d"] is None
     assert given["columns"]["amount"] == "Revenue"
-    # what `seglib run --params-file` does, through the in-process pipeline (the browser test runs seglib run)
-    accepted = inspect.signature(distributed.run_segmentation).parameters
-    params_file = tmp_path / "p.yaml"
-    params_file.write_text(yaml.safe_dump({k: v for k, v in given.items() if k in accepted}))
-    again = pipeline.segment(upload_file, out=tmp_path / "again", params_file=params_file, progress=False)
+    # what `seglib segment --params-file` does (the browser test runs `seglib run`, the notebooks)
+    again = pipeline.segment(upload_file, out=tmp_path / "again", params_file=files["parameters.yaml"],
+                             progress=False)
     assert files["result.csv"].read_bytes() == (again.run_dir / "result.csv").read_bytes()
     assert files["segments.csv"].read_bytes() == (again.run_dir / "segments.csv").read_bytes()
     result = pd.read_csv(files["result.csv"])
@@ -229,11 +226,13 @@ def test_downloads_reproduce_with_the_parameters_file(segmented, upload_file, tm
     assert result["segment"].value_counts().sort_index().tolist() == [c for _, c in cards_of(app)]
 
 
-def test_the_parameters_file_names_only_what_seglib_run_accepts(segmented):
+def test_the_parameters_file_holds_every_run_parameter(segmented):
+    from seglib import params
+
     app, _ = segmented
-    accepted = set(pipeline.valid_parameters(pipeline.declared_parameters()))
-    assert set(app.parameters()) <= accepted
-    assert {"columns", "n_clusters", "max_d", "seed"} <= set(app.parameters())
+    assert list(app.parameters()) == params.names() == pipeline.valid_parameters()
+    written = yaml.safe_load(app.parameters_yaml())
+    assert params.effective(written) == app.parameters()
 
 
 def test_moving_the_cut_drops_the_old_download_links(segmented):
