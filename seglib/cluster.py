@@ -15,8 +15,8 @@ The pieces, in the order a notebook uses them:
   :func:`distance_range_for_k` translate one into the other, and equivalent cuts give identical
   labels. Segments are numbered 1..k by size (customers), largest first (:func:`number_by_size`).
 * :func:`assign_segments` gives each customer its segment through its best-matching unit.
-* :func:`k_selection` and :func:`suggest_k` help to choose k; :func:`segment_stability` retrains
-  the SOM with several seeds and measures how much of each segment survives.
+* :func:`k_selection` and :func:`suggest_k` help to choose k; :func:`segment_stability` resamples
+  the customers, re-runs the segmentation and measures how much of each kept segment survives.
 
 Unit ``i`` is row ``i`` of ``weights.reshape(-1, n_features)`` (row-major: ``i = row * cols + col``),
 the same flat index as ``SOM.predict``.
@@ -59,6 +59,8 @@ __all__ = [
     "number_by_size",
     "prototype_linkage",
     "segment_stability",
+    "som_reclusterer",
+    "stability_summary",
     "suggest_k",
     "as_hits",
     "as_prototypes",
@@ -704,49 +706,97 @@ def suggest_k(table: pd.DataFrame, *, min_share: float = 0.02) -> tuple[int, str
 # stability
 
 
+#: Hennig's (2007) reading of a segment's mean best-match Jaccard over resamples: at least
+#: ``STABLE`` a stable segment, at least ``WEAK`` a pattern whose members are doubtful, below it a
+#: segment not to trust. A segment *dissolves* in a resample where its Jaccard is below ``DISSOLVED``.
+STABLE, WEAK, DISSOLVED = 0.75, 0.6, 0.5
+#: Verdicts, from the most to the least stable.
+VERDICTS = ("stable", "weak", "unstable")
+
+
 @dataclass
 class StabilityResult:
-    """Segments of several SOM runs that differ only by their seed.
+    """How well each kept segment is found again when the customers are resampled and reclustered.
 
     Attributes
     ----------
-    seeds : list of int
-        The seeds; the first run is the reference of the Jaccard figures.
+    reference : pandas.Series
+        The kept segment (1..k) of every customer: the Jaccard reference.
     labels : pandas.DataFrame
-        Segment of each customer (rows, index as given in ``X``) in each run (columns = seeds).
-    ari : pandas.DataFrame
-        Pairwise adjusted Rand index between runs (1 on the diagonal). 1 means identical
-        segmentations, 0 the agreement of random labels.
+        Segment of each customer (rows, same index) in each reclustering (columns: run 1..n), from
+        the segmentation re-run on that run's resample.
+    in_sample : pandas.DataFrame
+        Booleans of the same shape: whether the customer was drawn into the run's resample (the
+        comparisons use only those customers, as Hennig's clusterboot does).
     jaccard : pandas.DataFrame
-        For each reference segment (index 1..k) and each other run (columns = seeds), the best
-        Jaccard similarity with a segment of that run (NaN for a segment without customers).
+        For each kept segment (index 1..k) and run (columns), the best Jaccard similarity with a
+        segment of that run, among the customers of the resample (NaN for a segment with no customer
+        drawn).
+    ari : pandas.Series
+        Adjusted Rand index of each run with the kept segments, on the customers of the resample.
+    random_state : int
+        Seed of the resamples.
     """
 
-    seeds: list
+    reference: pd.Series
     labels: pd.DataFrame
-    ari: pd.DataFrame
+    in_sample: pd.DataFrame
     jaccard: pd.DataFrame
+    ari: pd.Series
+    random_state: int = 0
+
+    @property
+    def n_runs(self) -> int:
+        return self.jaccard.shape[1]
 
     @property
     def mean_ari(self) -> float:
-        """Mean pairwise adjusted Rand index over distinct pairs of runs."""
-        a = self.ari.to_numpy()
-        iu = np.triu_indices_from(a, k=1)
-        return float(a[iu].mean()) if iu[0].size else float("nan")
+        """Mean adjusted Rand index of the runs with the kept segments (1: always found again)."""
+        return float(self.ari.mean()) if len(self.ari) else float("nan")
 
     def summary(self) -> pd.DataFrame:
-        """One row per reference segment: share of customers, mean and min Jaccard, and a verdict.
+        """One row per kept segment: share of customers, mean and min Jaccard, dissolutions, verdict.
 
-        Verdicts follow Hennig (2007): mean Jaccard >= 0.75 "stable", 0.5-0.75 "weak" (a pattern,
-        but its boundary moves), < 0.5 "unstable" (the segment dissolves when the SOM is retrained).
+        Verdicts follow Hennig (2007): mean Jaccard >= 0.75 ``"stable"``, 0.6-0.75 ``"weak"`` (a
+        pattern, but which customers belong is doubtful), < 0.6 ``"unstable"`` (do not trust it);
+        ``dissolved`` counts the runs where the segment's best Jaccard is below 0.5.
         """
-        ref = self.labels.iloc[:, 0]
-        share = ref.value_counts(normalize=True).reindex(self.jaccard.index, fill_value=0.0)
+        share = self.reference.value_counts(normalize=True).reindex(self.jaccard.index, fill_value=0.0)
         mean = self.jaccard.mean(axis=1)
-        verdict = np.select([mean >= 0.75, mean >= 0.5], ["stable", "weak"], "unstable")
-        verdict = np.where(mean.isna(), "empty", verdict)
+        verdict = np.select([mean >= STABLE, mean >= WEAK], VERDICTS[:2], VERDICTS[2]).astype(object)
+        verdict = np.where(mean.isna(), "not measured", verdict)
         return pd.DataFrame({"share": share, "mean_jaccard": mean, "min_jaccard": self.jaccard.min(axis=1),
+                             "dissolved": (self.jaccard < DISSOLVED).sum(axis=1).astype(int),
                              "verdict": verdict}, index=self.jaccard.index.rename("segment"))
+
+    def to_dict(self) -> dict:
+        """JSON-compatible data: the summary per segment, the Jaccard of every run, the ARIs."""
+        table = self.summary()
+        return {
+            "n_runs": int(self.n_runs), "random_state": int(self.random_state), "mean_ari": self.mean_ari,
+            "segments": {str(s): {"share": float(r.share), "mean_jaccard": _float(r.mean_jaccard),
+                                  "min_jaccard": _float(r.min_jaccard), "dissolved": int(r.dissolved),
+                                  "verdict": str(r.verdict)} for s, r in table.iterrows()},
+            "jaccard": [[_float(v) for v in row] for row in self.jaccard.to_numpy()],
+            "ari": [float(v) for v in self.ari],
+        }
+
+
+def _float(value) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def stability_summary(data: dict) -> pd.DataFrame:
+    """:meth:`StabilityResult.summary` back from :meth:`StabilityResult.to_dict` data (``stability.json``)."""
+    try:
+        rows = {int(s): v for s, v in data["segments"].items()}
+        table = pd.DataFrame.from_dict(rows, orient="index")[["share", "mean_jaccard", "min_jaccard",
+                                                               "dissolved", "verdict"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"stability data is malformed ({exc!r}); "
+                         "expected StabilityResult.to_dict()") from exc
+    table.index = pd.Index(table.index.to_numpy(dtype=np.int64), name="segment")
+    return table.sort_index().astype({"mean_jaccard": float, "min_jaccard": float})
 
 
 def _best_jaccard(ref: np.ndarray, other: np.ndarray, k: int) -> np.ndarray:
@@ -759,30 +809,31 @@ def _best_jaccard(ref: np.ndarray, other: np.ndarray, k: int) -> np.ndarray:
     return best
 
 
-def segment_stability(X, som, clustering, *, seeds: int | Sequence[int] = 3, bootstrap: bool = True,
+def segment_stability(labels, recluster, *, n_runs: int = 5, random_state: int = 0,
                       progress: bool = True) -> StabilityResult:
-    """Retrain the SOM with several seeds, cut each the same way, and compare the segments.
+    """Stability of the kept segments, Hennig's clusterboot way: resample, recluster, best Jaccard.
+
+    For each run, draw a bootstrap sample of the customers (with replacement, seeded), re-run the
+    whole segmentation on it (``recluster``), and give each *kept* segment its best Jaccard
+    similarity with a segment of the run, among the customers drawn. The reference is the
+    segmentation you keep and write (``result.csv``), never one of the runs.
 
     Parameters
     ----------
-    X : array-like or pandas.DataFrame of shape (n_customers, n_features)
-        Scaled customer features; a DataFrame's index (customer ids) is kept in the result.
-    som : estimator
-        An *unfitted* SOM (``seglib.som.SOM(...)``) with a ``random_state`` parameter,
-        ``fit(X)``, ``predict(X)`` (flat best unit) and ``weights_`` (rows, cols, F). It is cloned
-        for every seed; its own progress bar is turned off.
-    clustering : PrototypeClustering
-        The cut to apply to every run (cloned). A cut by ``max_d`` may give a different k per run;
-        a cut by ``n_clusters`` isolates the question "are these k segments reproducible?".
-    seeds : int or sequence of int, default=3
-        Seeds of the runs, or their number (seeds 0..n-1). Use 5 or more in notebooks, 2-3 in
-        tests. Put the seed of the segmentation you use first: it is the Jaccard reference.
-    bootstrap : bool, default=True
-        Train each run on a bootstrap sample of the customers (drawn with the run's seed), then
-        assign every customer: a segment that is real survives another sample of customers
-        (Hennig's clusterboot). Keep it on with ``SOM(init="pca")``, which ignores its seed, so
-        that runs differ at all; False varies only the SOM's seed (meaningful with
-        ``init="random"`` or the MiniSom engine).
+    labels : array-like of int or pandas.Series, shape (n_customers,)
+        The kept segment (1..k) of every customer. A Series keeps its index in the result.
+    recluster : callable
+        ``recluster(sample, seed) -> labels``: re-run the segmentation on the customers at positions
+        ``sample`` (an int array, with repeats: the bootstrap sample) and return a segment for *every*
+        customer (length n_customers; only the drawn ones are compared). ``seed`` is the run's own
+        seed, for the random parts of the segmentation. :func:`som_reclusterer` builds the one of
+        the two-level SOM segmentation; a segmentation formed otherwise (e.g. consolidated by
+        k-means) passes its own, so the check follows whatever forms the segments.
+    n_runs : int, default=5
+        Resamples. Each costs one segmentation; 5 gives a first reading, 20-50 a firmer one
+        (Hennig uses 100 for small data).
+    random_state : int, default=0
+        Seed of the resamples and of the runs' seeds.
     progress : bool, default=True
         Show a progress bar over the runs.
 
@@ -790,40 +841,73 @@ def segment_stability(X, som, clustering, *, seeds: int | Sequence[int] = 3, boo
     -------
     StabilityResult
     """
-    seeds = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        raise ParameterError(f"seeds={seeds!r} is not valid; choose at least 2 distinct seeds")
-    index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(X))
+    if isinstance(n_runs, bool) or not isinstance(n_runs, (int, np.integer)) or n_runs < 1:
+        raise ParameterError(f"n_runs={n_runs!r} is not valid; expected an integer >= 1")
+    if not callable(recluster):
+        raise ParameterError(f"recluster must be a callable recluster(sample, seed) -> labels, "
+                             f"got {type(recluster).__name__}")
+    index = labels.index if isinstance(labels, pd.Series) else None
+    ref = np.asarray(labels)
+    if ref.ndim != 1 or len(ref) < 2 or ref.dtype.kind not in "iu" or ref.min() < 1:
+        raise InputError(f"labels: expected the kept segment (integers 1..k) of every customer, "
+                         f"got {ref.dtype} of shape {ref.shape}")
+    n, k = len(ref), int(ref.max())
+    index = pd.RangeIndex(n) if index is None else index
+    rng = np.random.default_rng(random_state)
+    runs, drawn, jac, ari = {}, {}, {}, {}
+    for run in tqdm(range(1, n_runs + 1), desc="stability", disable=not progress):
+        sample = rng.integers(0, n, size=n)
+        seed = int(rng.integers(0, 2**31 - 1))
+        other = np.asarray(recluster(sample, seed))
+        if other.shape != (n,):
+            raise InputError(f"recluster returned labels of shape {other.shape}; expected one per customer "
+                             f"({n},)")
+        mask = np.zeros(n, dtype=bool)
+        mask[sample] = True
+        runs[run], drawn[run] = other, mask
+        jac[run] = _best_jaccard(ref[mask], other[mask], k)
+        ari[run] = adjusted_rand_score(ref[mask], other[mask])
+        logger.info("stability run %d: ARI with the kept segments %.3f", run, ari[run])
+    return StabilityResult(
+        reference=pd.Series(ref, index=index, name="segment"), labels=pd.DataFrame(runs, index=index),
+        in_sample=pd.DataFrame(drawn, index=index),
+        jaccard=pd.DataFrame(jac, index=pd.RangeIndex(1, k + 1, name="segment")),
+        ari=pd.Series(ari, name="ari"), random_state=int(random_state))
+
+
+def som_reclusterer(X, som, clustering):
+    """The ``recluster`` of :func:`segment_stability` for the two-level SOM segmentation.
+
+    Each call trains a clone of ``som`` (seeded with the run's seed, no progress bar) on the drawn
+    customers, clusters its prototypes with a clone of ``clustering`` (hits of the drawn customers,
+    as the pipeline uses the hits of its training customers) and gives every customer the segment of
+    its best unit.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_customers, n_features)
+        The scaled customer features the kept segmentation was built on.
+    som : estimator
+        The SOM (fitted or not: only its parameters are used) with ``random_state``, ``fit``,
+        ``predict`` (flat best unit) and ``weights_`` (rows, cols, F).
+    clustering : PrototypeClustering
+        The cut (its parameters are used).
+    """
     Xa = np.asarray(X, dtype=float)
-    runs, n_segments = {}, {}
-    for seed in tqdm(seeds, desc="stability", disable=not progress):
+    som, clustering = clone(som), clone(clustering)
+
+    def recluster(sample, seed):
         est = clone(som).set_params(random_state=seed)
         if "progress" in est.get_params():
             est.set_params(progress=False)
-        if bootstrap:
-            est.fit(Xa[np.random.default_rng(seed).integers(0, len(Xa), size=len(Xa))])
-        else:
-            est.fit(Xa)
-        bmu = np.asarray(est.predict(Xa))
+        est.fit(Xa[sample])
         weights = np.asarray(est.weights_)
-        hits = np.bincount(bmu, minlength=int(np.prod(weights.shape[:-1]))).reshape(weights.shape[:-1])
+        units = int(np.prod(weights.shape[:-1]))
+        hits = np.bincount(np.asarray(est.predict(Xa[sample])), minlength=units).reshape(weights.shape[:-1])
         cl = clone(clustering)
         if "topology" in cl.get_params() and hasattr(est, "topology"):
             cl.set_params(topology=est.topology)  # the retrained map's grid decides contiguity
         cl.fit(weights, hits)
-        runs[seed] = cl.unit_labels_[bmu]
-        n_segments[seed] = cl.n_clusters_
-        logger.info("stability run seed=%d: %d segments", seed, cl.n_clusters_)
-    labels = pd.DataFrame(runs, index=index)
-    ari = pd.DataFrame(np.eye(len(seeds)), index=seeds, columns=seeds)
-    for a in range(len(seeds)):
-        for b in range(a + 1, len(seeds)):
-            ari.iloc[a, b] = ari.iloc[b, a] = adjusted_rand_score(runs[seeds[a]], runs[seeds[b]])
-    if np.allclose(ari.to_numpy(), 1.0):
-        logger.warning("all %d runs gave identical segments: the SOM may ignore its seed (init='pca'); "
-                       "use bootstrap=True or init='random' to measure stability", len(seeds))
-    ref = runs[seeds[0]]
-    k = n_segments[seeds[0]]
-    jac = pd.DataFrame({s: _best_jaccard(ref, runs[s], k) for s in seeds[1:]},
-                       index=pd.RangeIndex(1, k + 1, name="segment"))
-    return StabilityResult(seeds=seeds, labels=labels, ari=ari, jaccard=jac)
+        return cl.unit_labels_[np.asarray(est.predict(Xa))]
+
+    return recluster

@@ -129,6 +129,11 @@ class Layout:
         """Linkage, cut and unit -> segment map (JSON)."""
         return self.processed / "clustering.json"
 
+    @property
+    def stability(self) -> Path:
+        """Stability of the kept segments over resamples (JSON, ``StabilityResult.to_dict``)."""
+        return self.processed / "stability.json"
+
     # step 04
     @property
     def result(self) -> Path:

@@ -78,6 +78,7 @@ from seglib.features import (
     categories,
     combine_partials,
     customer_partials,
+    descriptor_columns,
     finalize_customers,
     pipeline_to_dict,
     signed_log1p,
@@ -698,9 +699,10 @@ def _percentiles(parts, prepare, stats, q: float) -> dict:
     return out
 
 
-def _fit_builder(customers: Partitions, cleaned: DaskClean, indicators, exclude) -> FeatureBuilder:
+def _fit_builder(customers: Partitions, cleaned: DaskClean, indicators, exclude, bases) -> FeatureBuilder:
     """A fitted ``FeatureBuilder("customer")``: its statistics by reductions, then ``fit_from_stats``."""
-    builder = FeatureBuilder("customer", as_of=cleaned.as_of, indicators=indicators, exclude=exclude)
+    builder = FeatureBuilder("customer", as_of=cleaned.as_of, indicators=indicators, exclude=exclude,
+                             bases=bases)
     features, indicators = builder.candidate_features(customers.meta.columns)
     prepare = partial(_model_frame, indicators=indicators, features=features)
     stats = _reduce_stats(customers.reduce(_column_stats, prepare=prepare))
@@ -743,6 +745,7 @@ def customer_features(
     scaler: str = default("scaler"),
     indicators=("age",),
     exclude=(),
+    bases="behaviour",
     log1p="auto",
     balance="auto",
     weights: dict | None = None,
@@ -765,8 +768,9 @@ def customer_features(
     scaler, log1p, balance, weights
         See :class:`~seglib.features.FeatureScaler` (``"standard"`` needs two passes, ``"minmax"`` one,
         ``"robust"`` a few more for its exact quartiles).
-    indicators, exclude
-        See :class:`~seglib.features.FeatureBuilder`.
+    indicators, exclude, bases
+        See :class:`~seglib.features.FeatureBuilder` (``bases``: the features that form the segments;
+        the customer table keeps every feature, descriptors included, for the profiles).
 
     Returns
     -------
@@ -778,7 +782,7 @@ def customer_features(
     meta = finalize_customers(sample.set_index(["customer_key", "store"]), cleaned.as_of).iloc[:0]
     customers = Partitions(partials.map(_finalize, as_of=cleaned.as_of, meta=meta), meta)
     n_customers = sum(customers.reduce(len))
-    builder = _fit_builder(customers, cleaned, indicators, exclude)
+    builder = _fit_builder(customers, cleaned, indicators, exclude, bases)
     fitted = _fit_scaler(customers, builder, scaler, log1p, balance, weights)
     state = (builder.indicators_, builder.feature_names_, builder.medians_)
     X = Partitions(customers.map(_scale, builder_state=state, scaler=fitted),
@@ -1079,6 +1083,7 @@ def write_results(
     parts_format: str = "parquet",
     max_collect: int = MAX_COLLECT,
     seed: int = default("seed"),
+    stability: pd.DataFrame | None = None,
 ) -> tuple[list[Path], Path | None, pd.DataFrame]:
     """Write ``result/part-NNNNN.<fmt>`` per partition, plus ``result.csv`` and ``segments.csv``.
 
@@ -1095,6 +1100,10 @@ def write_results(
     max_collect : int, default :data:`MAX_COLLECT`
         Most customers collected on the client, for result.csv and the profile: plan on about 1.5 KB of
         client memory each (1M customers peaked at 1.6 GB in the benchmark). At least 1.
+    stability : DataFrame, optional
+        Per-segment stability (:func:`seglib.steps.read_stability`), for the profile's ``mean_jaccard``
+        and ``stability`` columns. Age and gender (the features not among the map's bases) are
+        profiled as descriptors, as in the pandas backend.
 
     Returns
     -------
@@ -1115,13 +1124,16 @@ def write_results(
     paths = [folder / f"part-{i:05d}.{parts_format}" for i in range(customers.npartitions)]
     customers.reduce(_write_part, segments, [str(p) for p in paths], id_column=id_column, fmt=parts_format)
     attrs = {"as_of": str(as_of), "id_column": id_column}
+    dropped = features.pipeline["features"].dropped_
+    describe = dict(descriptors=descriptor_columns(customers.meta.columns, features.feature_names, dropped),
+                    stability=stability)
     n = features.n_customers
     if n <= max_collect:
         table, seg = customers.compute(), segments.compute()
         table.attrs = attrs
         rows = result_table(table, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
         result = write_result(layout.result, rows)
-        profile = profile_segments(table, seg["segment"])
+        profile = profile_segments(table, seg["segment"], **describe)
     else:
         logger.info("%d customers > max_collect=%d: no result.csv (read %s); profile of a sample", n,
                     max_collect, folder)
@@ -1130,7 +1142,7 @@ def write_results(
         parts = customers.reduce(_sample, segments, seeds, frac=max_collect / n)
         table = pd.concat([p[0] for p in parts])
         table.attrs = attrs
-        profile = profile_segments(table, pd.concat([p[1] for p in parts]))
+        profile = profile_segments(table, pd.concat([p[1] for p in parts]), **describe)
         sums = pd.concat(customers.reduce(_segment_sums, segments, money="monetary")).groupby(level=0).sum()
         sums = sums.reindex(profile.index, fill_value=0)
         profile["customers"] = sums["customers"].astype("int64")
@@ -1182,11 +1194,14 @@ def run_dask(
     sigma_end: float = default("sigma_end"),
     seed: int = default("seed"),
     topology: str = default("topology"),
+    bases=default("bases"),
+    feature_weights: dict | None = default("feature_weights"),
     method: str = default("method"),
     n_clusters: int | None = default("n_clusters"),
     max_d: float | None = default("max_d"),
     hit_weighting=default("hit_weighting"),
     connectivity: bool = default("connectivity"),
+    n_stability_runs: int = default("n_stability_runs"),
     scheduler=None,
     n_workers: int | None = None,
     memory_limit="auto",
@@ -1212,11 +1227,13 @@ def run_dask(
         The run folder.
     columns, date_format, dob_format, encoding, as_of, min_age, max_age
         Reading and cleaning, as :func:`seglib.steps.clean_step`.
-    scaler, engine, map_shape, n_epochs, sigma, sigma_end, seed, topology
+    scaler, engine, map_shape, n_epochs, sigma, sigma_end, seed, topology, bases, feature_weights
         Features and SOM, as :func:`seglib.steps.som_step`; ``engine`` must be ``"batch"`` (the only
         engine that trains by reductions).
-    method, n_clusters, max_d, hit_weighting, connectivity
-        Clustering, as :func:`seglib.steps.cluster_step`.
+    method, n_clusters, max_d, hit_weighting, connectivity, n_stability_runs
+        Clustering, as :func:`seglib.steps.cluster_step`. The stability of the kept segments is
+        measured on the client (:func:`seglib.steps.measure_stability`) on the customers collected in
+        key order, as the pandas backend does, or on a seeded sample of ``max_collect`` customers.
     scheduler, n_workers, memory_limit
         The cluster, see :func:`dask_client`: None starts a local cluster (one single-threaded worker
         process per core by default); ``"tcp://host:8786"`` uses a running one.
@@ -1235,7 +1252,7 @@ def run_dask(
         With ``timings``: seconds per stage (clean, features, som, cluster, write) and ``som_epochs``, the
         SOM's epoch loop alone (the data persisted).
     """
-    from seglib.steps import record_metrics, write_clustering
+    from seglib.steps import measure_stability, read_stability, record_metrics, write_clustering
 
     check_backend("dask", engine=engine)
     shape = None if map_shape is None else tuple(int(v) for v in map_shape)
@@ -1261,7 +1278,8 @@ def run_dask(
                              clean_dir=layout.interim / "transactions" if write_clean else None)
         cleaned.report.to_json(layout.cleaning_report)
         lap("clean")
-        features = customer_features(cleaned, client=client, scaler=scaler)
+        features = customer_features(cleaned, client=client, scaler=scaler, bases=bases,
+                                     weights=feature_weights)
         cleaned.partials = None  # the customer table is persisted: free the partials
         wait(features.X.futures)
         lap("features")
@@ -1270,9 +1288,15 @@ def run_dask(
         clusters = cluster_dask(som, features, client=client, method=method, n_clusters=n_clusters,
                                 max_d=max_d, hit_weighting=hit_weighting, connectivity=connectivity)
         lap("cluster")
+        X_kept, kept = _stability_customers(features, clusters, max_collect, seed) if n_stability_runs else \
+            (None, None)
+        measure_stability(layout, X_kept, kept, som, clusters.clustering, n_runs=n_stability_runs, seed=seed,
+                          progress=progress)
+        lap("stability")
         parts, result, profile = write_results(features, clusters, out_dir, id_column=cleaned.id_column,
                                                as_of=cleaned.as_of, parts_format=parts_format,
-                                               max_collect=max_collect, seed=seed)
+                                               max_collect=max_collect, seed=seed,
+                                               stability=read_stability(layout))
         lap("write")
         # training distances for the saved model's novelty threshold: a seeded sample of customers
         seeds = [seed * 100_003 + i for i in range(features.X.npartitions)]
@@ -1285,7 +1309,10 @@ def run_dask(
     report = cleaned.report
     record_metrics(layout, backend="dask", rows_read=report.rows_read, rows_kept=report.rows_kept,
                    customers_kept=report.customers_kept, as_of=str(report.as_of),
-                   features=features.feature_names, map_shape=list(som.map_shape_), **clusters.quality,
+                   features=features.feature_names, bases=features.feature_names,
+                   descriptors=descriptor_columns(features.customers.meta.columns, features.feature_names,
+                                                  features.pipeline["features"].dropped_),
+                   map_shape=list(som.map_shape_), **clusters.quality,
                    n_segments=int(pc.n_clusters_), cophenetic_correlation=float(pc.cophenetic_corr_),
                    segment_sizes={str(k): int(v) for k, v in profile["customers"].items()},
                    segment_names={str(k): str(v) for k, v in profile["name"].items()})
@@ -1293,6 +1320,25 @@ def run_dask(
     return DaskRun(layout=layout, report=report, pipeline=features.pipeline, som=som, clustering=pc,
                    hits=clusters.hits, n_customers=features.n_customers, parts=parts, result=result,
                    profile=profile, quality=clusters.quality, timings=timings)
+
+
+def _kept_rows(X, segments, seed, frac):
+    keep = np.random.default_rng(seed).random(len(X)) < frac if frac < 1 else slice(None)
+    return X[keep], segments["segment"][keep]
+
+
+def _stability_customers(features: DaskFeatures, clusters: DaskClusters, max_collect: int, seed: int):
+    """Scaled features and kept segment of the customers the stability check uses, sorted by key.
+
+    Every customer when they fit on the client (``max_collect``): the rows and the order of the pandas
+    backend, so both write the same ``stability.json``; else a seeded sample of about ``max_collect``.
+    """
+    n = features.n_customers
+    seeds = [seed * 100_003 + 7 + i for i in range(features.X.npartitions)]
+    parts = features.X.reduce(_kept_rows, clusters.segments, seeds, frac=min(1.0, max_collect / max(n, 1)))
+    X = pd.concat([p[0] for p in parts]).sort_index(kind="mergesort")
+    kept = pd.concat([p[1] for p in parts]).reindex(X.index)
+    return X, kept
 
 
 def _save_model(layout, pipeline, som, clustering, profile, X_sample, cleaned: DaskClean, columns) -> None:
@@ -1327,6 +1373,8 @@ def run_segmentation(
     sigma_end: float = default("sigma_end"),
     seed: int = default("seed"),
     topology: str = default("topology"),
+    bases=default("bases"),
+    feature_weights: dict | None = default("feature_weights"),
     method: str = default("method"),
     n_clusters: int | None = default("n_clusters"),
     max_d: float | None = default("max_d"),
@@ -1350,9 +1398,12 @@ def run_segmentation(
     ----------
     backend : {"pandas", "dask"}, default "pandas"
         Choose "dask" when the log does not fit in memory or is split in many files.
-    k_max, n_stability_runs
-        Notebook 03's figures only (k-selection, stability): accepted so that one parameters file
-        serves ``seglib run`` and ``seglib segment``; they change nothing here.
+    k_max
+        Notebook 03's k-selection figures only: accepted so that one parameters file serves
+        ``seglib run`` and ``seglib segment``; it changes nothing here.
+    n_stability_runs
+        Resamples of the stability check of the kept segments (``stability.json`` and the
+        ``stability`` column of ``segments.csv``), as :func:`seglib.steps.cluster_step`.
     on_step : callable, optional
         Called as ``on_step(name)`` before each step (``"clean"``, ``"som"``, ``"cluster"``,
         ``"profile"``) of the pandas backend, and once with ``"dask"`` before a Dask run: for a
@@ -1369,9 +1420,9 @@ def run_segmentation(
     common = dict(columns=columns, date_format=date_format, dob_format=dob_format, as_of=as_of,
                   min_age=min_age, max_age=max_age)
     model = dict(map_shape=map_shape, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, seed=seed,
-                 topology=topology)
+                 topology=topology, bases=bases, feature_weights=feature_weights)
     cut = dict(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
-               connectivity=connectivity)
+               connectivity=connectivity, n_stability_runs=n_stability_runs)
     if backend == "dask":
         step("dask")
         return run_dask(data, out_dir, **common, scaler=scaler, engine=engine, **model, **cut,
@@ -1390,6 +1441,6 @@ def run_segmentation(
     som = steps.som_step(clean.clean, scaler=scaler, engine=engine, **model, out_dir=out_dir,
                          progress=progress)
     step("cluster")
-    clusters = steps.cluster_step(som, **cut, seed=seed, out_dir=out_dir)
+    clusters = steps.cluster_step(som, **cut, seed=seed, out_dir=out_dir, progress=progress)
     step("profile")
     return steps.profile_step(clusters, out_dir=out_dir).layout

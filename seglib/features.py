@@ -64,6 +64,10 @@ __all__ = [
     "categories",
     "signed_log1p",
     "transaction_key",
+    "BASES",
+    "DESCRIPTORS",
+    "is_descriptor",
+    "descriptor_columns",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,6 +121,12 @@ SCALER_STATS = {"standard": ("count", "mean", "dev_sum", "dev_sumsq"), "minmax":
 CUSTOMER_FEATURES = ("recency_days", "tenure_days", "frequency", "monetary", "avg_basket_value",
                      "items_per_transaction", "promo_share", "return_share", "zero_share", "age", "n_stores")
 LINE_FEATURES = ("age", "promo", "log_price", "month_sin", "month_cos", "is_return", "is_zero")
+#: The ``bases`` words (see :class:`FeatureBuilder`): the behaviour features only, or every feature.
+BASES = ("behaviour", "all")
+#: *Descriptors*: who a customer is (age, its missing indicator, and every ``gender_<g>`` column), as
+#: opposed to what the customer does. They describe and reach the segments; with ``bases="behaviour"``
+#: (the default) they never form them (``docs/features.md``, "Bases and descriptors").
+DESCRIPTORS = ("age", "age_missing", "gender_")
 #: The original script's 13 columns, in its order (``level="original"``).
 ORIGINAL_COLUMNS = ("customerID", "Gender", "PinCode", "store_code", "till_no", "transaction_number_by_till",
                     "promo_code", "product_code", "sale_price_after_promo", "discountUsed", "Age", "Week",
@@ -160,6 +170,34 @@ def _resolve_as_of(as_of, clean: pd.DataFrame) -> pd.Timestamp:
         return pd.Timestamp(as_of)
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"as_of={as_of!r} is not a date; give an ISO date such as '2017-07-01'") from exc
+
+
+def is_descriptor(name) -> bool:
+    """Whether feature ``name`` is a descriptor: age, ``age_missing`` or ``gender_<g>``."""
+    name = str(name)
+    return name in DESCRIPTORS[:-1] or name.startswith(DESCRIPTORS[-1])
+
+
+def descriptor_columns(columns, bases, dropped=()) -> list[str]:
+    """Columns of a customer table that describe but did not form the segments.
+
+    Every column that is not one of the map's ``bases`` (an indicator ``<f>_missing`` counts as
+    ``f``), nor a feature dropped for being constant: with the default bases, age and the gender
+    shares; with an explicit list of bases, every other feature too.
+
+    Parameters
+    ----------
+    columns : sequence of str
+        Columns of the customer table (:func:`customer_table`); ``customer_id`` is skipped.
+    bases : sequence of str
+        The features the SOM was trained on (``FeatureBuilder.feature_names_``).
+    dropped : sequence of str, optional
+        Constant features the builder dropped (``FeatureBuilder.dropped_``): neither bases nor
+        descriptors.
+    """
+    used = {str(b)[: -len("_missing")] if str(b).endswith("_missing") else str(b) for b in bases}
+    used |= {str(d) for d in dropped}
+    return [str(c) for c in columns if str(c) not in NON_FEATURES and str(c) not in used]
 
 
 def _as_list(names) -> list[str]:
@@ -525,6 +563,15 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         missing) is dropped like any constant feature.
     exclude : sequence of str, default=()
         Features to leave out (e.g. ``("zero_share",)``). Unknown names raise ParameterError.
+    bases : {"behaviour", "all"} or sequence of str, default="behaviour"
+        The features that *form* the segments (market-segmentation *bases*, as opposed to the
+        *descriptors* that describe and reach them). ``"behaviour"`` (recommended): everything but
+        the descriptors age, ``age_missing`` and ``gender_<g>`` (:data:`DESCRIPTORS`), so segments
+        are behaviours, not demographic splits; age and gender are still profiled in every segment.
+        ``"all"``: every feature (what seglib did before; a segment may then be "the women").
+        A list names the features to use (``"gender"`` and ``"programme"`` stand for all their
+        columns; an indicator follows its feature); an unknown name raises ParameterError listing
+        the valid ones. Ignored at ``level="original"``, which rebuilds the original 13 columns.
 
     Attributes
     ----------
@@ -553,11 +600,12 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
     >>> X = builder.transform(clean)    # customer_id + builder.feature_names_, index customer_key
     """
 
-    def __init__(self, level="customer", *, as_of=None, indicators=("age",), exclude=()):
+    def __init__(self, level="customer", *, as_of=None, indicators=("age",), exclude=(), bases="behaviour"):
         self.level = level
         self.as_of = as_of
         self.indicators = indicators
         self.exclude = exclude
+        self.bases = bases
 
     # -- building ------------------------------------------------------------------------------------
     def _raw(self, clean: pd.DataFrame, as_of: pd.Timestamp, programmes, genders, classes) -> pd.DataFrame:
@@ -649,8 +697,33 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             raise ParameterError(f"unknown feature name(s) {unknown} in exclude/indicators for "
                                  f"level={self.level!r}; choose among: {', '.join(sorted(known))}")
         features = [f for f in features if f not in exclude]
+        if not original:
+            features, wanted = self._select_bases(features, wanted)
         indicators = [f for f in wanted if f in features]
         return features + [f"{f}_missing" for f in indicators], indicators
+
+    def _select_bases(self, features: list[str], wanted: list[str]) -> tuple[list[str], list[str]]:
+        """The features and indicators ``bases`` keeps (see the class parameters)."""
+        bases = self.bases
+        if isinstance(bases, str) and bases in BASES:
+            if bases == "all":
+                return features, wanted
+            return [f for f in features if not is_descriptor(f)], \
+                [f for f in wanted if not is_descriptor(f) and not is_descriptor(f"{f}_missing")]
+        if isinstance(bases, str) or bases is None or not all(isinstance(b, str) for b in bases):
+            raise ParameterError(f"bases={bases!r} is not valid; expected 'behaviour', 'all' or a list of "
+                                 f"feature names among: {', '.join(features)}")
+        groups = {p.rstrip("_"): [f for f in features if f.startswith(p)] for p in COUNT_PREFIXES}
+        valid = features + [f"{f}_missing" for f in wanted if f in features]
+        valid += [g for g, cols in groups.items() if cols]
+        unknown = [b for b in bases if b not in valid]
+        if unknown:
+            raise ParameterError(f"bases names unknown feature(s) {unknown}; choose among: "
+                                 f"{', '.join(valid)} (or bases='behaviour' / 'all')")
+        chosen = set()
+        for b in bases:  # a group stands for its columns, an indicator for its feature
+            chosen.update(groups.get(b) or [b[: -len("_missing")] if b not in features else b])
+        return [f for f in features if f in chosen], [f for f in wanted if f in chosen]
 
     def fit_from_stats(self, stats: pd.DataFrame, *, as_of, programmes=None, genders=None,
                        transaction_key=(), classes=None):
@@ -754,7 +827,8 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "feature_names_")
         params = self.get_params()
         params.update(as_of=None if self.as_of is None else pd.Timestamp(self.as_of).isoformat(),
-                      indicators=_as_list(self.indicators), exclude=_as_list(self.exclude))
+                      indicators=_as_list(self.indicators), exclude=_as_list(self.exclude),
+                      bases=self.bases if isinstance(self.bases, str) else _as_list(self.bases))
         return {"format_version": FORMAT_VERSION, "kind": "FeatureBuilder", "params": params,
                 "as_of_": self.as_of_, "programmes_": self.programmes_, "genders_": self.genders_,
                 "transaction_key_": self.transaction_key_, "classes_": self.classes_,
@@ -766,7 +840,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         """Rebuild a fitted builder from :meth:`to_dict` output."""
         _check_format(data, "FeatureBuilder")
         try:
-            obj = cls(**data["params"])
+            obj = cls(**{"bases": "all", **data["params"]})  # saved before bases existed: every feature
             for name in ("as_of_", "programmes_", "genders_", "transaction_key_", "classes_", "indicators_",
                          "feature_names_", "medians_", "imputed_", "dropped_"):
                 setattr(obj, name, data[name])
@@ -1074,8 +1148,8 @@ class FeatureScaler(TransformerMixin, BaseEstimator):
 # the two together
 
 
-def feature_pipeline(level="customer", *, as_of=None, indicators=("age",), exclude=(), scaler="standard",
-                     log1p="auto", balance="auto", weights=None) -> Pipeline:
+def feature_pipeline(level="customer", *, as_of=None, indicators=("age",), exclude=(), bases="behaviour",
+                     scaler="standard", log1p="auto", balance="auto", weights=None) -> Pipeline:
     """``Pipeline([("features", FeatureBuilder(...)), ("scale", FeatureScaler(...))])``.
 
     ``pipe.fit_transform(clean)`` returns the scaled array; ``pipe["features"].feature_names_`` names its
@@ -1091,7 +1165,7 @@ def feature_pipeline(level="customer", *, as_of=None, indicators=("age",), exclu
         scale = FeatureScaler("standard", log1p=None, balance=None)
     else:
         scale = FeatureScaler(scaler, log1p=log1p, balance=balance, weights=weights)
-    builder = FeatureBuilder(level, as_of=as_of, indicators=indicators, exclude=exclude)
+    builder = FeatureBuilder(level, as_of=as_of, indicators=indicators, exclude=exclude, bases=bases)
     return Pipeline([("features", builder), ("scale", scale)])
 
 

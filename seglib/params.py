@@ -7,7 +7,7 @@ raises :class:`seglib.errors.ParameterError` naming the parameter, the value and
 
 Every parameter is valid in both commands, ``seglib run`` (the notebooks) and ``seglib segment``
 (no notebooks, in memory or on Dask): one parameters file serves both. A parameter marked
-``figures_only`` shapes only what the notebooks show (the k-selection and stability figures of
+``figures_only`` shapes only what the notebooks show (the k-selection figures of
 notebook 03); ``seglib segment``, which draws no figures, accepts it, checks it and records it in
 ``run.json``; it never changes ``result.csv`` or ``segments.csv``.
 
@@ -220,6 +220,13 @@ PARAMETERS: tuple[Param, ...] = (
     Param("topology", "str", "rectangular",
           "grid of the map: rectangular (square cells, default) or hexagonal (six equidistant neighbours, "
           "maps read as regions)", "som", choices=("rectangular", "hexagonal")),
+    # bases and descriptors (issue 13)
+    Param("bases", "list", "behaviour",
+          "features that form the segments: behaviour (default: all but age and gender, which only describe "
+          "the segments), all, or a list of feature names", "som", choices=("behaviour", "all")),
+    Param("feature_weights", "mapping", None,
+          "extra weight per feature after scaling, e.g. {monetary: 2}; None: every feature weighs 1",
+          "som", nullable=True),
     # ---- cluster (notebook 03)
     Param("method", "str", "ward",
           "linkage of the prototypes: ward (default, hit-weighted), average (the original's), complete, "
@@ -235,8 +242,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param("connectivity", "bool", False, "True: every segment is a contiguous region of the map", "cluster"),
     Param("k_max", "int", 15, "largest number of segments in the k-selection figures", "cluster", minimum=2,
           figures_only=True),
-    Param("n_stability_runs", "int", 5, "retrained maps (bootstrap samples) for the stability check",
-          "cluster", minimum=2, figures_only=True),
+    Param("n_stability_runs", "int", 5,
+          "resamples for the stability check of the kept segments (verdicts in segments.csv); 0: skip it",
+          "cluster", minimum=0),
     # ---- profile (notebook 04)
 )
 

@@ -311,6 +311,8 @@ def profile_segments(
     words: dict | None = None,
     n_terms: int = 3,
     min_effect: float = 0.5,
+    descriptors=None,
+    stability: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Profile each segment in original units: size, value, features, categories, description.
 
@@ -344,11 +346,22 @@ def profile_segments(
         Categories listed per ``top_`` column; the rest of the distribution is in the data.
     words, n_terms, min_effect
         Description rules, see :func:`describe_segments`.
+    descriptors : list of str, optional
+        Columns that *describe* the segments but did not form them (the descriptors of market
+        segmentation: age, gender; :func:`seglib.features.descriptor_columns`). They are profiled
+        like every feature, but the ``name`` and ``description`` come from the other columns (the
+        bases: what the customers do), and a ``who`` column describes the descriptors by the same
+        rules (``"older, female"``). None: no split, every column names the segments, no ``who``.
+    stability : DataFrame, optional
+        Per-segment stability (:meth:`seglib.cluster.StabilityResult.summary`: ``mean_jaccard`` and
+        ``verdict``), written as the ``mean_jaccard`` and ``stability`` columns after ``who``;
+        segments it lacks get NaN and ``"not measured"``.
 
     Returns
     -------
     DataFrame
-        Index ``segment`` (sorted). Columns, in order: ``name``, ``description``, ``customers``
+        Index ``segment`` (sorted). Columns, in order: ``name``, ``description``, (``who``,
+        with ``descriptors``; ``mean_jaccard`` and ``stability``, with ``stability``), ``customers``
         (count), ``customer_share``, ``revenue_share`` (with ``money``), then per feature
         ``<feature>_median``, ``<feature>_mean``, ``<feature>_index``, then ``top_<column>`` per
         categorical column and ``top_<group>`` per group (none for a group named like a categorical
@@ -403,7 +416,26 @@ def profile_segments(
     profile = pd.concat(blocks, axis=1)
 
     effects = segment_effects(customers, labels, features=features, categorical=categorical)
-    names = describe_segments(effects, groups=groups, words=words, n_terms=n_terms, min_effect=min_effect)
+    rules = dict(words=words, n_terms=n_terms, min_effect=min_effect)
+    if stability is not None:
+        missing = [c for c in ("mean_jaccard", "verdict") if c not in stability.columns]
+        if missing:
+            raise InputError(f"stability lacks column(s) {missing}; expected StabilityResult.summary()")
+        table = stability.reindex(profile.index)
+        profile.insert(0, "stability", table["verdict"].astype(object).where(table["verdict"].notna(),
+                                                                             "not measured"))
+        profile.insert(0, "mean_jaccard", table["mean_jaccard"].astype(float))
+    if descriptors is not None:
+        descriptors = list(descriptors)
+        _require(customers, descriptors, "descriptors")
+        who = [c for c in effects.columns if c in descriptors]
+        bases = [c for c in effects.columns if c not in descriptors]
+        split = {g: [c for c in cols if c in who] for g, cols in groups.items()}
+        described = describe_segments(effects[who], groups={g: c for g, c in split.items() if c}, **rules)
+        profile.insert(0, "who", described["description"])
+        groups = {g: [c for c in cols if c in bases] for g, cols in groups.items()}
+        effects = effects[bases]
+    names = describe_segments(effects, groups={g: c for g, c in groups.items() if c}, **rules)
     profile.insert(0, "description", names["description"])
     profile.insert(0, "name", names["name"])
     logger.info("profiled %d customers, %d segments, %d features", len(customers), len(out), len(features))

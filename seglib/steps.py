@@ -28,7 +28,7 @@ from seglib._files import atomic_path, write_json
 from seglib.config import Layout, display_path
 from seglib.errors import InputError
 from seglib.notebook import default_data, save_figure  # noqa: F401  save_figure: for older notebook cells
-from seglib.params import default
+from seglib.params import check_parameter, default
 
 logger = logging.getLogger(__name__)
 
@@ -205,22 +205,28 @@ def som_step(
     sigma_end: float = default("sigma_end"),
     seed: int = default("seed"),
     topology: str = default("topology"),
+    bases=default("bases"),
+    feature_weights: dict | None = default("feature_weights"),
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> SomStep:
     """Build one row of features per customer, scale them, train the SOM; write the artifacts.
 
     ``engine="original"`` trains the original analysis's MiniSom (:meth:`seglib.som.SOM.original`,
-    not recommended: it is kept to reproduce the original). Writes ``customers.parquet`` (original
-    units), ``scaled.parquet``, ``features.json`` and ``som/``; records the quality figures.
+    not recommended: it is kept to reproduce the original). ``bases`` chooses the features that form
+    the segments (``"behaviour"``: all but age and gender, which then only describe the segments;
+    ``"all"``; or a list, see :class:`seglib.features.FeatureBuilder`); ``feature_weights`` multiplies
+    scaled features (:class:`seglib.features.FeatureScaler` ``weights``). Writes ``customers.parquet``
+    (original units, every feature: bases and descriptors), ``scaled.parquet`` (the bases),
+    ``features.json`` and ``som/``; records the quality figures, the bases and the descriptors.
     """
-    from seglib.features import customer_table, feature_pipeline, pipeline_to_dict
+    from seglib.features import customer_table, descriptor_columns, feature_pipeline, pipeline_to_dict
 
     layout = Layout.for_run(out_dir).makedirs()
     if clean is None:
         clean, _ = load_clean(out_dir)
     as_of = clean.attrs.get("as_of")
-    pipe = feature_pipeline("customer", as_of=as_of, scaler=scaler)
+    pipe = feature_pipeline("customer", as_of=as_of, scaler=scaler, bases=bases, weights=feature_weights)
     matrix = pipe["features"].fit_transform(clean)
     scaled = pipe["scale"].fit_transform(matrix)
     names = list(pipe["features"].feature_names_)
@@ -235,7 +241,9 @@ def som_step(
     som.save(layout.som_dir)
     Xa = X.to_numpy()
     record_metrics(
-        layout, features=names, map_shape=list(som.weights_.shape[:2]),
+        layout, features=names, bases=names,
+        descriptors=descriptor_columns(customers.columns, names, pipe["features"].dropped_),
+        map_shape=list(som.weights_.shape[:2]),
         quantization_error=float(som.quantization_error(Xa)),
         topographic_error=float(som.topographic_error(Xa)),
         empty_unit_share=float(som.empty_unit_share(Xa)),
@@ -275,6 +283,13 @@ class ClusterStep:
     segments: pd.DataFrame  # index customer_key: customer_id, bmu, som_row, som_col, segment
     hits: np.ndarray  # customers per unit, shape (rows, cols)
     layout: Layout
+    stability: object = None  # seglib.cluster.StabilityResult (None: not measured or read back)
+
+    def stability_table(self) -> pd.DataFrame | None:
+        """Per-segment stability (``StabilityResult.summary()``), from ``stability.json``; None if absent."""
+        if self.stability is not None:
+            return self.stability.summary()
+        return read_stability(self.layout)
 
     def summary(self) -> str:
         """One paragraph (Markdown) about the cut: :func:`seglib.notebook.cluster_summary`."""
@@ -301,13 +316,17 @@ def cluster_step(
     hit_weighting=default("hit_weighting"),
     connectivity: bool = default("connectivity"),
     seed: int = default("seed"),
+    n_stability_runs: int = default("n_stability_runs"),
     out_dir: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> ClusterStep:
     """Cluster the SOM's prototypes, cut into segments, assign every customer; write the artifacts.
 
     Give ``max_d`` to cut by distance (``n_clusters`` is then ignored), else ``n_clusters`` cuts by
-    count. Writes ``segments.parquet`` and ``clustering.json``; records the cophenetic correlation,
-    the silhouette of the customers and the segment sizes.
+    count. Then measures the stability of the kept segments over ``n_stability_runs`` resamples
+    (:func:`measure_stability`; 0 skips it). Writes ``segments.parquet``, ``clustering.json`` and
+    ``stability.json``; records the cophenetic correlation, the silhouette of the customers, the
+    segment sizes and each segment's mean Jaccard.
     """
     from seglib.cluster import PrototypeClustering
 
@@ -336,7 +355,45 @@ def cluster_step(
         silhouette=_silhouette(X, segments["segment"].to_numpy(), seed=seed),
         segment_sizes={str(k): int(v) for k, v in sizes.items()},
     )
-    return ClusterStep(som_step=som_step, clustering=pc, segments=segments, hits=hits, layout=layout)
+    stability = measure_stability(layout, som_step.X, segments["segment"], som, pc, n_runs=n_stability_runs,
+                                  seed=seed, progress=progress)
+    return ClusterStep(som_step=som_step, clustering=pc, segments=segments, hits=hits, layout=layout,
+                       stability=stability)
+
+
+def measure_stability(layout: Layout, X, kept, som, clustering, *, n_runs: int, seed: int = 0,
+                      progress: bool = False):
+    """Stability of the kept segments (:func:`seglib.cluster.segment_stability`); ``stability.json``.
+
+    The reference is ``kept``, the segment of every customer as written to ``result.csv``; each of
+    the ``n_runs`` resamples re-runs the segmentation (:func:`seglib.cluster.som_reclusterer`: the
+    SOM with the same parameters, then the same cut). Records ``stability`` (segment -> mean
+    Jaccard) in the metrics. ``n_runs=0`` measures nothing, removes a stale ``stability.json`` and
+    returns None. Both backends call it on the same customers in the same order (sorted by key), so
+    they write the same file.
+    """
+    from seglib.cluster import segment_stability, som_reclusterer
+
+    n_runs = check_parameter("n_stability_runs", n_runs)
+    if n_runs == 0:
+        layout.stability.unlink(missing_ok=True)
+        record_metrics(layout, stability=None)
+        return None
+    result = segment_stability(kept, som_reclusterer(X, som, clustering), n_runs=n_runs, random_state=seed,
+                               progress=progress)
+    data = result.to_dict()
+    write_json(layout.stability, data)
+    record_metrics(layout, stability={s: v["mean_jaccard"] for s, v in data["segments"].items()})
+    return result
+
+
+def read_stability(layout: Layout) -> pd.DataFrame | None:
+    """The per-segment stability table written by :func:`measure_stability`, or None when absent."""
+    from seglib.cluster import stability_summary
+
+    if not layout.stability.is_file():
+        return None
+    return stability_summary(json.loads(layout.stability.read_text()))
 
 
 def write_clustering(layout: Layout, clustering) -> Path:
@@ -398,21 +455,26 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     so new customers can be scored under the same definitions (``seglib score``).
     """
     from seglib.clean import CleaningReport
+    from seglib.features import descriptor_columns
     from seglib.profile import profile_segments, result_table, write_result, write_segments
     from seglib.segmentation import Segmentation
 
     layout = Layout.for_run(out_dir).makedirs()
     if cluster_step is None:
         cluster_step = load_clusters(out_dir)
+
     customers = cluster_step.som_step.customers
     seg = cluster_step.segments
-    profile = profile_segments(customers, seg["segment"])
+    som_step = cluster_step.som_step
+    descriptors = descriptor_columns(customers.columns, som_step.feature_names,
+                                     som_step.pipeline["features"].dropped_)
+    profile = profile_segments(customers, seg["segment"], descriptors=descriptors,
+                               stability=read_stability(layout))
     id_column = customers.attrs.get("id_column") or "customerID"
     result = result_table(customers, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
     write_result(layout.result, result)
     write_segments(layout.segments_csv, profile)
     metrics = record_metrics(layout, segment_names={str(k): str(v) for k, v in profile["name"].items()})
-    som_step = cluster_step.som_step
     settings = (CleaningReport.from_json(layout.cleaning_report).settings
                 if layout.cleaning_report.is_file() else None)
     model = Segmentation.from_fitted(

@@ -20,6 +20,7 @@ from seglib.features import (
     combine_partials,
     customer_partials,
     customer_table,
+    descriptor_columns,
     feature_pipeline,
     finalize_customers,
     pipeline_from_dict,
@@ -175,11 +176,73 @@ def test_partials_of_date_chunks_combine_to_the_whole(clean):
 
 
 # ---------------------------------------------------------------------------------------------------
+# bases and descriptors
+
+
+def _descriptors_in(names) -> list[str]:
+    return [n for n in names if n in ("age", "age_missing") or n.startswith("gender_")]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_default_bases_leave_age_and_gender_out_of_the_scaled_matrix(seed):
+    clean = random_clean(seed, n_lines=80)
+    pipe = feature_pipeline()
+    Xs = pipe.fit_transform(clean)
+    names = pipe["features"].feature_names_
+    assert not _descriptors_in(names) and Xs.shape[1] == len(names)
+    every = feature_pipeline(bases="all")
+    Xa = every.fit_transform(clean)
+    all_names = every["features"].feature_names_
+    assert [n for n in all_names if n in names] == names  # behaviour = all minus the descriptors, in order
+    assert set(all_names) - set(names) == set(_descriptors_in(all_names))
+    if "gender" in clean and clean["gender"].nunique() > 1:
+        assert _descriptors_in(all_names) and Xa.shape[1] > Xs.shape[1]
+    table = customer_table(clean)  # the profiles still see the descriptors
+    found = descriptor_columns(table.columns, names, pipe["features"].dropped_)
+    assert set(found) == set(_descriptors_in(table.columns)) - set(pipe["features"].dropped_)
+
+
+def test_explicit_bases_a_group_and_an_indicator_follow(clean):
+    b = FeatureBuilder(bases=["recency_days", "gender", "age"]).fit(clean)
+    assert b.feature_names_ == ["recency_days", "age", "gender_female", "gender_male", "gender_unknown",
+                                "age_missing"]
+    assert FeatureBuilder(bases=["age_missing", "monetary"]).fit(clean).feature_names_ == \
+        ["monetary", "age", "age_missing"]
+    with pytest.raises(ParameterError, match=r"\['gendr'\].*recency_days.*gender"):
+        FeatureBuilder(bases=["gendr"]).fit(clean)
+    with pytest.raises(ParameterError, match="behaviour.*all"):
+        FeatureBuilder(bases="demographic").fit(clean)
+
+
+def test_bases_round_trip_and_models_saved_before_bases_keep_every_feature(clean):
+    b = FeatureBuilder(bases=["monetary", "gender"]).fit(clean)
+    again = FeatureBuilder.from_dict(json.loads(json.dumps(b.to_dict())))
+    assert again.bases == ["monetary", "gender"] and again.feature_names_ == b.feature_names_
+    old = FeatureBuilder(bases="all").fit(clean).to_dict()
+    del old["params"]["bases"]
+    loaded = FeatureBuilder.from_dict(old)
+    assert loaded.bases == "all" and "age" in loaded.feature_names_
+    pd.testing.assert_frame_equal(loaded.transform(clean), FeatureBuilder(bases="all").fit_transform(clean))
+
+
+def test_feature_weights_multiply_a_scaled_column(clean):
+    plain = feature_pipeline().fit(clean)
+    names = plain["features"].feature_names_
+    weighted = feature_pipeline(weights={"monetary": 2.0}).fit(clean)
+    a, b = plain.transform(clean), weighted.transform(clean)
+    j = names.index("monetary")
+    np.testing.assert_array_equal(b[:, j], 2 * a[:, j])
+    np.testing.assert_array_equal(np.delete(b, j, axis=1), np.delete(a, j, axis=1))
+    with pytest.raises(ParameterError, match="age"):  # a descriptor outside the bases has no weight
+        feature_pipeline(weights={"age": 2.0}).fit(clean)
+
+
+# ---------------------------------------------------------------------------------------------------
 # builder: imputation, indicators, constant features, scoring
 
 
 def test_builder_imputes_median_with_indicator_and_reports(clean):
-    b = FeatureBuilder().fit(clean)
+    b = FeatureBuilder(bases="all").fit(clean)
     X = b.transform(clean)
     assert X.loc["2", "age"] == 30.5  # median of 35 and 26
     assert list(X["age_missing"]) == [0, 1, 0]
@@ -219,7 +282,7 @@ def test_scoring_unseen_programme_warns_and_is_ignored(clean):
 
 
 def test_scoring_missing_optional_input_is_imputed_and_reported(clean):
-    b = FeatureBuilder().fit(clean)
+    b = FeatureBuilder(bases="all").fit(clean)
     new = clean.drop(columns=["dob", "age"])
     with pytest.warns(UserWarning, match="age"):
         X = b.transform(new)
@@ -288,7 +351,7 @@ def test_transaction_level_encodings():
         ("2", "2016-07-15", 0.0, "20", "1", "3", False, "T24Club", "1990-01-30", "female", None),
         ("2", "2015-12-15", 20.0, "20", "1", "4", True, "", "1990-01-30", "female", None),
     ]
-    X = FeatureBuilder("transaction").fit_transform(make_clean(rows))
+    X = FeatureBuilder("transaction", bases="all").fit_transform(make_clean(rows))
     assert list(X.index) == [1, 2, 3, 4] and {"customer_key", "customer_id"} <= set(X.columns)
     assert list(X["age"]) == [35, 35, 26, 25]  # whole years at each line's date
     np.testing.assert_allclose(X["log_price"], [math.log(11), -math.log(6), 0, math.log(21)])
@@ -420,7 +483,7 @@ def test_plain_scalers_fit_scikit_learn_exactly(matrix, name):
 
 
 def test_builder_fit_from_stats_hand_computed():
-    b = FeatureBuilder(indicators=("age",), exclude=("zero_share",))
+    b = FeatureBuilder(indicators=("age",), exclude=("zero_share",), bases="all")
     columns = ["customer_id", "recency_days", "zero_share", "age", "n_stores"]
     features, indicators = b.candidate_features(columns)
     assert features == ["recency_days", "age", "n_stores", "age_missing"] and indicators == ["age"]

@@ -346,10 +346,11 @@ def plot_k_selection(table, *, suggested=None, min_share=0.02, axes=None):
 
 
 def plot_stability(result, *, ax=None):
-    """Per-segment Jaccard stability across SOM runs (bars: mean; whiskers: min to max).
+    """Per-segment Jaccard stability of the kept segments over resamples (bars: mean; whiskers: min to max).
 
-    Lines mark Hennig's (2007) thresholds: below 0.5 a segment dissolves when the SOM is
-    retrained, above 0.75 it is stable. The title gives the mean pairwise adjusted Rand index.
+    Lines mark Hennig's (2007) thresholds: a mean of 0.75 or more is a stable segment, 0.6-0.75 a
+    weak one, below 0.6 one not to trust (dotted: 0.5, below which a segment dissolves in a run).
+    The title gives the mean adjusted Rand index of the runs with the kept segments.
 
     Parameters
     ----------
@@ -369,11 +370,12 @@ def plot_stability(result, *, ax=None):
     ax.bar(seg, np.nan_to_num(mean), color=colors, yerr=np.nan_to_num([mean - lo, hi - mean]), capsize=3,
            gid="jaccard")
     ax.axhline(0.75, color="grey", ls="--", lw=1)
+    ax.axhline(0.6, color="grey", ls="-.", lw=1)
     ax.axhline(0.5, color="grey", ls=":", lw=1)
     ax.set_ylim(0, 1.05)
     ax.set_xticks(seg, [f"S{s}" for s in seg])
     ax.set_ylabel("best-match Jaccard")
-    ax.set_title(f"Stability over {len(result.seeds)} SOM runs: mean pairwise ARI {result.mean_ari:.2f}",
+    ax.set_title(f"Kept segments over {result.n_runs} resamples: mean ARI {result.mean_ari:.2f}",
                  fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
     return ax
