@@ -325,6 +325,85 @@ def _augmented(codebook: np.ndarray) -> np.ndarray:
     return np.hstack([-2.0 * codebook, sq[:, None].astype(codebook.dtype)])
 
 
+class _Codebook:
+    """A codebook prepared for best-unit searches: the augmented matrix of the fast scores, the
+    float64 prototypes of the exact distances, and the largest prototype norm (for the tolerance)."""
+
+    def __init__(self, codebook: np.ndarray):
+        self.augmented = _augmented(codebook)
+        self.exact = np.ascontiguousarray(codebook, dtype=np.float64)
+        norms = np.einsum("ij,ij->i", self.exact, self.exact)
+        self.max_norm = float(np.sqrt(norms.max())) if len(norms) else 0.0
+        self.eps = float(np.finfo(self.augmented.dtype).eps)
+
+    def __len__(self) -> int:
+        return len(self.augmented)
+
+
+def _exact_sq_distances(x64: np.ndarray, w64: np.ndarray) -> np.ndarray:
+    """Squared distance of each row ``x64[i]`` to the prototype ``w64[i]`` (pairs of rows).
+
+    Summed feature by feature, in feature order, in float64: every value depends on its own row and
+    unit only, never on the other rows of the batch (unlike a BLAS product, whose rounding follows
+    the blocking of the whole matrix).
+    """
+    d = np.zeros(len(x64))
+    for j in range(x64.shape[1]):
+        diff = x64[:, j] - w64[:, j]
+        d += diff * diff
+    return d
+
+
+def _exact_sq_distances_all(x64: np.ndarray, w64: np.ndarray) -> np.ndarray:
+    """Squared distances of every row to every unit (rows x units), with the same operations, in the
+    same order, as :func:`_exact_sq_distances`: ``transform`` and ``predict`` agree to the bit."""
+    d = np.zeros((len(x64), len(w64)))
+    for j in range(x64.shape[1]):
+        diff = x64[:, j, None] - w64[None, :, j]
+        d += diff * diff
+    return d
+
+
+def _nearest(scores: np.ndarray, x: np.ndarray, cb: _Codebook, k: int = 1):
+    """Best (and second-best for ``k=2``) unit of each row, independent of the batch.
+
+    The fast scores ``||w||^2 - 2 x.w`` come from a BLAS product whose rounding depends on the batch
+    (its size and blocking), so near-ties could go either way depending on who else is scored. Every
+    unit whose score is within a rounding-error bound of the k-th best is a *candidate*; when a row
+    has more candidates than one, their exact squared distances (:func:`_exact_sq_distances`) decide,
+    exact ties going to the lowest unit index. The bound, ``4 (F + 4) eps (||x|| + max ||w||)^2``
+    (eps of the weights' dtype), exceeds twice the error of the product, so the true best units are
+    always candidates: the answer is the exact argmin, whatever the batch. Finding the rows with a
+    near-tie costs one more pass (the second-smallest score); only those rows (a few in a thousand,
+    on real data) are recomputed. ``scores`` is used as scratch space and left as it was.
+    """
+    n, units = scores.shape
+    rows = np.arange(n)
+    first = scores.argmin(axis=1)
+    flat, at = scores.reshape(-1), rows * units + first  # flat indexes: much faster than (rows, first)
+    top = flat[at]
+    flat[at] = np.inf
+    second = scores.argmin(axis=1) if k == 2 else None
+    runner_up = flat[rows * units + second] if k == 2 else scores.min(axis=1)
+    flat[at] = top
+    norm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))  # the bound needs no exactness
+    tol = 4.0 * (x.shape[1] + 4) * cb.eps * (norm + cb.max_norm) ** 2
+    # k=1: a row is settled when its runner-up is beyond the bound; k=2: every row is checked
+    need = rows if k == 2 else np.flatnonzero(runner_up <= top + tol)
+    if need.size:
+        kth = (runner_up if k == 2 else top)[need]
+        r, unit = np.nonzero(scores[need] <= (kth + tol[need]).astype(scores.dtype)[:, None])
+        row = need[r]
+        d = _exact_sq_distances(np.asarray(x[row], dtype=np.float64), cb.exact[unit])
+        order = np.lexsort((unit, d, row))  # by row, then distance, then unit index
+        row, unit = row[order], unit[order]
+        start = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+        first[row[start]] = unit[start]
+        if k == 2:
+            second[row[start + 1]] = unit[start + 1]
+    return first, second
+
+
 def _scores(X_chunk, augmented) -> np.ndarray:
     """``||w||^2 - 2 x.w`` for each row of the chunk and each unit (chunk x units, weights' dtype)."""
     n, n_features = X_chunk.shape
@@ -359,18 +438,19 @@ def epoch_stats(X_chunk, weights, *, chunk_size: int | None = None) -> tuple[np.
     Sums over several blocks add up: the statistics of a whole epoch are the element-wise sums of the
     blocks' statistics, in any order (up to floating-point rounding).
     """
-    augmented = _augmented(_flat(weights))
+    cb = _Codebook(_flat(weights))
     X_chunk = np.asarray(X_chunk)
-    parts = [_chunk_stats(X_chunk[s], augmented)
-             for s in _row_chunks(len(X_chunk), chunk_size or _auto_chunk_size(len(augmented)))]
-    return _add_stats(parts, augmented)
+    parts = [_chunk_stats(X_chunk[s], cb)
+             for s in _row_chunks(len(X_chunk), chunk_size or _auto_chunk_size(len(cb)))]
+    return _add_stats(parts, cb.augmented)
 
 
-def _chunk_stats(x, augmented):
-    """``epoch_stats`` of one chunk, given the augmented weights ``[-2W, ||w||^2]``."""
+def _chunk_stats(x, cb: _Codebook):
+    """``epoch_stats`` of one chunk, given the prepared codebook."""
+    augmented = cb.augmented
     units = len(augmented)
     scores = _scores(x, augmented)
-    best = scores.argmin(axis=1)
+    best = _nearest(scores, x, cb)[0]
     n = len(best)
     x = x.astype(augmented.dtype, copy=False)
     sq = scores[np.arange(n), best] + np.einsum("ij,ij->i", x, x)
@@ -393,8 +473,8 @@ def _add_stats(parts, augmented):
 
 def _epoch_totals(X, codebook, chunks, mapper):
     """``epoch_stats(X, codebook)`` with the chunks spread by ``mapper``, summed in chunk order."""
-    augmented = _augmented(codebook)
-    return _add_stats(mapper(lambda s: _chunk_stats(X[s], augmented), chunks), augmented)
+    cb = _Codebook(codebook)
+    return _add_stats(mapper(lambda s: _chunk_stats(X[s], cb), chunks), cb.augmented)
 
 
 def _batch_epoch(X, codebook, chunks, mapper, map_shape, sigma, kind, topology="rectangular"):
@@ -420,21 +500,20 @@ def update_weights(weights, sums, counts, H) -> np.ndarray:
 
 
 def best_units(X, weights, *, chunk_size: int | None = None, n_jobs: int | None = 1) -> np.ndarray:
-    """Flat index of each row's best-matching unit, in row chunks (searched in the weights' dtype)."""
+    """Flat index of each row's best-matching unit, in row chunks.
+
+    Searched in the weights' dtype, near-ties settled by exact float64 distances: a row gets the
+    same unit alone or in any batch, ties going to the lowest unit index (see :func:`_nearest`).
+    """
     return _best_units(np.asarray(X), _flat(weights), chunk_size, _n_threads(n_jobs))[0]
 
 
 def _best_units(X, codebook, chunk_size, n_threads, k=1):
-    """Best ``k`` units (1 or 2) per row: (best, second or None), int64."""
-    augmented = _augmented(codebook)
+    """Best ``k`` units (1 or 2) per row: (best, second or None), int64, independent of the batch."""
+    cb = _Codebook(codebook)
 
     def one(s):
-        scores = _scores(X[s], augmented)
-        first = scores.argmin(axis=1)
-        if k == 1:
-            return first, None
-        scores[np.arange(len(first)), first] = np.inf
-        return first, scores.argmin(axis=1)
+        return _nearest(_scores(X[s], cb.augmented), X[s], cb, k)
 
     parts = _run_chunks(one, len(X), chunk_size or _auto_chunk_size(len(codebook)), n_threads)
     first = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
@@ -848,24 +927,26 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         best = _best_units(X, codebook, self._chunk_size(), _n_threads(self.n_jobs))[0]
         if not return_distance:
             return best
-        diff = X.astype(np.float64) - codebook[best].astype(np.float64)
-        return best, np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        d = _exact_sq_distances(np.asarray(X, dtype=np.float64), codebook[best].astype(np.float64))
+        return best, np.sqrt(d)
 
     def transform(self, X) -> np.ndarray:
         """Euclidean distance of each row to every unit, shape ``(n_samples, units)``, float64.
 
-        This is an N x units matrix: for large ``X`` use :meth:`predict` (best unit and its distance).
+        Computed row by row (feature by feature in float64, no BLAS product), so a row's distances
+        are the same bits alone or in any batch, and ``predict`` is their argmin (lowest unit on
+        exact ties) with ``return_distance`` their minimum. This is an N x units matrix: for large
+        ``X`` use :meth:`predict` (best unit and its distance).
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        augmented = _augmented(_flat(self.weights_).astype(np.float64))
+        codebook = _flat(self.weights_).astype(np.float64)
 
         def one(s):
-            x = X[s].astype(np.float64)
-            return np.sqrt(np.maximum(_scores(x, augmented) + np.einsum("ij,ij->i", x, x)[:, None], 0.0))
+            return np.sqrt(_exact_sq_distances_all(X[s].astype(np.float64), codebook))
 
         parts = _run_chunks(one, len(X), self._chunk_size(), _n_threads(self.n_jobs))
-        return np.concatenate(parts) if parts else np.zeros((0, len(augmented)))
+        return np.concatenate(parts) if parts else np.zeros((0, len(codebook)))
 
     def unit_coords(self, flat_index):
         """(row, col) arrays of flat unit indexes, as ``np.unravel_index`` with the map's shape."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -17,6 +18,7 @@ from seglib.cluster import (
     MASS_METHODS,
     METHODS,
     PrototypeClustering,
+    StabilityResult,
     _best_jaccard,
     _generic_linkage,
     assign_segments,
@@ -28,6 +30,8 @@ from seglib.cluster import (
     number_by_size,
     prototype_linkage,
     segment_stability,
+    som_reclusterer,
+    stability_summary,
     suggest_k,
 )
 from seglib.errors import InputError, ParameterError
@@ -411,53 +415,111 @@ def test_best_jaccard_by_hand():
     np.testing.assert_allclose(_best_jaccard(ref, other, 3), [2 / 3, 1 / 2, np.nan])
 
 
+def _kept(X, som, clustering):
+    """The kept segmentation of X (the reference), as the pipeline forms it."""
+    som = clone(som).fit(X)
+    bmu = som.predict(X)
+    hits = np.bincount(bmu, minlength=int(np.prod(som.weights_.shape[:-1]))).reshape(som.weights_.shape[:-1])
+    return clone(clustering).fit(som.weights_, hits).unit_labels_[bmu]
+
+
 def test_stability_of_planted_segments(planted):
     X = pd.DataFrame(planted["X"], index=[f"C{i}" for i in range(len(planted["X"]))])
-    res = segment_stability(X, KMeansSOM(map_shape=(3, 4)), PrototypeClustering(n_clusters=4),
-                            seeds=[3, 1, 2], progress=False)
-    assert res.seeds == [3, 1, 2]
-    assert res.labels.index.equals(X.index) and list(res.labels.columns) == [3, 1, 2]
-    assert np.allclose(np.diag(res.ari), 1.0) and np.allclose(res.ari, res.ari.T)
-    assert res.mean_ari == pytest.approx(1.0)
+    som, clustering = KMeansSOM(map_shape=(3, 4), random_state=0), PrototypeClustering(n_clusters=4)
+    kept = pd.Series(_kept(X.to_numpy(), som, clustering), index=X.index)
+    res = segment_stability(kept, som_reclusterer(X, som, clustering), n_runs=3, progress=False)
+    assert res.reference.equals(kept.rename("segment")) and res.n_runs == 3
+    assert res.labels.index.equals(X.index) and list(res.labels.columns) == [1, 2, 3]
+    assert res.in_sample.any(axis=None) and not res.in_sample.all(axis=None)  # bootstrap: ~63% drawn
+    assert res.mean_ari > 0.95
     summary = res.summary()
-    assert (summary["verdict"] == "stable").all()
+    assert (summary["verdict"] == "stable").all() and (summary["dissolved"] == 0).all()
     assert summary["share"].sum() == pytest.approx(1.0)
+
+
+def test_the_reference_is_the_kept_segmentation_not_a_run():
+    """Runs that agree with each other perfectly do not make a kept segmentation they contradict stable."""
+    rng = np.random.default_rng(1)
+    truth = np.repeat([1, 2, 3], 100)
+    runs = []
+
+    def recluster(sample, seed):  # every re-run finds the same segments: the truth
+        runs.append(seed)
+        return truth.copy()
+
+    good = segment_stability(truth, recluster, n_runs=4, random_state=3, progress=False)
+    assert (good.summary()["verdict"] == "stable").all() and good.mean_ari == pytest.approx(1.0)
+    shuffled = rng.permutation(truth)  # a kept segmentation the runs never reproduce
+    bad = segment_stability(shuffled, recluster, n_runs=4, random_state=3, progress=False)
+    assert (bad.summary()["verdict"] == "unstable").all() and bad.mean_ari < 0.1
+    assert (bad.summary()["dissolved"] == 4).all()
+    assert len(set(runs)) == 4  # seeded runs: each run has its own seed, the same for both calls
+
+
+def test_only_the_drawn_customers_are_compared():
+    kept = np.repeat([1, 2], 50)
+    rng = np.random.default_rng(0)
+
+    def recluster(sample, seed):  # right on the drawn customers, garbage on the others
+        out = rng.integers(1, 3, size=len(kept))
+        out[sample] = kept[sample]
+        return out
+
+    res = segment_stability(kept, recluster, n_runs=3, progress=False)
+    assert (res.jaccard == 1.0).all(axis=None)
+    for run in res.labels.columns:
+        drawn = res.in_sample[run].to_numpy()
+        np.testing.assert_array_equal(res.labels[run].to_numpy()[drawn], kept[drawn])
 
 
 def test_stability_detects_unstable_segments():
     X = np.random.default_rng(0).normal(size=(400, 2))  # no structure: 6 segments are arbitrary
-    res = segment_stability(X, KMeansSOM(map_shape=(4, 4)), PrototypeClustering(n_clusters=6),
-                            seeds=3, progress=False)
+    som, clustering = KMeansSOM(map_shape=(4, 4), random_state=0), PrototypeClustering(n_clusters=6)
+    res = segment_stability(_kept(X, som, clustering), som_reclusterer(X, som, clustering), n_runs=3,
+                            progress=False)
     assert res.mean_ari < 0.9
-    assert res.jaccard.shape == (6, 2)
+    assert res.jaccard.shape == (6, 3)
     assert ((res.jaccard >= 0) & (res.jaccard <= 1)).all().all()
+    assert (res.summary()["verdict"] != "stable").any()
 
 
-class SeedlessSOM(KMeansSOM):
-    """A SOM whose training ignores its seed (like SOM(init="pca"))."""
-
-    def fit(self, X):
-        self.km_ = KMeans(int(np.prod(self.map_shape)), n_init=1, random_state=0).fit(X)
-        self.weights_ = self.km_.cluster_centers_.reshape(*self.map_shape, -1)
-        return self
-
-
-def test_stability_of_a_seedless_som_needs_the_bootstrap(caplog):
+def test_stability_is_seeded():
     X = np.random.default_rng(0).normal(size=(300, 2))
-    clustering = PrototypeClustering(n_clusters=5)
-    with caplog.at_level(logging.WARNING, logger="seglib.cluster"):
-        same = segment_stability(X, SeedlessSOM(map_shape=(3, 4)), clustering, seeds=2, bootstrap=False,
-                                 progress=False)
-    assert same.mean_ari == 1.0 and "identical segments" in caplog.text
-    boot = segment_stability(X, SeedlessSOM(map_shape=(3, 4)), clustering, seeds=2, progress=False)
-    assert boot.mean_ari < 1.0
-    again = segment_stability(X, SeedlessSOM(map_shape=(3, 4)), clustering, seeds=2, progress=False)
-    pd.testing.assert_frame_equal(boot.labels, again.labels)  # seeded: same seeds, same result
+    som, clustering = KMeansSOM(map_shape=(3, 4), random_state=0), PrototypeClustering(n_clusters=5)
+    kept = _kept(X, som, clustering)
+    a, b, c = (segment_stability(kept, som_reclusterer(X, som, clustering), n_runs=2, random_state=seed,
+                                 progress=False) for seed in (4, 4, 5))
+    pd.testing.assert_frame_equal(a.labels, b.labels)
+    pd.testing.assert_frame_equal(a.jaccard, b.jaccard)
+    assert not a.in_sample.equals(c.in_sample)
 
 
-def test_stability_needs_two_distinct_seeds():
-    with pytest.raises(ParameterError, match="seeds"):
-        segment_stability(np.zeros((5, 2)), KMeansSOM(), PrototypeClustering(), seeds=[1, 1])
+def test_verdicts_follow_hennig_and_round_trip():
+    jaccard = pd.DataFrame({1: [0.8, 0.7, 0.55, np.nan], 2: [0.9, 0.7, 0.4, np.nan]},
+                           index=pd.RangeIndex(1, 5, name="segment"))
+    res = StabilityResult(reference=pd.Series([1, 1, 2, 3]), labels=pd.DataFrame(), in_sample=pd.DataFrame(),
+                          jaccard=jaccard, ari=pd.Series([0.5, 0.7]))
+    summary = res.summary()
+    assert list(summary["verdict"]) == ["stable", "weak", "unstable", "not measured"]
+    assert list(summary["dissolved"]) == [0, 0, 1, 0]
+    assert summary.loc[1, "mean_jaccard"] == pytest.approx(0.85)
+    back = stability_summary(json.loads(json.dumps(res.to_dict())))
+    pd.testing.assert_frame_equal(back[["mean_jaccard", "verdict"]], summary[["mean_jaccard", "verdict"]],
+                                  check_dtype=False)
+    with pytest.raises(InputError, match="stability"):
+        stability_summary({"segments": 3})
+
+
+def test_stability_bad_arguments():
+    kept = np.repeat([1, 2], 5)
+    with pytest.raises(ParameterError, match="n_runs"):
+        segment_stability(kept, lambda s, seed: kept, n_runs=0)
+    with pytest.raises(ParameterError, match="recluster"):
+        segment_stability(kept, "kmeans")
+    with pytest.raises(InputError, match="one per customer"):
+        segment_stability(kept, lambda s, seed: kept[:3], progress=False)
+    with pytest.raises(InputError, match="labels"):
+        segment_stability(kept - 1, lambda s, seed: kept, progress=False)
 
 
 # ---- plots -----------------------------------------------------------------------------------
@@ -550,7 +612,8 @@ def test_k_selection_and_stability_plots():
     assert len(axes) == 4
     assert all(any(ln.get_gid() == "suggested" for ln in ax.get_lines()) for ax in axes)
     X = np.random.default_rng(0).normal(size=(200, 2))
-    res = segment_stability(X, KMeansSOM(map_shape=(2, 3)), PrototypeClustering(n_clusters=3), seeds=2,
+    som, clustering = KMeansSOM(map_shape=(2, 3), random_state=0), PrototypeClustering(n_clusters=3)
+    res = segment_stability(_kept(X, som, clustering), som_reclusterer(X, som, clustering), n_runs=2,
                             progress=False)
     ax = plot_stability(res)
     from matplotlib.container import BarContainer
@@ -575,8 +638,7 @@ def test_pipeline_with_seglib_som(planted):
     assert np.array_equal(np.bincount(customers)[1:], pc.segment_sizes_)
     ax = plot_segment_map(som, pc.unit_labels_, hits)  # U-matrix background from seglib.som
     assert ax.images and ax.images[0].get_array().shape == (5, 6)
-    res = segment_stability(X, SOM(map_shape=(5, 6), n_epochs=5, n_jobs=1), PrototypeClustering(n_clusters=4),
-                            seeds=2, progress=False)
+    res = segment_stability(customers, som_reclusterer(X, som, pc), n_runs=2, progress=False)
     assert res.mean_ari > 0.95
 
 

@@ -397,3 +397,36 @@ def test_plots_draw_on_a_given_axes(profile):
     assert plot_profile_heatmap(profile, ax=axes[0]) is axes[0]
     assert plot_segment_sizes(profile, ax=axes[1]) is axes[1]
     assert plot_feature_bars(profile, "age", ax=axes[2]) is axes[2]
+
+
+# --------------------------------------------------------------------------- descriptors and stability
+
+
+def test_descriptors_are_profiled_but_do_not_name_the_segments(data):
+    customers, seg = data
+    customers = customers.assign(gender_female=(seg == 1).astype(float), gender_male=(seg != 1).astype(float))
+    plain = profile_segments(customers, seg)
+    assert "older" in plain.at[3, "description"] and "female" in plain.at[1, "description"]
+    split = profile_segments(customers, seg, descriptors=["age", "gender_female", "gender_male"])
+    for s in split.index:  # names and descriptions come from behaviour only
+        assert "older" not in split.at[s, "description"] and "female" not in split.at[s, "description"]
+    assert "older" in split.at[3, "who"] and "female" in split.at[1, "who"]
+    assert list(split.columns[:3]) == ["name", "description", "who"]
+    for col in ("age_median", "age_mean", "gender_female_mean", "top_gender"):  # still profiled
+        assert col in split.columns
+    pd.testing.assert_frame_equal(split.drop(columns=["name", "description", "who"]),
+                                  plain.drop(columns=["name", "description"]))
+    with pytest.raises(InputError, match="descriptors"):
+        profile_segments(customers, seg, descriptors=["height"])
+
+
+def test_stability_columns_with_unmeasured_segments(data):
+    customers, seg = data
+    table = pd.DataFrame({"mean_jaccard": [0.9, 0.65, 0.3], "verdict": ["stable", "weak", "unstable"]},
+                         index=pd.Index([1, 2, 3], name="segment"))
+    profile = profile_segments(customers, seg, descriptors=["age"], stability=table)
+    assert list(profile.columns[:5]) == ["name", "description", "who", "mean_jaccard", "stability"]
+    assert list(profile["stability"]) == ["stable", "weak", "unstable", "not measured"]
+    assert profile["mean_jaccard"].iloc[:3].tolist() == [0.9, 0.65, 0.3] and np.isnan(profile.at[4, "mean_jaccard"])
+    with pytest.raises(InputError, match="verdict"):
+        profile_segments(customers, seg, stability=table.drop(columns="verdict"))

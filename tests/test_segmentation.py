@@ -152,14 +152,36 @@ def test_unseen_programme_is_ignored_with_a_warning(fitted, scored_b):
 
 
 def test_missing_optional_column_is_imputed_and_reported(fitted):
-    b = fitted.tx.loc[~fitted.in_a].drop(columns=["DOB"])
-    path = _write(b, fitted.root / "b_no_dob.csv")
-    with pytest.warns(UserWarning, match="age"):
+    b = fitted.tx.loc[~fitted.in_a].drop(columns=["promo_code"])
+    path = _write(b, fitted.root / "b_no_promo.csv")
+    with pytest.warns(UserWarning, match="promo_share"):
         scored = fitted.model.predict(path)
     assert len(scored) == customer_key(b[ID]).nunique()
     text = " ".join(scored.attrs["differences"])
-    assert "'DOB'" in text and "age" in text
-    assert scored.attrs["imputed"]["age"] == len(scored)
+    assert "'promo_code'" in text and "promo_share" in text
+    assert scored.attrs["imputed"]["promo_share"] == len(scored)
+
+
+def test_descriptors_never_reach_the_map(fitted, scored_b):
+    """With the default bases, dates of birth and genders do not change anyone's segment."""
+    assert not any(f == "age" or f.startswith("gender_") for f in fitted.model.feature_names_)
+    b = fitted.tx.loc[~fitted.in_a].drop(columns=["DOB"])
+    b["Gender"] = "female"
+    scored = fitted.model.predict(_write(b, fitted.root / "b_no_dob_one_gender.csv"))
+    for col in ("segment", "som_row", "som_col", "distance"):
+        pd.testing.assert_series_equal(scored[col], scored_b[col])
+
+
+def test_a_customer_gets_the_same_segment_alone_or_in_any_batch(fitted, scored_b):
+    clean, _ = clean_transactions(load_transactions(fitted.root / "b.csv"))
+    as_of = clean.attrs["as_of"]
+    batch = fitted.model.predict(clean, as_of=as_of)
+    keys = np.random.default_rng(0).permutation(batch.index.to_numpy())
+    for part in (keys[:1], keys[1:2], keys[2:40], keys[40:]):
+        sub = clean[clean["customer_key"].isin(part)].copy()
+        sub.attrs = dict(clean.attrs)
+        alone = fitted.model.predict(sub, as_of=as_of)
+        pd.testing.assert_frame_equal(alone, batch.loc[alone.index], check_like=False)
 
 
 def test_role_unused_in_training_is_ignored_and_reported(fitted, scored_b):
@@ -363,7 +385,8 @@ def test_som_with_another_feature_count_is_refused(fitted, model_copy):
     X = fitted.som.X.to_numpy()[:, :-1]
     SOM((15, 15), n_epochs=2, progress=False).fit(X).save(model_copy / "som")
     _refresh_digests(model_copy)
-    with pytest.raises(ModelFormatError, match="SOM has 20 features but the feature pipeline makes 21"):
+    n = X.shape[1]
+    with pytest.raises(ModelFormatError, match=f"SOM has {n} features but the feature pipeline makes {n + 1}"):
         Segmentation.load(model_copy)
 
 

@@ -70,6 +70,8 @@ def minisom_with(weights):
 
 @parametrize_with_checks(
     [
+        SOM(),  # the defaults, as users get them (issue 13: subset invariance failed on ties)
+        SOM(engine="minisom"),
         SOM(map_shape=(3, 3), n_epochs=3, progress=False),
         SOM(map_shape=(3, 3), engine="minisom", n_epochs=2, progress=False, random_state=0),
     ]
@@ -77,6 +79,59 @@ def minisom_with(weights):
 def test_sklearn_compatible(estimator, check):
     # no check is marked as expected to fail
     check(estimator)
+
+
+# ---------------------------------------------------------------------------------- batch independence
+
+
+def _tied_som(seed: int, dtype=np.float32):
+    """A fitted SOM whose codebook holds duplicated units and units mirrored around the data's rows."""
+    rng = np.random.default_rng(seed)
+    som = SOM((4, 5), dtype=np.dtype(dtype).name, progress=False, n_jobs=1).fit(rng.normal(size=(60, 3)))
+    w = rng.normal(size=(20, 3)).round(1).astype(dtype)
+    w[10:15] = w[0:5]  # exact duplicates: units 10..14 tie with units 0..4
+    w[15:20] = -w[0:5]  # mirrored: a row at the origin between unit u and unit u + 15 is a tie
+    som.weights_ = w.reshape(4, 5, 3)
+    centre = ((w[0:5] + w[10:15]) / 2).astype(np.float64)
+    X = np.vstack([centre, np.zeros((3, 3)), rng.normal(size=(200, 3)),
+                   rng.normal(size=(40, 3)) * 1e-4 + w[rng.integers(0, 20, 40)]]).astype(dtype)
+    return som, X
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_row_gets_the_same_unit_alone_or_in_any_batch(seed, dtype):
+    som, X = _tied_som(seed, dtype)
+    batch = som.predict(X)
+    alone = np.array([som.predict(X[i : i + 1])[0] for i in range(len(X))])
+    np.testing.assert_array_equal(alone, batch)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(X))
+    np.testing.assert_array_equal(som.predict(X[order]), batch[order])
+    for size in (1, 7, 64):
+        np.testing.assert_array_equal(best_units(X, som.weights_, chunk_size=size, n_jobs=2), batch)
+    D = som.transform(X)
+    assert np.array_equal(np.vstack([som.transform(X[i : i + 1]) for i in range(len(X))]), D)  # same bits
+    np.testing.assert_array_equal(D.argmin(axis=1), batch)  # argmin: the lowest unit on exact ties
+    _, dist = som.predict(X, return_distance=True)
+    assert np.array_equal(dist, D.min(axis=1))
+
+
+def test_exact_ties_go_to_the_lowest_unit():
+    som, X = _tied_som(0)
+    bmu = som.predict(X[:5])  # each row sits exactly on unit u and on its duplicate u + 10
+    np.testing.assert_array_equal(bmu, np.arange(5))
+    D = som.transform(X[:5])
+    np.testing.assert_array_equal(D[np.arange(5), np.arange(5)], D[np.arange(5), np.arange(10, 15)])
+
+
+def test_training_does_not_depend_on_the_chunking():
+    """The epochs' best units are batch-independent too: chunk sizes give the same map, not a near one."""
+    X, _ = make_blobs(600, 4, centers=4, random_state=1)
+    X = np.round(X, 1)  # many rows at the same place: ties
+    maps = [SOM((6, 6), n_epochs=4, chunk_size=c, n_jobs=1, progress=False).fit(X) for c in (37, 600)]
+    np.testing.assert_array_equal(maps[0].predict(X), maps[1].predict(X))
+    np.testing.assert_allclose(maps[0].weights_, maps[1].weights_, rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------- building blocks
