@@ -354,9 +354,12 @@ def run(
 def write_run_json(run_dir: Path, parameters: dict, inputs: list[Path], timings: dict, **extra) -> Path:
     """``run.json``: parameters, seed, input checksum(s), versions, timings and what the steps recorded.
 
-    The steps' ``metrics.json`` provides ``features``, ``segment_sizes`` and the quality figures
-    (``metrics``). With one input file ``input_sha256`` is its checksum; with several (a Dask run over a
-    folder of parts) it is the checksum of the files' checksums in name order, listed in ``inputs``.
+    The steps' ``metrics.json`` provides ``features``, ``bases`` (the features that formed the
+    segments: the map's), ``descriptors`` (the customer-table columns that only describe them, such
+    as age and gender), ``segment_sizes`` and the quality figures (``metrics``, with ``stability``:
+    each segment's mean Jaccard over resamples). With one input file ``input_sha256`` is its
+    checksum; with several (a Dask run over a folder of parts) it is the checksum of the files'
+    checksums in name order, listed in ``inputs``.
     """
     layout = Layout.for_run(run_dir)
     metrics = json.loads(layout.metrics.read_text()) if layout.metrics.is_file() else {}
@@ -376,6 +379,8 @@ def write_run_json(run_dir: Path, parameters: dict, inputs: list[Path], timings:
         "versions": _versions(),
         "timings": timings,
         "features": metrics.pop("features", []),
+        "bases": metrics.pop("bases", []),
+        "descriptors": metrics.pop("descriptors", []),
         "segment_sizes": metrics.pop("segment_sizes", {}),
         "metrics": metrics,
     }

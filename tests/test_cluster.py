@@ -620,6 +620,7 @@ def test_k_selection_and_stability_plots():
 
     (bars,) = [c for c in ax.containers if isinstance(c, BarContainer)]
     assert len(bars) == 3
+    assert "not measured" in plot_stability(None).texts[0].get_text()
 
 
 # ---- with the real SOM -----------------------------------------------------------------------

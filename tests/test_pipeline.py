@@ -115,6 +115,19 @@ def test_run_writes_everything(first_run, small_data, reports):
     assert set(info["timings"]) == set(pipeline.NOTEBOOKS)
     assert len(info["input_sha256"]) == 64
     assert info["features"] and "customer_id" not in info["features"]
+    assert info["parameters"]["bases"] == "behaviour" and info["bases"] == info["features"]
+    assert {"age", "gender_female"} <= set(info["descriptors"])  # who the customers are: not in the map
+    assert not set(info["descriptors"]) & set(info["bases"])
+    assert set(info["metrics"]["stability"]) == set(info["segment_sizes"])
+
+    segments = pd.read_csv(run_dir / "segments.csv")  # descriptors and stability per segment
+    assert {"who", "stability", "mean_jaccard", "age_median", "gender_female_mean"} <= set(segments.columns)
+    assert set(segments["stability"]) <= {"stable", "weak", "unstable"}
+    stability = json.loads((run_dir / "processed" / "stability.json").read_text())
+    assert stability["n_runs"] == 2
+    for _, row in segments.iterrows():
+        measured = stability["segments"][str(row["segment"])]["mean_jaccard"]
+        assert row["mean_jaccard"] == pytest.approx(measured)
 
     report = json.loads((run_dir / "cleaning_report.json").read_text())
     result = read_result(run_dir / "result.csv")

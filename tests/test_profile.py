@@ -427,6 +427,7 @@ def test_stability_columns_with_unmeasured_segments(data):
     profile = profile_segments(customers, seg, descriptors=["age"], stability=table)
     assert list(profile.columns[:5]) == ["name", "description", "who", "mean_jaccard", "stability"]
     assert list(profile["stability"]) == ["stable", "weak", "unstable", "not measured"]
-    assert profile["mean_jaccard"].iloc[:3].tolist() == [0.9, 0.65, 0.3] and np.isnan(profile.at[4, "mean_jaccard"])
+    assert profile["mean_jaccard"].iloc[:3].tolist() == [0.9, 0.65, 0.3]
+    assert np.isnan(profile.at[4, "mean_jaccard"])
     with pytest.raises(InputError, match="verdict"):
         profile_segments(customers, seg, stability=table.drop(columns="verdict"))

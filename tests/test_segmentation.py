@@ -386,7 +386,8 @@ def test_som_with_another_feature_count_is_refused(fitted, model_copy):
     SOM((15, 15), n_epochs=2, progress=False).fit(X).save(model_copy / "som")
     _refresh_digests(model_copy)
     n = X.shape[1]
-    with pytest.raises(ModelFormatError, match=f"SOM has {n} features but the feature pipeline makes {n + 1}"):
+    message = f"SOM has {n} features but the feature pipeline makes {n + 1}"
+    with pytest.raises(ModelFormatError, match=message):
         Segmentation.load(model_copy)
 
 

@@ -354,7 +354,8 @@ def plot_stability(result, *, ax=None):
 
     Parameters
     ----------
-    result : seglib.cluster.StabilityResult
+    result : seglib.cluster.StabilityResult or None
+        None (stability not measured, ``n_stability_runs=0``) draws an empty panel saying so.
     ax : matplotlib Axes, optional
 
     Returns
@@ -362,6 +363,11 @@ def plot_stability(result, *, ax=None):
     matplotlib Axes
     """
     ax = _new_ax(ax, figsize=(6, 3.5))
+    if result is None:
+        ax.text(0.5, 0.5, "stability not measured (n_stability_runs = 0)", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return ax
     jac = result.jaccard
     seg = jac.index.to_numpy()
     mean = jac.mean(axis=1).to_numpy()
