@@ -42,6 +42,7 @@ _EXPORTS = {
     "FeatureBuilder": "seglib.features",
     "FeatureScaler": "seglib.features",
     "customer_table": "seglib.features",
+    "descriptor_columns": "seglib.features",
     "feature_pipeline": "seglib.features",
     "pipeline_to_dict": "seglib.features",
     "pipeline_from_dict": "seglib.features",
@@ -57,6 +58,7 @@ _EXPORTS = {
     "k_selection": "seglib.cluster",
     "suggest_k": "seglib.cluster",
     "segment_stability": "seglib.cluster",
+    "som_reclusterer": "seglib.cluster",
     "StabilityResult": "seglib.cluster",
     "ClusterExplorer": "seglib.widgets",
     # step 04: profiles and output files

@@ -788,10 +788,10 @@ def _float(value) -> float | None:
 
 def stability_summary(data: dict) -> pd.DataFrame:
     """:meth:`StabilityResult.summary` back from :meth:`StabilityResult.to_dict` data (``stability.json``)."""
+    columns = ["share", "mean_jaccard", "min_jaccard", "dissolved", "verdict"]
     try:
         rows = {int(s): v for s, v in data["segments"].items()}
-        table = pd.DataFrame.from_dict(rows, orient="index")[["share", "mean_jaccard", "min_jaccard",
-                                                               "dissolved", "verdict"]]
+        table = pd.DataFrame.from_dict(rows, orient="index", columns=None if rows else columns)[columns]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"stability data is malformed ({exc!r}); "
                          "expected StabilityResult.to_dict()") from exc

@@ -285,8 +285,8 @@ class ClusterStep:
     layout: Layout
     stability: object = None  # seglib.cluster.StabilityResult (None: not measured or read back)
 
-    def stability_table(self) -> pd.DataFrame | None:
-        """Per-segment stability (``StabilityResult.summary()``), from ``stability.json``; None if absent."""
+    def stability_table(self) -> pd.DataFrame:
+        """Per-segment stability (``StabilityResult.summary()``, or ``stability.json``; no row if absent)."""
         if self.stability is not None:
             return self.stability.summary()
         return read_stability(self.layout)
@@ -387,12 +387,16 @@ def measure_stability(layout: Layout, X, kept, som, clustering, *, n_runs: int, 
     return result
 
 
-def read_stability(layout: Layout) -> pd.DataFrame | None:
-    """The per-segment stability table written by :func:`measure_stability`, or None when absent."""
+def read_stability(layout: Layout) -> pd.DataFrame:
+    """The per-segment stability table written by :func:`measure_stability`.
+
+    Without ``stability.json`` (``n_stability_runs=0``) the table has no row: profiles then read
+    ``"not measured"`` for every segment.
+    """
     from seglib.cluster import stability_summary
 
     if not layout.stability.is_file():
-        return None
+        return stability_summary({"segments": {}})
     return stability_summary(json.loads(layout.stability.read_text()))
 
 

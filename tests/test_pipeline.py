@@ -178,3 +178,19 @@ def test_run_on_the_real_sample(real_sample, tmp_path):
     assert len(table) == report["customers_kept"]
     assert table["customerID"].is_unique
     assert set(table["customerID"]) <= set(raw_ids)
+
+
+def test_segment_with_every_feature_and_without_stability(small_data, tmp_path):
+    """`bases: all` puts age and gender back into the map; `n_stability_runs: 0` measures nothing."""
+    from seglib.distributed import run_segmentation
+
+    layout = run_segmentation(small_data, tmp_path / "all", bases="all", n_stability_runs=0, progress=False)
+    info = json.loads(layout.metrics.read_text())
+    assert "age" in info["bases"] and any(f.startswith("gender_") for f in info["bases"])
+    assert info["descriptors"] == [] and info["stability"] is None
+    assert not layout.stability.exists()
+    segments = pd.read_csv(layout.segments_csv)
+    assert set(segments["stability"]) == {"not measured"} and segments["mean_jaccard"].isna().all()
+    assert (segments["who"] == "close to the average customer").all()  # no descriptor left to describe
+    with pytest.raises(ParameterError, match="bases"):
+        run_segmentation(small_data, tmp_path / "bad", bases=["agee"], n_stability_runs=0, progress=False)
