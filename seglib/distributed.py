@@ -806,10 +806,10 @@ def _sample_partials(meta: pd.DataFrame, has_store: bool) -> pd.DataFrame:
 # step 02: the batch SOM, one map + reduce per epoch
 
 
-def _epoch(parts, weights) -> list:
+def _epoch(parts, weights, exact=False) -> list:
     """``epoch_stats`` of each partition of a group (BLAS runs one thread in a dask worker: its nanny sets
     OPENBLAS_NUM_THREADS=1 and the like)."""
-    return [epoch_stats(part.to_numpy(), weights) for part in parts]
+    return [epoch_stats(part.to_numpy(), weights, exact=exact) for part in parts]
 
 
 def _local_groups(X: Partitions) -> list[tuple[str | None, list[int]]]:
@@ -834,13 +834,14 @@ def _local_groups(X: Partitions) -> list[tuple[str | None, list[int]]]:
     return groups
 
 
-def _epoch_totals(X: Partitions, weights, groups=None):
+def _epoch_totals(X: Partitions, weights, groups=None, exact=False):
     """``epoch_stats`` of the whole table: the partitions' results added in partition order (so the sums
     do not depend on which worker computed what)."""
     client = X.futures[0].client
     groups = _local_groups(X) if groups is None else groups
-    tasks = [client.submit(_epoch, [X.futures[i] for i in indexes], weights, workers=worker and [worker],
-                           allow_other_workers=True) for worker, indexes in groups]
+    tasks = [client.submit(_epoch, [X.futures[i] for i in indexes], weights, exact,
+                           workers=worker and [worker], allow_other_workers=True)
+             for worker, indexes in groups]
     stats = {}
     for (_, indexes), results in zip(groups, client.gather(tasks)):
         stats.update(zip(indexes, results))
@@ -956,9 +957,11 @@ def _train(X, som, client, progress) -> tuple[SOM, float]:
 
 
 def hit_map(som: SOM, X, *, client=None) -> np.ndarray:
-    """Rows won by each unit, shape ``(rows, cols)``: ``SOM.hit_map`` as a reduction over partitions."""
+    """Rows won by each unit, shape ``(rows, cols)``: ``SOM.hit_map`` as a reduction over partitions (best
+    units settled exactly, as ``SOM.predict``: the same counts whatever the partitions)."""
     client = _client(client)
-    counts = _epoch_totals(_as_partitions(client, X), som.weights_.reshape(-1, som.n_features_in_))[1]
+    counts = _epoch_totals(_as_partitions(client, X), som.weights_.reshape(-1, som.n_features_in_),
+                           exact=True)[1]
     return counts.reshape(som.map_shape_)
 
 

@@ -125,13 +125,11 @@ def test_exact_ties_go_to_the_lowest_unit():
     np.testing.assert_array_equal(D[np.arange(5), np.arange(5)], D[np.arange(5), np.arange(10, 15)])
 
 
-def test_training_does_not_depend_on_the_chunking():
-    """The epochs' best units are batch-independent too: chunk sizes give the same map, not a near one."""
-    X, _ = make_blobs(600, 4, centers=4, random_state=1)
-    X = np.round(X, 1)  # many rows at the same place: ties
-    maps = [SOM((6, 6), n_epochs=4, chunk_size=c, n_jobs=1, progress=False).fit(X) for c in (37, 600)]
-    np.testing.assert_array_equal(maps[0].predict(X), maps[1].predict(X))
-    np.testing.assert_allclose(maps[0].weights_, maps[1].weights_, rtol=1e-5, atol=1e-5)
+def test_exact_epoch_counts_are_the_hit_map():
+    som, X = _tied_som(1)
+    for size in (1, 5, 300):
+        _, counts, _ = epoch_stats(X, som.weights_, chunk_size=size, exact=True)
+        np.testing.assert_array_equal(counts.reshape(som.map_shape_), som.hit_map(X))
 
 
 # ---------------------------------------------------------------------------------- building blocks
