@@ -120,6 +120,20 @@ def test_result_and_profile_files_are_the_pandas_ones(runs):
     pandas_layout, run = runs
     assert run.result.read_bytes() == pandas_layout.result.read_bytes()
     assert run.layout.segments_csv.read_bytes() == pandas_layout.segments_csv.read_bytes()
+    assert run.layout.stability.read_bytes() == pandas_layout.stability.read_bytes()  # same kept segments
+    ours, theirs = (json.loads(p.metrics.read_text()) for p in (run.layout, pandas_layout))
+    assert ours["bases"] == theirs["bases"] and ours["descriptors"] == theirs["descriptors"]
+    assert "age" in ours["descriptors"] and "age" not in ours["bases"]
+
+
+def test_stability_on_a_sample_above_max_collect(client, data, tmp_path):
+    run = run_dask(data["glob"], tmp_path / "big", scheduler=client, seed=SEED, npartitions=4, progress=False,
+                   max_collect=600, n_stability_runs=2, bases="all")
+    assert run.result is None  # above max_collect: parts only
+    info = json.loads(run.layout.stability.read_text())
+    assert info["n_runs"] == 2 and set(info["segments"]) <= {str(s) for s in run.profile.index}
+    assert set(run.profile["stability"]) <= {"stable", "weak", "unstable", "not measured"}
+    assert "age" in run.pipeline["features"].feature_names_
 
 
 def test_saved_model_scores_like_the_run(runs, data, tmp_path):
