@@ -156,14 +156,13 @@ def test_stability_uses_the_maps_topology(planted):
 
     X = planted["X"]
     som = SOM(map_shape=(5, 6), n_epochs=4, n_jobs=1, topology="hexagonal")
-    res = segment_stability(X, som, PrototypeClustering(n_clusters=4, connectivity=True), seeds=2,
-                            progress=False)
-    fitted = clone(som).set_params(random_state=0, progress=False)
-    fitted.fit(X[np.random.default_rng(0).integers(0, len(X), size=len(X))])
-    units = np.asarray(fitted.predict(X))
-    hits = np.bincount(units, minlength=30)
+    recluster = som_reclusterer(X, som, PrototypeClustering(n_clusters=4, connectivity=True))
+    sample = np.random.default_rng(0).integers(0, len(X), size=len(X))
+    labels = recluster(sample, 7)
+    fitted = clone(som).set_params(random_state=7, progress=False).fit(X[sample])
+    hits = np.bincount(fitted.predict(X[sample]), minlength=30)
     pc = PrototypeClustering(n_clusters=4, connectivity=True, topology="hexagonal").fit(fitted.weights_, hits)
-    np.testing.assert_array_equal(res.labels[0].to_numpy(), pc.unit_labels_[units])
+    np.testing.assert_array_equal(labels, pc.unit_labels_[fitted.predict(X)])
 
 
 def test_linkage_rejects_bad_parameters_and_data():
