@@ -112,6 +112,16 @@ def case_seglib(n: int, budget: float) -> dict:
     seconds = best_time(lambda: som.fit(X), repeats)
     peak = peak_mb()
     qe, te = quality(som.weights_, X)
+    # predict: the best unit of every row (exact on near-ties, so independent of the batch), timed
+    # alternately with the plain chunked X @ W.T + argmin it refines
+    predicts, argmins = [], []
+    W0 = som.weights_.reshape(-1, N_FEATURES)
+    with _chunk_mapper(min(_n_threads(-1), 64)) as mapper:
+        chunks0 = _row_chunks(n, _auto_chunk_size(len(W0)))
+        for _ in range(5):
+            predicts.append(best_time(lambda: som.predict(X), 1))
+            argmins.append(best_time(lambda: list(mapper(lambda s: (X[s] @ W0.T).argmin(axis=1), chunks0)),
+                                     1))
 
     # one epoch of fit (same function, chunks and threads) against the roofline reference: one
     # chunked X @ W.T + argmin over the same X; timed alternately so that load affects both alike
@@ -122,8 +132,8 @@ def case_seglib(n: int, budget: float) -> dict:
         for _ in range(7):
             epochs.append(best_time(lambda: _batch_epoch(X, W, chunks, mapper, MAP, 1.0, "gaussian"), 1))
             roofs.append(best_time(lambda: list(mapper(lambda s: (X[s] @ W.T).argmin(axis=1), chunks)), 1))
-    return dict(time=seconds, epoch=min(epochs), roofline=min(roofs), qe=qe, te=te, peak=peak, base=base,
-                x_mb=X.nbytes / 2**20)
+    return dict(time=seconds, epoch=min(epochs), roofline=min(roofs), predict=min(predicts),
+                predict_roofline=min(argmins), qe=qe, te=te, peak=peak, base=base, x_mb=X.nbytes / 2**20)
 
 
 def case_matmul_floor(n: int, budget: float) -> dict:
@@ -234,6 +244,9 @@ def report(n: int, r: dict, floor_gflops: float) -> None:
         print(f"  {name:42s} {v['time']:8.2f}s {v['qe']:7.4f} {v['te']:7.4f} {v['peak']:8.0f}  "
               f"{ratio:8.1f}x{mark}")
     online = r["minisom_online"]
+    ratio = s["predict"] / s["predict_roofline"]
+    print(f"  predict (best unit of every row, batch-independent): {s['predict'] * 1e3:.1f} ms; chunked "
+          f"X.W^T + argmin: {s['predict_roofline'] * 1e3:.1f} ms -> {ratio:.2f}x")
     print(f"  one seglib epoch: {s['epoch'] * 1e3:.1f} ms; roofline (chunked X.W^T + argmin): "
           f"{s['roofline'] * 1e3:.1f} ms -> {s['epoch'] / s['roofline']:.2f}x; matmul floor "
           f"({floor_gflops:.0f} GFLOP/s): {floor * 1e3:.1f} ms -> {s['epoch'] / floor:.2f}x")
