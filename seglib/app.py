@@ -711,11 +711,6 @@ def serve(*, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, no_browser: boo
     """
     from seglib.pipeline import APP_NOTEBOOK
 
-    try:
-        from traitlets.config import Config
-        from voila.app import Voila
-    except ImportError as exc:
-        raise InputError(f"seglib app needs Voila ({exc}): pip install 'seglib[app]' (or make app)") from None
     if not (isinstance(max_upload_mb, (int, float)) and max_upload_mb > 0):
         raise ParameterError(f"max_upload_mb={max_upload_mb!r} is not valid: "
                              "expected a positive number of MB")
@@ -725,6 +720,11 @@ def serve(*, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, no_browser: boo
     if run_dir is not None and not _has_segments(resolve(run_dir)):
         raise InputError(f"run folder {resolve(run_dir)} holds no segmentation (processed/segments.parquet, "
                          "clustering.json, the SOM): give a `seglib run` or `seglib segment` folder")
+    try:
+        from traitlets.config import Config
+        from voila.app import Voila
+    except ImportError as exc:
+        raise InputError(f"seglib app needs Voila ({exc}): pip install 'seglib[app]' (or make app)") from None
     os.environ[ENV_MAX_UPLOAD] = repr(float(max_upload_mb))
     os.environ[ENV_DATA] = str(resolve(data)) if data is not None else ""
     os.environ[ENV_RUN] = str(resolve(run_dir)) if run_dir is not None else ""

@@ -84,7 +84,7 @@ def test_every_parameter_is_declared_by_some_notebook(declared):
 def test_run_segmentation_takes_exactly_the_registry_parameters_with_their_defaults():
     sig = inspect.signature(distributed.run_segmentation).parameters
     keywords = {n: p.default for n, p in sig.items()
-                if p.kind is p.KEYWORD_ONLY and n not in ("backend", "progress")}
+                if p.kind is p.KEYWORD_ONLY and n not in ("backend", "progress", "on_step")}
     assert set(keywords) == set(params.names())
     assert keywords == params.defaults()
 
