@@ -61,7 +61,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         data=_abs(args.data), out=_abs(args.out), parameters=parameters, params_file=args.params_file,
         progress=not args.no_progress, html=not args.no_html,
     )
-    print(result.run_dir)
+    summary = result.run_dir / "summary.html"
+    print(f"{result.run_dir}: open {summary.name}" if summary.is_file() else result.run_dir)
     return 0
 
 
@@ -109,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="seglib",
         description="Customer segmentation of retail transactions with self-organizing maps.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="show the log (-v: what each step does, -vv: debug); default: warnings only")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -173,9 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    """Warnings and errors by default; ``-v`` adds the steps' INFO lines (papermill's too), ``-vv`` DEBUG."""
+    level = logging.WARNING if quiet or not verbose else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
+    # papermill logs every notebook's paths at INFO; nbconvert / traitlets likewise
+    for name in ("papermill", "traitlets", "nbconvert"):
+        logging.getLogger(name).setLevel(level)
     # Dask configures its own loggers at INFO: keep them to warnings unless asked for more
     logging.getLogger("distributed").setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
 

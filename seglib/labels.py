@@ -133,7 +133,7 @@ def label(name, *, currency: str | None = None, unit: bool = True) -> str:
     """
     f = feature_info(name)
     u = _unit(f, currency) if unit else ""
-    return f"{f.label} ({u})" if u else f.label
+    return f"{f.label} ({u})" if u and u != f.label else f.label
 
 
 def _number(value: float, digits: int) -> str:

@@ -36,14 +36,19 @@ def default_data(data_path: str | os.PathLike | None = None) -> Path:
 
 
 def save_figure(fig, layout: Layout, name: str, *, dpi: int = 110) -> Path:
-    """Save ``fig`` as ``<figures>/<name>.png`` (atomically) and return the path.
+    """Save ``fig`` as ``<figures>/<name>.png`` and ``<name>.svg`` beside it (atomically); return the PNG.
 
-    The PNG carries no software version or date, so re-executing a notebook changes no bytes.
+    The SVG scales for print and slides. Neither carries a software version or date, so re-executing
+    a notebook changes no bytes.
     """
+    import matplotlib.pyplot as plt
+
     layout.figures.mkdir(parents=True, exist_ok=True)
     path = layout.figures / f"{name}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
+    with atomic_path(path.with_suffix(".svg")) as tmp, plt.rc_context({"svg.hashsalt": name}):
+        fig.savefig(tmp, bbox_inches="tight", format="svg", metadata={"Date": None})
     return path
 
 

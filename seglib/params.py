@@ -246,6 +246,9 @@ PARAMETERS: tuple[Param, ...] = (
           "resamples for the stability check of the kept segments (verdicts in segments.csv); 0: skip it",
           "cluster", minimum=0),
     # ---- profile (notebook 04)
+    Param("currency", "str", None,
+          "symbol or code written before amounts in the summary and profile tables (EUR, $, INR); "
+          "None: amounts without a currency", "profile", nullable=True),
 )
 
 _BY_NAME = {p.name: p for p in PARAMETERS}

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,22 +324,28 @@ def run(
 
         bar = tqdm(total=len(NOTEBOOKS), desc="seglib run", unit="notebook")
     try:
-        for nb in NOTEBOOKS:
-            out_path = run_dir / nb
-            t0 = time.perf_counter()
-            logger.info("executing %s", nb)
-            try:
-                pm.execute_notebook(
-                    str(nb_dir / nb), str(out_path), parameters=per_nb[nb], kernel_name=kernel_name,
-                    progress_bar=False, cwd=str(nb_dir), log_output=False,
-                )
-            except pm.PapermillExecutionError as exc:
-                raise PipelineError(_failure_message(nb, exc, out_path)) from None
-            except Exception as exc:  # kernel died, notebook unreadable, ...
-                raise PipelineError(_failure_message(nb, exc, out_path)) from None
-            timings[nb] = round(time.perf_counter() - t0, 3)
-            if bar is not None:
-                bar.update(1)
+        with tempfile.TemporaryDirectory(prefix="seglib-kernel-") as sockets:
+            for nb in NOTEBOOKS:
+                out_path = run_dir / nb
+                t0 = time.perf_counter()
+                logger.info("executing %s", nb)
+                if bar is not None:
+                    bar.set_postfix_str(Path(nb).stem)
+                # the inner bar: the notebook's cells, removed when it is done
+                cells = {"desc": f"  {Path(nb).stem}", "leave": False, "position": 1} if progress else False
+                try:
+                    pm.execute_notebook(
+                        str(nb_dir / nb), str(out_path), parameters=per_nb[nb], kernel_name=kernel_name,
+                        progress_bar=cells, cwd=str(nb_dir), log_output=False,
+                        config=_kernel_config(Path(sockets)),
+                    )
+                except pm.PapermillExecutionError as exc:
+                    raise PipelineError(_failure_message(nb, exc, out_path)) from None
+                except Exception as exc:  # kernel died, notebook unreadable, ...
+                    raise PipelineError(_failure_message(nb, exc, out_path)) from None
+                timings[nb] = round(time.perf_counter() - t0, 3)
+                if bar is not None:
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()
@@ -349,6 +356,17 @@ def run(
         write_report_html(run_dir, [run_dir / nb for nb in NOTEBOOKS])
     _point_latest(run_dir)
     return RunResult(run_dir=run_dir, parameters=effective, timings=timings)
+
+
+def _kernel_config(sockets: Path):
+    """Kernels talk to the runner over local IPC sockets in ``sockets`` (a private temporary folder).
+
+    Over TCP every kernel warns that its traffic is unencrypted; IPC sockets are files only this user
+    can reach, so the warning does not apply and is not printed.
+    """
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})
 
 
 def write_run_json(run_dir: Path, parameters: dict, inputs: list[Path], timings: dict, **extra) -> Path:
@@ -444,23 +462,36 @@ def segment(
 def write_report_html(run_dir: Path, notebooks: list[Path]) -> Path:
     """One standalone HTML page from the executed notebooks, code hidden, figures embedded.
 
-    Interactive widget outputs are dropped (they need a live kernel); every notebook shows its
-    default-state figures as static images too, so nothing is lost in the report.
+    The segment summary (``summary.html``'s block, when the run wrote one) comes first. Interactive
+    widget outputs are dropped (they need a live kernel); every notebook shows its default-state
+    figures as static images too, so nothing is lost in the report. Every image gets alternative text
+    naming the notebook section it illustrates.
     """
     import nbformat
     from nbconvert import HTMLExporter
 
+    from seglib.summary import SUMMARY_FILE, read_fragment
+
     merged = nbformat.v4.new_notebook()
+    fragment = read_fragment(run_dir / SUMMARY_FILE)
+    if fragment:
+        cell = nbformat.v4.new_code_cell(source="", execution_count=None)
+        cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": fragment})]
+        cell["id"] = "summary"
+        merged.cells.append(cell)
     for k, path in enumerate(notebooks):
         nb = nbformat.read(str(path), as_version=4)
+        title, section = path.stem, ""
         for j, cell in enumerate(nb.cells):
             cell["id"] = f"nb{k + 1}-cell{j}"  # ids are unique per notebook only
+            if cell.cell_type == "markdown":
+                title, section = _headings(cell.source, title, section)
             tags = cell.get("metadata", {}).get("tags", [])
             if "parameters" in tags or "injected-parameters" in tags or "remove-from-report" in tags:
                 continue
             if cell.cell_type == "code":
                 cell.outputs = [
-                    o for o in cell.get("outputs", [])
+                    _with_alt_text(o, title, section) for o in cell.get("outputs", [])
                     if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})
                     and o.get("output_type") != "stream"
                 ]
@@ -470,3 +501,29 @@ def write_report_html(run_dir: Path, notebooks: list[Path]) -> Path:
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(merged)
     return atomic_write_text(run_dir / "report.html", body)
+
+
+def _headings(markdown: str, title: str, section: str) -> tuple[str, str]:
+    """The notebook title (``# ...``) and current section (``## ...``) after a markdown cell."""
+    for line in markdown.splitlines():
+        if line.startswith("# "):
+            title, section = line[2:].strip(), ""
+        elif line.startswith("## "):
+            section = line[3:].strip()
+    return title, section
+
+
+def _with_alt_text(output, title: str, section: str):
+    """A PNG output as an ``<img>`` with alternative text (nbconvert's template writes none)."""
+    import html
+
+    data = output.get("data", {})
+    if "image/png" not in data:
+        return output
+    alt = f"Figure: {section} ({title})" if section else f"Figure of {title}"
+    png = "".join(data["image/png"]) if isinstance(data["image/png"], list) else data["image/png"]
+    tag = f'<img src="data:image/png;base64,{png.strip()}" alt="{html.escape(alt)}" style="max-width:100%">'
+    new = dict(output)
+    new["data"] = {"text/html": tag}
+    new["metadata"] = {}
+    return new

@@ -448,11 +448,17 @@ class ProfileStep:
     result: pd.DataFrame
     layout: Layout
     model: object = None  # seglib.segmentation.Segmentation
+    cards: list | None = None  # seglib.summary.segment_cards, as written to summary.html
 
 
-def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.PathLike | None = None
-                 ) -> ProfileStep:
-    """Profile the segments in original units; write ``result.csv``, ``segments.csv`` and ``model/``.
+def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.PathLike | None = None,
+                 currency: str | None = None, stability=None) -> ProfileStep:
+    """Profile the segments in original units; write ``result.csv``, ``segments.csv``, ``summary.html``
+    and ``model/``.
+
+    ``currency`` (a symbol or code such as ``"EUR"``) is written before amounts in the summary;
+    ``stability`` (per segment, see :func:`seglib.summary.segment_cards`) gives the cards their
+    stability verdict ("not measured" without it).
 
     ``model/`` is the fitted segmentation (:class:`seglib.segmentation.Segmentation`): loading and
     cleaning settings, features and scaling, the SOM, the unit -> segment map and the segment names,
@@ -462,6 +468,7 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     from seglib.features import descriptor_columns
     from seglib.profile import profile_segments, result_table, write_result, write_segments
     from seglib.segmentation import Segmentation
+    from seglib.summary import segment_cards, write_summary
 
     layout = Layout.for_run(out_dir).makedirs()
     if cluster_step is None:
@@ -478,6 +485,9 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     result = result_table(customers, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
     write_result(layout.result, result)
     write_segments(layout.segments_csv, profile)
+    cards = segment_cards(customers, seg["segment"], names=profile["name"], stability=stability,
+                          currency=currency)
+    write_summary(layout, cards)
     metrics = record_metrics(layout, segment_names={str(k): str(v) for k, v in profile["name"].items()})
     settings = (CleaningReport.from_json(layout.cleaning_report).settings
                 if layout.cleaning_report.is_file() else None)
@@ -486,4 +496,4 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
         columns=metrics.get("columns"), clean_settings=settings or None, id_column=id_column,
     )
     model.save(layout.model_dir)
-    return ProfileStep(profile=profile, result=result, layout=layout, model=model)
+    return ProfileStep(profile=profile, result=result, layout=layout, model=model, cards=cards)

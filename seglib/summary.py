@@ -39,6 +39,8 @@ __all__ = [
     "profile_table",
     "segment_cards",
     "stability_verdict",
+    "read_fragment",
+    "summary_fragment",
     "summary_html",
     "write_summary",
 ]
@@ -716,26 +718,37 @@ def _card_html(card, color) -> str:
     )
 
 
+#: Styles of the summary, scoped to ``.seglib-summary`` so the block can sit inside another page.
 CSS = """
-body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#222;max-width:60rem;
-margin:1.5rem auto;padding:0 1rem;line-height:1.35;font-size:14px}
-h1{font-size:1.5rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:.1rem 0 .3rem}
-h3{font-size:.9rem;margin:.5rem 0 .2rem}
-.lead{color:#444}.overview{text-align:center}.overview img{max-width:100%}
-.cards{display:grid;grid-template-columns:1fr 1fr;gap:.8rem}
-.card{border:1px solid #ccc;border-top:6px solid;border-radius:4px;padding:.5rem .7rem;break-inside:avoid;
-page-break-inside:avoid}
-.num{display:inline-block;min-width:1.5em;text-align:center;color:#fff;border-radius:3px;padding:0 .2em}
-.desc{margin:.2rem 0 .4rem;font-style:italic}.cols{display:flex;gap:.5rem;align-items:flex-start}
-.facts{display:grid;grid-template-columns:auto auto;gap:0 .6rem;margin:0;flex:1}.facts dt{color:#555}
-.facts dd{margin:0;font-weight:600}.chart{width:48%}ul{margin:.1rem 0;padding-left:1.1rem}
-.action{background:#f4f4f4;padding:.3rem .5rem;margin:.5rem 0 0}.stab-unstable{color:#b00}
-.stab-weak{color:#a60}table.rules{border-collapse:collapse;font-size:12px;margin-top:.5rem}
-table.rules td,table.rules th{border:1px solid #ccc;padding:.15rem .4rem;text-align:left}
-@media print{@page{size:A4;margin:12mm}body{max-width:none;margin:0;font-size:10.5px}
-.cards{grid-template-columns:1fr 1fr}}
-@media (max-width:700px){.cards{grid-template-columns:1fr}}
+.seglib-summary{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#222;line-height:1.35;
+font-size:14px;max-width:60rem;margin:0 auto 2rem}
+.seglib-summary h1{font-size:1.5rem;margin:0 0 .3rem}.seglib-summary h2{font-size:1.1rem;margin:.1rem 0 .3rem}
+.seglib-summary h3{font-size:.9rem;margin:.5rem 0 .2rem}
+.seglib-summary .lead{color:#333}.seglib-summary .overview{text-align:center}
+.seglib-summary .overview img{max-width:100%}
+.seglib-summary .cards{display:grid;grid-template-columns:1fr 1fr;gap:.8rem}
+.seglib-summary .card{border:1px solid #ccc;border-top:6px solid;border-radius:4px;padding:.5rem .7rem;
+break-inside:avoid;page-break-inside:avoid}
+.seglib-summary .num{display:inline-block;min-width:1.5em;text-align:center;color:#fff;border-radius:3px;
+padding:0 .2em}
+.seglib-summary .desc{margin:.2rem 0 .4rem;font-style:italic}
+.seglib-summary .cols{display:flex;gap:.5rem;align-items:flex-start}
+.seglib-summary .facts{display:grid;grid-template-columns:auto auto;gap:0 .6rem;margin:0;flex:1}
+.seglib-summary .facts dt{color:#555}.seglib-summary .facts dd{margin:0;font-weight:600}
+.seglib-summary .chart{width:48%}.seglib-summary ul{margin:.1rem 0;padding-left:1.1rem}
+.seglib-summary .action{background:#f4f4f4;padding:.3rem .5rem;margin:.5rem 0 0}
+.seglib-summary .stab-unstable{color:#b00}.seglib-summary .stab-weak{color:#a60}
+.seglib-summary table.rules{border-collapse:collapse;font-size:12px;margin-top:.3rem}
+.seglib-summary table.rules td,.seglib-summary table.rules th{border:1px solid #ccc;padding:.15rem .4rem;
+text-align:left}
+.seglib-summary .rule-notes{break-inside:avoid;page-break-inside:avoid;margin-top:1rem}
+@media print{.seglib-summary{max-width:none;font-size:10.5px}}
+@media (max-width:700px){.seglib-summary .cards{grid-template-columns:1fr}}
 """
+#: Styles of the stand-alone page around it (A4 print margins).
+PAGE_CSS = "body{margin:1.5rem 1rem;background:#fff}@media print{@page{size:A4;margin:12mm}body{margin:0}}"
+#: Markers around the summary block in ``summary.html``, so a report can embed the same block.
+FRAGMENT_START, FRAGMENT_END = "<!-- seglib-summary:start -->", "<!-- seglib-summary:end -->"
 
 
 def _rules_html() -> str:
@@ -745,14 +758,23 @@ def _rules_html() -> str:
         for r in ACTION_RULES
     )
     return (
-        "<details><summary>How actions are suggested</summary><p>Each segment is tested against all "
+        "<section class='rule-notes'><h3>How actions are suggested</h3><p>Each segment is tested against all "
         "customers: <em>recent</em> when its customers are on average at least as recent as the base "
         "(percentile rank of days since last visit), <em>frequent</em> when they visit more often than "
-        "the base, <em>value index &gt;= 1</em> when its share of revenue is at least its share of "
-        "customers. Every combination is exactly one rule.</p>"
+        "the base (percentile rank of visits), <em>value index &gt;= 1</em> when its share of revenue is at "
+        "least its share of customers. Every combination is exactly one rule; each card names the rule that "
+        "fired.</p>"
         f"<table class='rules'><tr><th>rule</th><th>pattern</th><th>action</th></tr>{rows}</table>"
-        "</details>"
+        "</section>"
     )
+
+
+def _cards_of(cards_or_customers, labels, card_kwargs) -> list[dict]:
+    if isinstance(cards_or_customers, pd.DataFrame):
+        if labels is None:
+            raise ParameterError("summary_html: give labels (segment per customer) with a customer table")
+        return segment_cards(cards_or_customers, labels, **card_kwargs)
+    return list(cards_or_customers)
 
 
 def summary_html(
@@ -775,7 +797,7 @@ def summary_html(
     title : str
         Heading of the page.
     note : str, optional
-        A line under the heading (e.g. the run folder and date).
+        A line under the heading (e.g. the run folder).
     **card_kwargs
         ``names``, ``stability``, ``currency``, ``money``, ``n_behaviours`` (see :func:`segment_cards`).
 
@@ -784,50 +806,69 @@ def summary_html(
     str
         The page; it prints on A4 (two cards per row, no card split across pages).
     """
-    if isinstance(cards_or_customers, pd.DataFrame):
-        if labels is None:
-            raise ParameterError("summary_html: give labels (segment per customer) with a customer table")
-        cards = segment_cards(cards_or_customers, labels, **card_kwargs)
-    else:
-        cards = list(cards_or_customers)
+    cards = _cards_of(cards_or_customers, labels, card_kwargs)
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{html.escape(title)}"
-        f"</title><style>{CSS}</style></head>"
-        f"<body>{summary_body(cards, title=title, note=note)}</body></html>\n"
+        f"</title><style>{PAGE_CSS}</style></head>\n<body>\n"
+        f"{summary_fragment(cards, title=title, note=note)}\n</body></html>\n"
     )
 
 
-def summary_body(cards: list[dict], *, title: str = "Customer segments", note: str | None = None) -> str:
-    """The summary without ``<html>``/``<head>``: a ``<div class='seglib-summary'>`` with its own styles."""
+def summary_fragment(
+    cards_or_customers,
+    labels=None,
+    *,
+    title: str = "Customer segments",
+    note: str | None = None,
+    **card_kwargs,
+) -> str:
+    """The summary as a block for another page: its scoped ``<style>`` and ``<div class='seglib-summary'>``.
+
+    Same arguments as :func:`summary_html`; ``report.html`` embeds this block at its top.
+    """
+    cards = _cards_of(cards_or_customers, labels, card_kwargs)
     e = html.escape
     colors = _colors(cards)
     n = sum(c["customers"] for c in cards)
     lead = f"{len(cards)} segments of {n:,} customers."
     if cards and cards[0]["value_index"] is not None:
-        top = max(cards, key=lambda c: (c["value_index"], -c["segment"]))
-        low = min(cards, key=lambda c: (c["value_index"], c["segment"]))
-        lead += (
-            f" Segment {top['segment']} ({e(top['name'])}) holds {top['customer_share']:.1%} of customers "
-            f"and {top['revenue_share']:.1%} of revenue (value index {top['value_index']:.1f}); "
-            f"segment {low['segment']} ({e(low['name'])}) holds {low['customer_share']:.1%} of customers "
-            f"and only {low['revenue_share']:.1%} of revenue (value index {low['value_index']:.1f})."
-        )
+        low = max(cards, key=lambda c: (c["customer_share"] - c["revenue_share"], -c["segment"]))
+        top = max(cards, key=lambda c: (c["revenue_share"] - c["customer_share"], -c["segment"]))
+        def fact(c, verb):
+            per = e(_money(c["revenue_per_customer"], c["currency"]))
+            return (
+                f"segment {c['segment']} ({e(c['name'])}) holds {c['customer_share']:.1%} of customers "
+                f"{verb} {c['revenue_share']:.1%} of revenue ({per} per customer, value index "
+                f"{c['value_index']:.2f})"
+            )
+
+        lead += f" {fact(low, 'but only').capitalize()}; {fact(top, 'and')}."
     overview = _overview_chart(cards)
     over_html = (
-        (
-            f"<div class='overview'><img src='{overview}' alt='Size and value of the segments: share of "
-            "customers against value index, one numbered bubble per segment'></div>"
-        )
+        f"<div class='overview'><img src='{overview}' alt='Size and value of the segments: share of "
+        "customers against value index, one numbered bubble per segment, bubble area the share of "
+        "revenue'></div>"
         if overview
         else ""
     )
     cards_html = "".join(_card_html(c, colors[c["segment"]]) for c in cards)
     return (
-        f"<div class='seglib-summary'><h1>{e(title)}</h1>"
+        f"{FRAGMENT_START}<style>{CSS}</style><div class='seglib-summary'><h1>{e(title)}</h1>"
         + (f"<p class='note'>{e(note)}</p>" if note else "")
         + f"<p class='lead'>{lead}</p>{over_html}<div class='cards'>{cards_html}</div>{_rules_html()}</div>"
+        + FRAGMENT_END
     )
+
+
+def read_fragment(path) -> str | None:
+    """The summary block of a ``summary.html`` written by :func:`write_summary` (None when absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    a, b = text.find(FRAGMENT_START), text.find(FRAGMENT_END)
+    return text[a : b + len(FRAGMENT_END)] if a >= 0 and b > a else None
 
 
 def write_summary(

@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 from scipy.cluster.hierarchy import dendrogram
 
 from seglib.cluster import cut, cut_heights, n_clusters_for_distance
 from seglib.errors import InputError, ParameterError, check_option
-from seglib.plots._colors import ABOVE_CUT_COLOR, EMPTY_COLOR, segment_colors
+from seglib.plots._colors import ABOVE_CUT_COLOR, EMPTY_COLOR, segment_colors, segment_label
 from seglib.plots._grid import border_segments, cell_centers, draw_cells, map_topology, set_map_limits
 
 __all__ = [
@@ -213,7 +214,7 @@ def _segment_boundaries(labels2d: np.ndarray, topology: str = "rectangular") -> 
 
 
 def plot_segment_map(weights, unit_labels, hits=None, *, background="umatrix", umatrix=None, legend=True,
-                     colorbar=True, topology=None, ax=None, **kwargs):
+                     colorbar=True, topology=None, names=None, ax=None, **kwargs):
     """The map with segment colours, segment boundaries, and empty units shown as empty.
 
     Each unit is a marker of its segment's colour (area growing with its customers when ``hits``
@@ -239,9 +240,12 @@ def plot_segment_map(weights, unit_labels, hits=None, *, background="umatrix", u
     umatrix : array-like of shape (rows, cols), optional
         Precomputed U-matrix; computed with ``seglib.som.u_matrix(weights)`` when omitted.
     legend, colorbar : bool, default=True
+        The legend (below the map) names each segment with its number, name and customers.
     topology : {"rectangular", "hexagonal"} or None
         The map's grid; None: the SOM's when ``weights`` is a fitted SOM, else ``"rectangular"``. Pass
         ``som.topology`` with bare weights of a hexagonal map.
+    names : mapping or Series of segment -> str, optional
+        Segment names for the legend (``profile["name"]``); numbers only when None.
     ax : matplotlib Axes, optional
     **kwargs
         Passed to the marker ``scatter`` call.
@@ -295,12 +299,20 @@ def plot_segment_map(weights, unit_labels, hits=None, *, background="umatrix", u
     ax.set_yticks([])
     ax.set_title(f"{k} segments on the map")
     if legend:
-        handles = [Line2D([], [], marker="o", ls="", color=colors[s], label=f"S{s + 1}") for s in range(k)]
+        names = {} if names is None else {int(s): n for s, n in dict(names).items()}
+        customers = (np.bincount(seg, weights=h.ravel(), minlength=k + 1) if h is not None else None)
+        handles = []
+        for s in range(1, k + 1):
+            text = segment_label(s, names.get(s)) if names else f"segment {s}"
+            if customers is not None:
+                text += f" ({int(customers[s]):,} customers)"
+            handles.append(Line2D([], [], marker="o", ls="", color=colors[s - 1], label=text))
         if empty.any():
             handles.append(Line2D([], [], marker="o", ls="", markerfacecolor=EMPTY_COLOR,
-                                  markeredgecolor="k", label="no customers"))
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 6),
-                  fontsize=7, frameon=False, handletextpad=0.2, columnspacing=0.8)
+                                  markeredgecolor="k", label="unit without customers"))
+        ncol = 2 if names else min(len(handles), 4)
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
+                  fontsize=8, frameon=False, handletextpad=0.2, columnspacing=1.0)
     return ax
 
 
@@ -336,7 +348,8 @@ def plot_k_selection(table, *, suggested=None, min_share=0.02, axes=None):
     for ax, (col, title) in zip(axes, panels):
         ax.plot(table["k"], table[col], "o-", color="C0", ms=4)
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("k")
+        ax.set_xlabel("number of segments k")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if suggested is not None:
             ax.axvline(suggested, color="C3", ls=":", lw=1.5, gid="suggested")
         ax.spines[["top", "right"]].set_visible(False)
@@ -379,7 +392,8 @@ def plot_stability(result, *, ax=None):
     ax.axhline(0.6, color="grey", ls="-.", lw=1)
     ax.axhline(0.5, color="grey", ls=":", lw=1)
     ax.set_ylim(0, 1.05)
-    ax.set_xticks(seg, [f"S{s}" for s in seg])
+    ax.set_xticks(seg, [str(s) for s in seg])
+    ax.set_xlabel("segment")
     ax.set_ylabel("best-match Jaccard")
     ax.set_title(f"Kept segments over {result.n_runs} resamples: mean ARI {result.mean_ari:.2f}",
                  fontsize=10)

@@ -10,7 +10,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
 from seglib.errors import ParameterError, check_option
-from seglib.plots._colors import segment_colors
+from seglib.plots._colors import segment_colors, segment_label
 from seglib.profile import feature_indices
 
 __all__ = ["plot_profile_heatmap", "plot_segment_sizes", "plot_feature_bars"]
@@ -22,7 +22,7 @@ def _axes(ax, figsize):
 
 def _segment_labels(profile: pd.DataFrame) -> list[str]:
     if "name" in profile.columns:
-        return [f"{s}: {n}" for s, n in profile["name"].items()]
+        return [segment_label(s, n) for s, n in profile["name"].items()]
     return [str(s) for s in profile.index]
 
 
@@ -31,30 +31,42 @@ def _colors(segments) -> list[str]:
     return [palette[int(s) - 1] for s in segments]
 
 
-def plot_profile_heatmap(
-    profile: pd.DataFrame, *, ax=None, limit: float = 4.0, annotate: bool = True, cmap: str = "RdBu_r",
-    **kwargs,
-):
-    """Heat map of feature indices: features down, segments across, colour centred on 1x.
+#: Heat-map caption: what the colour says, and what it does not.
+HEATMAP_NOTE = ("orange: more than the average customer, purple: less - the colour says more or less, "
+                "not better or worse")
 
-    Colour follows ``log2(index)``, so 2x and 0.5x are equally strong (red above average, blue
-    below); missing indices are left blank.
+
+def plot_profile_heatmap(
+    profile: pd.DataFrame, *, ax=None, limit: float = 4.0, rate_limit: float = 0.25, annotate: bool = True,
+    cmap: str = "PuOr_r", **kwargs,
+):
+    """Heat map of segments against all customers: features down (behaviour, descriptors), segments across.
+
+    Amounts, counts and days compare by their index (segment mean / mean of all customers, written
+    ``1.4x``; colour follows ``log2(index)``, so 2x and 0.5x are equally strong). Shares and flags
+    compare by their difference in percentage points (``+12 pts``): their ratios mislead when rare
+    (a 0.3% return share against 0.1% would read 3.0x). Orange is more than the average customer,
+    purple less; the colour says more or less, not better or worse (more days since the last visit
+    is worse, more spend is better). Missing values are left blank.
 
     Parameters
     ----------
     profile : DataFrame
-        A :func:`seglib.profile.profile_segments` table (its ``<feature>_index`` columns are used and
-        the segment names label the columns), or a segments x features matrix of indices such as
-        :func:`seglib.profile.feature_indices` returns.
+        A :func:`seglib.profile.profile_segments` table (its ``<feature>_index`` / ``_mean`` columns
+        are used and the segment names label the columns), or a segments x features matrix of
+        indices such as :func:`seglib.profile.feature_indices` returns (then every feature compares
+        by its index).
     ax : Axes, optional
         Axes to draw on; a new figure when None.
     limit : float, default=4.0
         Indices at or beyond ``limit`` and ``1 / limit`` get the full colour. 4 suits most profiles;
         use 2 when segments differ mildly, so the differences stay visible.
+    rate_limit : float, default=0.25
+        Share differences at or beyond this (0.25 = 25 percentage points) get the full colour.
     annotate : bool, default=True
-        Write each index (``1.4x``) in its cell. Turn off for more than ~15 segments.
-    cmap : str, default="RdBu_r"
-        A diverging colormap.
+        Write each comparison (``1.4x``, ``+12 pts``) in its cell. Turn off for more than ~15 segments.
+    cmap : str, default="PuOr_r"
+        A diverging colormap without a good/bad connotation (red/green or red/blue suggest one).
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.imshow`.
 
@@ -62,31 +74,63 @@ def plot_profile_heatmap(
     -------
     Axes
     """
+    from seglib.labels import feature_info, is_rate
+    from seglib.labels import label as feature_label
+
     if not limit > 1:
         raise ParameterError(f"limit={limit!r} is not valid; expected a number > 1 (e.g. 2 or 4)")
-    if feature_indices(profile).shape[1]:  # a profile table; else a matrix of indices
+    if not rate_limit > 0:
+        raise ParameterError(f"rate_limit={rate_limit!r} is not valid; expected a share > 0 (e.g. 0.25)")
+    is_profile = bool(feature_indices(profile).shape[1])
+    if is_profile:  # a profile table; else a matrix of indices
         indices, labels = feature_indices(profile), _segment_labels(profile)
     else:
         indices, labels = profile.astype(float), [str(s) for s in profile.index]
-    values = indices.to_numpy(dtype=float).T  # features x segments
     bound = np.log2(limit)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        colour = np.ma.masked_invalid(np.clip(np.log2(values), -bound, bound))
-    ax = _axes(ax, (1.6 + 0.9 * values.shape[1], 1.2 + 0.4 * values.shape[0]))
+    rows, row_labels, texts, colour_rows = [], [], [], []
+    for group, title in (("behaviour", "what they do"), ("descriptor", "who they are")):
+        feats = [f for f in indices.columns if feature_info(f).role == group]
+        if not feats:
+            continue
+        row_labels.append(f"{group if group == 'behaviour' else 'descriptors'}: {title}")
+        colour_rows.append(np.full(len(indices), np.nan))
+        texts.append([""] * len(indices))
+        rows.append(None)
+        for f in feats:
+            idx = indices[f].to_numpy(dtype=float)
+            overall = _overall_mean(profile, f) if is_profile else None
+            if is_rate(f) and overall is not None:
+                diff = profile[f"{f}_mean"].to_numpy(dtype=float) - overall
+                colour_rows.append(np.clip(diff / rate_limit, -1, 1) * bound)
+                texts.append(["-" if not np.isfinite(d) else f"{100 * d:+.0f} pts" for d in diff])
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    colour_rows.append(np.clip(np.log2(idx), -bound, bound))
+                texts.append(["-" if not np.isfinite(v) else f"{v:.1f}x" for v in idx])
+            row_labels.append(feature_label(f, unit=False))
+            rows.append(f)
+    colour = np.ma.masked_invalid(np.array(colour_rows, dtype=float))
+    ax = _axes(ax, (2.6 + 1.0 * len(labels), 1.4 + 0.36 * len(row_labels)))
     kwargs.setdefault("aspect", "auto")
     image = ax.imshow(colour, cmap=cmap, norm=Normalize(-bound, bound), **kwargs)
-    ticks = [t for t in range(-int(np.floor(bound)), int(np.floor(bound)) + 1)]
-    bar = ax.figure.colorbar(image, ax=ax, ticks=ticks)
-    bar.ax.set_yticklabels([f"{2.0**t:g}x" for t in ticks])
-    bar.set_label("index (segment mean / overall mean)")
+    bar = ax.figure.colorbar(image, ax=ax, ticks=[-bound, 0, bound], shrink=0.8)
+    bar.ax.set_yticklabels([f"less\n(1/{limit:g}x or\n-{100 * rate_limit:.0f} pts)", "as all\ncustomers",
+                            f"more\n({limit:g}x or\n+{100 * rate_limit:.0f} pts)"], fontsize=7)
     if annotate:
-        for (i, j), v in np.ndenumerate(values):
+        for (i, j), text in np.ndenumerate(np.array(texts, dtype=object)):
             dark = not np.ma.is_masked(colour[i, j]) and abs(colour[i, j]) > 0.6 * bound
-            ax.text(j, i, "-" if not np.isfinite(v) else f"{v:.1f}x", ha="center", va="center",
-                    fontsize=8, color="white" if dark else "black")
-    ax.set_xticks(range(values.shape[1]), labels, rotation=30, ha="right")
-    ax.set_yticks(range(values.shape[0]), list(indices.columns))
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    for tick, f in zip(ax.get_yticklabels(), rows):
+        if f is None:
+            tick.set_fontweight("bold")
+    for i, f in enumerate(rows):
+        if f is None and i:
+            ax.axhline(i - 0.5, color="black", lw=0.8)
+    ax.tick_params(length=0)
     ax.set_xlabel("segment")
+    ax.set_title(f"Each segment against all customers\n({HEATMAP_NOTE})", fontsize=9)
     return ax
 
 
@@ -115,20 +159,24 @@ def plot_segment_sizes(profile: pd.DataFrame, *, ax=None, **kwargs):
     revenue = "revenue_share" in profile.columns
     width = 0.4 if revenue else 0.8
     ax.bar(x - width / 2 * revenue, profile["customer_share"], width, color=colors, **kwargs)
-    handles = [Patch(facecolor="grey", label="customers")]
+    handles = [Patch(facecolor="0.35", label="share of customers")]
     if revenue:
         ax.bar(x + width / 2, profile["revenue_share"], width, color=colors, alpha=0.55, hatch="//",
                edgecolor="white", **kwargs)
-        handles.append(Patch(facecolor="grey", alpha=0.55, hatch="//", edgecolor="white", label="revenue"))
-    ax.legend(handles=handles, frameon=False)
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        handles.append(Patch(facecolor="0.35", alpha=0.55, hatch="//", edgecolor="white",
+                             label="share of revenue"))
+    # above the bars, never over them
+    ax.legend(handles=handles, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=8)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_xticks(x, _segment_labels(profile), rotation=30, ha="right")
     ax.set_xlabel("segment")
-    ax.set_ylabel("share")
+    ax.set_ylabel("share of all customers / revenue")
+    ax.spines[["top", "right"]].set_visible(False)
     return ax
 
 
-def plot_feature_bars(profile: pd.DataFrame, features, *, stat: str = "mean", ax=None, **kwargs):
+def plot_feature_bars(profile: pd.DataFrame, features, *, stat: str = "mean", currency: str | None = None,
+                      ax=None, **kwargs):
     """Bars of one or more features per segment, coloured by segment, with the all-customer reference.
 
     Parameters
@@ -141,6 +189,8 @@ def plot_feature_bars(profile: pd.DataFrame, features, *, stat: str = "mean", ax
     stat : {"mean", "median", "index"}, default="mean"
         Statistic drawn. A dashed line marks the value of all customers (overall mean, or 1 for the
         index); there is none for the median.
+    currency : str, optional
+        Unit of money features on the axis label (``"net spend (EUR), mean"``).
     ax : Axes, optional
         Axes to draw on; a new figure when None.
     **kwargs
@@ -150,6 +200,8 @@ def plot_feature_bars(profile: pd.DataFrame, features, *, stat: str = "mean", ax
     -------
     Axes
     """
+    from seglib.labels import label as feature_label
+
     check_option("stat", stat, ["mean", "median", "index"])
     features = [features] if isinstance(features, str) else list(features)
     valid = list(feature_indices(profile).columns)
@@ -166,17 +218,20 @@ def plot_feature_bars(profile: pd.DataFrame, features, *, stat: str = "mean", ax
         if reference is not None:
             ax.hlines(reference, g - 0.45, g + 0.45, colors="black", linestyles="--", linewidth=1,
                       label="all customers" if g == 0 else None)
+    ax.spines[["top", "right"]].set_visible(False)
     if single:  # one group: the segments label the x axis
         ax.set_xticks(-0.4 + width * (np.arange(k) + 0.5), _segment_labels(profile), rotation=30, ha="right")
         ax.set_xlabel("segment")
-        ax.set_ylabel(f"{features[0]} ({stat})")
-        if stat != "median":
-            ax.legend(frameon=False, loc="lower right")
+        what = "index (segment mean / mean of all customers)" if stat == "index" else \
+            f"{feature_label(features[0], currency=currency)}, {stat}"
+        ax.set_ylabel(what)
+        if stat != "median":  # above the bars, never over them
+            ax.legend(frameon=False, loc="lower right", bbox_to_anchor=(1, 1.0), fontsize=8)
         return ax
     handles = [Patch(facecolor=c, label=lab) for c, lab in zip(colors, _segment_labels(profile))]
     ax.legend(handles=handles + ax.get_legend_handles_labels()[0], frameon=False, fontsize=8,
               loc="upper left", bbox_to_anchor=(1, 1))
-    ax.set_xticks(range(len(features)), features)
+    ax.set_xticks(range(len(features)), [feature_label(f, unit=False) for f in features])
     ax.set_ylabel(stat)
     return ax
 

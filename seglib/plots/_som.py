@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import PercentFormatter
 
 from seglib.errors import ParameterError
 from seglib.plots._colors import EMPTY_COLOR
-from seglib.plots._grid import cell_centers, draw_cells, draw_edges, map_topology
+from seglib.plots._grid import border_segments, cell_centers, draw_cells, draw_edges, map_topology
 from seglib.som import best_units, u_matrix
 
 __all__ = ["plot_u_matrix", "plot_hit_map", "plot_component_planes", "plot_training_curve"]
@@ -100,12 +101,12 @@ def plot_u_matrix(som_or_weights, X=None, *, hits=None, ax=None, cmap="bone_r", 
     if counts is not None:
         full = counts > 0
         sizes = np.maximum(marker_size * counts[full] / max(counts.max(), 1), 4.0)
-        ax.scatter(x[full], y[full], s=sizes, c=marker_color, alpha=0.75, linewidths=0, label="rows per unit",
-                   zorder=3)
+        ax.scatter(x[full], y[full], s=sizes, c=marker_color, alpha=0.75, linewidths=0,
+                   label="customers per unit", zorder=3)
         if (~full).any():
             ax.scatter(x[~full], y[~full], marker="x", s=12, c="0.5", linewidths=0.8, label="empty unit",
                        zorder=3)
-        ax.set_title("U-matrix (marker area: rows per unit)")
+        ax.set_title("U-matrix (marker area: customers per unit)")
     else:
         ax.set_title("U-matrix")
     _map_axes(ax, w.shape[:2], topology)
@@ -114,7 +115,7 @@ def plot_u_matrix(som_or_weights, X=None, *, hits=None, ax=None, cmap="bone_r", 
 
 def plot_hit_map(som_or_weights, X=None, *, hits=None, ax=None, cmap="Blues", annotate=None, colorbar=True,
                  topology=None, **kwargs):
-    """Rows won by each unit, as a heat map; empty units in the neutral ``EMPTY_COLOR``.
+    """Customers (rows of ``X``) won by each unit, as a heat map; empty units in the neutral ``EMPTY_COLOR``.
 
     ``annotate`` writes the counts in the cells (default: when the map has at most 400 units).
     ``X`` or ``hits`` is required. ``topology`` as in :func:`plot_u_matrix`. Returns the Axes.
@@ -129,7 +130,7 @@ def plot_hit_map(som_or_weights, X=None, *, hits=None, ax=None, cmap="Blues", an
     colormap = plt.get_cmap(cmap).with_extremes(bad=EMPTY_COLOR)
     image = draw_cells(ax, np.ma.masked_equal(counts, 0), topology, cmap=colormap, **kwargs)
     if colorbar:
-        ax.figure.colorbar(image, ax=ax, label="rows per unit")
+        ax.figure.colorbar(image, ax=ax, label="customers per unit")
     if annotate is None:
         annotate = counts.size <= 400
     if annotate:
@@ -139,22 +140,36 @@ def plot_hit_map(som_or_weights, X=None, *, hits=None, ax=None, cmap="Blues", an
             ax.text(x[r, c], y[r, c], str(int(v)), ha="center", va="center", fontsize="xx-small",
                     color="white" if v > threshold else "black")
     empty = int((counts == 0).sum())
-    ax.set_title(f"Hit map: {int(counts.sum())} rows, {empty} of {counts.size} units empty")
+    ax.set_title(f"Hit map: {int(counts.sum()):,} customers, {empty} of {counts.size} units empty")
     _map_axes(ax, counts.shape, topology)
     return ax
 
 
-def plot_component_planes(som_or_weights, feature_names=None, *, axes=None, ncols=4, cmap="viridis",
-                          topology=None, **kwargs):
-    """One small map per feature: the feature's value in each unit's prototype.
+def plot_component_planes(som_or_weights, feature_names=None, *, customers=None, bmu=None, unit_labels=None,
+                          currency=None, axes=None, ncols=4, cmap="viridis", topology=None, **kwargs):
+    """One small map per feature: the feature's value in each unit.
 
     Comparing planes shows which features go together (similar patterns) and where on the map each
-    segment's traits lie. Features are on the scale the SOM was trained on (standardised, typically).
+    segment's traits lie. With ``customers`` and ``bmu`` each unit shows the median (the mean for
+    shares and flags), in the feature's own unit (days, money, percent), of the customers it wins
+    (units without customers in ``EMPTY_COLOR``); without them, the prototype's value on the scale the
+    SOM was trained on (standardised, typically). Titles are the readable labels of
+    :mod:`seglib.labels`.
 
     Parameters
     ----------
     feature_names : list of str, optional
-        Titles; default the SOM's ``feature_names_in_`` or ``feature 0, 1, ...``.
+        Features; default the SOM's ``feature_names_in_`` or ``feature 0, 1, ...``.
+    customers : DataFrame, optional
+        Customer table in original units with a column per feature (row i is the customer of
+        ``bmu[i]``). Recommended: a reader understands "41 days", not "-0.6". A feature the table
+        lacks (an engineered flag such as ``age_missing``) stays on the SOM's scale.
+    bmu : array-like of int, optional
+        Best unit (flat index) of each row of ``customers`` (``som.predict(X)``).
+    unit_labels : array-like of shape (units,) or (rows, cols), optional
+        Segment of each unit: black lines are drawn between segments on every plane.
+    currency : str, optional
+        Unit of money features in the titles.
     axes : array of Axes, optional
         At least one per feature; default a new figure with ``ncols`` columns.
     topology : {"rectangular", "hexagonal"} or None
@@ -167,9 +182,13 @@ def plot_component_planes(som_or_weights, feature_names=None, *, axes=None, ncol
     numpy.ndarray of Axes
         The axes used, flattened, one per feature (extra axes of a new figure are hidden).
     """
+    from matplotlib.collections import LineCollection
+
+    from seglib.labels import feature_info, label
+
     w = _weights(som_or_weights)
     topology = map_topology(som_or_weights, topology)
-    n_features = w.shape[2]
+    shape, n_features = w.shape[:2], w.shape[2]
     if feature_names is None:
         feature_names = getattr(som_or_weights, "feature_names_in_", None)
     if feature_names is None:
@@ -177,6 +196,26 @@ def plot_component_planes(som_or_weights, feature_names=None, *, axes=None, ncol
     feature_names = [str(f) for f in feature_names]
     if len(feature_names) != n_features:
         raise ParameterError(f"{len(feature_names)} feature_names for {n_features} features")
+    if (customers is None) != (bmu is None):
+        raise ParameterError("plot_component_planes: give both customers and bmu (or neither)")
+    planes, original, empty = w.astype(float), np.zeros(n_features, dtype=bool), None
+    if customers is not None:
+        bmu = np.asarray(bmu).ravel()
+        if len(bmu) != len(customers):
+            raise ParameterError(f"bmu has {len(bmu)} values for {len(customers)} customers")
+        # features the customer table lacks (an engineered flag such as age_missing) stay scaled
+        original = np.array([f in customers.columns for f in feature_names])
+        cols = [f for f, o in zip(feature_names, original) if o]
+        by_unit = customers[cols].astype(float).groupby(bmu)
+        medians, means = by_unit.median(), by_unit.mean()
+        rates = [c for c in cols if feature_info(c).kind in ("share", "flag")]  # a median share is 0 or 1
+        medians[rates] = means[rates]
+        medians = medians.reindex(range(shape[0] * shape[1]))
+        planes = planes.copy()
+        planes[:, :, original] = medians.to_numpy().reshape(shape[0], shape[1], len(cols))
+        empty = (np.bincount(bmu, minlength=shape[0] * shape[1]) == 0).reshape(shape)
+    borders = border_segments(np.asarray(unit_labels).reshape(shape), topology) if unit_labels is not None \
+        else None
     if axes is None:
         ncols = max(1, min(ncols, n_features))
         nrows = int(np.ceil(n_features / ncols))
@@ -189,10 +228,20 @@ def plot_component_planes(som_or_weights, feature_names=None, *, axes=None, ncol
         grid = np.asarray(axes, dtype=object).ravel()
         if len(grid) < n_features:
             raise ParameterError(f"{len(grid)} axes for {n_features} features")
+    colormap = plt.get_cmap(cmap).with_extremes(bad=EMPTY_COLOR)
     for i, ax in enumerate(grid[:n_features]):
-        image = draw_cells(ax, w[:, :, i], topology, cmap=cmap, **kwargs)
-        ax.figure.colorbar(image, ax=ax, shrink=0.8)
-        ax.set_title(feature_names[i], fontsize="small")
+        name = feature_names[i]
+        plane = planes[:, :, i]
+        if empty is not None and not original[i]:
+            plane = np.where(empty, np.nan, plane)
+        image = draw_cells(ax, plane, topology, cmap=colormap, **kwargs)
+        bar = ax.figure.colorbar(image, ax=ax, shrink=0.8)
+        if original[i] and feature_info(name).kind in ("share", "flag"):
+            bar.ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        if borders is not None:
+            ax.add_collection(LineCollection(borders, colors="k", linewidths=1, gid="boundaries"))
+        scaled = f"{label(name, unit=False)} (scaled)"
+        ax.set_title(label(name, currency=currency) if original[i] else scaled, fontsize="small")
         ax.set_xticks([])
         ax.set_yticks([])
     return grid[:n_features]
