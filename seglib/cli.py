@@ -62,7 +62,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress, html=not args.no_html,
     )
     summary = result.run_dir / "summary.html"
-    print(f"{result.run_dir}: open {summary.name}" if summary.is_file() else result.run_dir)
+    print(f"run folder {result.run_dir}" + (f"; open {summary}" if summary.is_file() else ""))
     return 0
 
 

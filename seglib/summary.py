@@ -36,6 +36,7 @@ __all__ = [
     "ActionRule",
     "STABILITY_THRESHOLDS",
     "action_for",
+    "cards_table",
     "profile_table",
     "segment_cards",
     "stability_verdict",
@@ -579,6 +580,27 @@ def profile_table(
     return out
 
 
+def cards_table(cards: list[dict]) -> pd.DataFrame:
+    """The cards as one table for a notebook: a row per segment, figures formatted in their units.
+
+    Columns: ``name``, ``customers`` (count and share), ``share of revenue``, ``revenue per customer``
+    (in the cards' currency), ``value index``, ``stability``, ``suggested action`` (with its rule).
+    """
+    rows = {}
+    for c in cards:
+        money = c["value_index"] is not None
+        rows[c["segment"]] = {
+            "name": c["name"],
+            "customers": f"{c['customers']:,} ({c['customer_share']:.1%})",
+            "share of revenue": f"{c['revenue_share']:.1%}" if money else "-",
+            "revenue per customer": _money(c["revenue_per_customer"], c["currency"]) if money else "-",
+            "value index": f"{c['value_index']:.2f}" if money else "-",
+            "stability": c["stability"]["verdict"],
+            "suggested action": f"{c['action']['action']} ({c['action']['rule']})",
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("segment")
+
+
 # ------------------------------------------------------------------------------------------------ html
 
 
@@ -616,7 +638,7 @@ def _overview_chart(cards) -> str | None:
         ax.scatter(
             [xi],
             [yi],
-            s=80 + 1200 * max(c["revenue_share"], 0),
+            s=160 + 1500 * max(c["revenue_share"], 0),
             color=colors[c["segment"]],
             alpha=0.85,
             edgecolors="white",
@@ -733,9 +755,10 @@ break-inside:avoid;page-break-inside:avoid}
 padding:0 .2em}
 .seglib-summary .desc{margin:.2rem 0 .4rem;font-style:italic}
 .seglib-summary .cols{display:flex;gap:.5rem;align-items:flex-start}
-.seglib-summary .facts{display:grid;grid-template-columns:auto auto;gap:0 .6rem;margin:0;flex:1}
-.seglib-summary .facts dt{color:#555}.seglib-summary .facts dd{margin:0;font-weight:600}
-.seglib-summary .chart{width:48%}.seglib-summary ul{margin:.1rem 0;padding-left:1.1rem}
+.seglib-summary .facts{display:grid;grid-template-columns:max-content max-content;gap:0 .6rem;margin:0;flex:1}
+.seglib-summary .facts dt{color:#555;font-weight:normal;white-space:nowrap}
+.seglib-summary .facts dd{margin:0;padding:0;font-weight:600;white-space:nowrap}
+.seglib-summary .chart{width:45%;min-width:0}.seglib-summary ul{margin:.1rem 0;padding-left:1.1rem}
 .seglib-summary .action{background:#f4f4f4;padding:.3rem .5rem;margin:.5rem 0 0}
 .seglib-summary .stab-unstable{color:#b00}.seglib-summary .stab-weak{color:#a60}
 .seglib-summary table.rules{border-collapse:collapse;font-size:12px;margin-top:.3rem}
@@ -843,7 +866,8 @@ def summary_fragment(
                 f"{c['value_index']:.2f})"
             )
 
-        lead += f" {fact(low, 'but only').capitalize()}; {fact(top, 'and')}."
+        first = fact(low, "but only")
+        lead += f" {first[:1].upper()}{first[1:]}; {fact(top, 'and')}."
     overview = _overview_chart(cards)
     over_html = (
         f"<div class='overview'><img src='{overview}' alt='Size and value of the segments: share of "
