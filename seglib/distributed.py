@@ -1137,6 +1137,9 @@ def write_results(
         rows = result_table(table, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
         result = write_result(layout.result, rows)
         profile = profile_segments(table, seg["segment"], **describe)
+        from seglib.summary import write_summary  # the summary needs every customer: collected runs only
+
+        write_summary(layout, customers=table, labels=seg["segment"], names=profile["name"])
     else:
         logger.info("%d customers > max_collect=%d: no result.csv (read %s); profile of a sample", n,
                     max_collect, folder)

@@ -323,6 +323,10 @@ def run(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(NOTEBOOKS), desc="seglib run", unit="notebook")
+    # the kernels' own log (start-up and shutdown notes, e.g. "KeyboardInterrupt caught in kernel" when
+    # the runner stops a kernel) only when this module's INFO lines are shown (seglib -v); a failing
+    # cell is reported from the notebook whatever the level
+    kernel_arguments = [] if logger.isEnabledFor(logging.INFO) else ["--IPKernelApp.log_level=CRITICAL"]
     try:
         with tempfile.TemporaryDirectory(prefix="seglib-kernel-") as sockets:
             for nb in NOTEBOOKS:
@@ -337,7 +341,7 @@ def run(
                     pm.execute_notebook(
                         str(nb_dir / nb), str(out_path), parameters=per_nb[nb], kernel_name=kernel_name,
                         progress_bar=cells, cwd=str(nb_dir), log_output=False,
-                        config=_kernel_config(Path(sockets)),
+                        config=_kernel_config(Path(sockets)), extra_arguments=kernel_arguments,
                     )
                 except pm.PapermillExecutionError as exc:
                     raise PipelineError(_failure_message(nb, exc, out_path)) from None

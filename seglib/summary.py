@@ -755,10 +755,12 @@ break-inside:avoid;page-break-inside:avoid}
 padding:0 .2em}
 .seglib-summary .desc{margin:.2rem 0 .4rem;font-style:italic}
 .seglib-summary .cols{display:flex;gap:.5rem;align-items:flex-start}
-.seglib-summary .facts{display:grid;grid-template-columns:max-content max-content;gap:0 .6rem;margin:0;flex:1}
+.seglib-summary .facts{display:grid;grid-template-columns:max-content 1fr;gap:0 .6rem;margin:0;
+flex:1 1 auto;min-width:0}
 .seglib-summary .facts dt{color:#555;font-weight:normal;white-space:nowrap}
-.seglib-summary .facts dd{margin:0;padding:0;font-weight:600;white-space:nowrap}
-.seglib-summary .chart{width:45%;min-width:0}.seglib-summary ul{margin:.1rem 0;padding-left:1.1rem}
+.seglib-summary .facts dd{margin:0;padding:0;font-weight:600}
+.seglib-summary .chart{flex:0 0 40%;width:40%;min-width:0}
+.seglib-summary ul{margin:.1rem 0;padding-left:1.1rem}
 .seglib-summary .action{background:#f4f4f4;padding:.3rem .5rem;margin:.5rem 0 0}
 .seglib-summary .stab-unstable{color:#b00}.seglib-summary .stab-weak{color:#a60}
 .seglib-summary table.rules{border-collapse:collapse;font-size:12px;margin-top:.3rem}

@@ -112,3 +112,11 @@ def test_the_dask_backend_knows_no_notebooks():
     source = (PACKAGE / "distributed.py").read_text()
     for helper in ("save_figure", "default_data", ".summary("):
         assert helper not in source, helper
+
+
+def test_the_summary_sits_beside_the_profile_and_labels_stand_alone():
+    """summary reads the profile (step 04) and is read by the steps and the pipeline, never the reverse."""
+    assert not seglib_imports("summary") & set(ON_TOP)
+    assert seglib_imports("labels") <= {"errors"}
+    for module in STEPS:
+        assert "summary" not in seglib_imports(module)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -103,9 +107,10 @@ def test_run_writes_everything(first_run, small_data, reports):
     run_dir = first_run.run_dir
     assert run_dir.parent == reports / "runs"
     for name in (*pipeline.NOTEBOOKS, "result.csv", "segments.csv", "cleaning_report.json", "run.json",
-                 "report.html"):
+                 "report.html", "summary.html"):
         assert (run_dir / name).is_file(), name
-    assert any((run_dir / "figures").glob("*.png"))
+    pngs = sorted((run_dir / "figures").glob("*.png"))
+    assert pngs and all(p.with_suffix(".svg").is_file() for p in pngs)
     assert (reports / "latest").resolve() == run_dir.resolve()
 
     info = json.loads((run_dir / "run.json").read_text())
@@ -142,9 +147,47 @@ def test_report_html_is_standalone_with_figures(first_run):
     assert "steps.cluster_step(" not in html  # code hidden
 
 
+def test_summary_cards_show_the_figures_of_segments_csv(first_run):
+    """Every segment of segments.csv has its card in summary.html, with the same size and value."""
+    page = (first_run.run_dir / "summary.html").read_text()
+    table = pd.read_csv(first_run.run_dir / "segments.csv", index_col="segment")
+    cards = re.findall(r"<section class='card' id='segment-(\d+)'.*?</section>", page, flags=re.S)
+    assert [int(s) for s in cards] == table.index.tolist()
+    for seg, row in table.iterrows():
+        card = re.search(rf"<section class='card' id='segment-{seg}'.*?</section>", page, flags=re.S).group(0)
+        assert html.escape(row["name"]) in card
+        assert f"{row['customers']:,} ({row['customer_share']:.1%})" in card
+        assert f"<dd>{row['revenue_share']:.1%}</dd>" in card
+        assert f"<dd>{row['revenue_share'] / row['customer_share']:.2f}</dd>" in card  # value index
+        assert "Suggested action:" in card and "stability" in card
+
+
+def test_report_opens_with_the_summary_and_every_image_has_alt_text(first_run):
+    report = (first_run.run_dir / "report.html").read_text()
+    assert report.index("seglib-summary") < report.index("01 - Clean transactions")
+    images = re.findall(r"<img[^>]*>", report)
+    assert len(images) > 10
+    assert all(re.search(r"""alt=["'][^"']{8,}""", tag) for tag in images)
+    assert "No description has been provided" not in report
+
+
+def test_seglib_run_is_quiet(small_data, tmp_path):
+    """No log line, kernel warning or nbconvert warning; stdout: one line naming the folder and summary."""
+    out = tmp_path / "quiet"
+    args = ["run", "--data", str(small_data), "--out", str(out), "--no-progress"]
+    for name, value in FAST.items():
+        args += ["-p", name, str(value)]
+    done = subprocess.run([sys.executable, "-m", "seglib", *args], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1 and str(out) in lines[0] and "summary.html" in lines[0]
+
+
 def test_same_input_same_parameters_same_bytes(first_run, small_data, tmp_path):
     again = pipeline.run(data=small_data, out=tmp_path / "again", parameters=FAST, progress=False)
-    for name in ("result.csv", "segments.csv"):
+    for name in ("result.csv", "segments.csv", "summary.html"):
         assert (again.run_dir / name).read_bytes() == (first_run.run_dir / name).read_bytes(), name
 
 

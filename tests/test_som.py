@@ -559,7 +559,7 @@ def test_plot_hit_map(fitted, X):
 
 def test_plot_component_planes(fitted):
     axes = plot_component_planes(fitted, [f"f{i}" for i in range(6)], ncols=4)
-    assert len(axes) == 6 and [a.get_title() for a in axes][:2] == ["f0", "f1"]
+    assert len(axes) == 6 and [a.get_title() for a in axes][:2] == ["f0 (scaled)", "f1 (scaled)"]
     np.testing.assert_allclose(axes[3].images[0].get_array(), fitted.weights_[:, :, 3])
     _, grid = plt.subplots(2, 3)
     assert plot_component_planes(fitted, axes=grid)[5] is grid[1, 2]

@@ -118,6 +118,8 @@ def plot_profile_heatmap(
                             f"more\n({limit:g}x or\n+{100 * rate_limit:.0f} pts)"], fontsize=7)
     if annotate:
         for (i, j), text in np.ndenumerate(np.array(texts, dtype=object)):
+            if not text:  # a group heading row
+                continue
             dark = not np.ma.is_masked(colour[i, j]) and abs(colour[i, j]) > 0.6 * bound
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
