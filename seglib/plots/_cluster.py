@@ -310,7 +310,7 @@ def plot_segment_map(weights, unit_labels, hits=None, *, background="umatrix", u
         if empty.any():
             handles.append(Line2D([], [], marker="o", ls="", markerfacecolor=EMPTY_COLOR,
                                   markeredgecolor="k", label="unit without customers"))
-        ncol = 2 if names else min(len(handles), 4)
+        ncol = 1 if names else min(len(handles), 4)  # named entries are long: one per line
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
                   fontsize=8, frameon=False, handletextpad=0.2, columnspacing=1.0)
     return ax

@@ -8,6 +8,8 @@ function takes ``topology=None``: the SOM's own when a fitted SOM is passed, els
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import PercentFormatter
@@ -241,7 +243,8 @@ def plot_component_planes(som_or_weights, feature_names=None, *, customers=None,
         if borders is not None:
             ax.add_collection(LineCollection(borders, colors="k", linewidths=1, gid="boundaries"))
         scaled = f"{label(name, unit=False)} (scaled)"
-        ax.set_title(label(name, currency=currency) if original[i] else scaled, fontsize="small")
+        title = label(name, currency=currency) if original[i] else scaled
+        ax.set_title(textwrap.fill(title, 30), fontsize="small")  # long programme names on two lines
         ax.set_xticks([])
         ax.set_yticks([])
     return grid[:n_features]
