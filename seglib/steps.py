@@ -485,6 +485,8 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     result = result_table(customers, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
     write_result(layout.result, result)
     write_segments(layout.segments_csv, profile)
+    if stability is None and {"stability", "mean_jaccard", "jaccard"} & set(profile.columns):
+        stability = profile  # the per-segment stability the profile carries (segments.csv columns)
     cards = segment_cards(customers, seg["segment"], names=profile["name"], stability=stability,
                           currency=currency)
     write_summary(layout, cards)
