@@ -608,7 +608,7 @@ def _svg_data_uri(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    with plt.rc_context({"svg.hashsalt": "seglib", "svg.fonttype": "path"}):
+    with plt.rc_context({"svg.hashsalt": "seglib", "svg.fonttype": "none"}):
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
