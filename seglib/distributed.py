@@ -1087,6 +1087,7 @@ def write_results(
     max_collect: int = MAX_COLLECT,
     seed: int = default("seed"),
     stability: pd.DataFrame | None = None,
+    currency: str | None = default("currency"),
 ) -> tuple[list[Path], Path | None, pd.DataFrame]:
     """Write ``result/part-NNNNN.<fmt>`` per partition, plus ``result.csv`` and ``segments.csv``.
 
@@ -1139,7 +1140,8 @@ def write_results(
         profile = profile_segments(table, seg["segment"], **describe)
         from seglib.summary import write_summary  # the summary needs every customer: collected runs only
 
-        write_summary(layout, customers=table, labels=seg["segment"], names=profile["name"])
+        write_summary(layout, customers=table, labels=seg["segment"], names=profile["name"],
+                      stability=profile, currency=currency)
     else:
         logger.info("%d customers > max_collect=%d: no result.csv (read %s); profile of a sample", n,
                     max_collect, folder)
@@ -1208,6 +1210,7 @@ def run_dask(
     hit_weighting=default("hit_weighting"),
     connectivity: bool = default("connectivity"),
     n_stability_runs: int = default("n_stability_runs"),
+    currency: str | None = default("currency"),
     scheduler=None,
     n_workers: int | None = None,
     memory_limit="auto",
@@ -1302,7 +1305,7 @@ def run_dask(
         parts, result, profile = write_results(features, clusters, out_dir, id_column=cleaned.id_column,
                                                as_of=cleaned.as_of, parts_format=parts_format,
                                                max_collect=max_collect, seed=seed,
-                                               stability=read_stability(layout))
+                                               stability=read_stability(layout), currency=currency)
         lap("write")
         # training distances for the saved model's novelty threshold: a seeded sample of customers
         seeds = [seed * 100_003 + i for i in range(features.X.npartitions)]
@@ -1388,6 +1391,7 @@ def run_segmentation(
     connectivity: bool = default("connectivity"),
     k_max: int = default("k_max"),
     n_stability_runs: int = default("n_stability_runs"),
+    currency: str | None = default("currency"),
     progress: bool = True,
     on_step=None,
     **dask_options,
@@ -1410,6 +1414,8 @@ def run_segmentation(
     n_stability_runs
         Resamples of the stability check of the kept segments (``stability.json`` and the
         ``stability`` column of ``segments.csv``), as :func:`seglib.steps.cluster_step`.
+    currency
+        Written before amounts in ``summary.html`` (written when the customers are collected).
     on_step : callable, optional
         Called as ``on_step(name)`` before each step (``"clean"``, ``"som"``, ``"cluster"``,
         ``"profile"``) of the pandas backend, and once with ``"dask"`` before a Dask run: for a
@@ -1432,7 +1438,7 @@ def run_segmentation(
     if backend == "dask":
         step("dask")
         return run_dask(data, out_dir, **common, scaler=scaler, engine=engine, **model, **cut,
-                        progress=progress, **dask_options).layout
+                        currency=currency, progress=progress, **dask_options).layout
     if dask_options:
         raise ParameterError(f"{', '.join(sorted(dask_options))}: option(s) of backend='dask' only")
     from seglib import steps
@@ -1449,4 +1455,4 @@ def run_segmentation(
     step("cluster")
     clusters = steps.cluster_step(som, **cut, seed=seed, out_dir=out_dir, progress=progress)
     step("profile")
-    return steps.profile_step(clusters, out_dir=out_dir).layout
+    return steps.profile_step(clusters, out_dir=out_dir, currency=currency).layout
