@@ -1141,7 +1141,7 @@ def write_results(
         from seglib.summary import write_summary  # the summary needs every customer: collected runs only
 
         write_summary(layout, customers=table, labels=seg["segment"], names=profile["name"],
-                      stability=profile, currency=currency)
+                      stability=profile, descriptors=describe["descriptors"], currency=currency)
     else:
         logger.info("%d customers > max_collect=%d: no result.csv (read %s); profile of a sample", n,
                     max_collect, folder)

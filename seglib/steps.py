@@ -452,7 +452,7 @@ class ProfileStep:
 
 
 def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.PathLike | None = None,
-                 currency: str | None = None, stability=None) -> ProfileStep:
+                 currency: str | None = default("currency"), stability=None) -> ProfileStep:
     """Profile the segments in original units; write ``result.csv``, ``segments.csv``, ``summary.html``
     and ``model/``.
 
@@ -488,7 +488,7 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     if stability is None and {"stability", "mean_jaccard", "jaccard"} & set(profile.columns):
         stability = profile  # the per-segment stability the profile carries (segments.csv columns)
     cards = segment_cards(customers, seg["segment"], names=profile["name"], stability=stability,
-                          currency=currency)
+                          currency=currency, descriptors=descriptors)
     write_summary(layout, cards)
     metrics = record_metrics(layout, segment_names={str(k): str(v) for k, v in profile["name"].items()})
     settings = (CleaningReport.from_json(layout.cleaning_report).settings

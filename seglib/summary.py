@@ -263,12 +263,6 @@ def _compare(name: str, seg: pd.Series, base: pd.Series, currency, *, label: boo
     return a, b, (f"{f.label}: " if label else "") + f"{text} vs {other}{suffix}"
 
 
-def _behaviour_columns(customers: pd.DataFrame, features: list) -> tuple[list, list]:
-    behaviour = [c for c in features if _labels.feature_info(c).role == "behaviour"]
-    descriptor = [c for c in features if _labels.feature_info(c).role == "descriptor"]
-    return behaviour, descriptor
-
-
 def _gender_mix(customers: pd.DataFrame, mask: np.ndarray) -> str | None:
     cols = [c for c in customers.columns if str(c).startswith("gender_")]
     if cols:
@@ -291,6 +285,7 @@ def segment_cards(
     currency: str | None = None,
     money: str | None = "monetary",
     n_behaviours: int = 4,
+    descriptors=None,
 ) -> list[dict]:
     """The figures of one summary card per segment, from the customer table in memory.
 
@@ -316,6 +311,11 @@ def segment_cards(
     money : str or None, default="monetary"
         Column of net spend per customer; revenue figures need it (None: no revenue figures and
         no action rule).
+    descriptors : list of str, optional
+        Columns that describe the segments but did not form them (age, gender: the *descriptors* of
+        :func:`seglib.features.descriptor_columns`). They are listed under "who they are", never among
+        the distinguishing behaviours, and the generated names come from the other columns, as in
+        ``segments.csv``. Default: the columns whose role in :mod:`seglib.labels` is ``descriptor``.
     n_behaviours : int, default=4
         Behaviours listed per card, strongest difference first. 3-4 is what a reader retains.
 
@@ -345,11 +345,15 @@ def segment_cards(
     if money is not None and money not in customers.columns:
         logger.info("no %r column: the summary has no revenue figures", money)
         money = None
-    profile = profile_segments(customers, labels, money=money)
+    if descriptors is None:
+        descriptors = [c for c in customers.columns if _labels.feature_info(c).role == "descriptor"]
+    descriptors = [str(c) for c in descriptors if c in customers.columns]
+    profile = profile_segments(customers, labels, money=money, descriptors=descriptors or None)
     seg_labels = pd.Series(_positional_labels(customers, labels), index=customers.index)
     features = [c for c in customers.columns if f"{c}_index" in profile.columns]
     effects = segment_effects(customers, seg_labels.to_numpy(), features=features)
-    behaviour, descriptor = _behaviour_columns(customers, features)
+    behaviour = [c for c in features if c not in descriptors]
+    descriptor = [c for c in features if c in descriptors]
     if names is not None:
         names = {int(k): str(v) for k, v in dict(names).items()}
     verdicts = _stability_of(stability, profile.index)

@@ -59,7 +59,8 @@ def cards(data):
 def test_cards_agree_with_segments_csv(data, cards, tmp_path):
     """Every segment of segments.csv has a card with the same size, shares, value and name."""
     customers, seg = data
-    write_segments(tmp_path / "segments.csv", profile_segments(customers, seg))
+    descriptors = ["age", "gender_female", "gender_male"]  # as the pipeline: names from behaviour only
+    write_segments(tmp_path / "segments.csv", profile_segments(customers, seg, descriptors=descriptors))
     table = pd.read_csv(tmp_path / "segments.csv", index_col="segment")
     assert [c["segment"] for c in cards] == table.index.tolist()
     for card in cards:
@@ -88,6 +89,10 @@ def test_behaviours_are_the_strongest_differences_in_plain_units(data, cards):
     for c in cards:  # descriptors never listed as behaviours
         assert not {b["feature"] for b in c["behaviours"]} & {"age", "gender_female", "gender_male"}
         assert [d["feature"] for d in c["descriptors"]] == ["age", "gender"]
+    explicit = summary.segment_cards(customers, seg, descriptors=["age", "promo_share"])
+    for c in explicit:  # a descriptor named by the caller moves from the behaviours to "who they are"
+        assert "promo_share" not in {b["feature"] for b in c["behaviours"]}
+        assert [d["feature"] for d in c["descriptors"]][:2] == ["promo_share", "age"]
 
 
 def test_actions_follow_the_planted_patterns(cards):
