@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from seglib import labels as _labels
+from seglib.cluster import STABLE, WEAK
 from seglib.errors import InputError, ParameterError
 from seglib.profile import profile_segments, segment_effects
 
@@ -50,9 +51,9 @@ logger = logging.getLogger(__name__)
 
 #: Name of the page written into a run folder.
 SUMMARY_FILE = "summary.html"
-#: Mean Jaccard thresholds of the stability verdicts (Hennig 2007, as in
-#: :meth:`seglib.cluster.StabilityResult.summary`): >= 0.75 stable, >= 0.5 weak, else unstable.
-STABILITY_THRESHOLDS = (("stable", 0.75), ("weak", 0.5))
+#: Mean Jaccard thresholds of the stability verdicts, those of step 03 (Hennig 2007; see
+#: :meth:`seglib.cluster.StabilityResult.summary`): >= 0.75 stable, >= 0.6 weak, else unstable.
+STABILITY_THRESHOLDS = (("stable", STABLE), ("weak", WEAK))
 #: Columns of a segments table that may carry the stability of each segment.
 STABILITY_COLUMNS = ("stability", "verdict", "stability_verdict")
 JACCARD_COLUMNS = ("jaccard", "mean_jaccard", "stability_jaccard")
