@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    seglib make-data --out PATH [--customers N] [--segments K] [--seed S]
+    seglib make-data --out PATH [--customers N] [--segments K] [--seed S] [--periods P --migration RATE]
     seglib run [--data PATH] [--out DIR] [-p NAME VALUE ...] [--params-file FILE] [--list-parameters]
     seglib score --model RUN_DIR --data PATH --out FILE [--as-of DATE]
     seglib segment --data PATH|GLOB|DIR [--out DIR] [--backend pandas|dask] [--scheduler ADDR] [-p ...]
@@ -36,7 +36,8 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
     from seglib.synthetic import write_dataset
 
     paths = write_dataset(
-        args.out, n_customers=args.customers, n_segments=args.segments, random_state=args.seed
+        args.out, n_customers=args.customers, n_segments=args.segments, random_state=args.seed,
+        periods=args.periods, migration=args.migration,
     )
     for p in paths:
         print(p)
@@ -120,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS, help="number of customers")
     p.add_argument("--segments", type=int, default=6, help="number of planted segments")
     p.add_argument("--seed", type=int, default=DEFAULT_DATA_SEED, help="random seed")
+    p.add_argument("--periods", type=int, help="spread the log over this many quarters (1-8, up to 2017Q2), "
+                   "with customers moving between segments; the truth then has one row per quarter")
+    p.add_argument("--migration", type=float, default=0.1,
+                   help="with --periods: share of customers that change segment between quarters "
+                        "(default 0.1)")
     p.set_defaults(func=_cmd_make_data)
 
     p = sub.add_parser("run", help="run the four notebooks with papermill into a new run folder")

@@ -44,6 +44,7 @@ from seglib.errors import ParameterError, check_int
 __all__ = [
     "ARCHETYPES",
     "COLUMNS",
+    "MAX_PERIODS",
     "MAX_SEGMENTS",
     "PROGRAMMES",
     "QUIRK_RATES",
@@ -419,10 +420,105 @@ def _generate(n_customers: int, n_segments: int, rng: np.random.Generator, *, qu
     """Generate (parameters already validated); ``id_start`` keeps ids of independent parts disjoint."""
     cat, par = _catalogue(), _params(ARCHETYPES[:n_segments])
     rate = QUIRK_RATES if quirks else dict.fromkeys(QUIRK_RATES, 0.0)
-    n, n_states, n_stores = n_customers, len(cat.states), len(cat.store_weight)
+    n = n_customers
 
     # --- customers: segment, static fields (indices into the text tables), activity window
     seg = rng.choice(n_segments, size=n, p=par["weight"] / par["weight"].sum())
+    people = _customers(rng, seg, par, rate, id_start)
+    member = people["member"]
+
+    one_time = rng.random(n) < par["one_time"][seg]
+    extra = np.maximum(par["visits"][seg] - 2, 0)
+    n_tx = np.where(one_time, 1, 2 + rng.negative_binomial(2, 2 / (2 + extra)))
+    recency = par["recency"][seg, 0] + rng.exponential(np.maximum(par["recency"][seg, 1], 1e-9))
+    last = np.clip(np.rint(_N_DAYS - 1 - recency), 0, _N_DAYS - 1).astype(np.int64)
+    span = np.where(one_time, 0, np.rint(rng.uniform(0.2, 1.0, n) * par["span"][seg])).astype(np.int64)
+    first = np.maximum(last - span, 0)
+
+    # --- transactions: first and last visits at the window's ends, the others uniform inside it
+    t_cust = np.repeat(np.arange(n), n_tx)
+    pos = np.arange(len(t_cust)) - np.repeat(np.cumsum(n_tx) - n_tx, n_tx)
+    lo, hi = first[t_cust], last[t_cust]
+    day = np.where(pos == 0, hi, np.where(pos == 1, lo, rng.integers(lo, hi + 1)))
+    order = np.lexsort((day, t_cust))  # each customer's visits in date order
+    t_cust, day = t_cust[order], day[order]
+    df = _lines(rng, people, t_cust, day, seg[t_cust], member[t_cust], par, rate, n_segments)
+    names = _text(a.name for a in ARCHETYPES[:n_segments])
+    truth = pd.DataFrame({"customerID": _column(people["customer_id"], np.arange(n)),
+                          "segment": _column(names, seg)})
+    return df, truth
+
+
+#: Quarters of a log with periods: the last ``periods`` quarters up to the end of the log (2017Q2);
+#: the log's first full quarter is 2015Q3, so at most 8.
+MAX_PERIODS = 8
+_LAST_QUARTER = "2017Q2"
+
+
+def _generate_periods(n_customers: int, n_segments: int, rng: np.random.Generator, periods: int,
+                      migration: float, *, quirks: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A log over ``periods`` quarters in which about ``migration`` of the customers change archetype
+    between consecutive quarters, about ``migration / 2`` lapse and new customers join.
+
+    A customer is active (buys at least once) in every quarter from the one they join to the one
+    before they lapse: 1 + Poisson(visits / 3) visits per quarter on uniform days. A customer who
+    changes archetype takes the new archetype's behaviour (price level, basket, promotions, store
+    loyalty) and cards; age, gender, home store and pin code stay (they are the same person).
+    """
+    par = _params(ARCHETYPES[:n_segments])
+    rate = QUIRK_RATES if quirks else dict.fromkeys(QUIRK_RATES, 0.0)
+    n, P, n_prog = n_customers, periods, len(PROGRAMMES)
+    weight = par["weight"] / par["weight"].sum()
+    seg0 = rng.choice(n_segments, size=n, p=weight)
+    people = _customers(rng, seg0, par, rate, 0)
+
+    # --- activity: join in quarter 0 (most) or later; lapse for good after any quarter
+    late = min(0.5, (P - 1) * migration / 2)
+    join = np.where(rng.random(n) < late, rng.integers(1, P, n) if P > 1 else 0, 0)
+    lapse_at = np.full(n, P)  # first inactive quarter
+    for p in range(1, P):  # one vectorised draw per quarter
+        lapses = (lapse_at == P) & (join < p) & (rng.random(n) < migration / 2)
+        lapse_at[lapses] = p
+    lapse_at = np.maximum(lapse_at, join + 1)  # everyone buys in at least one quarter
+    active = (np.arange(P) >= join[:, None]) & (np.arange(P) < lapse_at[:, None])
+
+    # --- archetype per quarter: about `migration` of the customers move to another one
+    seg = np.empty((n, P), dtype=np.int64)
+    member = np.empty((n, P, n_prog), dtype=bool)
+    seg[:, 0], member[:, 0] = seg0, people["member"]
+    for p in range(1, P):
+        moves = rng.random(n) < migration
+        shift = rng.integers(1, n_segments, n)  # another archetype, uniformly
+        seg[:, p] = np.where(moves, (seg[:, p - 1] + shift) % n_segments, seg[:, p - 1])
+        cards = rng.random((n, n_prog)) < par["programmes"][seg[:, p]]
+        none = ~cards.any(axis=1)
+        cards[none, np.argmax(par["programmes"][seg[none, p]], axis=1)] = True
+        member[:, p] = np.where(moves[:, None], cards, member[:, p - 1])
+
+    # --- transactions of every active customer and quarter, in date order per customer
+    quarters = pd.period_range(end=_LAST_QUARTER, periods=P, freq="Q")
+    q_start = np.array([(q.start_time.to_datetime64() - START) // np.timedelta64(1, "D") for q in quarters])
+    q_days = np.array([q.end_time.to_period("D").ordinal - q.start_time.to_period("D").ordinal + 1
+                       for q in quarters])
+    c_idx, p_idx = np.nonzero(active)  # customer-major order
+    cp_seg = seg[c_idx, p_idx]
+    n_tx = 1 + rng.poisson(par["visits"][cp_seg] / 3)
+    t_cust, t_p = np.repeat(c_idx, n_tx), np.repeat(p_idx, n_tx)
+    day = q_start[t_p] + rng.integers(0, q_days[t_p])
+    order = np.lexsort((day, t_cust))
+    t_cust, t_p, day = t_cust[order], t_p[order], day[order]
+    df = _lines(rng, people, t_cust, day, seg[t_cust, t_p], member[t_cust, t_p], par, rate, n_segments)
+    names = _text(a.name for a in ARCHETYPES[:n_segments])
+    labels = _text(str(q) for q in quarters)
+    truth = pd.DataFrame({"customerID": _column(people["customer_id"], c_idx),
+                          "period": _column(labels, p_idx), "segment": _column(names, cp_seg)})
+    return df, truth
+
+
+def _customers(rng, seg, par, rate, id_start) -> dict:
+    """Static fields of the customers of archetypes ``seg`` (indices into the text tables)."""
+    cat = _catalogue()
+    n, n_states, n_stores = len(seg), len(cat.states), len(cat.store_weight)
     ids = 100_000 + 11 * id_start + np.cumsum(rng.integers(1, 11, size=n))  # parts: disjoint ranges
     age = np.clip(rng.normal(par["age"][seg, 0], par["age"][seg, 1]), 16, 90)
     u = rng.random(n)
@@ -453,35 +549,30 @@ def _generate(n_customers: int, n_segments: int, rng: np.random.Generator, *, qu
     member = rng.random((n, len(PROGRAMMES))) < par["programmes"][seg]
     none = ~member.any(axis=1)  # everyone holds a card: give the archetype's most likely programme
     member[none, np.argmax(par["programmes"][seg[none]], axis=1)] = True
+    customer_id = _join(pa.scalar("BBID_", pa.large_string()), pa.array(ids).cast(pa.large_string()))
+    return {"customer_id": customer_id, "dob": dob, "gender": gender, "home": home, "state": state,
+            "pin": pin, "member": member}
 
-    one_time = rng.random(n) < par["one_time"][seg]
-    extra = np.maximum(par["visits"][seg] - 2, 0)
-    n_tx = np.where(one_time, 1, 2 + rng.negative_binomial(2, 2 / (2 + extra)))
-    recency = par["recency"][seg, 0] + rng.exponential(np.maximum(par["recency"][seg, 1], 1e-9))
-    last = np.clip(np.rint(_N_DAYS - 1 - recency), 0, _N_DAYS - 1).astype(np.int64)
-    span = np.where(one_time, 0, np.rint(rng.uniform(0.2, 1.0, n) * par["span"][seg])).astype(np.int64)
-    first = np.maximum(last - span, 0)
 
-    # --- transactions: first and last visits at the window's ends, the others uniform inside it
-    t_cust = np.repeat(np.arange(n), n_tx)
-    pos = np.arange(len(t_cust)) - np.repeat(np.cumsum(n_tx) - n_tx, n_tx)
-    lo, hi = first[t_cust], last[t_cust]
-    day = np.where(pos == 0, hi, np.where(pos == 1, lo, rng.integers(lo, hi + 1)))
-    order = np.lexsort((day, t_cust))  # each customer's visits in date order
-    t_cust, day = t_cust[order], day[order]
+def _lines(rng, people, t_cust, day, t_seg, t_member, par, rate, n_segments) -> pd.DataFrame:
+    """The log: transactions of customers ``t_cust`` (sorted, dates in order) on days ``day``, each
+    made as archetype ``t_seg`` with programme cards ``t_member``."""
+    cat = _catalogue()
+    n_stores = len(cat.store_weight)
+    home, dob, gender, state, pin = (people[k] for k in ("home", "dob", "gender", "state", "pin"))
     n_t = len(t_cust)
     first_visit = np.r_[True, t_cust[1:] != t_cust[:-1]]  # at the home store, where the card was issued
     other = (home[t_cust] + rng.integers(1, n_stores, n_t)) % n_stores
-    at_home = first_visit | (rng.random(n_t) < par["loyalty"][seg[t_cust]])
+    at_home = first_visit | (rng.random(n_t) < par["loyalty"][t_seg])
     store = np.where(at_home, home[t_cust], other)
     till = pa.array(rng.integers(1, 21, n_t)).cast(pa.large_string())
     txn = pa.array(rng.integers(100, 100_000, n_t)).cast(pa.large_string())
-    n_lines = 1 + rng.poisson(par["basket"][seg[t_cust]] - 1)
+    n_lines = 1 + rng.poisson(par["basket"][t_seg] - 1)
 
     # --- lines: product, promotion, price, programmes used
     l_tx = np.repeat(np.arange(n_t), n_lines)
     l_cust = t_cust[l_tx]
-    l_seg = seg[l_cust]
+    l_seg = t_seg[l_tx]
     n_l = len(l_tx)
     product = np.empty(n_l, dtype=np.int64)
     for k in range(n_segments):  # one vectorised draw per archetype
@@ -499,16 +590,16 @@ def _generate(n_customers: int, n_segments: int, rng: np.random.Generator, *, qu
     cents = np.rint(price * 100).astype(np.int64)
     u = rng.random(n_l)
     cents = np.where(u < rate["price_zero"], 0, np.where(u > 1 - rate["price_negative"], -cents, cents))
-    use = member[l_cust] & (rng.random((n_l, len(PROGRAMMES)), dtype=np.float32) < _PROGRAMME_USE)
+    use = t_member[l_tx] & (rng.random((n_l, len(PROGRAMMES)), dtype=np.float32) < _PROGRAMME_USE)
     empty = ~use.any(axis=1)
-    use[empty] = member[l_cust[empty]]
+    use[empty] = t_member[l_tx[empty]]
     programmes = use @ (1 << np.arange(len(PROGRAMMES)))
 
     # --- rows (a few exact duplicates right after their original)
     rows = np.repeat(np.arange(n_l), 1 + (rng.random(n_l) < rate["duplicate_row"]))
     rt, rc = l_tx[rows], l_cust[rows]
-    customer_id = _join(pa.scalar("BBID_", pa.large_string()), pa.array(ids).cast(pa.large_string()))
-    df = pd.DataFrame(
+    customer_id = people["customer_id"]
+    return pd.DataFrame(
         {
             "customerID": _column(customer_id, rc),
             "DOB": _column(cat.dobs, dob[rc]),
@@ -528,9 +619,6 @@ def _generate(n_customers: int, n_segments: int, rng: np.random.Generator, *, qu
             "discountUsed": _column(cat.discounts, programmes[rows]),
         }
     )
-    names = _text(a.name for a in ARCHETYPES[:n_segments])
-    truth = pd.DataFrame({"customerID": _column(customer_id, np.arange(n)), "segment": _column(names, seg)})
-    return df, truth
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -538,7 +626,8 @@ def _generate(n_customers: int, n_segments: int, rng: np.random.Generator, *, qu
 
 
 def make_transactions(
-    n_customers: int = 3000, n_segments: int = 6, random_state=None, *, quirks: bool = True
+    n_customers: int = 3000, n_segments: int = 6, random_state=None, *, quirks: bool = True,
+    periods: int | None = None, migration: float = 0.1,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Generate retail transactions with planted customer segments.
 
@@ -559,6 +648,17 @@ def make_transactions(
         (valid DOBs, genders, pin codes and states, positive prices, no duplicate rows), handy for
         testing steps after cleaning; promo codes and multi-valued ``discountUsed`` stay, they are
         the schema, not dirt.
+    periods : int, optional
+        None (default): one planted segment per customer over the whole log (2015-05 to 2017-06).
+        An int P from 1 to ``MAX_PERIODS`` (8): the transactions fall in the last P quarters of the log
+        (up to 2017Q2) and customers move between archetypes from quarter to quarter (see
+        ``migration``): data to test segment tracking (``seglib track``) on. Every customer active in
+        a quarter buys 1 + Poisson(visits / 3) times in it.
+    migration : float, default 0.1
+        With ``periods``: the share of customers that move to another archetype (uniformly chosen)
+        between consecutive quarters; about half as many lapse (buy no more), and new customers join
+        in later quarters. 0.05-0.2 is a realistic quarterly churn between segments. Ignored without
+        ``periods``.
 
     Returns
     -------
@@ -567,7 +667,9 @@ def make_transactions(
         exact text that is written (``""`` for empty fields; nothing is NA). Rows are grouped by
         customer (ascending id) and ordered by date within a customer.
     truth : pandas.DataFrame
-        ``customerID, segment``: one row per customer, ``segment`` the archetype's slug.
+        ``customerID, segment``: one row per customer, ``segment`` the archetype's slug. With
+        ``periods``: ``customerID, period, segment``, one row per customer and quarter in which the
+        customer has a transaction, ``period`` the quarter (``2016Q3``).
 
     Examples
     --------
@@ -579,7 +681,14 @@ def make_transactions(
     """
     n_customers = _check_int("n_customers", n_customers, 1)
     n_segments = _check_int("n_segments", n_segments, 2, MAX_SEGMENTS)
-    return _generate(n_customers, n_segments, _check_seed(random_state), quirks=bool(quirks))
+    if periods is None:
+        return _generate(n_customers, n_segments, _check_seed(random_state), quirks=bool(quirks))
+    periods = _check_int("periods", periods, 1, MAX_PERIODS)
+    if not (isinstance(migration, numbers.Real) and not isinstance(migration, bool) and 0 <= migration < 1):
+        raise ParameterError(f"migration={migration!r} is not valid; expected a share in [0, 1), e.g. 0.1 "
+                             "(a tenth of the customers change segment between quarters)")
+    return _generate_periods(n_customers, n_segments, _check_seed(random_state), periods, float(migration),
+                             quirks=bool(quirks))
 
 
 def _truth_path(out: Path) -> Path:
@@ -604,7 +713,8 @@ def _write_csv(df: pd.DataFrame, path: Path) -> Path:
 
 
 def write_dataset(
-    out: str | os.PathLike, n_customers: int = 3000, n_segments: int = 6, random_state=42
+    out: str | os.PathLike, n_customers: int = 3000, n_segments: int = 6, random_state=42, *,
+    periods: int | None = None, migration: float = 0.1,
 ) -> list[Path]:
     """Write a synthetic transaction log and its truth file; what ``seglib make-data`` runs.
 
@@ -616,6 +726,9 @@ def write_dataset(
         ``data/raw/transactions_truth.csv``). Existing files are replaced atomically.
     n_customers, n_segments : int
         See :func:`make_transactions`.
+    periods, migration
+        Planted migration between quarters, see :func:`make_transactions` (``seglib make-data
+        --periods P --migration RATE``); the truth then has one row per customer and quarter.
     random_state : int or None, default 42
         Seed. The same seed writes byte-identical files (on any machine, at any time); different seeds
         give different files. None is not reproducible.
@@ -628,9 +741,10 @@ def write_dataset(
     out = Path(out)
     if out.is_dir():
         raise ParameterError(f"out={str(out)!r} is a folder; expected the path of a CSV file to write")
-    df, truth = make_transactions(n_customers, n_segments, random_state)
+    df, truth = make_transactions(n_customers, n_segments, random_state, periods=periods, migration=migration)
     paths = [_write_csv(df, out), _write_csv(truth, _truth_path(out))]
-    logger.info("wrote %d rows of %d customers (%d segments) to %s", len(df), len(truth), n_segments, out)
+    logger.info("wrote %d rows of %d customers (%d segments) to %s", len(df), truth["customerID"].nunique(),
+                n_segments, out)
     return paths
 
 
