@@ -36,7 +36,7 @@ __all__ = ["Param", "PARAMETERS", "STEPS", "by_name", "check_parameter", "check_
            "defaults", "describe", "effective", "names", "parameters_table", "update_readme"]
 
 #: The steps, in pipeline order; each parameter belongs to the step that first reads it.
-STEPS = ("clean", "som", "cluster", "profile")
+STEPS = ("clean", "som", "cluster", "profile", "track")
 
 #: Kinds of value, and how each is described in an error message.
 KINDS = {
@@ -249,6 +249,29 @@ PARAMETERS: tuple[Param, ...] = (
     Param("currency", "str", None,
           "symbol or code written before amounts in the summary and profile tables (EUR, $, INR); "
           "None: amounts without a currency", "profile", nullable=True),
+    # ---- track (notebook 05: segments over time; seglib track)
+    Param("track", "bool", False,
+          "seglib run: also run notebook 05 (segments over time) after 04, on the run's model and data",
+          "track"),
+    Param("model_dir", "str", None,
+          "saved segmentation to track with (a run folder or its model/); None: the project's (built with "
+          "defaults when missing), or the one trained on the first train_periods periods", "track",
+          nullable=True),
+    Param("period", "str", "quarter",
+          "length of a period: month, quarter (default: segments move slowly) or year", "track",
+          choices=("month", "quarter", "year")),
+    Param("window", "int", 1,
+          "periods of history behind each period's features (1: that period alone; more smooths "
+          "customers who skip a period)", "track", minimum=1),
+    Param("train_periods", "int", None,
+          "train a new segmentation on the first N periods and track the rest; None: use the saved one",
+          "track", minimum=1, nullable=True),
+    Param("retrain_novel_share", "float", 0.05,
+          "recommend retraining when more than this share of a period's customers is novel "
+          "(5x the 1% expected)", "track", minimum=0, maximum=1),
+    Param("retrain_error_ratio", "float", 1.25,
+          "recommend retraining when a period's quantization error exceeds training's by this factor",
+          "track", minimum=1),
 )
 
 _BY_NAME = {p.name: p for p in PARAMETERS}

@@ -319,7 +319,8 @@ class Segmentation:
                                  f"unit_labels_), got {labels.dtype} of shape {labels.shape}")
         k = int(labels.max())
         builder = pipeline["features"]
-        training = {"customers": int(len(X)), "as_of": builder.as_of_}
+        training = {"customers": int(len(X)), "as_of": builder.as_of_,
+                    "quantization_error": float(np.mean(distance))}
         builder.set_params(as_of=None)  # scoring measures recency from the scored data's date
         return cls(pipeline, som, labels.astype(np.int64), DISTANCE_LEVELS.copy(),
                    np.quantile(distance, DISTANCE_LEVELS), segment_names=_segment_names(segment_names, k),
@@ -370,6 +371,36 @@ class Segmentation:
         return clean_transactions(raw, as_of=as_of, min_age=s["min_age"], max_age=s["max_age"],
                                   date_format=s["date_format"], dob_format=s["dob_format"],
                                   drop_duplicates=s["drop_duplicates"], progress=progress)
+
+    def clean(self, transactions, *, as_of=None, progress: bool = False) -> pd.DataFrame:
+        """``transactions`` read with the saved column mapping and cleaned with the saved settings.
+
+        What :meth:`predict` does first; call it to clean a file once and score slices of it (e.g. one
+        period at a time: ``seglib track``). ``transactions`` and ``as_of`` are as in :meth:`predict`;
+        an already cleaned frame is returned as is. ``attrs["differences"]`` lists what differed from
+        training (in words).
+        """
+        notes: list[str] = []
+        if as_of is not None:
+            from seglib.clean import _check_as_of
+
+            as_of = _check_as_of(as_of)
+        clean, _ = self._clean(transactions, as_of, progress, notes)
+        clean.attrs["differences"] = notes
+        return clean
+
+    @property
+    def training_quantization_error_(self) -> float:
+        """Mean distance of the training customers to their best unit (the map's quantization error).
+
+        Read from ``training`` (models saved by this version), else estimated from the stored distance
+        quantiles (their mean over the levels).
+        """
+        value = self.training.get("quantization_error")
+        if _number(value):
+            return float(value)
+        lv, qs = self.distance_levels_, self.distance_quantiles_
+        return float(np.sum(np.diff(lv) * (qs[1:] + qs[:-1]) / 2))
 
     def predict(self, transactions, *, as_of=None, progress: bool = False) -> pd.DataFrame:
         """Segment, best unit, distance and novelty flag of every customer in ``transactions``.

@@ -418,7 +418,7 @@ def _column(table: pa.Array, index: np.ndarray) -> pd.Series:
 def _generate(n_customers: int, n_segments: int, rng: np.random.Generator, *, quirks: bool = True,
               id_start: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Generate (parameters already validated); ``id_start`` keeps ids of independent parts disjoint."""
-    cat, par = _catalogue(), _params(ARCHETYPES[:n_segments])
+    par = _params(ARCHETYPES[:n_segments])
     rate = QUIRK_RATES if quirks else dict.fromkeys(QUIRK_RATES, 0.0)
     n = n_customers
 
@@ -463,7 +463,9 @@ def _generate_periods(n_customers: int, n_segments: int, rng: np.random.Generato
     A customer is active (buys at least once) in every quarter from the one they join to the one
     before they lapse: 1 + Poisson(visits / 3) visits per quarter on uniform days. A customer who
     changes archetype takes the new archetype's behaviour (price level, basket, promotions, store
-    loyalty) and cards; age, gender, home store and pin code stay (they are the same person).
+    loyalty) and cards; age, gender, home store and pin code stay (they are the same person), and the
+    new archetype is drawn by size and by how well the customer's age fits it. A customer active in a
+    quarter buys 2 + Poisson((visits - 2) / 1.5) times in it.
     """
     par = _params(ARCHETYPES[:n_segments])
     rate = QUIRK_RATES if quirks else dict.fromkeys(QUIRK_RATES, 0.0)
@@ -482,14 +484,20 @@ def _generate_periods(n_customers: int, n_segments: int, rng: np.random.Generato
     lapse_at = np.maximum(lapse_at, join + 1)  # everyone buys in at least one quarter
     active = (np.arange(P) >= join[:, None]) & (np.arange(P) < lapse_at[:, None])
 
-    # --- archetype per quarter: about `migration` of the customers move to another one
+    # --- archetype per quarter: about `migration` of the customers move to another one, chosen by
+    # size and by how well the customer's age fits it (people move to segments of their life stage)
+    z = (people["age"][:, None] - par["age"][:, 0]) / par["age"][:, 1]
+    fit = par["weight"] * (np.exp(-0.5 * z ** 2) + 1e-3)  # (customers, archetypes)
     seg = np.empty((n, P), dtype=np.int64)
     member = np.empty((n, P, n_prog), dtype=bool)
     seg[:, 0], member[:, 0] = seg0, people["member"]
     for p in range(1, P):
         moves = rng.random(n) < migration
-        shift = rng.integers(1, n_segments, n)  # another archetype, uniformly
-        seg[:, p] = np.where(moves, (seg[:, p - 1] + shift) % n_segments, seg[:, p - 1])
+        odds = fit.copy()
+        odds[np.arange(n), seg[:, p - 1]] = 0  # another archetype
+        cum = np.cumsum(odds, axis=1)
+        target = (cum < rng.random(n)[:, None] * cum[:, -1:]).sum(axis=1)
+        seg[:, p] = np.where(moves, np.minimum(target, n_segments - 1), seg[:, p - 1])
         cards = rng.random((n, n_prog)) < par["programmes"][seg[:, p]]
         none = ~cards.any(axis=1)
         cards[none, np.argmax(par["programmes"][seg[none, p]], axis=1)] = True
@@ -502,7 +510,7 @@ def _generate_periods(n_customers: int, n_segments: int, rng: np.random.Generato
                        for q in quarters])
     c_idx, p_idx = np.nonzero(active)  # customer-major order
     cp_seg = seg[c_idx, p_idx]
-    n_tx = 1 + rng.poisson(par["visits"][cp_seg] / 3)
+    n_tx = 2 + rng.poisson(np.maximum(par["visits"][cp_seg] - 2, 0) / 1.5)
     t_cust, t_p = np.repeat(c_idx, n_tx), np.repeat(p_idx, n_tx)
     day = q_start[t_p] + rng.integers(0, q_days[t_p])
     order = np.lexsort((day, t_cust))
@@ -551,7 +559,7 @@ def _customers(rng, seg, par, rate, id_start) -> dict:
     member[none, np.argmax(par["programmes"][seg[none]], axis=1)] = True
     customer_id = _join(pa.scalar("BBID_", pa.large_string()), pa.array(ids).cast(pa.large_string()))
     return {"customer_id": customer_id, "dob": dob, "gender": gender, "home": home, "state": state,
-            "pin": pin, "member": member}
+            "pin": pin, "member": member, "age": age}
 
 
 def _lines(rng, people, t_cust, day, t_seg, t_member, par, rate, n_segments) -> pd.DataFrame:
@@ -653,7 +661,7 @@ def make_transactions(
         An int P from 1 to ``MAX_PERIODS`` (8): the transactions fall in the last P quarters of the log
         (up to 2017Q2) and customers move between archetypes from quarter to quarter (see
         ``migration``): data to test segment tracking (``seglib track``) on. Every customer active in
-        a quarter buys 1 + Poisson(visits / 3) times in it.
+        a quarter buys 2 + Poisson((visits - 2) / 1.5) times in it.
     migration : float, default 0.1
         With ``periods``: the share of customers that move to another archetype (uniformly chosen)
         between consecutive quarters; about half as many lapse (buy no more), and new customers join

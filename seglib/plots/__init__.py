@@ -20,6 +20,7 @@ from seglib.plots._colors import ABOVE_CUT_COLOR, EMPTY_COLOR, segment_colors
 from seglib.plots._grid import border_segments, cell_centers, draw_cells, map_topology, set_map_limits
 from seglib.plots._profile import plot_feature_bars, plot_profile_heatmap, plot_segment_sizes
 from seglib.plots._som import plot_component_planes, plot_hit_map, plot_training_curve, plot_u_matrix
+from seglib.plots._track import plot_segment_flows, plot_sizes_over_time, plot_transition_heatmap
 
 __all__ = [
     "ABOVE_CUT_COLOR",
@@ -50,4 +51,8 @@ __all__ = [
     "plot_feature_bars",
     "plot_profile_heatmap",
     "plot_segment_sizes",
+    # segments over time (seglib.track)
+    "plot_segment_flows",
+    "plot_sizes_over_time",
+    "plot_transition_heatmap",
 ]
