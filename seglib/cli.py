@@ -5,6 +5,8 @@ Subcommands::
     seglib make-data --out PATH [--customers N] [--segments K] [--seed S] [--periods P --migration RATE]
     seglib run [--data PATH] [--out DIR] [-p NAME VALUE ...] [--params-file FILE] [--list-parameters]
     seglib score --model RUN_DIR --data PATH --out FILE [--as-of DATE]
+    seglib track --data FILE [--model RUN_DIR | --train-periods N] [--period month|quarter|year]
+                 [--window PERIODS] [--out DIR] [--backend pandas|dask] [-p NAME VALUE ...] [--params-file F]
     seglib segment --data PATH|GLOB|DIR [--out DIR] [--backend pandas|dask] [--scheduler ADDR] [-p ...]
                    [--list-parameters]
     seglib app [--port 8866] [--host ADDR] [--no-browser] [--data FILE] [--run RUN_DIR] [--max-upload-mb MB]
@@ -60,7 +62,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     parameters = {name: pipeline.parse_value(value) for name, value in (args.parameter or [])}
     result = pipeline.run(
         data=_abs(args.data), out=_abs(args.out), parameters=parameters, params_file=args.params_file,
-        progress=not args.no_progress, html=not args.no_html,
+        progress=not args.no_progress, html=not args.no_html, track=args.track,
     )
     summary = result.run_dir / "summary.html"
     print(f"run folder {result.run_dir}" + (f"; open {summary}" if summary.is_file() else ""))
@@ -84,7 +86,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if data is not None and not any(c in data for c in "*?["):
         data = _abs(data)
     result = pipeline.segment(data, out=_abs(args.out), parameters=parameters, params_file=args.params_file,
-                              backend=args.backend, progress=not args.no_progress, **options)
+                              backend=args.backend, progress=not args.no_progress, track=args.track,
+                              **options)
     print(result.run_dir)
     return 0
 
@@ -103,6 +106,23 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
     app.serve(port=args.port, host=args.host, no_browser=args.no_browser, data=_abs(args.data),
               run_dir=_abs(args.run), max_upload_mb=args.max_upload_mb)
+    return 0
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    from seglib import pipeline
+
+    parameters = {name: pipeline.parse_value(value) for name, value in (args.parameter or [])}
+    for name in ("period", "window", "train_periods"):
+        if getattr(args, name) is not None:
+            parameters[name] = getattr(args, name)
+    options = {k: v for k, v in (("scheduler", args.scheduler), ("n_workers", args.workers)) if v is not None}
+    tracking = pipeline.track(_abs(args.data), _abs(args.out), model=_abs(args.model), parameters=parameters,
+                              params_file=args.params_file, backend=args.backend,
+                              progress=not args.no_progress, **options)
+    retrain = tracking.drift.loc[tracking.drift["retrain"], "period"].tolist()
+    print(f"{tracking.out_dir}: {len(tracking.periods)} {tracking.period}s tracked"
+          + (f"; retrain recommended from {retrain[0]}" if retrain else "; no drift past the thresholds"))
     return 0
 
 
@@ -139,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list the parameters (the same for run and segment) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-html", action="store_true", help="skip report.html")
+    p.add_argument("--track", action="store_true",
+                   help="also run notebook 05 (segments over time) into <run>/tracking/")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("segment", help="the whole pipeline without notebooks, in memory or on Dask")
@@ -155,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-parameters", action="store_true",
                    help="list the parameters (the same for run and segment) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--track", action="store_true",
+                   help="then track the segments over time (one file) into <run>/tracking/")
     p.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser("score", help="score customers with a saved segmentation (a run's model/)")
@@ -177,6 +201,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=float, default=APP_MAX_UPLOAD_MB,
                    help=f"largest upload accepted, in MB (default {APP_MAX_UPLOAD_MB:g})")
     p.set_defaults(func=_cmd_app)
+
+    p = sub.add_parser("track", help="segments over time: score every period, transitions, sizes, drift")
+    p.add_argument("--data", required=True, help="transactions file (CSV, .csv.gz or Parquet)")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--model", help="run folder (holding model/) or model folder: used as it is")
+    how.add_argument("--train-periods", dest="train_periods", type=int,
+                     help="train a segmentation on the first N periods (saved in DIR/model/), track the rest")
+    p.add_argument("--period", help="month, quarter (default) or year")
+    p.add_argument("--window", type=int, help="periods behind each period's features (default 1: that one)")
+    p.add_argument("--out", help="folder to write (default: reports/tracking/)")
+    p.add_argument("--backend", default="pandas", help="pandas (default) or dask: score periods in parallel")
+    p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786); default: a local cluster")
+    p.add_argument("--workers", type=int, help="workers of the local Dask cluster (default: one per core)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="retrain_novel_share, retrain_error_ratio; with --train-periods also map_shape, "
+                        "n_clusters, method, seed, scaler, n_epochs")
+    p.add_argument("--params-file", help="YAML file of parameters (-p values override it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_track)
     return parser
 
 

@@ -249,10 +249,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("currency", "str", None,
           "symbol or code written before amounts in the summary and profile tables (EUR, $, INR); "
           "None: amounts without a currency", "profile", nullable=True),
-    # ---- track (notebook 05: segments over time; seglib track)
-    Param("track", "bool", False,
-          "seglib run: also run notebook 05 (segments over time) after 04, on the run's model and data",
-          "track"),
+    # ---- track (notebook 05: segments over time; seglib track, and seglib run/segment --track)
     Param("model_dir", "str", None,
           "saved segmentation to track with (a run folder or its model/); None: the project's (built with "
           "defaults when missing), or the one trained on the first train_periods periods", "track",

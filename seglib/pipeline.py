@@ -37,8 +37,8 @@ from seglib.errors import InputError, ParameterError, PipelineError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NOTEBOOKS", "RunResult", "check_parameters", "declared_parameters", "load_params_file", "run",
-           "segment", "valid_parameters"]
+__all__ = ["NOTEBOOKS", "TRACK_NOTEBOOK", "RunResult", "check_parameters", "declared_parameters",
+           "load_params_file", "run", "segment", "track", "track_step", "valid_parameters"]
 
 #: The pipeline, in order.
 NOTEBOOKS = (
@@ -47,6 +47,10 @@ NOTEBOOKS = (
     "03-cluster-prototypes.ipynb",
     "04-profile-segments.ipynb",
 )
+#: Segments over time: run after the four by ``seglib run -p track true``, or on its own.
+TRACK_NOTEBOOK = "05-track-segments.ipynb"
+#: Every notebook whose parameters ``seglib run`` accepts.
+ALL_NOTEBOOKS = (*NOTEBOOKS, TRACK_NOTEBOOK)
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 #: The dashboard ``seglib app`` serves with Voila (not part of the pipeline: it only calls seglib.app).
 APP_NOTEBOOK = NOTEBOOK_DIR / "app.ipynb"
@@ -80,10 +84,10 @@ def declared_parameters(notebooks_dir: str | os.PathLike | None = None) -> dict[
 
     nb_dir = Path(notebooks_dir) if notebooks_dir else NOTEBOOK_DIR
     out = {}
-    for name in NOTEBOOKS:
+    for name in ALL_NOTEBOOKS:
         path = nb_dir / name
         if not path.is_file():
-            raise InputError(f"notebook {path} not found: the pipeline needs {', '.join(NOTEBOOKS)}")
+            raise InputError(f"notebook {path} not found: the pipeline needs {', '.join(ALL_NOTEBOOKS)}")
         params = pm.inspect_notebook(str(path))
         out[name] = {
             p: {"default": v.get("default"), "type": v.get("inferred_type_name"), "help": v.get("help")}
@@ -126,6 +130,16 @@ def check_parameters(given: dict, command: str = "run") -> dict:
     for name in ("date_format", "dob_format"):
         check_date_format(name, values.get(name))
     return values
+
+
+def _check_tracking(values: dict, track: bool, command: str) -> None:
+    """A tracking parameter (step "track") without ``--track`` would be silently unused: refuse it."""
+    if track:
+        return
+    own = [name for name in values if params.by_name(name).step == "track"]
+    if own:
+        raise ParameterError(f"parameter {own[0]!r} is a tracking parameter (segments over time): add "
+                             f"--track to `seglib {command}` (or use `seglib track`)")
 
 
 def _gather(parameters: dict | None, params_file) -> dict:
@@ -276,6 +290,7 @@ def run(
     notebooks_dir: str | os.PathLike | None = None,
     progress: bool = True,
     html: bool = True,
+    track: bool = False,
     kernel_name: str = KERNEL_NAME,
 ) -> RunResult:
     """Run the four notebooks in order into a new run folder.
@@ -296,6 +311,10 @@ def run(
         Show progress bars.
     html : bool
         Also write ``report.html``.
+    track : bool
+        Also run notebook 05 (segments over time: ``seglib run --track``) after 04, on the run's data
+        and model, into ``<run>/tracking/``. The tracking parameters (``period``, ``window``, ...) are
+        only accepted with it.
 
     Returns
     -------
@@ -305,13 +324,16 @@ def run(
 
     given = _gather(parameters, params_file)
     data = _take_data(given, data)
-    effective = params.effective(check_parameters(given, "run"))
+    checked = check_parameters(given, "run")
+    _check_tracking(checked, track, "run")
+    effective = params.effective(checked)
     if data is not None:
         data = resolve(data)
         if not Path(data).exists():
             raise InputError(f"input data {data} not found")
     nb_dir = Path(notebooks_dir) if notebooks_dir else NOTEBOOK_DIR
-    declared = declared_parameters(nb_dir)
+    notebooks = (*NOTEBOOKS, TRACK_NOTEBOOK) if track else NOTEBOOKS
+    declared = {nb: spec for nb, spec in declared_parameters(nb_dir).items() if nb in notebooks}
 
     run_dir = _new_run_dir(out)
     per_nb = _per_notebook(declared, effective, data, run_dir)
@@ -322,14 +344,14 @@ def run(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(NOTEBOOKS), desc="seglib run", unit="notebook")
+        bar = tqdm(total=len(notebooks), desc="seglib run", unit="notebook")
     # the kernels' own log (start-up and shutdown notes, e.g. "KeyboardInterrupt caught in kernel" when
     # the runner stops a kernel) only when this module's INFO lines are shown (seglib -v); a failing
     # cell is reported from the notebook whatever the level
     kernel_arguments = [] if logger.isEnabledFor(logging.INFO) else ["--IPKernelApp.log_level=CRITICAL"]
     try:
         with tempfile.TemporaryDirectory(prefix="seglib-kernel-") as sockets:
-            for nb in NOTEBOOKS:
+            for nb in notebooks:
                 out_path = run_dir / nb
                 t0 = time.perf_counter()
                 logger.info("executing %s", nb)
@@ -355,9 +377,9 @@ def run(
             bar.close()
 
     input_path = Path(data) if data is not None else DEFAULT_DATA
-    write_run_json(run_dir, effective, [input_path], timings, notebook_parameters=per_nb)
+    write_run_json(run_dir, effective, [input_path], timings, notebook_parameters=per_nb, track=track)
     if html:
-        write_report_html(run_dir, [run_dir / nb for nb in NOTEBOOKS])
+        write_report_html(run_dir, [run_dir / nb for nb in notebooks])
     _point_latest(run_dir)
     return RunResult(run_dir=run_dir, parameters=effective, timings=timings)
 
@@ -418,6 +440,7 @@ def segment(
     backend: str = "pandas",
     progress: bool = True,
     on_step=None,
+    track: bool = False,
     **dask_options,
 ) -> RunResult:
     """The whole pipeline without notebooks, in one process or on Dask, into a new run folder.
@@ -438,6 +461,9 @@ def segment(
     backend : {"pandas", "dask"}
     on_step : callable, optional
         ``on_step(name)`` before each step (see :func:`seglib.distributed.run_segmentation`).
+    track : bool
+        Then track the segments over time (``seglib segment --track``): the run's model scores every
+        period of ``data`` (one file), in memory, into ``<run>/tracking/`` (see :func:`track_step`).
     **dask_options
         ``scheduler`` (None: a local cluster; or ``"tcp://host:8786"``), ``n_workers``,
         ``memory_limit``, ... (see :func:`seglib.distributed.run_dask`).
@@ -447,18 +473,30 @@ def segment(
     distributed.check_backend(backend)
     given = _gather(parameters, params_file)
     data = _take_data(given, data)
-    effective = params.effective(check_parameters(given, "segment"))
+    checked = check_parameters(given, "segment")
+    _check_tracking(checked, track, "segment")
+    effective = params.effective(checked)
     distributed.check_backend(backend, engine=effective["engine"])
     if data is None:
         raise InputError("no input data: give --data (or data_path in the parameters file)")
     files = distributed.data_files(data)
+    if track and len(files) != 1:
+        raise ParameterError(f"--track reads one transactions file; {data} has {len(files)}: track each "
+                             "extract with `seglib track --model RUN_DIR`")
     run_dir = _new_run_dir(out)
     t0 = time.perf_counter()
+    segmentation = {k: v for k, v in effective.items() if params.by_name(k).step != "track"}
     distributed.run_segmentation(data, run_dir, backend=backend, progress=progress, on_step=on_step,
-                                 **effective,
+                                 **segmentation,
                                  **dask_options)
     timings = {"total": round(time.perf_counter() - t0, 3)}
-    write_run_json(run_dir, {**effective, "backend": backend}, [Path(f) for f in files], timings)
+    if track:  # segments over time, scored with the model just saved (in memory)
+        t1 = time.perf_counter()
+        tracking = {k: v for k, v in effective.items() if params.by_name(k).step == "track"}
+        track_step(files[0], out_dir=run_dir, progress=progress, **tracking)
+        timings["track"] = round(time.perf_counter() - t1, 3)
+    write_run_json(run_dir, {**effective, "backend": backend}, [Path(f) for f in files], timings,
+                   track=track)
     _point_latest(run_dir)
     return RunResult(run_dir=run_dir, parameters=effective, timings=timings)
 
@@ -531,3 +569,104 @@ def _with_alt_text(output, title: str, section: str):
     new["data"] = {"text/html": tag}
     new["metadata"] = {}
     return new
+
+
+# ---------------------------------------------------------------------------------------- tracking
+
+#: Training parameters ``seglib track --train-periods N`` accepts (the notebooks' names).
+TRAIN_PARAMETERS = ("map_shape", "n_clusters", "method", "seed", "scaler", "n_epochs")
+#: Tracking parameters (``seglib.params``, step "track") that :func:`track_step` takes.
+TRACK_PARAMETERS = ("period", "window", "train_periods", "retrain_novel_share", "retrain_error_ratio")
+
+
+def track_step(data_path=None, *, model_dir=None, period: str | None = None, window: int | None = None,
+               train_periods: int | None = None, retrain_novel_share=None, retrain_error_ratio=None,
+               out_dir=None, tracking_dir=None, client=None, progress: bool = False, **train):
+    """Segments over time as notebook 05 and ``seglib track`` run it; writes into ``tracking_dir``.
+
+    Parameters
+    ----------
+    data_path : path, optional
+        Transactions; None: the bundled default data (generated when missing).
+    model_dir : path, optional
+        A run folder or model folder. None (and no ``train_periods``): the model of ``out_dir``'s
+        layout (``<run>/model`` or the project's ``reports/model``), built with default parameters by
+        steps 01-04 when missing.
+    period, window, train_periods, retrain_novel_share, retrain_error_ratio
+        See :func:`seglib.track.track_segments` (defaults: ``seglib.params``).
+    out_dir : path, optional
+        The run whose model is tracked (None: the project's layout).
+    tracking_dir : path, optional
+        Where the outputs go; None: ``tracking/`` in the run (``reports/tracking`` by default). A
+        model trained here is saved in ``<tracking_dir>/model/``.
+    client : distributed.Client, optional
+        Score the periods on Dask.
+    **train
+        Training parameters with ``train_periods`` (``map_shape``, ``n_clusters``, ``seed``, ...).
+
+    Returns
+    -------
+    seglib.track.Tracking
+    """
+    from seglib import steps
+    from seglib.track import track_segments, write_tracking
+
+    layout = Layout.for_run(out_dir)
+    data = steps.default_data(data_path)
+    model = None
+    if train_periods is None:
+        model = resolve(model_dir) if model_dir is not None else layout.model_dir
+        if model_dir is None and not (model / "model.json").is_file():
+            logger.info("no saved segmentation in %s: running steps 01-04 with default parameters", model)
+            steps.profile_step(out_dir=out_dir)
+    elif model_dir is not None:
+        raise ParameterError("give either model_dir (a saved segmentation, used as it is) or train_periods "
+                             "(train a new one on the first periods), not both")
+    tracking = track_segments(data, model, period=period, window=window, train_periods=train_periods,
+                              retrain_novel_share=retrain_novel_share,
+                              retrain_error_ratio=retrain_error_ratio, client=client, progress=progress,
+                              **train)
+    dest = resolve(tracking_dir) if tracking_dir is not None else layout.root / "tracking"
+    write_tracking(tracking, dest)
+    if tracking.trained_on:
+        tracking.model.save(dest / "model")
+    tracking.out_dir = dest
+    return tracking
+
+
+def track(data=None, out=None, *, model=None, parameters: dict | None = None, params_file=None,
+          backend: str = "pandas", progress: bool = True, **dask_options):
+    """``seglib track``: :func:`track_step` with checked parameters, in memory or on Dask.
+
+    ``parameters`` (and ``params_file``, which they override) hold tracking parameters
+    (``period``, ``window``, ``train_periods``, ``retrain_novel_share``, ``retrain_error_ratio``) and,
+    with ``train_periods``, training ones (``map_shape``, ``n_clusters``, ``method``, ``seed``,
+    ``scaler``, ``n_epochs``). ``backend="dask"`` scores the periods in parallel on a Dask cluster
+    (``dask_options``: ``scheduler``, ``n_workers``, ``memory_limit``).
+    """
+    from seglib import distributed
+    from seglib.params import check_parameters
+
+    distributed.check_backend(backend)
+    given = dict(load_params_file(params_file)) if params_file else {}
+    given.update(parameters or {})
+    valid = (*TRACK_PARAMETERS, *TRAIN_PARAMETERS)
+    for name in given:
+        if name not in valid:
+            raise ParameterError(f"unknown parameter {name!r}; valid parameters: {', '.join(valid)}")
+    given = check_parameters(given)
+    train = {k: given.pop(k) for k in TRAIN_PARAMETERS if k in given}
+    if train and given.get("train_periods") is None:
+        raise ParameterError(f"training parameter(s) {sorted(train)} need --train-periods N (a saved model "
+                             "is used as it is)")
+    if model is None and given.get("train_periods") is None:
+        raise ParameterError("give --model RUN_DIR (a saved segmentation) or --train-periods N (train one on "
+                             "the first N periods)")
+    if data is not None and not Path(resolve(data)).exists():
+        raise InputError(f"input data {resolve(data)} not found")
+    out = resolve(out) if out is not None else Layout.for_run(None).root / "tracking"
+    kwargs = dict(model_dir=model, tracking_dir=out, progress=progress, **given, **train)
+    if backend == "dask":
+        with distributed.dask_client(**dask_options) as client:
+            return track_step(data, client=client, **kwargs)
+    return track_step(data, **kwargs)

@@ -382,9 +382,9 @@ class Segmentation:
         """
         notes: list[str] = []
         if as_of is not None:
-            from seglib.clean import _check_as_of
+            from seglib.clean import check_as_of
 
-            as_of = _check_as_of(as_of)
+            as_of = check_as_of(as_of)
         clean, _ = self._clean(transactions, as_of, progress, notes)
         clean.attrs["differences"] = notes
         return clean

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from seglib._files import atomic_path
-from seglib.errors import ParameterError, check_int
+from seglib.errors import ParameterError, check_float, check_int
 
 __all__ = [
     "ARCHETYPES",
@@ -692,10 +692,11 @@ def make_transactions(
     if periods is None:
         return _generate(n_customers, n_segments, _check_seed(random_state), quirks=bool(quirks))
     periods = _check_int("periods", periods, 1, MAX_PERIODS)
-    if not (isinstance(migration, numbers.Real) and not isinstance(migration, bool) and 0 <= migration < 1):
+    migration = check_float("migration", migration, minimum=0.0)
+    if migration >= 1:
         raise ParameterError(f"migration={migration!r} is not valid; expected a share in [0, 1), e.g. 0.1 "
                              "(a tenth of the customers change segment between quarters)")
-    return _generate_periods(n_customers, n_segments, _check_seed(random_state), periods, float(migration),
+    return _generate_periods(n_customers, n_segments, _check_seed(random_state), periods, migration,
                              quirks=bool(quirks))
 
 

@@ -383,6 +383,7 @@ class Tracking:
     periods: list = field(default_factory=list)  # scored, in order
     skipped: list = field(default_factory=list)  # without customers
     trained_on: list = field(default_factory=list)  # periods of a model trained here
+    out_dir: Path | None = None  # where write_tracking wrote it (set by the caller)
 
     @property
     def id_column(self) -> str:

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import PercentFormatter
 
 from seglib.plots._colors import EMPTY_COLOR, segment_colors
 
@@ -162,7 +163,7 @@ def plot_sizes_over_time(sizes: pd.DataFrame, *, value: str = "share", names=Non
     ax.set_ylabel({"share": "share of the period's customers", "customers": "customers",
                    "revenue_share": "share of the period's revenue"}[value])
     if value != "customers":
-        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
     ax.set_title("Segment sizes over time")
     return ax
