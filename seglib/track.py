@@ -231,8 +231,8 @@ def score_periods(model, clean: pd.DataFrame, *, period: str = "quarter", window
         results = [_predict(model, f, a) for f, a in tqdm(jobs, desc="periods", disable=not progress)]
     else:
         remote = client.scatter(model, broadcast=True)
-        futures = client.map(_predict, [remote] * len(jobs), [f for f, _ in jobs], [a for _, a in jobs],
-                             pure=False)
+        frames = client.scatter([f for f, _ in jobs])  # one partition per period, sent once
+        futures = client.map(_predict, [remote] * len(jobs), frames, [a for _, a in jobs], pure=False)
         results = client.gather(futures)
     parts = []
     for name, scored in zip(names, results):
@@ -408,11 +408,17 @@ class Tracking:
             growth = (s[self.periods[-1]] - s[self.periods[0]]).sort_values()
             names = self.model.segment_names_
             text += (f"Fastest growing: {growth.index[-1]} ({names[growth.index[-1]]}, "
-                     f"{growth.iloc[-1]:+.1%} points); fastest shrinking: {growth.index[0]} "
-                     f"({names[growth.index[0]]}, {growth.iloc[0]:+.1%} points). ")
+                     f"{100 * growth.iloc[-1]:+.1f} percentage points); fastest shrinking: {growth.index[0]} "
+                     f"({names[growth.index[0]]}, {100 * growth.iloc[0]:+.1f} points). ")
         flagged = self.drift.loc[self.drift["retrain"], "period"].tolist()
-        text += (f"**Retrain recommended** from {flagged[0]} on ({len(flagged)} of {len(self.drift)} periods "
-                 "past a threshold)." if flagged else "No period passes a drift threshold: keep the model.")
+        last = self.drift.iloc[-1]
+        if last["retrain"]:
+            why = last["recommendation"].removeprefix("retrain: ")
+            text += f"**Retrain recommended**: in the latest {self.period}, {last['period']}, {why}."
+        else:
+            text += (f"The latest {self.period}, {last['period']}, is within the drift thresholds: "
+                     "keep the model")
+            text += (f" (earlier {self.period}s past a threshold: {', '.join(flagged)})." if flagged else ".")
         return text
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from seglib.pipeline import NOTEBOOK_DIR, NOTEBOOKS
+from seglib.pipeline import ALL_NOTEBOOKS, NOTEBOOK_DIR
 
-NOTEBOOK_PATHS = [NOTEBOOK_DIR / name for name in NOTEBOOKS]
+NOTEBOOK_PATHS = [NOTEBOOK_DIR / name for name in ALL_NOTEBOOKS]
 
 
 @pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)

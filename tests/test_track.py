@@ -309,7 +309,10 @@ def test_plots_return_axes(tracked):
     names = tracked.model.segment_names_
     ax = plot_segment_flows(tracked.transitions, n_segments=tracked.model.n_segments_, names=names)
     assert ax.get_xticklabels()[0].get_text() == tracked.periods[0]
-    assert len(ax.collections) >= tracked.model.n_segments_  # at least the stay-in-segment bands
+    bands = ax.collections[0]  # one polygon per (segment, next segment) pair with customers
+    moves = tracked.transitions[~tracked.transitions["segment_from"].isin([NEW]) &
+                                ~tracked.transitions["segment_to"].isin([INACTIVE])]
+    assert len(bands.get_paths()) == len(moves)
     _, ax2 = plt.subplots()
     assert plot_sizes_over_time(tracked.sizes, value="customers", ax=ax2) is ax2
     assert len(ax2.lines) == tracked.model.n_segments_

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.collections import PolyCollection
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
 
@@ -26,11 +27,6 @@ def _periods(transitions: pd.DataFrame) -> list[str]:
     if len(transitions):
         periods.append(transitions["period_to"].iloc[-1])
     return periods
-
-
-def _count(part: pd.DataFrame, source: str, target: str) -> int:
-    """Customers of ``part`` going from segment ``source`` to ``target`` (text, as in the table)."""
-    return int(part.loc[(part["segment_from"] == source) & (part["segment_to"] == target), "customers"].sum())
 
 
 def _label(s, names) -> str:
@@ -89,35 +85,45 @@ def plot_segment_flows(transitions: pd.DataFrame, *, n_segments: int | None = No
             top[i, s] = y
             y -= size[i, s] + pad
     out_y, in_y = top.copy(), top.copy()  # next free y for outgoing / incoming bands
-    xs = np.linspace(0, 1, 50)
+    xs = np.linspace(0, 1, 40)
     curve = 3 * xs ** 2 - 2 * xs ** 3  # smooth step
+    bands, band_colors, blocks, block_colors = [], [], [], []  # drawn as two collections: fast to save
+
+    def box(x, y, w, h, color):
+        blocks.append([(x, y), (x + w, y), (x + w, y + h), (x, y + h)])
+        block_colors.append(color)
+
+    counts = t.groupby(["period_from", "segment_from", "segment_to"])["customers"].sum()
     for i, p in enumerate(periods[:-1]):
-        part = t[(t["period_from"] == p)]
+        part = counts.loc[p] if p in counts.index.get_level_values(0) else pd.Series(dtype=float)
         x0, x1 = i + bar_width / 2, i + 1 - bar_width / 2
         for s in range(1, k + 1):
             for tgt in range(1, k + 1):
-                v = _count(part, str(s), str(tgt))
+                v = part.get((str(s), str(tgt)), 0)
                 if v <= 0:
                     continue
                 a_top, b_top = out_y[i, s - 1], in_y[i + 1, tgt - 1]
                 out_y[i, s - 1] -= v
                 in_y[i + 1, tgt - 1] -= v
                 upper = a_top + (b_top - a_top) * curve
-                ax.fill_between(x0 + (x1 - x0) * xs, upper - v, upper, color=colors[s - 1], alpha=0.45, lw=0)
+                x = x0 + (x1 - x0) * xs
+                bands.append(np.r_[np.c_[x, upper], np.c_[x[::-1], upper[::-1] - v]])
+                band_colors.append(colors[s - 1])
         for s in range(1, k + 1):  # stubs: to inactive (right of period i), from new (left of i + 1)
-            v = _count(part, str(s), "inactive")
+            v = part.get((str(s), "inactive"), 0)
             if v > 0:
-                ax.add_patch(Rectangle((x0, out_y[i, s - 1] - v), 0.18, v, color=EMPTY_COLOR, lw=0))
+                box(x0, out_y[i, s - 1] - v, 0.06, v, EMPTY_COLOR)
                 out_y[i, s - 1] -= v
-            v = _count(part, "new", str(s))
+            v = part.get(("new", str(s)), 0)
             if v > 0:
-                ax.add_patch(Rectangle((x1 - 0.18, in_y[i + 1, s - 1] - v), 0.18, v, color=EMPTY_COLOR, lw=0))
+                box(x1 - 0.06, in_y[i + 1, s - 1] - v, 0.06, v, EMPTY_COLOR)
                 in_y[i + 1, s - 1] -= v
     for i in range(len(periods)):
         for s in range(k):
             if size[i, s] > 0:
-                ax.add_patch(Rectangle((i - bar_width / 2, top[i, s] - size[i, s]), bar_width, size[i, s],
-                                       color=colors[s], lw=0))
+                box(i - bar_width / 2, top[i, s] - size[i, s], bar_width, size[i, s], colors[s])
+    ax.add_collection(PolyCollection(bands, facecolors=band_colors, alpha=0.45, linewidths=0))
+    ax.add_collection(PolyCollection(blocks, facecolors=block_colors, linewidths=0))
     ax.set_xlim(-0.5, len(periods) - 0.5)
     ax.set_ylim(0, top[:, 0].max() * 1.02 if k else 1)
     ax.set_xticks(range(len(periods)), periods)
