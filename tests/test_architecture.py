@@ -120,3 +120,11 @@ def test_the_summary_sits_beside_the_profile_and_labels_stand_alone():
     assert seglib_imports("labels") <= {"errors"}
     for module in STEPS:
         assert "summary" not in seglib_imports(module)
+
+
+def test_tracking_is_a_step_after_profile_used_only_by_the_pipeline_and_the_cli():
+    """seglib.track may use every step and the saved model; only pipeline and cli import it."""
+    allowed = set(STEPS) | {"segmentation", "plots", "params", "errors", "_files", "config"}
+    assert seglib_imports("track") <= allowed
+    users = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "track" and "track" in seglib_imports(p.stem)}
+    assert users <= {"pipeline", "cli"}

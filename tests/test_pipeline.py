@@ -50,7 +50,7 @@ def first_run(small_data, reports):
 
 def test_every_notebook_declares_out_dir_and_the_first_data_path():
     declared = pipeline.declared_parameters()
-    assert list(declared) == list(pipeline.NOTEBOOKS)
+    assert list(declared) == [*pipeline.NOTEBOOKS, pipeline.TRACK_NOTEBOOK]
     assert all("out_dir" in params for params in declared.values())
     assert "data_path" in declared["01-clean-transactions.ipynb"]
 
@@ -101,6 +101,20 @@ def test_parse_value(text, value):
 
 
 # ---- a whole run ------------------------------------------------------------------------------
+
+
+def test_run_with_track_runs_notebook_05_after_04(small_data, reports, tmp_path):
+    result = pipeline.run(data=small_data, out=tmp_path / "run", parameters={**FAST, "track": True},
+                          progress=False, html=False)
+    run_dir = result.run_dir
+    assert (run_dir / pipeline.TRACK_NOTEBOOK).is_file()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert list(info["timings"]) == [*pipeline.NOTEBOOKS, pipeline.TRACK_NOTEBOOK]
+    assert info["parameters"]["track"] is True and info["parameters"]["period"] == "quarter"
+    by_period = pd.read_csv(run_dir / "tracking" / "by_period.csv", dtype=str)
+    result_ids = set(read_result(run_dir / "result.csv")["customerID"])
+    assert set(by_period["customerID"]) == result_ids  # the run's data, every customer in some quarter
+    assert not (run_dir / "tracking" / "model").exists()  # the run's model, used as it is
 
 
 def test_run_writes_everything(first_run, small_data, reports):
