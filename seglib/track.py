@@ -59,11 +59,17 @@ def period_labels(dates: pd.Series, period: str = "quarter") -> pd.Series:
 # ---------------------------------------------------------------------------------------- input
 
 
+#: Optional roles the customer features are built from (age, gender, programmes, promotions, stores,
+#: transactions); ``pincode`` and ``product`` are identifiers only, and the required roles are checked
+#: by the loader.
+FEATURE_ROLES = ("dob", "gender", "discounts", "promo_code", "store", "till", "transaction")
+
+
 def _check_roles(found, columns, source: str) -> None:
-    """InputError naming every role of ``columns`` (role -> column) whose column ``found`` lacks."""
+    """InputError naming every feature role of ``columns`` (role -> column) whose column ``found`` lacks."""
     if not columns or found is None:
         return
-    missing = {role: col for role, col in columns.items() if col not in found}
+    missing = {role: col for role, col in columns.items() if role in FEATURE_ROLES and col not in found}
     if missing:
         listed = ", ".join(f"{role} (column {col!r})" for role, col in missing.items())
         raise InputError(f"{source}: the model's features need the role(s) {listed}, missing from the file; "
@@ -79,9 +85,10 @@ def read_transactions(data, model=None, *, columns=None, progress: bool = False)
         A transactions file (CSV, gzip CSV, Parquet), a raw frame from
         :func:`seglib.load.load_transactions`, or a cleaned frame (used as is).
     model : Segmentation, optional
-        Read and clean with its column mapping and cleaning settings. Every role it was trained with
-        must be in the file: a missing one is an :class:`~seglib.errors.InputError` naming it (tracking
-        imputes nothing silently, whole periods would drift).
+        Read and clean with its column mapping and cleaning settings. Every role its features were
+        built from (:data:`FEATURE_ROLES`) must be in the file: a missing one is an
+        :class:`~seglib.errors.InputError` naming it (tracking imputes no whole column: every period
+        would drift).
     columns : dict, optional
         Without a model: role -> column mapping (see :func:`seglib.load.load_transactions`).
 

@@ -225,6 +225,8 @@ def test_missing_roles_are_one_clear_error(tracked, planted, tmp_path):
     assert model.columns is not None
     with pytest.raises(InputError, match=r"dob \(column 'DOB'\).*discounts \(column 'discountUsed'\)"):
         track_segments(path, model)
+    tx.drop(columns=["product_code", "PinCode"]).to_csv(path, index=False)  # identifiers, not features
+    assert track_segments(path, model).periods
 
 
 def test_too_few_periods_for_training(planted):
