@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="workers of the local Dask cluster (default: one per core)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="retrain_novel_share, retrain_error_ratio; with --train-periods also map_shape, "
-                        "n_clusters, method, seed, scaler, n_epochs")
+                        "n_clusters, method, seed, scaler, n_epochs, topology")
     p.add_argument("--params-file", help="YAML file of parameters (-p values override it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_track)

@@ -574,7 +574,7 @@ def _with_alt_text(output, title: str, section: str):
 # ---------------------------------------------------------------------------------------- tracking
 
 #: Training parameters ``seglib track --train-periods N`` accepts (the notebooks' names).
-TRAIN_PARAMETERS = ("map_shape", "n_clusters", "method", "seed", "scaler", "n_epochs")
+TRAIN_PARAMETERS = ("map_shape", "n_clusters", "method", "seed", "scaler", "n_epochs", "topology")
 #: Tracking parameters (``seglib.params``, step "track") that :func:`track_step` takes.
 TRACK_PARAMETERS = ("period", "window", "train_periods", "retrain_novel_share", "retrain_error_ratio")
 
@@ -641,8 +641,8 @@ def track(data=None, out=None, *, model=None, parameters: dict | None = None, pa
     ``parameters`` (and ``params_file``, which they override) hold tracking parameters
     (``period``, ``window``, ``train_periods``, ``retrain_novel_share``, ``retrain_error_ratio``) and,
     with ``train_periods``, training ones (``map_shape``, ``n_clusters``, ``method``, ``seed``,
-    ``scaler``, ``n_epochs``). ``backend="dask"`` scores the periods in parallel on a Dask cluster
-    (``dask_options``: ``scheduler``, ``n_workers``, ``memory_limit``).
+    ``scaler``, ``n_epochs``, ``topology``). ``backend="dask"`` scores the periods in parallel on a
+    Dask cluster (``dask_options``: ``scheduler``, ``n_workers``, ``memory_limit``).
     """
     from seglib import distributed
     from seglib.params import check_parameters

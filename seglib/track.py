@@ -134,7 +134,7 @@ def read_transactions(data, model=None, *, columns=None, progress: bool = False)
 
 
 def train_segmentation(clean: pd.DataFrame, *, as_of=None, map_shape=None, n_clusters=None, method=None,
-                       seed=None, scaler=None, n_epochs=None, progress: bool = False):
+                       seed=None, scaler=None, n_epochs=None, topology=None, progress: bool = False):
     """Train a segmentation on cleaned transactions, as steps 02-04 do with their defaults.
 
     Parameters
@@ -143,7 +143,7 @@ def train_segmentation(clean: pd.DataFrame, *, as_of=None, map_shape=None, n_clu
         Cleaned transactions (:func:`read_transactions`) of the training periods.
     as_of : date, optional
         Reference date of recency and tenure: the end of the last training period.
-    map_shape, n_clusters, method, seed, scaler, n_epochs
+    map_shape, n_clusters, method, seed, scaler, n_epochs, topology
         As in notebooks 02-03 (None: their defaults, ``seglib.params``). A map of about
         5 * sqrt(customers) units suits the data; fewer segments are easier to follow over time.
 
@@ -159,16 +159,16 @@ def train_segmentation(clean: pd.DataFrame, *, as_of=None, map_shape=None, n_clu
     from seglib.som import SOM
 
     value = {"map_shape": map_shape, "n_clusters": n_clusters, "method": method, "seed": seed,
-             "scaler": scaler, "n_epochs": n_epochs}
+             "scaler": scaler, "n_epochs": n_epochs, "topology": topology}
     value = {k: params.default(k) if v is None else params.check_parameter(k, v) for k, v in value.items()}
     as_of = clean.attrs.get("as_of") if as_of is None else as_of
     pipe = feature_pipeline("customer", as_of=as_of, scaler=value["scaler"])
     matrix = pipe["features"].fit_transform(clean)
     X = pipe["scale"].fit_transform(matrix)
-    som = SOM(tuple(value["map_shape"]), n_epochs=value["n_epochs"], random_state=value["seed"],
-              progress=progress).fit(X)
-    pc = PrototypeClustering(method=value["method"], n_clusters=value["n_clusters"]).fit(som.weights_,
-                                                                                       som.hit_map(X))
+    som = SOM(tuple(value["map_shape"]), n_epochs=value["n_epochs"], topology=value["topology"],
+              random_state=value["seed"], progress=progress).fit(X)
+    pc = PrototypeClustering(method=value["method"], n_clusters=value["n_clusters"], topology=som.topology)
+    pc.fit(som.weights_, som.hit_map(X))
     segments = pd.Series(pc.assign(som.predict(X)), index=matrix.index)
     customers = customer_table(clean, as_of=pipe["features"].as_of_).reindex(matrix.index)
     profile = profile_segments(customers, segments)
@@ -456,8 +456,8 @@ def track_segments(data, model=None, *, period: str | None = None, window: int |
     client : distributed.Client, optional
         Score the periods on Dask.
     **train
-        ``map_shape``, ``n_clusters``, ``method``, ``seed``, ``scaler``, ``n_epochs`` of the training
-        (see :func:`train_segmentation`).
+        ``map_shape``, ``n_clusters``, ``method``, ``seed``, ``scaler``, ``n_epochs``, ``topology`` of
+        the training (see :func:`train_segmentation`).
     """
     from seglib.segmentation import Segmentation
 
@@ -465,10 +465,10 @@ def track_segments(data, model=None, *, period: str | None = None, window: int |
     window = params.check_parameter("window", params.default("window") if window is None else window)
     if train_periods is not None:
         train_periods = params.check_parameter("train_periods", train_periods)
-    unknown = sorted(set(train) - {"map_shape", "n_clusters", "method", "seed", "scaler", "n_epochs"})
+    valid = ("map_shape", "n_clusters", "method", "seed", "scaler", "n_epochs", "topology")
+    unknown = sorted(set(train) - set(valid))
     if unknown:
-        raise ParameterError(f"unknown training parameter(s) {unknown}; valid: map_shape, n_clusters, "
-                             "method, seed, scaler, n_epochs")
+        raise ParameterError(f"unknown training parameter(s) {unknown}; valid: {', '.join(valid)}")
     if model is not None and train_periods is not None:
         raise ParameterError("give either a model (used as it is) or train_periods (train a new one), "
                              "not both")

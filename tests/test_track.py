@@ -331,3 +331,10 @@ def test_transition_table_of_handmade_periods():
     table = transition_table(by_period, ["A", "B"])
     got = {(r.segment_from, r.segment_to): r.customers for r in table.itertuples()}
     assert got == {("1", "1"): 1, ("2", "1"): 1, ("2", INACTIVE): 1, (NEW, "3"): 1}
+
+
+def test_training_on_a_hexagonal_map(planted):
+    hexagonal = {**TRAIN, "topology": "hexagonal"}
+    tracking = track_segments(planted["data"], train_periods=2, window=2, **hexagonal)
+    assert tracking.model.som_.topology == "hexagonal"
+    assert tracking.changed()["changed_share"].between(0, 1).all()
