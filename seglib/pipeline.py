@@ -47,7 +47,7 @@ NOTEBOOKS = (
     "03-cluster-prototypes.ipynb",
     "04-profile-segments.ipynb",
 )
-#: Segments over time: run after the four by ``seglib run -p track true``, or on its own.
+#: Segments over time: run after the four by ``seglib run --track``, or on its own.
 TRACK_NOTEBOOK = "05-track-segments.ipynb"
 #: Every notebook whose parameters ``seglib run`` accepts.
 ALL_NOTEBOOKS = (*NOTEBOOKS, TRACK_NOTEBOOK)
@@ -579,8 +579,11 @@ TRAIN_PARAMETERS = ("map_shape", "n_clusters", "method", "seed", "scaler", "n_ep
 TRACK_PARAMETERS = ("period", "window", "train_periods", "retrain_novel_share", "retrain_error_ratio")
 
 
-def track_step(data_path=None, *, model_dir=None, period: str | None = None, window: int | None = None,
-               train_periods: int | None = None, retrain_novel_share=None, retrain_error_ratio=None,
+def track_step(data_path=None, *, model_dir=params.default("model_dir"),
+               period: str = params.default("period"), window: int = params.default("window"),
+               train_periods: int | None = params.default("train_periods"),
+               retrain_novel_share: float = params.default("retrain_novel_share"),
+               retrain_error_ratio: float = params.default("retrain_error_ratio"),
                out_dir=None, tracking_dir=None, client=None, progress: bool = False, **train):
     """Segments over time as notebook 05 and ``seglib track`` run it; writes into ``tracking_dir``.
 
@@ -609,10 +612,11 @@ def track_step(data_path=None, *, model_dir=None, period: str | None = None, win
     seglib.track.Tracking
     """
     from seglib import steps
+    from seglib.notebook import default_data
     from seglib.track import track_segments, write_tracking
 
     layout = Layout.for_run(out_dir)
-    data = steps.default_data(data_path)
+    data = default_data(data_path)
     model = None
     if train_periods is None:
         model = resolve(model_dir) if model_dir is not None else layout.model_dir

@@ -82,11 +82,15 @@ def test_every_parameter_is_declared_by_some_notebook(declared):
 
 
 def test_run_segmentation_takes_exactly_the_registry_parameters_with_their_defaults():
+    """Every segmentation parameter; the tracking ones (step "track") go to pipeline.track_step."""
     sig = inspect.signature(distributed.run_segmentation).parameters
     keywords = {n: p.default for n, p in sig.items()
                 if p.kind is p.KEYWORD_ONLY and n not in ("backend", "progress", "on_step")}
-    assert set(keywords) == set(params.names())
-    assert keywords == params.defaults()
+    segmentation = {n: v for n, v in params.defaults().items() if params.by_name(n).step != "track"}
+    assert set(keywords) == set(segmentation)
+    assert keywords == segmentation
+    tracking = inspect.signature(pipeline.track_step).parameters
+    assert {n: tracking[n].default for n in params.defaults("track")} == params.defaults("track")
 
 
 @pytest.mark.parametrize("function", [steps.clean_step, steps.som_step, steps.cluster_step,

@@ -104,13 +104,13 @@ def test_parse_value(text, value):
 
 
 def test_run_with_track_runs_notebook_05_after_04(small_data, reports, tmp_path):
-    result = pipeline.run(data=small_data, out=tmp_path / "run", parameters={**FAST, "track": True},
-                          progress=False, html=False)
+    result = pipeline.run(data=small_data, out=tmp_path / "run", parameters=FAST, progress=False, html=False,
+                          track=True)
     run_dir = result.run_dir
     assert (run_dir / pipeline.TRACK_NOTEBOOK).is_file()
     info = json.loads((run_dir / "run.json").read_text())
     assert list(info["timings"]) == [*pipeline.NOTEBOOKS, pipeline.TRACK_NOTEBOOK]
-    assert info["parameters"]["track"] is True and info["parameters"]["period"] == "quarter"
+    assert info["track"] is True and info["parameters"]["period"] == "quarter"
     by_period = pd.read_csv(run_dir / "tracking" / "by_period.csv", dtype=str)
     result_ids = set(read_result(run_dir / "result.csv")["customerID"])
     assert set(by_period["customerID"]) == result_ids  # the run's data, every customer in some quarter

@@ -282,11 +282,12 @@ def test_cli_make_data_with_periods(tmp_path):
     assert set(truth["period"]) == {"2016Q4", "2017Q1", "2017Q2"}
 
 
-def test_seglib_run_needs_track_for_tracking_parameters(tmp_path):
-    with pytest.raises(ParameterError, match="track true"):
-        pipeline.run(out=tmp_path / "run", parameters={"period": "month"}, progress=False)
-    with pytest.raises(ParameterError, match="track"):
-        pipeline.run(out=tmp_path / "run", parameters={"track": "yes"}, progress=False)
+@pytest.mark.parametrize("command", ["run", "segment"])
+def test_tracking_parameters_need_track(command, planted, tmp_path, capsys):
+    args = [command, "--data", str(planted["data"]), "--out", str(tmp_path / "run"), "-p", "period", "month"]
+    assert main(args) == 2
+    assert "--track" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 # ---------------------------------------------------------------------------------------- Dask
