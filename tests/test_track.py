@@ -339,3 +339,15 @@ def test_training_on_a_hexagonal_map(planted):
     tracking = track_segments(planted["data"], train_periods=2, window=2, **hexagonal)
     assert tracking.model.som_.topology == "hexagonal"
     assert tracking.changed()["changed_share"].between(0, 1).all()
+
+
+def test_segment_with_track_tracks_the_new_model(planted, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["-q", "segment", "--data", str(planted["data"]), "--out", str(run), "--track", "--no-progress",
+            "-p", "map_shape", "[6, 6]", "-p", "n_clusters", "6", "-p", "period", "year"]
+    assert main(args) == 0
+    by_period = pd.read_csv(run / "tracking" / "by_period.csv", dtype=str)
+    assert set(by_period["period"]) == {"2016", "2017"}
+    info = pd.read_json(run / "run.json", typ="series")
+    assert info["track"] is True or info["track"] == 1
+    assert "track" in info["timings"]
