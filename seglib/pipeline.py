@@ -133,10 +133,12 @@ def check_parameters(given: dict, command: str = "run") -> dict:
 
 
 def _check_tracking(values: dict, track: bool, command: str) -> None:
-    """A tracking parameter (step "track") without ``--track`` would be silently unused: refuse it."""
+    """A tracking parameter (step "track") set to another value than its default without ``--track``
+    would be silently unused: refuse it. Defaults pass (a ``parameters.yaml`` lists every parameter)."""
     if track:
         return
-    own = [name for name in values if params.by_name(name).step == "track"]
+    own = [name for name, value in values.items()
+           if params.by_name(name).step == "track" and value != params.default(name)]
     if own:
         raise ParameterError(f"parameter {own[0]!r} is a tracking parameter (segments over time): add "
                              f"--track to `seglib {command}` (or use `seglib track`)")

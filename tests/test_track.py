@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seglib import pipeline
+from seglib import params, pipeline
 from seglib.cli import main
 from seglib.errors import InputError, ParameterError
 from seglib.plots import plot_segment_flows, plot_sizes_over_time, plot_transition_heatmap
@@ -288,6 +288,14 @@ def test_tracking_parameters_need_track(command, planted, tmp_path, capsys):
     assert main(args) == 2
     assert "--track" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+    # a parameters.yaml lists every parameter: the tracking defaults need no --track
+    defaults = tmp_path / "parameters.yaml"
+    defaults.write_text("".join(f"{n}: {params.as_yaml(v)}\n" for n, v in params.defaults("track").items()))
+    missing = tmp_path / "no-such.csv"
+    args = [command, "--data", str(missing), "--params-file", str(defaults), "--out", str(tmp_path / "r")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no-such.csv" in err and "--track" not in err
 
 
 # ---------------------------------------------------------------------------------------- Dask
