@@ -576,7 +576,8 @@ def _with_alt_text(output, title: str, section: str):
 # ---------------------------------------------------------------------------------------- tracking
 
 #: Training parameters ``seglib track --train-periods N`` accepts (the notebooks' names).
-TRAIN_PARAMETERS = ("map_shape", "n_clusters", "method", "seed", "scaler", "n_epochs", "topology")
+TRAIN_PARAMETERS = ("map_shape", "n_clusters", "method", "seed", "scaler", "n_epochs", "topology", "bases",
+                    "feature_weights")
 #: Tracking parameters (``seglib.params``, step "track") that :func:`track_step` takes.
 TRACK_PARAMETERS = ("period", "window", "train_periods", "retrain_novel_share", "retrain_error_ratio")
 

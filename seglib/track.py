@@ -134,7 +134,8 @@ def read_transactions(data, model=None, *, columns=None, progress: bool = False)
 
 
 def train_segmentation(clean: pd.DataFrame, *, as_of=None, map_shape=None, n_clusters=None, method=None,
-                       seed=None, scaler=None, n_epochs=None, topology=None, progress: bool = False):
+                       seed=None, scaler=None, n_epochs=None, topology=None, bases=None, feature_weights=None,
+                       progress: bool = False):
     """Train a segmentation on cleaned transactions, as steps 02-04 do with their defaults.
 
     Parameters
@@ -143,7 +144,7 @@ def train_segmentation(clean: pd.DataFrame, *, as_of=None, map_shape=None, n_clu
         Cleaned transactions (:func:`read_transactions`) of the training periods.
     as_of : date, optional
         Reference date of recency and tenure: the end of the last training period.
-    map_shape, n_clusters, method, seed, scaler, n_epochs, topology
+    map_shape, n_clusters, method, seed, scaler, n_epochs, topology, bases, feature_weights
         As in notebooks 02-03 (None: their defaults, ``seglib.params``). A map of about
         5 * sqrt(customers) units suits the data; fewer segments are easier to follow over time.
 
@@ -153,16 +154,19 @@ def train_segmentation(clean: pd.DataFrame, *, as_of=None, map_shape=None, n_clu
         With segment names from the profiles of the training customers.
     """
     from seglib.cluster import PrototypeClustering
-    from seglib.features import customer_table, feature_pipeline
+    from seglib.features import customer_table, descriptor_columns, feature_pipeline
     from seglib.profile import profile_segments
     from seglib.segmentation import Segmentation
     from seglib.som import SOM
 
     value = {"map_shape": map_shape, "n_clusters": n_clusters, "method": method, "seed": seed,
-             "scaler": scaler, "n_epochs": n_epochs, "topology": topology}
+             "scaler": scaler, "n_epochs": n_epochs, "topology": topology, "bases": bases}
     value = {k: params.default(k) if v is None else params.check_parameter(k, v) for k, v in value.items()}
+    weights = params.default("feature_weights") if feature_weights is None else params.check_parameter(
+        "feature_weights", feature_weights)
     as_of = clean.attrs.get("as_of") if as_of is None else as_of
-    pipe = feature_pipeline("customer", as_of=as_of, scaler=value["scaler"])
+    pipe = feature_pipeline("customer", as_of=as_of, scaler=value["scaler"], bases=value["bases"],
+                            weights=weights)
     matrix = pipe["features"].fit_transform(clean)
     X = pipe["scale"].fit_transform(matrix)
     som = SOM(tuple(value["map_shape"]), n_epochs=value["n_epochs"], topology=value["topology"],
@@ -171,7 +175,9 @@ def train_segmentation(clean: pd.DataFrame, *, as_of=None, map_shape=None, n_clu
     pc.fit(som.weights_, som.hit_map(X))
     segments = pd.Series(pc.assign(som.predict(X)), index=matrix.index)
     customers = customer_table(clean, as_of=pipe["features"].as_of_).reindex(matrix.index)
-    profile = profile_segments(customers, segments)
+    descriptors = descriptor_columns(customers.columns, list(pipe["features"].feature_names_),
+                                     pipe["features"].dropped_)
+    profile = profile_segments(customers, segments, descriptors=descriptors)
     return Segmentation.from_fitted(pipe, som, pc.unit_labels_, profile["name"], X,
                                     columns=clean.attrs.get("columns"),
                                     clean_settings=clean.attrs.get("clean_settings") or None,
@@ -456,8 +462,8 @@ def track_segments(data, model=None, *, period: str | None = None, window: int |
     client : distributed.Client, optional
         Score the periods on Dask.
     **train
-        ``map_shape``, ``n_clusters``, ``method``, ``seed``, ``scaler``, ``n_epochs``, ``topology`` of
-        the training (see :func:`train_segmentation`).
+        ``map_shape``, ``n_clusters``, ``method``, ``seed``, ``scaler``, ``n_epochs``, ``topology``,
+        ``bases``, ``feature_weights`` of the training (see :func:`train_segmentation`).
     """
     from seglib.segmentation import Segmentation
 
@@ -465,7 +471,8 @@ def track_segments(data, model=None, *, period: str | None = None, window: int |
     window = params.check_parameter("window", params.default("window") if window is None else window)
     if train_periods is not None:
         train_periods = params.check_parameter("train_periods", train_periods)
-    valid = ("map_shape", "n_clusters", "method", "seed", "scaler", "n_epochs", "topology")
+    valid = ("map_shape", "n_clusters", "method", "seed", "scaler", "n_epochs", "topology", "bases",
+             "feature_weights")
     unknown = sorted(set(train) - set(valid))
     if unknown:
         raise ParameterError(f"unknown training parameter(s) {unknown}; valid: {', '.join(valid)}")
