@@ -648,7 +648,8 @@ class App:
         cluster = steps.cluster_step(self.opened.cluster.som_step, method=values["method"],
                                      hit_weighting=values["hit_weighting"],
                                      connectivity=values["connectivity"], n_clusters=self.n_clusters,
-                                     max_d=None, seed=values["seed"], out_dir=out)
+                                     max_d=None, consolidate=values["consolidate"], seed=values["seed"],
+                                     out_dir=out)
         steps.profile_step(cluster, out_dir=out)
         customers = cluster.som_step.customers
         cards = self.segment_cards(customers, cluster.segments["segment"])

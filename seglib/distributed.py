@@ -66,7 +66,7 @@ from seglib.clean import (
     clean_partition,
     default_as_of,
 )
-from seglib.cluster import PrototypeClustering, assign_segments
+from seglib.cluster import PrototypeClustering, assign_segments, unit_sums
 from seglib.config import Layout
 from seglib.errors import InputError, ParameterError, check_int, check_option
 from seglib.features import (
@@ -995,33 +995,50 @@ def _quality(X, som) -> tuple:
     return len(x), float(dist.sum()), float((dist**2).sum()), te * len(x)
 
 
+def _unit_sums(part, weights) -> np.ndarray:
+    x = part.to_numpy()
+    return unit_sums(x, best_units(x, weights), len(weights))
+
+
 def cluster_dask(
     som: SOM,
     features: DaskFeatures,
     *,
     client=None,
     method: str = default("method"),
-    n_clusters: int | None = default("n_clusters"),
+    n_clusters: int | str | None = default("n_clusters"),
     max_d: float | None = default("max_d"),
     hit_weighting=default("hit_weighting"),
     connectivity: bool = default("connectivity"),
+    consolidate: bool = default("consolidate"),
+    k_min: int = default("k_min"),
+    k_max: int = default("k_max"),
+    seed: int = default("seed"),
 ) -> DaskClusters:
     """Cluster the prototypes (on the client: they are few) with hits from a reduction; assign customers.
 
     Parameters are those of :func:`seglib.steps.cluster_step`: give ``max_d`` to cut by distance
-    (``n_clusters`` is then ignored), else ``n_clusters`` cuts by count. The segments (best unit and
-    segment of every customer) stay on the workers, in the partitions of ``features``.
+    (``n_clusters`` is then ignored), else ``n_clusters`` cuts by count. The customers' sums per unit
+    (:func:`seglib.cluster.unit_sums`, the only thing consolidation and ``n_clusters="auto"`` need from
+    the customers) are one reduction over the partitions; the rest runs on the client, with the same
+    functions as in memory. The segments (best unit and segment of every customer) stay on the
+    workers, in the partitions of ``features``.
     """
     client = _client(client)
     X = features.X
     hits = hit_map(som, X, client=client)
+    codebook = som.weights_.reshape(-1, som.n_features_in_)
+    sums = np.zeros(codebook.shape)
+    for part_sums in X.reduce(_unit_sums, weights=codebook):  # added in partition order
+        sums += part_sums
     if max_d is not None:
         n_clusters = None
     pc = PrototypeClustering(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
-                             connectivity=connectivity, topology=som.topology).fit(som.weights_, hits)
+                             connectivity=connectivity, topology=som.topology, consolidate=consolidate,
+                             k_min=k_min, k_max=k_max, random_state=seed)
+    pc.fit(som.weights_, hits, unit_sums=sums)
     ints = {c: pd.Series(dtype="int64") for c in ("bmu", "som_row", "som_col", "segment")}
     meta = pd.DataFrame({"customer_id": features.customers.meta["customer_id"], **ints}, index=X.meta.index)
-    codebook = som.weights_.reshape(-1, som.n_features_in_)
     segments = Partitions(features.customers.map(_assign, X, weights=codebook, unit_labels=pc.unit_labels_,
                                                  map_shape=som.map_shape_), meta)
     worker_som = copy.copy(som)
@@ -1205,10 +1222,13 @@ def run_dask(
     bases=default("bases"),
     feature_weights: dict | None = default("feature_weights"),
     method: str = default("method"),
-    n_clusters: int | None = default("n_clusters"),
+    n_clusters: int | str | None = default("n_clusters"),
     max_d: float | None = default("max_d"),
     hit_weighting=default("hit_weighting"),
     connectivity: bool = default("connectivity"),
+    consolidate: bool = default("consolidate"),
+    k_min: int = default("k_min"),
+    k_max: int = default("k_max"),
     n_stability_runs: int = default("n_stability_runs"),
     currency: str | None = default("currency"),
     scheduler=None,
@@ -1239,7 +1259,7 @@ def run_dask(
     scaler, engine, map_shape, n_epochs, sigma, sigma_end, seed, topology, bases, feature_weights
         Features and SOM, as :func:`seglib.steps.som_step`; ``engine`` must be ``"batch"`` (the only
         engine that trains by reductions).
-    method, n_clusters, max_d, hit_weighting, connectivity, n_stability_runs
+    method, n_clusters, max_d, hit_weighting, connectivity, consolidate, k_min, k_max, n_stability_runs
         Clustering, as :func:`seglib.steps.cluster_step`. The stability of the kept segments is
         measured on the client (:func:`seglib.steps.measure_stability`) on the customers collected in
         key order, as the pandas backend does, or on a seeded sample of ``max_collect`` customers.
@@ -1295,7 +1315,8 @@ def run_dask(
         som, timings["som_epochs"] = _fit_som(features.X, som, client, progress)
         lap("som")
         clusters = cluster_dask(som, features, client=client, method=method, n_clusters=n_clusters,
-                                max_d=max_d, hit_weighting=hit_weighting, connectivity=connectivity)
+                                max_d=max_d, hit_weighting=hit_weighting, connectivity=connectivity,
+                                consolidate=consolidate, k_min=k_min, k_max=k_max, seed=seed)
         lap("cluster")
         X_kept, kept = _stability_customers(features, clusters, max_collect, seed) if n_stability_runs else \
             (None, None)
@@ -1385,10 +1406,12 @@ def run_segmentation(
     bases=default("bases"),
     feature_weights: dict | None = default("feature_weights"),
     method: str = default("method"),
-    n_clusters: int | None = default("n_clusters"),
+    n_clusters: int | str | None = default("n_clusters"),
     max_d: float | None = default("max_d"),
     hit_weighting=default("hit_weighting"),
     connectivity: bool = default("connectivity"),
+    consolidate: bool = default("consolidate"),
+    k_min: int = default("k_min"),
     k_max: int = default("k_max"),
     n_stability_runs: int = default("n_stability_runs"),
     currency: str | None = default("currency"),
@@ -1408,9 +1431,6 @@ def run_segmentation(
     ----------
     backend : {"pandas", "dask"}, default "pandas"
         Choose "dask" when the log does not fit in memory or is split in many files.
-    k_max
-        Notebook 03's k-selection figures only: accepted so that one parameters file serves
-        ``seglib run`` and ``seglib segment``; it changes nothing here.
     n_stability_runs
         Resamples of the stability check of the kept segments (``stability.json`` and the
         ``stability`` column of ``segments.csv``), as :func:`seglib.steps.cluster_step`.
@@ -1434,7 +1454,8 @@ def run_segmentation(
     model = dict(map_shape=map_shape, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, seed=seed,
                  topology=topology, bases=bases, feature_weights=feature_weights)
     cut = dict(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
-               connectivity=connectivity, n_stability_runs=n_stability_runs)
+               connectivity=connectivity, consolidate=consolidate, k_min=k_min, k_max=k_max,
+               n_stability_runs=n_stability_runs)
     if backend == "dask":
         step("dask")
         return run_dask(data, out_dir, **common, scaler=scaler, engine=engine, **model, **cut,

@@ -56,9 +56,15 @@ def cluster_summary(step) -> str:
     """One paragraph (Markdown) about step 03's result (:class:`seglib.steps.ClusterStep`): the cut, the
     distance range that gives it, the cophenetic correlation and the customers per segment."""
     pc = step.clustering
-    how = (f"`max_d = {pc.max_d:g}`" if pc.max_d is not None else f"`n_clusters = {pc.n_clusters}`")
+    how = (f"`max_d = {pc.max_d:g}`" if pc.max_d is not None else f"`n_clusters = {pc.n_clusters!r}`")
     weighted = ", hit-weighted" if pc.hit_weighting_ else ""
     text = f"**{pc.n_clusters_} segments** from {how} ({pc.method} linkage{weighted}). "
+    if getattr(pc, "consolidate", False):
+        from seglib.cluster import moved_units
+
+        moved = int(moved_units(pc.cut_labels_, pc.unit_labels_, pc.unit_hits_).sum())
+        text += (f"The cut is consolidated by k-means iterations on the customers ({moved} of "
+                 f"{pc.unit_labels_.size} units change segment). ")
     if pc.max_d_range_ is not None:
         lo, hi = pc.max_d_range_
         text += f"Every cut height `max_d` in [{lo:.3g}, {hi:.3g}) gives these segments. "

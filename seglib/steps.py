@@ -311,10 +311,13 @@ def cluster_step(
     som_step: SomStep | None = None,
     *,
     method: str = default("method"),
-    n_clusters: int | None = default("n_clusters"),
+    n_clusters: int | str | None = default("n_clusters"),
     max_d: float | None = default("max_d"),
     hit_weighting=default("hit_weighting"),
     connectivity: bool = default("connectivity"),
+    consolidate: bool = default("consolidate"),
+    k_min: int = default("k_min"),
+    k_max: int = default("k_max"),
     seed: int = default("seed"),
     n_stability_runs: int = default("n_stability_runs"),
     out_dir: str | os.PathLike | None = None,
@@ -323,12 +326,14 @@ def cluster_step(
     """Cluster the SOM's prototypes, cut into segments, assign every customer; write the artifacts.
 
     Give ``max_d`` to cut by distance (``n_clusters`` is then ignored), else ``n_clusters`` cuts by
-    count. Then measures the stability of the kept segments over ``n_stability_runs`` resamples
-    (:func:`measure_stability`; 0 skips it). Writes ``segments.parquet``, ``clustering.json`` and
-    ``stability.json``; records the cophenetic correlation, the silhouette of the customers, the
-    segment sizes and each segment's mean Jaccard.
+    count (``"auto"``: chosen within ``k_min..k_max``, see :func:`seglib.cluster.select_k`);
+    ``consolidate`` refines the cut by k-means iterations on the customers. Then measures the
+    stability of the kept segments over ``n_stability_runs`` resamples (:func:`measure_stability`;
+    0 skips it). Writes ``segments.parquet``, ``clustering.json`` and ``stability.json``; records the
+    cophenetic correlation, the silhouette of the customers, the segment sizes and each segment's
+    mean Jaccard.
     """
-    from seglib.cluster import PrototypeClustering
+    from seglib.cluster import unit_sums
 
     layout = Layout.for_run(out_dir).makedirs()
     if som_step is None:
@@ -338,9 +343,10 @@ def cluster_step(
     hits = som.hit_map(X)
     if max_d is not None:
         n_clusters = None
-    pc = PrototypeClustering(method=method, n_clusters=n_clusters, max_d=max_d,
-                             hit_weighting=hit_weighting, connectivity=connectivity, topology=som.topology)
-    pc.fit(som.weights_, hits)
+    pc = _clustering(dict(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
+                          connectivity=connectivity, topology=som.topology, consolidate=consolidate,
+                          k_min=k_min, k_max=k_max), seed)
+    pc.fit(som.weights_, hits, unit_sums=unit_sums(X, bmu, hits.size))
     rows, cols = np.unravel_index(bmu, som.weights_.shape[:2])
     segments = pd.DataFrame(
         {"customer_id": som_step.customers["customer_id"].to_numpy(), "bmu": bmu, "som_row": rows,
@@ -400,6 +406,13 @@ def read_stability(layout: Layout) -> pd.DataFrame:
     return stability_summary(json.loads(layout.stability.read_text()))
 
 
+def _clustering(settings: dict, seed: int):
+    """The :class:`~seglib.cluster.PrototypeClustering` of the step's settings (``random_state`` = seed)."""
+    from seglib.cluster import PrototypeClustering
+
+    return PrototypeClustering(**settings, random_state=seed)
+
+
 def write_clustering(layout: Layout, clustering) -> Path:
     """``clustering.json``: the parameters of the cut and the fitted tree, unit labels and ranges."""
     pc = clustering
@@ -407,7 +420,9 @@ def write_clustering(layout: Layout, clustering) -> Path:
     return write_json(layout.clustering, {
         "method": pc.method, "n_clusters": pc.n_clusters, "max_d": pc.max_d,
         "hit_weighting": pc.hit_weighting, "connectivity": pc.connectivity, "topology": pc.topology,
-        "n_clusters_": int(pc.n_clusters_),
+        "consolidate": pc.consolidate, "k_min": pc.k_min, "k_max": pc.k_max, "random_state": pc.random_state,
+        "n_clusters_": int(pc.n_clusters_), "k_reason_": pc.k_reason_,
+        "cut_labels_": [int(v) for v in pc.cut_labels_],
         "max_d_range_": [lo, hi], "cophenetic_corr_": float(pc.cophenetic_corr_),
         "unit_labels_": [int(v) for v in pc.unit_labels_], "linkage_": pc.linkage_.tolist(),
     })
@@ -419,7 +434,7 @@ def load_clusters(out_dir: str | os.PathLike | None = None) -> ClusterStep:
     When they are missing: in the project layout (``out_dir=None``) steps 01-03 make them with the
     default parameters (WARNING logged); in a run folder, :class:`~seglib.errors.InputError`.
     """
-    from seglib.cluster import PrototypeClustering
+    from seglib.cluster import PrototypeClustering, unit_sums
 
     layout = Layout.for_run(out_dir)
     if _missing(out_dir, "cluster"):
@@ -427,12 +442,12 @@ def load_clusters(out_dir: str | os.PathLike | None = None) -> ClusterStep:
     som_step = load_som(out_dir)
     info = json.loads(layout.clustering.read_text())
     X = som_step.X.to_numpy()
+    bmu = som_step.som.predict(X)
     hits = som_step.som.hit_map(X)
-    # the clustering of a few hundred prototypes is deterministic and takes milliseconds: refit it
-    pc = PrototypeClustering(method=info["method"], n_clusters=info["n_clusters"], max_d=info["max_d"],
-                             hit_weighting=info["hit_weighting"], connectivity=info["connectivity"],
-                             topology=som_step.som.topology)
-    pc.fit(som_step.som.weights_, hits)
+    # the clustering of a few hundred prototypes is deterministic and takes a fraction of a second: refit it
+    settings = {name: info[name] for name in PrototypeClustering().get_params() if name in info}
+    pc = PrototypeClustering(**{**settings, "topology": som_step.som.topology})
+    pc.fit(som_step.som.weights_, hits, unit_sums=unit_sums(X, bmu, hits.size))
     return ClusterStep(som_step=som_step, clustering=pc, segments=pd.read_parquet(layout.segments),
                        hits=hits, layout=layout)
 

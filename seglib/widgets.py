@@ -36,6 +36,7 @@ from seglib.cluster import (
     cut_heights,
     distance_range_for_k,
     n_clusters_for_distance,
+    number_like,
 )
 from seglib.errors import ParameterError
 from seglib.plots import map_topology, plot_fancy_dendrogram, plot_segment_map, segment_colors
@@ -76,14 +77,22 @@ class ClusterExplorer:
         when ``weights`` is a fitted SOM, else ``"rectangular"``.
     dpi : int, default=80
         Resolution of the drawn figure.
+    segments_for : callable, optional
+        Turns a cut (segment of each unit) into the segments the user gets; with a consolidating
+        clustering, :meth:`~seglib.cluster.PrototypeClustering.segments_for` (what
+        :meth:`from_clustering` passes), so the map and the sizes show the consolidated segments
+        for every position of the sliders. None: the plain cut.
 
     Attributes
     ----------
     n_clusters, max_d : int, float
         The current cut. ``max_d`` lies in the range that gives ``n_clusters`` segments, except
         when no distance gives exactly that many (tied merge heights): then it is the tied height.
+    cut_labels : ndarray of shape (units,)
+        Current cut of the tree, each segment numbered as the segment it became (the dendrogram's
+        colours, those of the map).
     unit_labels : ndarray of shape (units,)
-        Current segment of each unit, 1..k by size.
+        Current segment of each unit, 1..k by size: the cut, consolidated by ``segments_for``.
     figure : matplotlib Figure
         The figure last drawn (dendrogram axes first, then the map).
     k_slider, d_slider, output, sizes, box : ipywidgets
@@ -91,7 +100,7 @@ class ClusterExplorer:
     """
 
     def __init__(self, Z, weights, hits=None, *, umatrix=None, n_clusters=8, max_d=None, k_max=15, p=12,
-                 background="umatrix", topology=None, dpi=80):
+                 background="umatrix", topology=None, dpi=80, segments_for=None):
         self.Z = check_linkage(Z)
         self.topology = map_topology(weights, topology)
         weights = getattr(weights, "weights_", weights)
@@ -110,6 +119,7 @@ class ClusterExplorer:
             umatrix = u_matrix(self.weights, self.topology)
         self.umatrix = umatrix
         self.background, self.p, self.dpi = background, int(p), int(dpi)
+        self.segments_for = segments_for
         self._syncing = False
         self.n_redraws = 0
 
@@ -141,9 +151,12 @@ class ClusterExplorer:
     def from_clustering(cls, clustering, weights, hits=None, **kwargs):
         """Explorer starting at a fitted :class:`~seglib.cluster.PrototypeClustering`'s cut (its
         ``max_d`` when it was cut by distance, else its number of segments). The map is drawn in the
-        clustering's ``topology`` unless ``topology`` is given."""
+        clustering's ``topology`` unless ``topology`` is given; with a consolidating clustering it shows
+        the consolidated segments at every cut."""
         if getattr(weights, "topology", None) is None:
             kwargs.setdefault("topology", getattr(clustering, "topology", None))
+        if getattr(clustering, "consolidate", False):
+            kwargs.setdefault("segments_for", clustering.segments_for)
         if clustering.max_d is not None:
             return cls(clustering.linkage_, weights, hits, n_clusters=None, max_d=clustering.max_d, **kwargs)
         return cls(clustering.linkage_, weights, hits, n_clusters=clustering.n_clusters_, **kwargs)
@@ -178,7 +191,7 @@ class ClusterExplorer:
         else:
             self.max_d = self._distance_in(*rng)
         self.n_clusters = k
-        self.unit_labels = cut(self.Z, n_clusters=k, hits=self.hits)
+        self._set_labels(cut(self.Z, n_clusters=k, hits=self.hits))
         with self._quiet():
             self._show(self.n_clusters, self.max_d)
         self._refresh(tied=rng is None)
@@ -187,10 +200,14 @@ class ClusterExplorer:
         """Cut at height ``max_d``; the count slider moves to the number of segments it gives."""
         self.max_d = float(max_d)
         self.n_clusters = n_clusters_for_distance(self.Z, self.max_d)
-        self.unit_labels = cut(self.Z, max_d=self.max_d, hits=self.hits)
+        self._set_labels(cut(self.Z, max_d=self.max_d, hits=self.hits))
         with self._quiet():
             self._show(self.n_clusters, self.max_d)
         self._refresh()
+
+    def _set_labels(self, cut_labels):
+        self.unit_labels = cut_labels if self.segments_for is None else self.segments_for(cut_labels)
+        self.cut_labels = number_like(cut_labels, self.unit_labels, self.hits)
 
     def _show(self, k, max_d):
         """Put both sliders on (k, max_d), widening their ranges if needed (handlers muted)."""
@@ -216,7 +233,7 @@ class ClusterExplorer:
         fig = Figure(figsize=(12, 4.6), layout="constrained")
         ax_tree, ax_map = fig.subplots(1, 2, width_ratios=[1.5, 1])
         plot_fancy_dendrogram(self.Z, p=max(self.p, self.n_clusters), max_d=self.max_d,
-                              unit_labels=self.unit_labels, hits=self.hits, ax=ax_tree)
+                              unit_labels=self.cut_labels, hits=self.hits, ax=ax_tree)
         plot_segment_map(self.weights, self.unit_labels, self.hits, background=self.background,
                          umatrix=self.umatrix, topology=self.topology, ax=ax_map)
         self.figure = fig
@@ -228,7 +245,7 @@ class ClusterExplorer:
         hits = self.hits.ravel() if self.hits is not None else np.zeros(seg.size)
         total = hits.sum()
         rows = []
-        for s in range(1, self.n_clusters + 1):
+        for s in range(1, int(self.unit_labels.max()) + 1):
             in_s = seg == s
             cust = hits[in_s].sum()
             empty = int((in_s & (hits == 0)).sum())
@@ -237,7 +254,7 @@ class ClusterExplorer:
         return rows
 
     def _sizes_html(self, tied: bool) -> str:
-        colors = segment_colors(self.n_clusters)
+        colors = segment_colors(int(self.unit_labels.max()))
         head = "".join(f"<th style='padding:0 8px'>{c}</th>" for c in
                        ("segment", "units", "of which empty", "customers", "share"))
         body = ""

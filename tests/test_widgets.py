@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
 from seglib.cluster import PrototypeClustering, cut, distance_range_for_k, n_clusters_for_distance
 from seglib.errors import ParameterError
@@ -52,7 +53,10 @@ def test_count_handler_moves_the_distance_slider(explorer, fitted):
     low, high = distance_range_for_k(Z, 3)
     assert low <= explorer.d_slider.value < high
     assert explorer.max_d == explorer.d_slider.value == _max_d_line(explorer)
-    assert np.array_equal(explorer.unit_labels, cut(Z, n_clusters=3, hits=hits))
+    plain = cut(Z, n_clusters=3, hits=hits)
+    # the map shows the segments the user would get at this cut: the cut, consolidated
+    assert np.array_equal(explorer.unit_labels, fitted[0].segments_for(plain))
+    assert adjusted_rand_score(explorer.cut_labels, plain) == 1.0  # the cut, renumbered as the segments
     assert "S3" in explorer.sizes.value and "S4" not in explorer.sizes.value
     assert explorer.n_redraws == 2
 
@@ -149,3 +153,32 @@ def test_renders_under_a_kernel_without_front_end(tmp_path, fitted):
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     (output,) = nb.cells[0].outputs
     assert "application/vnd.jupyter.widget-view+json" in output["data"]
+
+
+def test_map_shows_the_plain_cut_without_consolidation(fitted):
+    _, weights, hits = fitted
+    plain = PrototypeClustering(n_clusters=5, consolidate=False).fit(weights, hits)
+    ex = ClusterExplorer.from_clustering(plain, weights, hits, umatrix=np.ones((ROWS, COLS)))
+    ex.set_k(4)
+    assert np.array_equal(ex.unit_labels, cut(plain.linkage_, n_clusters=4, hits=hits))
+    assert np.array_equal(ex.unit_labels, ex.cut_labels)
+
+
+def test_segment_map_drawn_equals_the_final_labels(explorer, fitted):
+    """The map's colours are the consolidated segments: the drawn image matches a map of unit_labels_."""
+    from matplotlib.figure import Figure
+
+    from seglib.plots import plot_segment_map
+
+    pc, weights, hits = fitted
+    assert not np.array_equal(pc.unit_labels_, pc.cut_labels_)  # consolidation moved units here
+    def unit_colours(ax):
+        (units,) = [c for c in ax.collections if c.get_gid() == "units"]
+        return units.get_facecolors()
+
+    expected = plot_segment_map(weights, pc.unit_labels_, hits, umatrix=np.ones((ROWS, COLS)),
+                                ax=Figure().subplots())
+    cut_only = plot_segment_map(weights, pc.cut_labels_, hits, umatrix=np.ones((ROWS, COLS)),
+                                ax=Figure().subplots())
+    assert np.array_equal(unit_colours(explorer.figure.axes[1]), unit_colours(expected))
+    assert not np.array_equal(unit_colours(explorer.figure.axes[1]), unit_colours(cut_only))

@@ -10,6 +10,7 @@ from seglib.plots._clean import (
     plot_transactions_per_customer,
 )
 from seglib.plots._cluster import (
+    plot_consolidation,
     plot_dendrogram,
     plot_fancy_dendrogram,
     plot_k_selection,
@@ -42,6 +43,7 @@ __all__ = [
     "plot_training_curve",
     "plot_u_matrix",
     # step 03
+    "plot_consolidation",
     "plot_dendrogram",
     "plot_fancy_dendrogram",
     "plot_k_selection",

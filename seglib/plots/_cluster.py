@@ -20,6 +20,7 @@ from seglib.plots._colors import ABOVE_CUT_COLOR, EMPTY_COLOR, segment_colors, s
 from seglib.plots._grid import border_segments, cell_centers, draw_cells, map_topology, set_map_limits
 
 __all__ = [
+    "plot_consolidation",
     "plot_dendrogram",
     "plot_fancy_dendrogram",
     "plot_k_selection",
@@ -313,6 +314,58 @@ def plot_segment_map(weights, unit_labels, hits=None, *, background="umatrix", u
         ncol = 1 if names else min(len(handles), 4)  # named entries are long: one per line
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
                   fontsize=8, frameon=False, handletextpad=0.2, columnspacing=1.0)
+    return ax
+
+
+def plot_consolidation(weights, cut_labels, unit_labels, hits=None, *, umatrix=None, topology=None, ax=None,
+                       **kwargs):
+    """How consolidation changed the cut: the final segments on the map, moved units ringed.
+
+    Each unit is drawn in the colour of its final segment (as :func:`plot_segment_map`); a unit that
+    consolidation moved (:func:`seglib.cluster.moved_units`) gets a ring in the colour of the
+    segment its cut segment became, so the ring says where the tree put it and the dot where the
+    customers' means put it.
+
+    Parameters
+    ----------
+    weights : SOM or array-like of shape (rows, cols, n_features)
+        The fitted SOM or its prototypes (``SOM.weights_``).
+    cut_labels, unit_labels : array-like of shape (units,)
+        ``PrototypeClustering.cut_labels_`` and ``unit_labels_``.
+    hits : array-like of shape (rows, cols), optional
+        Customers per unit.
+    umatrix : array-like of shape (rows, cols), optional
+        Background (computed from the weights when omitted).
+    topology : {"rectangular", "hexagonal"} or None
+        The map's grid; None: the SOM's (rectangular for bare weights).
+    ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :func:`plot_segment_map`.
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    from seglib.cluster import cut_match
+
+    topology = map_topology(weights, topology)
+    w, labels, h = _map_inputs(weights, unit_labels, hits)
+    cut_ = np.asarray(cut_labels).ravel()
+    if cut_.size != labels.size:
+        raise InputError(f"cut_labels: expected one segment per unit ({labels.size}), got {cut_.size}")
+    ax = plot_segment_map(weights, unit_labels, hits, umatrix=umatrix, topology=topology, ax=ax, **kwargs)
+    became = cut_match(cut_, labels.ravel(), None if h is None else h.ravel())[cut_]
+    moved = became != labels.ravel()
+    c, r = (v.ravel() for v in cell_centers(labels.shape, topology))
+    colors = np.array(segment_colors(int(labels.max())))
+    if moved.any():
+        was = became[moved]
+        ax.scatter(c[moved], r[moved], s=260, facecolors="none", edgecolors=colors[was - 1], linewidths=2.2,
+                   zorder=5, gid="moved_units")
+    customers = 0 if h is None else int(h.ravel()[moved].sum())
+    share = f", {customers / h.sum():.1%} of the customers" if h is not None and h.sum() else ""
+    ax.set_title(f"{int(labels.max())} segments: consolidation moved {int(moved.sum())} of {labels.size} "
+                 f"units{share}\n(ring: the segment the cut gave)", fontsize=10)
     return ax
 
 

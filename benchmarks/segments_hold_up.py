@@ -1,0 +1,158 @@
+"""Do the default segments hold up? Planted recovery and reproducibility against k-means.
+
+The two claims of issue 13 (``docs/clustering.md``, "Consolidation and the number of segments"):
+
+1. **Planted recovery.** On generated data sets (``seglib.synthetic.write_dataset``; 2,000-20,000
+   customers, K = 4..8 planted segments, data seeds 1000+ that the tests do not use) the default chain
+   (``steps.clean_step`` -> ``steps.som_step`` -> ``steps.cluster_step``) told K is compared, by the
+   adjusted Rand index (ARI) with the truth, with ``KMeans(K, n_init=10)`` on the same scaled features.
+   Columns: ``cut`` the plain ward cut (``consolidate=False``, the previous default), ``default`` the
+   consolidated cut (the default), ``kmeans``, ``customers`` k-means iterations continued per customer
+   from the default's segment means (what assigning customers one by one instead of unit by unit would
+   give: a reference, not a seglib option), and ``auto`` the k that ``n_clusters="auto"`` chooses.
+2. **Reproducibility.** On the shared real sample and on one generated data set, four runs (seeds 1-4)
+   on different 80% samples of the customers, each with its own features, scaling and map, cut into k
+   segments (6 on the real sample; the planted K on generated data); the mean pairwise ARI on the
+   customers two runs share, for the default, the plain cut and k-means on each run's scaled features.
+
+Run from the project root (about 4 minutes on 2 shared cores; prints Markdown tables)::
+
+    .venv/bin/python benchmarks/segments_hold_up.py
+    .venv/bin/python benchmarks/segments_hold_up.py --quick        # 5 data sets, for development
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from seglib import steps
+from seglib.config import PROJECT_ROOT
+from seglib.synthetic import write_dataset
+
+REAL_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "cproducts_sample.csv"
+SIZES = (2000, 3000, 5000, 8000, 12000, 20000)
+#: (data seed, planted K, customers): 25 data sets, every K 5 times, sizes cycling 2k..20k
+DATASETS = [(1000 + i, 4 + i % 5, SIZES[i % len(SIZES)]) for i in range(25)]
+
+
+def truth_of(truth_csv: Path, ids) -> np.ndarray:
+    truth = pd.read_csv(truth_csv, dtype=str).set_index("customerID")["segment"]
+    return truth.reindex(np.asarray(ids)).to_numpy()
+
+
+def recovery(seed: int, k: int, n: int, tmp: Path) -> dict:
+    data, truth_csv = write_dataset(tmp / f"d{seed}.csv", n_customers=n, n_segments=k, random_state=seed)
+    out = tmp / f"r{seed}"
+    clean = steps.clean_step(data, out_dir=out)
+    s = steps.som_step(clean.clean, out_dir=out, progress=False)
+    truth = truth_of(truth_csv, s.customers["customer_id"])
+    X = s.X.to_numpy()
+    row = {"seed": seed, "K": k, "customers": len(X)}
+    cut = steps.cluster_step(s, n_clusters=k, consolidate=False, out_dir=out)
+    row["cut"] = adjusted_rand_score(truth, cut.segments["segment"])
+    told = steps.cluster_step(s, n_clusters=k, out_dir=out)
+    seg = told.segments["segment"].to_numpy()
+    row["default"] = adjusted_rand_score(truth, seg)
+    row["kmeans"] = adjusted_rand_score(truth, KMeans(k, n_init=10, random_state=0).fit_predict(X))
+    centres = np.stack([X[seg == c].mean(axis=0) for c in range(1, k + 1)])
+    row["customers_ari"] = adjusted_rand_score(truth, KMeans(k, init=centres, n_init=1).fit_predict(X))
+    t0 = time.perf_counter()
+    auto = steps.cluster_step(s, out_dir=out)
+    row["auto_seconds"] = time.perf_counter() - t0
+    row["auto"] = auto.clustering.n_clusters_
+    return row
+
+
+def reproducibility(path: Path, k: int, tmp: Path, seeds=(1, 2, 3, 4), frac: float = 0.8) -> dict:
+    clean = steps.clean_step(path, out_dir=tmp / "full").clean
+    keys = np.sort(clean["customer_key"].unique())
+    labels = {"default": {}, "cut": {}, "kmeans": {}, "customers": {}}
+    for seed in seeds:
+        chosen = np.random.default_rng(seed).choice(keys, size=int(frac * len(keys)), replace=False)
+        part = clean[clean["customer_key"].isin(chosen)].copy()
+        part.attrs = dict(clean.attrs)
+        out = tmp / f"s{seed}"
+        s = steps.som_step(part, seed=seed, out_dir=out, progress=False)
+        ids = s.customers["customer_id"].to_numpy()
+        X = s.X.to_numpy()
+        for name, consolidate in (("default", True), ("cut", False)):
+            seg = steps.cluster_step(s, n_clusters=k, consolidate=consolidate, seed=seed,
+                                     out_dir=out).segments["segment"].to_numpy()
+            labels[name][seed] = pd.Series(seg, index=ids)
+        centres = np.stack([X[labels["default"][seed].to_numpy() == c].mean(axis=0) for c in range(1, k + 1)])
+        labels["customers"][seed] = pd.Series(KMeans(k, init=centres, n_init=1).fit_predict(X), index=ids)
+        labels["kmeans"][seed] = pd.Series(KMeans(k, n_init=10, random_state=seed).fit_predict(X), index=ids)
+    row = {"n": len(keys)}
+    for name, runs in labels.items():
+        aris = []
+        for a, b in itertools.combinations(seeds, 2):
+            shared = runs[a].index.intersection(runs[b].index)
+            aris.append(adjusted_rand_score(runs[a][shared], runs[b][shared]))
+        row[name] = float(np.mean(aris))
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5 data sets and no 20k customers")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore", FutureWarning)
+    logging.disable(logging.WARNING)
+    datasets = [d for d in DATASETS if d[2] <= 5000][:5] if args.quick else DATASETS
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        rows = [recovery(seed, k, n, tmp) for seed, k, n in datasets]
+        table = pd.DataFrame(rows)
+        print(f"Planted recovery (ARI with the truth), {len(table)} generated data sets, told K\n")
+        print("| seed | K | customers | plain cut | default (consolidated) | k-means | per customer (ref.) "
+              "| auto k |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in table.itertuples():
+            print(f"| {r.seed} | {r.K} | {r.customers:,} | {r.cut:.3f} | {r.default:.3f} | {r.kmeans:.3f} "
+                  f"| {r.customers_ari:.3f} | {r.auto} |")
+        med = table[["cut", "default", "kmeans", "customers_ari"]].median()
+        low = table[["cut", "default", "kmeans", "customers_ari"]].min()
+        for label, v in (("median", med), ("min", low)):
+            print(f"| **{label}** | | | {v.cut:.3f} | {v.default:.3f} | {v.kmeans:.3f} "
+                  f"| {v.customers_ari:.3f} | |")
+        found = (table["auto"] == table["K"]).sum()
+        print(f"\nn_clusters='auto' finds K on {found} of {len(table)} data sets "
+              f"(by K: {table.assign(ok=table['auto'] == table['K']).groupby('K')['ok'].sum().to_dict()}); "
+              f"auto cluster step {table['auto_seconds'].median():.2f} s median.")
+        print(f"Default median - k-means median: {med.default - med.kmeans:+.3f}; "
+              f"data sets below 0.85: {(table['default'] < 0.85).sum()}.\n")
+
+        print("Reproducibility: mean pairwise ARI of 4 runs on different 80% customer samples (seeds 1-4)\n")
+        print("| data | customers | k | plain cut | default (consolidated) | per customer (ref.) | k-means "
+              "| default - k-means |")
+        print("|---|---|---|---|---|---|---|---|")
+        cases = []
+        if REAL_SAMPLE.is_file():
+            cases.append(("real sample", REAL_SAMPLE, 6))
+        else:
+            print(f"(real sample {REAL_SAMPLE} not found: skipped)")
+        data, _ = write_dataset(tmp / "repro.csv", n_customers=5000, n_segments=6, random_state=2000)
+        cases.append(("generated, K = 6", data, 6))
+        for name, path, k in cases:
+            r = reproducibility(path, k, tmp / name.replace(" ", "_").replace(",", "").replace("=", ""))
+            print(f"| {name} | {r['n']:,} | {k} | {r['cut']:.3f} | {r['default']:.3f} "
+                  f"| {r['customers']:.3f} | {r['kmeans']:.3f} | {r['default'] - r['kmeans']:+.3f} |")
+    print(f"\n{time.perf_counter() - t0:.0f} s in all")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
