@@ -250,7 +250,9 @@ def test_a_run_folder_opens_with_its_parameters(segmented, tmp_path):
     assert opened.error_text == "" and opened.opened.run_dir == run_dir
     recorded = json.loads((run_dir / "run.json").read_text())["parameters"]
     assert opened.parameters()["columns"] == recorded["columns"]
-    assert opened.n_clusters == recorded["n_clusters"]
+    chosen = json.loads((run_dir / "processed" / "clustering.json").read_text())["n_clusters_"]
+    assert recorded["n_clusters"] in ("auto", chosen)  # the default lets the run choose k
+    assert opened.n_clusters == chosen
     segments = pd.read_parquet(run_dir / "processed" / "segments.parquet")
     assert np.array_equal(opened.labels().to_numpy(), segments["segment"].to_numpy())
 
