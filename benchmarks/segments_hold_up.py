@@ -15,7 +15,7 @@ The two claims of issue 13 (``docs/clustering.md``, "Consolidation and the numbe
    segments (6 on the real sample; the planted K on generated data); the mean pairwise ARI on the
    customers two runs share, for the default, the plain cut and k-means on each run's scaled features.
 
-Run from the project root (about 7 minutes on 2 shared cores; prints Markdown tables)::
+Run from the project root (about 6 minutes on 2 shared cores; prints Markdown tables)::
 
     .venv/bin/python benchmarks/segments_hold_up.py
     .venv/bin/python benchmarks/segments_hold_up.py --quick        # 5 data sets, for development

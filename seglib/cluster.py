@@ -1069,7 +1069,7 @@ AUTO_BOOTSTRAPS = 10
 #: Smallest mean bootstrap ARI for a k to count as stable in :func:`select_k`.
 MIN_STABILITY = 0.8
 #: Silhouettes closer than this count as equal in :func:`select_k` (the smaller k wins).
-SILHOUETTE_TOLERANCE = 0.01
+SILHOUETTE_TOLERANCE = 0.02
 
 
 def select_k(
@@ -1105,7 +1105,7 @@ def select_k(
 
     The rule: among the k whose smallest segment holds at least ``min_share`` of the customers and
     whose stability is at least ``min_stability``, take the highest silhouette; silhouettes within
-    :data:`SILHOUETTE_TOLERANCE` (0.01, about the noise of the figure) of the highest count as equal,
+    :data:`SILHOUETTE_TOLERANCE` (0.02, about the noise of the figure) of the highest count as equal,
     and then the smallest k wins (fewer segments are easier to act on). When no k is that stable,
     take the most stable k (the data then have little structure: the sentence says so).
 
