@@ -1196,7 +1196,7 @@ def select_k(
                   f"stable under resampling of the customers (mean bootstrap ARI >= {min_stability:.2f}; "
                   f"{best['stability']:.2f} at k = {k}).")
         others = stable[stable["k"] != k]["k"].astype(int).tolist()
-        reason += (f" Also stable: k = {', '.join(map(str, others))}, with lower silhouettes." if others
+        reason += (f" Also stable: k = {', '.join(map(str, others))}." if others
                    else " No other k is that stable.")
     else:
         best = big.loc[big["stability"].idxmax()]
