@@ -18,7 +18,7 @@ def test_original_params_name_valid_parameters():
     given = pipeline.load_params_file(ORIGINAL)
     assert set(given) <= set(params.names())
     checked = params.check_parameters(given)
-    assert checked["engine"] == "original" and checked["method"] == "average"
+    assert checked["engine"] == "original" and checked["method"] == "average" and checked["bases"] == "all"
     assert checked["n_clusters"] == 8 and checked["consolidate"] is False
     assert checked["hit_weighting"] is False
 
