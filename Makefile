@@ -40,7 +40,7 @@ run: $(RUN_ENV) $(DATA) ## Install into .venv, then run the whole notebook pipel
 
 test: $(TEST_ENV) ## Install into .venv, then run ruff, the library tests and the notebooks (nbval)
 	$(PY) -m ruff check seglib tests benchmarks notebooks
-	$(PY) -m nbstripout --verify --keep-output --keep-count $(NOTEBOOKS)
+	$(PY) -m nbstripout --verify --keep-output --keep-count $(NOTEBOOKS) notebooks/app.ipynb
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
@@ -57,7 +57,7 @@ app: $(APP_ENV) ## Serve the explorer for people who do not run notebooks (segli
 
 lint: $(TEST_ENV) ## ruff over the package, tests, benchmarks and notebooks; nbstripout check
 	$(PY) -m ruff check seglib tests benchmarks notebooks
-	$(PY) -m nbstripout --verify --keep-output --keep-count $(NOTEBOOKS)
+	$(PY) -m nbstripout --verify --keep-output --keep-count $(NOTEBOOKS) notebooks/app.ipynb
 
 data: $(DATA) ## Generate the default synthetic data set if missing
 
