@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from seglib._files import write_json
 from seglib.errors import InputError, ParameterError, check_bool, check_float, check_int, check_option
 from seglib.load import (
+    AMOUNT_FROM,
     REQUIRED_ROLES,
     ROLES,
     about_source,
@@ -61,10 +62,19 @@ __all__ = [
     "customer_key",
     "parse_amounts",
     "rules_table",
+    "plausibility_stats",
+    "combine_plausibility_stats",
+    "plausible_bounds",
+    "Plausible",
     "DEFAULT_MIN_AGE",
     "DEFAULT_MAX_AGE",
     "check_ages",
     "check_as_of",
+    "check_bounds",
+    "check_date",
+    "AMOUNT_DECADES",
+    "MAX_AMOUNT_CAP",
+    "MAX_GAP_DAYS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,6 +83,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_MIN_AGE = default("min_age")
 #: Oldest plausible customer age in whole years; older ages become missing (from :mod:`seglib.params`).
 DEFAULT_MAX_AGE = default("max_age")
+#: Default bound on line amounts: this many orders of magnitude above the median amount (see
+#: :func:`plausible_bounds`). 6 keeps a line a million times the typical one, drops 1e308 typos.
+AMOUNT_DECADES = 6
+#: No amount beyond this magnitude is ever kept (sums of a million such lines stay finite in float64).
+MAX_AMOUNT_CAP = 1e15
+#: Default date window: the dates are cut where no transaction happened for more than this many days,
+#: and the stretch holding the most rows is kept (see :func:`plausible_bounds`).
+MAX_GAP_DAYS = 365
 #: A customer-id prefix of letters and an underscore, such as ``BBID_``.
 ID_PREFIX = re.compile(r"^[A-Za-z]+_")
 #: Text placeholders meaning "no value" (compared after trimming, case-insensitively).
@@ -88,7 +106,8 @@ EXTRA_REASONS = {
     "malformed_line": "lines with more fields than the header: not read (see load_transactions)",
 }
 #: Optional columns whose missing values the report counts (NA there means "unknown").
-MISSING_COUNTED = ("dob", "age", "pincode", "store", "till", "transaction", "product")
+MISSING_COUNTED = ("dob", "age", "pincode", "store", "till", "transaction", "product", "quantity",
+                   "unit_price")
 
 
 # ---------------------------------------------------------------------------------- rules
@@ -138,6 +157,9 @@ class _Settings:
     date_format: str | None
     dob_format: str | None
     drop_duplicates: bool
+    min_date: pd.Timestamp | None = None
+    max_date: pd.Timestamp | None = None
+    max_amount: float = MAX_AMOUNT_CAP
 
 
 def _upper(s: pd.Series) -> pd.Series:
@@ -212,6 +234,56 @@ def _unparseable_amount(df, s):
     amount = parse_amounts(df["amount"])
     keep = amount.notna()
     return df[keep].assign(amount=amount[keep]), int((~keep).sum())
+
+
+@_rule(
+    "implausible_date",
+    "drop",
+    "drop rows whose date is outside the plausible window [min_date, max_date] (default: the stretch "
+    "of dates with no gap over a year that holds the most rows)",
+)
+def _implausible_date(df, s):
+    keep = pd.Series(True, index=df.index)
+    if s.min_date is not None:
+        keep &= df["date"] >= s.min_date
+    if s.max_date is not None:
+        keep &= df["date"] < s.max_date + pd.Timedelta(days=1)
+    return df[keep], int((~keep).sum())
+
+
+@_rule(
+    "implausible_amount",
+    "drop",
+    "drop rows whose amount is larger in magnitude than max_amount (default: a million times the "
+    "order of magnitude of the median amount)",
+)
+def _implausible_amount(df, s):
+    keep = df["amount"].abs() <= s.max_amount
+    return df[keep], int((~keep).sum())
+
+
+@_rule(
+    "quantity_unparseable",
+    "change",
+    "parse the quantity as a number; empty or non-numeric quantities become missing",
+    role="quantity",
+)
+def _quantity_unparseable(df, s):
+    q = parse_amounts(df["quantity"])
+    failed = q.isna() & (df["quantity"].str.strip() != "")
+    return df.assign(quantity=q), int(failed.sum())
+
+
+@_rule(
+    "unit_price_unparseable",
+    "change",
+    "parse the unit price as a number; empty or non-numeric prices become missing",
+    role="unit_price",
+)
+def _unit_price_unparseable(df, s):
+    p = parse_amounts(df["unit_price"])
+    failed = p.isna() & (df["unit_price"].str.strip() != "")
+    return df.assign(unit_price=p), int(failed.sum())
 
 
 @_rule(
@@ -370,7 +442,11 @@ class CleaningReport:
         Encoding the file was decoded with, its path, the reference date of ages (ISO).
     settings : dict
         The parameters used: ``min_age``, ``max_age``, ``date_format``, ``dob_format``,
-        ``drop_duplicates``.
+        ``drop_duplicates``, and the plausibility bounds applied, given or derived from the data
+        (:func:`plausible_bounds`): ``min_date``, ``max_date`` (ISO) and ``max_amount``.
+    derived : dict of str to str
+        Columns the cleaner computed because the file lacks them: ``{"amount": "quantity *
+        unit_price"}`` for a log with quantity and unit price but no line amount.
 
     Notes
     -----
@@ -395,6 +471,7 @@ class CleaningReport:
     source: str | None = None
     as_of: str | None = None
     settings: dict = field(default_factory=dict)
+    derived: dict = field(default_factory=dict)
     keys_read: frozenset | None = field(default=frozenset(), repr=False, compare=False)
     keys_kept: frozenset | None = field(default=frozenset(), repr=False, compare=False)
 
@@ -437,6 +514,7 @@ class CleaningReport:
             source=_same(self.source, other.source),
             as_of=_same(self.as_of, other.as_of),
             settings=self.settings if self.settings == other.settings else {},
+            derived=self.derived if self.derived == other.derived else {},
             **keys,
         )
 
@@ -497,6 +575,8 @@ class CleaningReport:
         for section, counts in sections:
             rows += [(section, k, v, _DESCRIPTIONS.get(k, "")) for k, v in counts.items()]
         rows += [("missing", k, v, f"kept rows with no {k}") for k, v in self.missing_values.items()]
+        rows += [("derived", k, self.rows_kept, f"{k} = {how} (the file has no {k} column)")
+                 for k, how in self.derived.items()]
         rows += [
             ("customers", "read", self.customers_read, "distinct customer keys in the input"),
             ("customers", "kept", self.customers_kept, "distinct customer keys in the cleaned table"),
@@ -517,15 +597,20 @@ def check_as_of(as_of) -> pd.Timestamp:
     else (``"today"`` included: a run must not depend on the day it runs) raises
     :class:`~seglib.errors.ParameterError`. Shared by the Dask backend and the scoring of new customers.
     """
-    ok = isinstance(as_of, (date, np.datetime64)) or (isinstance(as_of, str) and re.search(r"\d", as_of))
+    return check_date("as_of", as_of)
+
+
+def check_date(name: str, value) -> pd.Timestamp:
+    """A date parameter ``name`` (``as_of``, ``min_date``, ``max_date``) checked as :func:`check_as_of`."""
+    ok = isinstance(value, (date, np.datetime64)) or (isinstance(value, str) and re.search(r"\d", value))
     ts = None
     if ok:
         try:
-            ts = pd.Timestamp(as_of)
+            ts = pd.Timestamp(value)
         except (ValueError, TypeError, OverflowError):
             ts = None
     if ts is None or pd.isna(ts):
-        raise ParameterError(f"as_of={as_of!r} is not a date; give one such as '2017-07-01' (never 'today')")
+        raise ParameterError(f"{name}={value!r} is not a date; give one such as '2017-07-01' (never 'today')")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts.normalize()
@@ -541,12 +626,31 @@ def check_ages(min_age, max_age) -> tuple[float, float]:
     return float(min_age), float(max_age)
 
 
+def check_bounds(min_date, max_date, max_amount):
+    """Checked plausibility bounds: (Timestamp or None, Timestamp or None, float or None)."""
+    lo = None if min_date is None else check_date("min_date", min_date)
+    hi = None if max_date is None else check_date("max_date", max_date)
+    if lo is not None and hi is not None and lo > hi:
+        raise ParameterError(f"min_date={min_date!r} > max_date={max_date!r}; the window must not be empty")
+    if max_amount is not None:
+        if isinstance(max_amount, (bool, np.bool_)) or not isinstance(max_amount, (int, float, np.integer,
+                                                                                   np.floating)) \
+                or not 0 < max_amount <= MAX_AMOUNT_CAP:
+            raise ParameterError(
+                f"max_amount={max_amount!r} is not valid; give a number in (0, {MAX_AMOUNT_CAP:g}], larger "
+                "than any real line amount, or None to derive it from the data"
+            )
+        max_amount = float(max_amount)
+    return lo, hi, max_amount
+
+
 def _check_raw(raw, source: str) -> pd.DataFrame:
     if not isinstance(raw, pd.DataFrame):
         raise ParameterError(
             f"raw must be a pandas DataFrame (see load_transactions); got {type(raw).__name__}"
         )
-    missing = [r for r in REQUIRED_ROLES if r not in raw.columns]
+    derive = "amount" not in raw.columns and all(r in raw.columns for r in AMOUNT_FROM)
+    missing = [r for r in REQUIRED_ROLES if r not in raw.columns and not (r == "amount" and derive)]
     if missing:
         found = ", ".join(repr(str(c)) for c in raw.columns[:40])
         raise InputError(
@@ -558,11 +662,23 @@ def _check_raw(raw, source: str) -> pd.DataFrame:
     if repeated:
         raise InputError(f"{source}: role column(s) given more than once: {', '.join(repeated)}")
     work = pd.DataFrame({r: as_text(raw[r]).reset_index(drop=True) for r in roles})
+    if derive:
+        work.insert(2, "amount", _derived_amount(work["quantity"], work["unit_price"]))
     if raw.index.name == "row" and pd.api.types.is_integer_dtype(raw.index.dtype):
         work.insert(0, "row", raw.index.to_numpy(dtype="int64"))
     else:
         work.insert(0, "row", np.arange(1, len(raw) + 1, dtype="int64"))
     return work
+
+
+def _derived_amount(quantity: pd.Series, unit_price: pd.Series) -> pd.Series:
+    """The line amount as text: quantity * unit price; empty when either is empty, else the product
+    (``"nan"`` / ``"inf"`` when one is not a finite number, so the amount rules drop it with a reason).
+    """
+    empty = (quantity.str.strip() == "") | (unit_price.str.strip() == "")
+    product = parse_amounts(quantity) * parse_amounts(unit_price)
+    text = product.map(lambda v: repr(float(v) + 0.0) if np.isfinite(v) else "nan").astype(str)
+    return text.where(~empty, "")
 
 
 def _source(raw) -> str:
@@ -571,22 +687,135 @@ def _source(raw) -> str:
 
 
 # ---------------------------------------------------------------------------------- cleaning
-def _last_valid_day(work: pd.DataFrame, date_format) -> pd.Timestamp | None:
+def _valid_rows(work: pd.DataFrame, date_format) -> tuple[pd.Series, pd.Series]:
+    """Dates and amounts of the rows with a customer id, a parseable date and a finite amount."""
     dates = parse_dates(work["date"], date_format)
-    ok = dates.notna() & (customer_key(work["customer_id"]) != "") & parse_amounts(work["amount"]).notna()
-    return dates[ok].max().normalize() if ok.any() else None
+    amounts = parse_amounts(work["amount"])
+    ok = dates.notna() & (customer_key(work["customer_id"]) != "") & amounts.notna()
+    return dates[ok].dt.normalize(), amounts[ok]
 
 
-def default_as_of(raw: pd.DataFrame, date_format: str | None = None) -> pd.Timestamp | None:
-    """The day after the last transaction among rows that will be kept (id, date and amount valid).
+def plausibility_stats(raw: pd.DataFrame, date_format: str | None = None) -> dict:
+    """What :func:`plausible_bounds` needs of a file or partition: small tables that add up exactly.
 
-    Never today: the same file always gives the same date. For a frame in partitions, take the
-    latest of the partitions' values (they are computed row by row). None when no row is valid.
+    Computed on the rows with a customer id, a parseable date and a finite amount.
+
+    Returns
+    -------
+    dict
+        ``"days"``: per day, the rows (``rows``) and the smallest absolute amount (``min_abs_amount``);
+        ``"decades"``: rows per order of magnitude ``floor(log10 |amount|)`` of the non-zero amounts.
+        Combine the stats of partitions with :func:`combine_plausibility_stats`.
     """
     work = _check_raw(raw, _source(raw))
     fmt = date_format or raw.attrs.get("date_format") or detect_date_format(work["date"])
-    last = _last_valid_day(work, fmt)
-    return None if last is None else last + pd.Timedelta(days=1)
+    days, amounts = _valid_rows(work, fmt)
+    magnitude = amounts.abs().to_numpy(dtype=float)
+    by_day = pd.DataFrame({"rows": np.ones(len(days), dtype=np.int64), "min_abs_amount": magnitude},
+                          index=pd.DatetimeIndex(days.to_numpy(), name="day"))
+    nonzero = magnitude[magnitude > 0]
+    decades = pd.Series(np.floor(np.log10(nonzero)).astype(np.int64)).value_counts().astype(np.int64)
+    return combine_plausibility_stats([{"days": by_day, "decades": decades}])
+
+
+def combine_plausibility_stats(stats) -> dict:
+    """Add up :func:`plausibility_stats` of partitions (rows summed, smallest amounts min-ed)."""
+    stats = list(stats)
+    days = pd.concat([s["days"] for s in stats])
+    days = days.groupby(level=0, sort=True).agg({"rows": "sum", "min_abs_amount": "min"})
+    days.index = pd.DatetimeIndex(days.index, name="day").astype("datetime64[ns]")
+    decades = pd.concat([s["decades"] for s in stats]).groupby(level=0, sort=True).sum().astype(np.int64)
+    return {"days": days.astype({"rows": np.int64, "min_abs_amount": float}), "decades": decades}
+
+
+@dataclass(frozen=True)
+class Plausible:
+    """Bounds of plausible values (see :func:`plausible_bounds`) and the ``as_of`` they imply."""
+
+    min_date: pd.Timestamp | None
+    max_date: pd.Timestamp | None
+    max_amount: float
+    as_of: pd.Timestamp | None
+
+    def settings(self) -> dict:
+        """The bounds as JSON-ready report settings."""
+        iso = (lambda d: None if d is None else d.date().isoformat())  # noqa: E731
+        return {"min_date": iso(self.min_date), "max_date": iso(self.max_date), "max_amount": self.max_amount}
+
+
+def _stretch(days: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last day of the stretch (no gap over MAX_GAP_DAYS) holding the most rows (ties: later)."""
+    gaps = np.diff(days.index.to_numpy()) > np.timedelta64(MAX_GAP_DAYS, "D")
+    stretch = np.concatenate([[0], np.cumsum(gaps)])
+    rows = days["rows"].groupby(stretch).sum()
+    best = max(rows.index, key=lambda i: (int(rows[i]), i))
+    chosen = days.index[stretch == best]
+    return chosen.min(), chosen.max()
+
+
+def _between(index: pd.DatetimeIndex, lo, hi) -> np.ndarray:
+    keep = np.ones(len(index), dtype=bool)
+    if lo is not None:
+        keep &= np.asarray(index >= lo)
+    if hi is not None:
+        keep &= np.asarray(index <= hi)
+    return keep
+
+
+def plausible_bounds(stats: dict, *, min_date=None, max_date=None, max_amount=None) -> Plausible:
+    """The plausible window of dates and bound on amounts, given or derived from the data's stats.
+
+    Parameters
+    ----------
+    stats : dict
+        :func:`plausibility_stats` of the whole input (or the combined stats of its partitions: both
+        backends derive the same bounds).
+    min_date, max_date : str or date-like, optional
+        The plausible window, inclusive. None derives the bound: the distinct transaction days are
+        sorted and cut wherever no transaction happened for more than :data:`MAX_GAP_DAYS` days
+        (365); the stretch holding the most rows is kept (ties: the later). Placeholder dates
+        (1900-01-01, 1970-01-01) and typos (2099) fall outside it; a log that really pauses for over
+        a year keeps only its bigger part: give ``min_date`` to keep the older one too.
+    max_amount : float, optional
+        Largest plausible absolute line amount. None: ``10 ** (d + 6)`` where ``10 ** d`` is the
+        order of magnitude of the median non-zero amount (an amount a million times the typical one
+        is a typo in any currency), at most :data:`MAX_AMOUNT_CAP`. Give it when a few lines are
+        truly that large (business customers), or lower it to drop obvious test lines.
+
+    Returns
+    -------
+    Plausible
+        The bounds, and ``as_of``: the day after the last day with a row inside both bounds (None
+        when no row is).
+    """
+    days = stats["days"]
+    if max_amount is None:
+        decades = stats["decades"]
+        total = int(decades.sum())
+        if total:
+            median = int(decades.index[np.searchsorted(decades.cumsum().to_numpy(), total / 2)])
+            max_amount = min(10.0 ** (median + AMOUNT_DECADES), MAX_AMOUNT_CAP)
+        else:
+            max_amount = MAX_AMOUNT_CAP
+    max_amount = float(max_amount)
+    lo = None if min_date is None else check_date("min_date", min_date)
+    hi = None if max_date is None else check_date("max_date", max_date)
+    inside = days[_between(days.index, lo, hi)]
+    if (lo is None or hi is None) and len(inside):
+        first, last = _stretch(inside)
+        lo, hi = (first if lo is None else lo), (last if hi is None else hi)
+    kept = days[_between(days.index, lo, hi) & (days["min_abs_amount"] <= max_amount).to_numpy()]
+    as_of = kept.index.max() + pd.Timedelta(days=1) if len(kept) else None
+    return Plausible(lo, hi, max_amount, as_of)
+
+
+def default_as_of(raw: pd.DataFrame, date_format: str | None = None) -> pd.Timestamp | None:
+    """The day after the last transaction among rows that will be kept, with the default bounds.
+
+    Never today: the same file always gives the same date. For a frame in partitions, combine the
+    partitions' :func:`plausibility_stats` and call :func:`plausible_bounds`. None when no row is valid.
+    """
+    return plausible_bounds(plausibility_stats(raw, date_format)).as_of
 
 
 def _column(raw, role: str) -> str:
@@ -624,6 +853,9 @@ def clean_partition(
     dob_format: str | None = None,
     drop_duplicates: bool = False,
     malformed_rows: int = 0,
+    min_date=None,
+    max_date=None,
+    max_amount: float | None = None,
     progress: bool = False,
 ) -> tuple[pd.DataFrame, CleaningReport]:
     """Clean one partition of raw transactions, given the global inputs.
@@ -645,6 +877,10 @@ def clean_partition(
         Lines of this partition's source that the loader could not split (not in ``raw_part``):
         counted in ``rows_read`` and dropped with reason ``malformed_line``. Pass
         ``len(raw.attrs["malformed_rows"])`` of a :func:`~seglib.load.load_transactions` result.
+    min_date, max_date, max_amount : optional
+        The plausibility bounds of the whole input (:func:`plausible_bounds` of the combined
+        :func:`plausibility_stats`), the same for every partition. None: no date bound on that
+        side; amounts up to :data:`MAX_AMOUNT_CAP`.
 
     Returns
     -------
@@ -662,12 +898,15 @@ def clean_partition(
         check_date_format("dob_format", dob_format)
         check_bool("drop_duplicates", drop_duplicates)
         check_int("malformed_rows", malformed_rows, minimum=0)
+        min_date, max_date, max_amount = check_bounds(min_date, max_date, max_amount)
+    bounds = Plausible(min_date, max_date, MAX_AMOUNT_CAP if max_amount is None else max_amount, None)
     work = _check_raw(raw_part, source)
     date_format = date_format or raw_part.attrs.get("date_format") or detect_date_format(work["date"])
     if "dob" in work:
         dob_format = dob_format or raw_part.attrs.get("dob_format") or detect_date_format(work["dob"])
     settings = _Settings(as_of, min_age, max_age, date_format, dob_format if "dob" in work else None,
-                         bool(drop_duplicates))  # fmt: skip
+                         bool(drop_duplicates), bounds.min_date, bounds.max_date,
+                         bounds.max_amount)  # fmt: skip
     keys = customer_key(work["customer_id"])
     report = CleaningReport(
         rows_read=len(work) + int(malformed_rows),
@@ -680,7 +919,9 @@ def clean_partition(
             "date_format": settings.date_format,
             "dob_format": settings.dob_format,
             "drop_duplicates": settings.drop_duplicates,
+            **bounds.settings(),
         },
+        derived={"amount": "quantity * unit_price"} if _derives_amount(raw_part) else {},
         keys_read=frozenset(pd.unique(keys[keys != ""])),
     )
     df = work
@@ -703,6 +944,10 @@ def clean_partition(
     report.customers_read, report.customers_kept = len(report.keys_read), len(report.keys_kept)
     report.missing_values = {c: int(clean[c].isna().sum()) for c in MISSING_COUNTED if c in clean}
     return clean, report.check()
+
+
+def _derives_amount(raw) -> bool:
+    return "amount" not in raw.columns and all(r in raw.columns for r in AMOUNT_FROM)
 
 
 def _assemble(df: pd.DataFrame, roles) -> pd.DataFrame:
@@ -731,6 +976,9 @@ def _assemble(df: pd.DataFrame, roles) -> pd.DataFrame:
         out["is_promo"] = df["is_promo"].astype(bool)
     if "discounts" in roles:
         out["discounts"] = df["discounts"].astype(string)
+    for role in AMOUNT_FROM:
+        if role in roles:
+            out[role] = df[role].astype("float64")
     return pd.DataFrame(out).reset_index(drop=True)
 
 
@@ -743,6 +991,9 @@ def clean_transactions(
     date_format: str | None = None,
     dob_format: str | None = None,
     drop_duplicates: bool = False,
+    min_date=None,
+    max_date=None,
+    max_amount: float | None = None,
     progress: bool = False,
 ) -> tuple[pd.DataFrame, CleaningReport]:
     """Clean raw transactions with :data:`RULES`; every row is kept, or dropped with a reason.
@@ -753,9 +1004,9 @@ def clean_transactions(
         Role-named columns, as returned by :func:`~seglib.load.load_transactions` (its ``attrs``
         give the source, encoding, date formats and malformed lines).
     as_of : str or date-like, optional
-        Reference date of ages. None (default) uses the day after the last valid transaction, so
-        a file always gives the same ages. Give a date to compare files cut at different times
-        on the same footing.
+        Reference date of ages. None (default) uses the day after the last transaction that is
+        kept (dates outside the plausible window do not count), so a file always gives the same
+        ages. Give a date to compare files cut at different times on the same footing.
     min_age, max_age : float, default 15 and 99
         Plausible age range in whole years, inclusive; ages outside it become missing (the DOB is
         kept). Lower ``min_age`` only for data where children hold loyalty cards.
@@ -765,6 +1016,14 @@ def clean_transactions(
         Exact duplicates are always counted (``report.duplicate_rows``); True also drops them
         (reason ``duplicate_row``). Leave False when identical lines can be genuine (two packs of
         the same product bought in one transaction).
+    min_date, max_date : str or date-like, optional
+        Plausible window of transaction dates, inclusive; rows outside are dropped
+        (``implausible_date``). None derives each side from the data (see :func:`plausible_bounds`:
+        the longest-running stretch of dates without a gap of over a year).
+    max_amount : float, optional
+        Largest plausible absolute line amount; rows beyond are dropped (``implausible_amount``).
+        None: a million times the order of magnitude of the median amount (see
+        :func:`plausible_bounds`).
     progress : bool, default False
         Show a progress bar over the rules.
 
@@ -788,17 +1047,22 @@ def clean_transactions(
         if as_of is not None:
             check_as_of(as_of)
         check_ages(min_age, max_age)
+        min_date, max_date, max_amount = check_bounds(min_date, max_date, max_amount)
     work = _check_raw(raw, source)
     if len(work) == 0:
         raise InputError(f"{source}: no data rows to clean")
     date_format = date_format or raw.attrs.get("date_format") or detect_date_format(work["date"])
     _require_values(raw, work, date_format, source)
+    bounds = plausible_bounds(plausibility_stats(raw, date_format), min_date=min_date, max_date=max_date,
+                              max_amount=max_amount)
     if as_of is None:
-        last = _last_valid_day(work, date_format)
-        if last is None:
-            raise InputError(f"{source}: no row has a customer id, a parseable date and a numeric amount")
-        as_of = last + pd.Timedelta(days=1)
-        logger.info("as_of = %s (the day after the last transaction)", as_of.date())
+        if bounds.as_of is None:
+            raise InputError(
+                f"{source}: no row has a customer id, a parseable date and a numeric amount within the "
+                f"plausible bounds ({bounds.settings()})"
+            )
+        as_of = bounds.as_of
+        logger.info("as_of = %s (the day after the last kept transaction)", as_of.date())
     clean, report = clean_partition(
         raw,
         as_of,
@@ -808,6 +1072,9 @@ def clean_transactions(
         dob_format=dob_format,
         drop_duplicates=drop_duplicates,
         malformed_rows=len(raw.attrs.get("malformed_rows") or []),
+        min_date=bounds.min_date,
+        max_date=bounds.max_date,
+        max_amount=bounds.max_amount,
         progress=progress,
     )
     dropped = {k: v for k, v in report.rows_dropped.items() if v}
@@ -832,6 +1099,9 @@ def clean_file(
     dob_format: str | None = None,
     encoding: str | None = None,
     drop_duplicates: bool = False,
+    min_date=None,
+    max_date=None,
+    max_amount: float | None = None,
     progress: bool = False,
 ) -> tuple[pd.DataFrame, CleaningReport]:
     """Load a file and clean it: :func:`~seglib.load.load_transactions`, then :func:`clean_transactions`.
@@ -840,7 +1110,7 @@ def clean_file(
     ----------
     path, columns, date_format, dob_format, encoding
         See :func:`~seglib.load.load_transactions` (the formats are detected when None).
-    as_of, min_age, max_age, drop_duplicates, progress
+    as_of, min_age, max_age, drop_duplicates, min_date, max_date, max_amount, progress
         See :func:`clean_transactions`.
 
     Returns
@@ -857,6 +1127,9 @@ def clean_file(
         min_age=min_age,
         max_age=max_age,
         drop_duplicates=drop_duplicates,
+        min_date=min_date,
+        max_date=max_date,
+        max_amount=max_amount,
         progress=progress,
     )
 

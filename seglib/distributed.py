@@ -63,8 +63,11 @@ from seglib.clean import (
     CleaningReport,
     check_ages,
     check_as_of,
+    check_bounds,
     clean_partition,
-    default_as_of,
+    combine_plausibility_stats,
+    plausibility_stats,
+    plausible_bounds,
 )
 from seglib.cluster import PrototypeClustering, assign_segments, unit_sums
 from seglib.config import Layout
@@ -84,7 +87,7 @@ from seglib.features import (
     signed_log1p,
     transaction_key,
 )
-from seglib.load import REQUIRED_ROLES, ROLES, load_transactions
+from seglib.load import AMOUNT_FROM, REQUIRED_ROLES, ROLES, load_transactions
 from seglib.params import default
 from seglib.som import (
     SOM,
@@ -371,10 +374,15 @@ class DaskClean:
 
 
 def _light_columns(columns) -> dict:
-    """The role mapping with every optional role disabled (reads only what ``as_of`` needs)."""
+    """The role mapping with every optional role disabled but those an amount may be derived from
+    (reads only what ``as_of`` and the plausibility bounds need)."""
     columns = dict(columns or {})
-    return {r: (columns.get(r) if r in REQUIRED_ROLES else None)
-            for r in ROLES if r not in REQUIRED_ROLES or r in columns}
+    light = {r: (columns.get(r) if r in REQUIRED_ROLES else None)
+             for r in ROLES if r not in REQUIRED_ROLES + AMOUNT_FROM or r in columns}
+    for role in AMOUNT_FROM:
+        if role in columns:
+            light[role] = columns[role]
+    return light
 
 
 def _file_info(path, columns, date_format, dob_format, encoding) -> dict:
@@ -384,13 +392,14 @@ def _file_info(path, columns, date_format, dob_format, encoding) -> dict:
             "dob_format": attrs["dob_format"]}
 
 
-def _file_as_of(path, columns, date_format, encoding):
+def _file_stats(path, columns, date_format, encoding) -> dict:
+    """The file's :func:`~seglib.clean.plausibility_stats` (small tables that add up across files)."""
     raw = load_transactions(path, _light_columns(columns), date_format=date_format, encoding=encoding)
-    return default_as_of(raw, date_format)
+    return plausibility_stats(raw, date_format)
 
 
 def _clean_file(path, part, *, roles, columns, as_of, date_format, dob_format, encoding, min_age, max_age,
-                drop_duplicates, clean_dir):
+                drop_duplicates, clean_dir, min_date=None, max_date=None, max_amount=None):
     """Load, clean and aggregate one file (one task).
 
     Returns the file's per-(customer, store) partials (None when no line is kept) and the small things
@@ -403,7 +412,8 @@ def _clean_file(path, part, *, roles, columns, as_of, date_format, dob_format, e
                          "file of a data set must have the same columns")
     clean, report = clean_partition(raw, as_of, min_age=min_age, max_age=max_age, date_format=date_format,
                                     dob_format=dob_format, drop_duplicates=drop_duplicates,
-                                    malformed_rows=len(raw.attrs.get("malformed_rows") or []))
+                                    malformed_rows=len(raw.attrs.get("malformed_rows") or []),
+                                    min_date=min_date, max_date=max_date, max_amount=max_amount)
     dropped = sorted(report.keys_read - report.keys_kept)
     report.keys_read = report.keys_kept = None  # distinct customers are counted on the combined table
     report.customers_read = report.customers_kept = None
@@ -450,6 +460,9 @@ def clean_dask(
     min_age: int = default("min_age"),
     max_age: int = default("max_age"),
     drop_duplicates: bool = False,
+    min_date=None,
+    max_date=None,
+    max_amount: float | None = None,
     npartitions: int | None = None,
     clean_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -468,10 +481,12 @@ def clean_dask(
         See :func:`~seglib.load.load_transactions`. The formats are detected on the first file when
         None and then used for every file.
     as_of : str or date-like, optional
-        Reference date of ages. None: the day after the last valid transaction of all files, computed
-        by a first pass over the files before any age is derived (give it to save that pass).
-    min_age, max_age, drop_duplicates
-        See :func:`~seglib.clean.clean_transactions`. Duplicates are found within a file.
+        Reference date of ages. None: the day after the last kept transaction of all files.
+    min_age, max_age, drop_duplicates, min_date, max_date, max_amount
+        See :func:`~seglib.clean.clean_transactions`. Duplicates are found within a file. The
+        plausibility bounds and ``as_of`` are derived by a first pass over the files (each file's
+        :func:`~seglib.clean.plausibility_stats`, combined exactly), so they equal the pandas
+        backend's; the pass is skipped when ``as_of`` and all three bounds are given.
     npartitions : int, optional
         Partitions of the customer tables (after the shuffle by customer). None: about
         :data:`CUSTOMERS_PER_PARTITION` customers each, whatever the cluster, so the same data and seed
@@ -493,25 +508,32 @@ def clean_dask(
     if as_of is not None:
         as_of = check_as_of(as_of)
     min_age, max_age = check_ages(min_age, max_age)
+    min_date, max_date, max_amount = check_bounds(min_date, max_date, max_amount)
     if not isinstance(drop_duplicates, (bool, np.bool_)):
         raise ParameterError(f"drop_duplicates={drop_duplicates!r} is not valid; give True or False")
     _check_npartitions(npartitions)
     info = client.submit(_file_info, files[0], columns, date_format, dob_format, encoding).result()
     date_format, dob_format = info["date_format"], info["dob_format"]
-    if as_of is None:
-        days = client.gather(client.map(_file_as_of, files, columns=columns, date_format=date_format,
-                                        encoding=encoding))
-        days = [d for d in days if d is not None]
-        if not days:
-            raise InputError(f"{data}: no row has a customer id, a parseable date and a numeric amount")
-        as_of = max(days)
-        logger.info("as_of = %s (the day after the last transaction of %d files)", as_of.date(), len(files))
+    if as_of is None or min_date is None or max_date is None or max_amount is None:
+        stats = client.gather(client.map(_file_stats, files, columns=columns, date_format=date_format,
+                                         encoding=encoding))
+        bounds = plausible_bounds(combine_plausibility_stats(stats), min_date=min_date, max_date=max_date,
+                                  max_amount=max_amount)
+        min_date, max_date, max_amount = bounds.min_date, bounds.max_date, bounds.max_amount
+        if as_of is None:
+            if bounds.as_of is None:
+                raise InputError(f"{data}: no row has a customer id, a parseable date and a numeric amount "
+                                 f"within the plausible bounds ({bounds.settings()})")
+            as_of = bounds.as_of
+            logger.info("as_of = %s (the day after the last kept transaction of %d files)", as_of.date(),
+                        len(files))
     if clean_dir is not None:
         Path(clean_dir).mkdir(parents=True, exist_ok=True)
     futures = client.map(_clean_file, files, range(len(files)), roles=info["roles"], columns=columns,
                          as_of=as_of, date_format=date_format, dob_format=dob_format, encoding=encoding,
                          min_age=min_age, max_age=max_age, drop_duplicates=bool(drop_duplicates),
-                         clean_dir=None if clean_dir is None else str(clean_dir))
+                         clean_dir=None if clean_dir is None else str(clean_dir), min_date=min_date,
+                         max_date=max_date, max_amount=max_amount)
     for _ in tqdm(as_completed(futures), total=len(futures), desc="cleaning files", unit="file",
                   disable=not progress):
         pass
@@ -1211,6 +1233,9 @@ def run_dask(
     as_of=default("as_of"),
     min_age: int = default("min_age"),
     max_age: int = default("max_age"),
+    min_date=default("min_date"),
+    max_date=default("max_date"),
+    max_amount: float | None = default("max_amount"),
     scaler: str = default("scaler"),
     engine: str = default("engine"),
     map_shape=default("map_shape"),
@@ -1254,7 +1279,7 @@ def run_dask(
         Files, a folder or a glob pattern, see :func:`data_files` and :func:`clean_dask`.
     out_dir : str or path
         The run folder.
-    columns, date_format, dob_format, encoding, as_of, min_age, max_age
+    columns, date_format, dob_format, encoding, as_of, min_age, max_age, min_date, max_date, max_amount
         Reading and cleaning, as :func:`seglib.steps.clean_step`.
     scaler, engine, map_shape, n_epochs, sigma, sigma_end, seed, topology, bases, feature_weights
         Features and SOM, as :func:`seglib.steps.som_step`; ``engine`` must be ``"batch"`` (the only
@@ -1303,7 +1328,8 @@ def run_dask(
         clock = time.perf_counter()
         cleaned = clean_dask(data, client=client, columns=columns, date_format=date_format,
                              dob_format=dob_format, encoding=encoding, as_of=as_of, min_age=min_age,
-                             max_age=max_age, npartitions=npartitions, progress=progress,
+                             max_age=max_age, min_date=min_date, max_date=max_date, max_amount=max_amount,
+                             npartitions=npartitions, progress=progress,
                              clean_dir=layout.interim / "transactions" if write_clean else None)
         cleaned.report.to_json(layout.cleaning_report)
         lap("clean")
@@ -1395,6 +1421,9 @@ def run_segmentation(
     as_of=default("as_of"),
     min_age: int = default("min_age"),
     max_age: int = default("max_age"),
+    min_date=default("min_date"),
+    max_date=default("max_date"),
+    max_amount: float | None = default("max_amount"),
     scaler: str = default("scaler"),
     engine: str = default("engine"),
     map_shape=default("map_shape"),
@@ -1450,7 +1479,8 @@ def run_segmentation(
     check_backend(backend, engine=engine)
     step = on_step if on_step is not None else (lambda name: None)
     common = dict(columns=columns, date_format=date_format, dob_format=dob_format, as_of=as_of,
-                  min_age=min_age, max_age=max_age)
+                  min_age=min_age, max_age=max_age, min_date=min_date, max_date=max_date,
+                  max_amount=max_amount)
     model = dict(map_shape=map_shape, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, seed=seed,
                  topology=topology, bases=bases, feature_weights=feature_weights)
     cut = dict(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,

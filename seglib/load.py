@@ -2,9 +2,11 @@
 
 seglib does not care what a file calls its columns: it works with *roles*. Three are required
 (``customer_id``, ``date``, ``amount``); the others are optional and the features that need them are
-simply not built when they are absent. ``columns={"customer_id": "cust", ...}`` maps roles to a
-file's column names; roles not given fall back to :data:`DEFAULT_COLUMNS` (the original schema)
-when the file has that column, and a role mapped to ``None`` is disabled.
+simply not built when they are absent. A file without a line amount but with ``quantity`` and
+``unit_price`` is accepted too: the cleaner derives the amount as their product.
+``columns={"customer_id": "cust", ...}`` maps roles to a file's column names; roles not given fall
+back to :data:`DEFAULT_COLUMNS` (the original schema) when the file has that column, and a role
+mapped to ``None`` is disabled.
 
 :func:`load_transactions` reads CSV (plain or gzip, by suffix or magic bytes) and Parquet. Every
 value is kept as text, exactly as in the file (``NANA``, ``NONPROMO`` and the leading zeros of promo
@@ -17,6 +19,7 @@ import codecs
 import csv
 import difflib
 import gzip
+import io
 import logging
 import math
 import os
@@ -36,6 +39,7 @@ __all__ = [
     "read_header",
     "ROLES",
     "REQUIRED_ROLES",
+    "AMOUNT_FROM",
     "DEFAULT_COLUMNS",
     "DATE_FORMATS",
     "load_transactions",
@@ -66,10 +70,16 @@ ROLES = (
     "promo_code",
     "product",
     "discounts",
+    "quantity",
+    "unit_price",
 )
-#: Roles a file must provide; a row lacking one of them is dropped by the cleaner.
+#: Roles a file must provide; a row lacking one of them is dropped by the cleaner. ``amount`` may be
+#: replaced by the pair :data:`AMOUNT_FROM` (the amount is then their product).
 REQUIRED_ROLES = ("customer_id", "date", "amount")
-#: Role -> column name of the original schema (the default mapping).
+#: Roles whose product is the line amount when a file has no ``amount`` column.
+AMOUNT_FROM = ("quantity", "unit_price")
+#: Role -> column name of the original schema (the default mapping). ``quantity`` and ``unit_price``
+#: are not in it: map them explicitly.
 DEFAULT_COLUMNS = {
     "customer_id": "customerID",
     "date": "transactionDate",
@@ -191,6 +201,7 @@ def resolve_columns(found, columns=None, *, source: str = "input") -> dict[str, 
     -------
     dict
         Role -> column name, for every enabled role present in the file, in :data:`ROLES` order.
+        ``amount`` may be absent when ``quantity`` and ``unit_price`` are both present.
 
     Raises
     ------
@@ -205,13 +216,20 @@ def resolve_columns(found, columns=None, *, source: str = "input") -> dict[str, 
     mapping, problems = {}, []
     for role in ROLES:
         explicit = role in columns
-        col = columns[role] if explicit else DEFAULT_COLUMNS[role]
+        col = columns[role] if explicit else DEFAULT_COLUMNS.get(role)
         if col is None:
             continue
         if col in found:
             mapping[role] = col
         elif explicit or role in REQUIRED_ROLES:
-            problems.append(f"column {col!r} for role {role!r} not found{_suggest(col, found)}")
+            problems.append((role, f"column {col!r} for role {role!r} not found{_suggest(col, found)}"))
+    if "amount" not in columns and all(r in mapping for r in AMOUNT_FROM):
+        # no amount column, but quantity and unit price: the cleaner derives the amount
+        problems = [(r, p) for r, p in problems if r != "amount"]
+    elif "amount" not in mapping and any(r == "amount" for r, _ in problems):
+        problems = [(r, p + (" (or map both quantity and unit_price: the amount is then their product)"
+                             if r == "amount" else "")) for r, p in problems]
+    problems = [p for _, p in problems]
     if problems:
         shown = ", ".join(repr(c) for c in found[:40]) + (", ..." if len(found) > 40 else "")
         hint = ""
@@ -450,6 +468,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise InputError(f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})") from None
     if len(df.columns) == 0:
         raise InputError(f"{path}: the file is empty (no columns)")
+    _check_unique_header(path, df.columns)
     df.columns = [str(c) for c in df.columns]
     return df.reset_index(drop=True)  # values become text once the roles are known
 
@@ -462,6 +481,23 @@ def _head_text(path: Path, compression: str | None, encoding: str, nbytes: int =
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{path}: cannot read the file ({exc})") from None
     return head, head.decode(encoding, errors="replace")
+
+
+def _check_unique_header(path, names) -> None:
+    """Raise :class:`InputError` naming the first column name the header has more than once.
+
+    pandas would rename the second ``amount`` to ``amount.1`` silently; which one holds the data
+    the user means cannot be guessed.
+    """
+    stripped = [str(c).strip().lstrip("\ufeff") for c in names]
+    seen: dict[str, int] = {}
+    for pos, name in enumerate(stripped, 1):
+        if name in seen:
+            raise InputError(
+                f"{path}: the header has the column name {name!r} more than once (columns {seen[name]} "
+                f"and {pos}); rename one of them so that every column name is unique"
+            )
+        seen[name] = pos
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -484,6 +520,11 @@ def _read_csv(path: Path, compression: str | None, encoding: str | None):
             "pass encoding='utf-16' (or the right codec) if it is text"
         )
     sep = _sniff_delimiter(text)
+    try:
+        header = next(csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), delimiter=sep), [])
+    except csv.Error:
+        header = []  # not a readable CSV: parsing says why
+    _check_unique_header(path, header)
     tried = [encoding] if encoding else list(_ENCODINGS)
     for enc in tried:
         try:
@@ -634,9 +675,7 @@ def load_transactions(
     table.index = pd.RangeIndex(1, len(table) + 1, name="row")
     if "\x00bad" in table.columns:
         table = table[~table.pop("\x00bad").to_numpy(dtype=bool)]
-    stripped = [str(c).strip().lstrip("\ufeff") for c in table.columns]
-    if len(set(stripped)) == len(stripped):
-        table.columns = stripped
+    table.columns = [str(c).strip().lstrip("\ufeff") for c in table.columns]  # unique: checked on reading
 
     with about_source(path):
         mapping = resolve_columns(list(table.columns), request, source=str(path))

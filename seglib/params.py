@@ -203,6 +203,14 @@ PARAMETERS: tuple[Param, ...] = (
           "clean", nullable=True),
     Param("min_age", "int", 15, "ages below this become unknown", "clean", minimum=0, maximum=150),
     Param("max_age", "int", 99, "ages above this become unknown", "clean", minimum=0, maximum=150),
+    Param("min_date", "date", None,
+          "earliest plausible transaction date; None: derived (the stretch of dates without a gap over a "
+          "year holding the most rows)", "clean", nullable=True),
+    Param("max_date", "date", None,
+          "latest plausible transaction date; None: derived like min_date", "clean", nullable=True),
+    Param("max_amount", "float", None,
+          "largest plausible absolute line amount; None: a million times the order of magnitude of the "
+          "median amount", "clean", minimum=0, maximum=1e15, nullable=True),
     # ---- som (notebook 02)
     Param("scaler", "str", "standard", "feature scaling: standard (default), minmax or robust", "som",
           choices=("standard", "minmax", "robust")),

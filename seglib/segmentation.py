@@ -104,6 +104,9 @@ def _check_clean_settings(settings) -> dict:
     if not isinstance(out["drop_duplicates"], bool):
         raise ParameterError(f"clean_settings: drop_duplicates={out['drop_duplicates']!r}; expected "
                              "true or false")
+    if out["max_amount"] is not None and not (_number(out["max_amount"]) and out["max_amount"] > 0):
+        raise ParameterError(f"clean_settings: max_amount={out['max_amount']!r}; expected a number > 0 "
+                             "or None")
     out["min_age"], out["max_age"] = float(ages[0]), float(ages[1])
     return out
 
@@ -347,7 +350,7 @@ class Segmentation:
                             notes.append(f"column {col!r} (role {role}) is not in {path}: features built "
                                          "from it are imputed with their training values")
                             col = None
-                        elif col is None and DEFAULT_COLUMNS[role] in found:
+                        elif col is None and DEFAULT_COLUMNS.get(role) in found:
                             notes.append(f"column {DEFAULT_COLUMNS[role]!r} (role {role}) was not used in "
                                          "training: ignored")
                     mapping[role] = col

@@ -117,6 +117,9 @@ def clean_step(
     as_of=default("as_of"),
     min_age: int = default("min_age"),
     max_age: int = default("max_age"),
+    min_date=default("min_date"),
+    max_date=default("max_date"),
+    max_amount: float | None = default("max_amount"),
     out_dir: str | os.PathLike | None = None,
 ) -> CleanStep:
     """Load and clean ``data_path``; write the cleaned table and ``cleaning_report.json``.
@@ -130,7 +133,8 @@ def clean_step(
     layout = Layout.for_run(out_dir).makedirs()
     path = default_data(data_path)
     raw = load_transactions(path, columns=columns, date_format=date_format, dob_format=dob_format)
-    clean, report = clean_transactions(raw, as_of=as_of, min_age=min_age, max_age=max_age)
+    clean, report = clean_transactions(raw, as_of=as_of, min_age=min_age, max_age=max_age, min_date=min_date,
+                                       max_date=max_date, max_amount=max_amount)
     # project files by their relative path, so reports do not depend on where the checkout lives
     report.source = display_path(path)
     mapping = raw.attrs.get("columns") or {}

@@ -90,7 +90,7 @@ def test_rows_missing_a_required_field_are_dropped_with_their_reason():
     out, rep = clean(raw)
     assert rep.rows_dropped == {
         "missing_customer_id": 3, "missing_date": 1, "unparseable_date": 1,
-        "missing_amount": 1, "unparseable_amount": 3,
+        "missing_amount": 1, "unparseable_amount": 3, "implausible_date": 0, "implausible_amount": 0,
     }  # fmt: skip
     assert out["row"].tolist() == [10] and rep.rows_kept == 1 and rep.invariant_holds
 
