@@ -60,6 +60,8 @@ __all__ = [
     "BUILDER_STATS",
     "INPUT_STATS",
     "SCALER_STATS",
+    "FEATURE_ROLES",
+    "absent_reason",
     "add_indicators",
     "categories",
     "signed_log1p",
@@ -103,6 +105,7 @@ PARTIAL_AGGREGATES = {
     "promo_lines": "sum",
     "age_sum": "sum",
     "age_lines": "sum",
+    "items": "sum",
 }
 #: Prefixes of the one-column-per-value line counts (discount programmes, gender values).
 COUNT_PREFIXES = ("programme_", "gender_")
@@ -127,6 +130,13 @@ BASES = ("behaviour", "all")
 #: opposed to what the customer does. They describe and reach the segments; with ``bases="behaviour"``
 #: (the default) they never form them (``docs/features.md``, "Bases and descriptors").
 DESCRIPTORS = ("age", "age_missing", "gender_")
+#: Customer features that need an optional role, and that role (``programme_`` / ``gender_`` are
+#: prefixes); the other features need only the required roles.
+FEATURE_ROLES = {"age": "dob", "promo_share": "promo_code", "n_stores": "store", "programme_": "discounts",
+                 "gender_": "gender"}
+#: What each optional role's column holds, for sentences saying why a feature is absent.
+ROLE_WORDS = {"dob": "date-of-birth", "promo_code": "promotion code", "store": "store", "discounts":
+              "discount programme", "gender": "gender"}
 #: The original script's 13 columns, in its order (``level="original"``).
 ORIGINAL_COLUMNS = ("customerID", "Gender", "PinCode", "store_code", "till_no", "transaction_number_by_till",
                     "promo_code", "product_code", "sale_price_after_promo", "discountUsed", "Age", "Week",
@@ -136,6 +146,19 @@ _DAY = pd.Timedelta(days=1)
 
 # ----------------------------------------------------------------------------------------------------
 # input checks and small helpers
+
+
+def absent_reason(feature: str) -> str | None:
+    """Why ``feature`` may be absent from a customer table: one sentence, or None for a feature that
+    needs only the required roles (an absent one is then a typo or a constant feature dropped at fit).
+
+    >>> absent_reason("age")
+    'no age: the data has no date-of-birth column (role dob)'
+    """
+    for name, role in FEATURE_ROLES.items():
+        if feature == name or (name.endswith("_") and str(feature).startswith(name)):
+            return f"no {feature}: the data has no {ROLE_WORDS[role]} column (role {role})"
+    return None
 
 
 def _check_clean(clean) -> None:
@@ -276,6 +299,8 @@ def _line_values(clean: pd.DataFrame, programmes, genders) -> pd.DataFrame:
                               "zero_lines": (amount == 0).astype(float)}, index=clean.index)]
     if "is_promo" in clean:
         parts.append(clean["is_promo"].fillna(False).astype(float).rename("promo_lines"))
+    if "quantity" in clean:  # items on the line; a missing quantity counts as one item
+        parts.append(clean["quantity"].astype(float).fillna(1.0).rename("items"))
     if "age" in clean:
         age = clean["age"].astype(float)
         parts.append(pd.DataFrame({"age_sum": age.fillna(0.0), "age_lines": age.notna().astype(float)}))
@@ -372,7 +397,7 @@ def finalize_customers(partials: pd.DataFrame, as_of) -> pd.DataFrame:
     t["frequency"] = c["transactions"]
     t["monetary"] = c["amount"]
     t["avg_basket_value"] = c["amount"] / c["transactions"]
-    t["items_per_transaction"] = c["lines"] / c["transactions"]
+    t["items_per_transaction"] = (c["items"] if "items" in c else c["lines"]) / c["transactions"]
     if "promo_lines" in c:
         t["promo_share"] = c["promo_lines"] / c["lines"]
     for col in [k for k in c.columns if k.startswith("programme_")]:

@@ -48,7 +48,7 @@ DISTANCE_LEVELS = np.unique(np.round(np.concatenate([np.linspace(0.0, 1.0, 101),
 OUTPUT_COLUMNS = ("segment", "som_row", "som_col", "distance", "novel", "segment_name")
 #: Cleaning settings stored with the model, with the cleaner's defaults (see seglib.clean).
 CLEAN_SETTINGS = {"min_age": 15.0, "max_age": 99.0, "date_format": None, "dob_format": None,
-                  "drop_duplicates": False}
+                  "drop_duplicates": False, "min_date": None, "max_date": None, "max_amount": None}
 #: Keys of model.json and their JSON types.
 _SCHEMA = {
     "format": str, "format_version": int, "seglib_version": str, "id_column": str,
@@ -113,7 +113,7 @@ def _check_clean_settings(settings) -> dict:
 
 def _check_columns(columns) -> dict | None:
     """Role -> column mapping of the training file (required roles present), or None."""
-    from seglib.load import REQUIRED_ROLES, ROLES
+    from seglib.load import AMOUNT_FROM, REQUIRED_ROLES, ROLES
 
     if columns is None:
         return None
@@ -123,7 +123,8 @@ def _check_columns(columns) -> dict | None:
         check_option("columns role", role, ROLES)
         if not isinstance(col, str) or not col.strip():
             raise ParameterError(f"columns[{role!r}]={col!r}; expected a column name")
-    missing = [r for r in REQUIRED_ROLES if r not in columns]
+    derived = all(r in columns for r in AMOUNT_FROM)  # the amount is quantity * unit_price
+    missing = [r for r in REQUIRED_ROLES if r not in columns and not (r == "amount" and derived)]
     if missing:
         raise ParameterError(f"columns lacks the required role(s) {missing}; give the mapping the "
                              "training file was read with (load_transactions(...).attrs['columns'])")
@@ -353,7 +354,8 @@ class Segmentation:
                         elif col is None and DEFAULT_COLUMNS.get(role) in found:
                             notes.append(f"column {DEFAULT_COLUMNS[role]!r} (role {role}) was not used in "
                                          "training: ignored")
-                    mapping[role] = col
+                    if col is not None or role not in REQUIRED_ROLES:
+                        mapping[role] = col
             raw = load_transactions(path, mapping, date_format=s["date_format"], dob_format=s["dob_format"])
         elif isinstance(transactions, pd.DataFrame) and "customer_key" in transactions.columns:
             return transactions, None
@@ -371,9 +373,12 @@ class Segmentation:
         else:
             raise ParameterError(f"transactions must be a file path, a DataFrame from load_transactions or a "
                                  f"cleaned DataFrame; got {type(transactions).__name__}")
+        # the training's amount bound holds for new data (same currency, same shop); its date window
+        # does not (new data is later): the window of the scored data is derived from its own dates
         return clean_transactions(raw, as_of=as_of, min_age=s["min_age"], max_age=s["max_age"],
                                   date_format=s["date_format"], dob_format=s["dob_format"],
-                                  drop_duplicates=s["drop_duplicates"], progress=progress)
+                                  drop_duplicates=s["drop_duplicates"], max_amount=s["max_amount"],
+                                  progress=progress)
 
     def clean(self, transactions, *, as_of=None, progress: bool = False) -> pd.DataFrame:
         """``transactions`` read with the saved column mapping and cleaned with the saved settings.

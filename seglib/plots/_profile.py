@@ -10,6 +10,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
 from seglib.errors import ParameterError, check_option
+from seglib.features import absent_reason
 from seglib.plots._colors import segment_colors, segment_label
 from seglib.profile import feature_indices
 
@@ -187,7 +188,10 @@ def plot_feature_bars(profile: pd.DataFrame, features, *, stat: str = "mean", cu
         A :func:`seglib.profile.profile_segments` table.
     features : str or list of str
         Profiled feature(s). Several features in original units only share an axis when their units
-        agree; compare features of different units with ``stat="index"``.
+        agree; compare features of different units with ``stat="index"``. A feature that needs an
+        optional role the data lacks (``age`` without a date of birth, see
+        :func:`seglib.features.absent_reason`) is left out; when none is left the axes say why in one
+        sentence instead of raising, so a notebook runs on any log. Any other unknown name raises.
     stat : {"mean", "median", "index"}, default="mean"
         Statistic drawn. A dashed line marks the value of all customers (overall mean, or 1 for the
         index); there is none for the median.
@@ -207,8 +211,16 @@ def plot_feature_bars(profile: pd.DataFrame, features, *, stat: str = "mean", cu
     check_option("stat", stat, ["mean", "median", "index"])
     features = [features] if isinstance(features, str) else list(features)
     valid = list(feature_indices(profile).columns)
+    notes = [absent_reason(f) for f in features if f not in valid and absent_reason(f)]
+    features = [f for f in features if f in valid or not absent_reason(f)]
     for f in features:
         check_option("features", f, valid)
+    if not features:  # every feature needs a role the data lacks: say so instead of drawing
+        ax = _axes(ax, (1.5 + 0.8 * len(profile), 4))
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "\n".join(notes), ha="center", va="center", wrap=True, transform=ax.transAxes,
+                color="0.4")
+        return ax
     k, single = len(profile), len(features) == 1
     ax = _axes(ax, (1.5 + 0.8 * k, 4) if single else (2 + 0.5 * k * len(features), 4))
     width = 0.8 / k
