@@ -234,8 +234,12 @@ def describe_segments(
     4. The description is the first ``n_terms`` words joined by commas (``"older, high spend,
        Payback"``); without any candidate it is ``"close to the average customer"``.
     5. The name is the first two words, capitalised (``"Older, high spend"``), or ``"Average"``.
-       Segments whose names coincide get their number appended (``"Average (4)"``), so names are
-       unique and can label a saved model.
+       Names are distinct, always: two segments never share a name, nor the same words in another
+       order (``"High spend, large baskets"`` and ``"Large baskets, high spend"``). While some do,
+       each gets the trait that separates it from the others best (the feature not yet in its name
+       whose effect differs most from theirs, its high word when the segment is above them, else its
+       low word: ``"Average, frequent"`` beside ``"Average, infrequent"``). Segments that no feature
+       separates get their number appended (``"Average (4)"``), so names can label a saved model.
 
     Parameters
     ----------
@@ -283,16 +287,57 @@ def describe_segments(
             else:
                 low, high = words.get(col, (f"low {_plain(col)}", f"high {_plain(col)}"))
                 terms.append(high if e > 0 else low)
-        if terms:
-            name = ", ".join(terms[:2])
-            rows[seg] = (", ".join(terms), name[:1].upper() + name[1:])
-        else:
-            rows[seg] = (AVERAGE_DESCRIPTION, AVERAGE_NAME)
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=["description", "name"])
-    out.index = out.index.rename("segment")
-    dup = out["name"].duplicated(keep=False)
-    out.loc[dup, "name"] = [f"{n} ({s})" for s, n in out.loc[dup, "name"].items()]
+        rows[seg] = (", ".join(terms) if terms else AVERAGE_DESCRIPTION, terms[:2] or [AVERAGE_NAME])
+    names = _distinct_names(effects, {seg: words_ for seg, (_, words_) in rows.items()}, words, group_of)
+    out = pd.DataFrame({"description": [rows[s][0] for s in rows], "name": [names[s] for s in rows]},
+                       index=pd.Index(list(rows), name="segment"))
     return out
+
+
+def _word_key(words_) -> frozenset:
+    return frozenset(w.lower() for w in words_)
+
+
+def _distinct_names(effects: pd.DataFrame, name_words: dict, words: dict, group_of: dict) -> dict:
+    """Names whose sets of words differ between every two segments (rule 5 of describe_segments).
+
+    While segments share the same words (in any order), each of them gets the trait that best separates
+    it from the others of its group: the plain feature, not yet in its name, with the largest smallest
+    difference of effects to them, read as its high word when the segment is above them, else its low
+    word. Segments no feature separates (equal effects) get their number appended.
+    """
+    name_words = {seg: list(w) for seg, w in name_words.items()}
+    plain = [c for c in effects.columns if c not in group_of]
+    for _ in range(len(plain) + 1):
+        groups: dict = {}
+        for seg, w in name_words.items():
+            groups.setdefault(_word_key(w), []).append(seg)
+        clashes = [g for g in groups.values() if len(g) > 1]
+        if not clashes:
+            break
+        for group in clashes:
+            for seg in group:
+                others = effects.loc[[t for t in group if t != seg], plain]
+                mine = effects.loc[seg, plain]
+                gap = (others.sub(mine, axis=1)).abs().min(axis=0)
+                taken = set(map(str.lower, name_words[seg]))
+                best, best_gap = None, 0.0
+                for col in plain:  # column order breaks ties
+                    low, high = words.get(col, (f"low {_plain(col)}", f"high {_plain(col)}"))
+                    g = float(gap[col])
+                    fresh = low.lower() not in taken and high.lower() not in taken
+                    if fresh and np.isfinite(g) and g > best_gap:
+                        best, best_gap = col, g
+                if best is not None:
+                    low, high = words.get(best, (f"low {_plain(best)}", f"high {_plain(best)}"))
+                    name_words[seg].append(high if mine[best] > others[best].mean() else low)
+    names = {seg: ", ".join(w) for seg, w in name_words.items()}
+    names = {seg: n[:1].upper() + n[1:] for seg, n in names.items()}
+    counts = pd.Series([_word_key(w) for w in name_words.values()]).value_counts()
+    for seg, w in name_words.items():
+        if counts[_word_key(w)] > 1:  # nothing separates them: their number does
+            names[seg] = f"{names[seg]} ({seg})"
+    return names
 
 
 def _plain(column) -> str:

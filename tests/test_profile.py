@@ -142,9 +142,38 @@ def test_description_rules_on_hand_made_effects():
     assert out.at[1, "description"] == "low spend, female, older"
     assert out.at[1, "name"] == "Low spend, female"
     assert out.at[2, "description"] == "male"
-    assert describe_segments(effects, min_effect=5).loc[:, "name"].tolist() == ["Average (1)", "Average (2)"]
+    # two "Average" segments get the trait that separates them most (gender_female: 1.8 apart)
+    assert describe_segments(effects, min_effect=5).loc[:, "name"].tolist() == [
+        "Average, high gender female", "Average, low gender female"]
+    same = pd.DataFrame({"x": [0.0, 0.0]}, index=pd.Index([1, 2], name="segment"))
+    assert describe_segments(same).loc[:, "name"].tolist() == ["Average (1)", "Average (2)"]
     custom = describe_segments(effects[["monetary"]], words={"monetary": ("thrifty", "big spenders")})
     assert custom.at[1, "description"] == "thrifty"
+
+
+def test_names_never_share_their_words_in_another_order():
+    # the case: two segments whose two strongest traits are the same, in the other order
+    effects = pd.DataFrame(
+        {"monetary": [1.5, 1.2, -0.8], "avg_basket_value": [1.2, 1.5, -0.9], "frequency": [0.4, -0.3, 0.1],
+         "recency_days": [0.1, 0.2, 0.9]},
+        index=pd.Index([1, 2, 3], name="segment"),
+    )
+    out = describe_segments(effects)
+    keys = [frozenset(n.lower().split(", ")) for n in out["name"]]
+    assert len(set(keys)) == len(keys)
+    # the added trait is the one that separates them: frequency (0.7 apart), high for 1, low for 2
+    assert out.at[1, "name"].endswith("frequent") and out.at[2, "name"].endswith("infrequent")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_names_are_distinct_on_random_effects(seed):
+    rng = np.random.default_rng(seed)
+    effects = pd.DataFrame(np.round(rng.normal(0, 1, (8, 5)), 1), columns=list("abcde"),
+                           index=pd.Index(range(1, 9), name="segment"))
+    effects.iloc[3] = effects.iloc[2]  # two identical segments: only their numbers separate them
+    names = describe_segments(effects, n_terms=2)["name"]
+    keys = [frozenset(n.lower().split(" (")[0].split(", ")) | set(n.split(" (")[1:]) for n in names]
+    assert names.is_unique and len(set(keys)) == len(keys)
 
 
 def test_segment_effects_are_standardised_rank_differences(data):
