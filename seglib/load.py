@@ -463,12 +463,18 @@ def _file_kind(path: Path, head: bytes) -> str:
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+    except Exception:  # unreadable: pandas below says why
+        names = []
+    _check_unique_header(path, names)
+    try:
         df = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises many types (ArrowInvalid, OSError, ...)
         raise InputError(f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})") from None
     if len(df.columns) == 0:
         raise InputError(f"{path}: the file is empty (no columns)")
-    _check_unique_header(path, df.columns)
     df.columns = [str(c) for c in df.columns]
     return df.reset_index(drop=True)  # values become text once the roles are known
 

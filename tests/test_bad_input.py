@@ -68,6 +68,19 @@ def truncated_gzip(tmp_path):
 
 
 renamed = [h if h != "customerID" else "customerId" for h in HEADER]
+twice = [h if h != "PinCode" else "sale_price_after_promo" for h in HEADER]
+
+
+def parquet_with_a_column_twice(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "twice.parquet"
+    columns = [pa.array(["BBID_1"]), pa.array(["2016-05-24"]), pa.array(["72"]), pa.array(["5"])]
+    pq.write_table(pa.table(columns, names=["customerID", "transactionDate", "sale_price_after_promo",
+                                            "sale_price_after_promo"]), path)
+    return path
+
 
 # id, file maker, keyword arguments of clean_file, error type, words the message must contain
 CASES = [
@@ -115,6 +128,16 @@ CASES = [
     ("excel workbook", xlsx, {}, InputError, ["zip archive", "CSV"]),
     ("unterminated quote", text_file(csv_text() + 'BBID_3,"2016-05-26,1\n'), {}, InputError,
      ["not a readable CSV"]),
+    ("a column name twice", text_file(csv_text(header=twice)), {}, InputError,
+     ["'sale_price_after_promo' more than once", "columns 3 and 6", "rename"]),
+    ("a column name twice after trimming", text_file(csv_text(header=[h if h != "Gender" else " DOB"
+                                                                      for h in HEADER])), {}, InputError,
+     ["'DOB' more than once"]),
+    ("a parquet column twice", parquet_with_a_column_twice, {}, InputError,
+     ["'sale_price_after_promo' more than once"]),
+    ("max_amount not positive", text_file(csv_text()), {"max_amount": 0}, ParameterError, ["max_amount=0"]),
+    ("min_date after max_date", text_file(csv_text()), {"min_date": "2017-01-01", "max_date": "2016-01-01"},
+     ParameterError, ["min_date='2017-01-01'", "max_date='2016-01-01'"]),
     ("every line malformed", text_file(csv_text(rows=[row() + ["x"], row() + ["y"]])), {}, InputError,
      ["no readable rows", "number of fields"]),
 ]  # fmt: skip

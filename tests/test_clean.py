@@ -22,7 +22,10 @@ from seglib.clean import (
     clean_file,
     clean_partition,
     clean_transactions,
+    combine_plausibility_stats,
     default_as_of,
+    plausibility_stats,
+    plausible_bounds,
     rules_table,
 )
 from seglib.errors import InputError, ParameterError, SeglibError
@@ -69,6 +72,113 @@ def test_rules_are_named_documented_and_ordered():
     names = [r.name for r in RULES]
     # drops of required fields come before the value rules, so change counts refer to kept rows
     assert max(names.index(n) for n in ("missing_customer_id", "unparseable_amount")) < names.index("gender")
+
+
+# ---------------------------------------------------------------------------------- implausible values
+def log_frame(n=60, seed=0, **overrides) -> pd.DataFrame:
+    """A plausible log of ``n`` rows over about a year, then the ``overrides`` (position -> value)."""
+    rng = np.random.default_rng(seed)
+    days = pd.Timestamp("2016-07-01") + pd.to_timedelta(rng.integers(0, 360, n), unit="D")
+    raw = frame(
+        customer_id=[f"C_{i % 9}" for i in range(n)],
+        date=list(days.strftime("%Y-%m-%d")),
+        amount=[f"{v:.2f}" for v in rng.lognormal(4, 1, n)],
+    )
+    for col, changes in overrides.items():
+        for pos, value in changes.items():
+            raw.loc[pos, col] = value
+    return raw
+
+
+def test_placeholder_and_typo_dates_are_dropped_and_as_of_comes_from_the_kept_ones():
+    raw = log_frame(date={3: "1900-01-01", 7: "1970-01-01", 11: "2099-05-05"})
+    out, rep = clean_transactions(raw)
+    assert rep.rows_dropped["implausible_date"] == 3 and rep.invariant_holds
+    assert out["date"].between("2016-01-01", "2018-01-01").all()
+    kept_last = out["date"].max().normalize()
+    assert rep.as_of == (kept_last + pd.Timedelta(days=1)).date().isoformat() == out.attrs["as_of"]
+    assert rep.settings["min_date"] <= out["date"].min().date().isoformat()
+    assert rep.settings["max_date"] == kept_last.date().isoformat()
+
+
+def test_a_log_without_gaps_loses_no_row_to_the_plausibility_rules():
+    raw = log_frame(300, seed=2)
+    _, rep = clean_transactions(raw)
+    assert rep.rows_dropped["implausible_date"] == rep.rows_dropped["implausible_amount"] == 0
+
+
+def test_the_date_window_can_be_given():
+    raw = log_frame(date={3: "1900-01-01"})
+    out, rep = clean_transactions(raw, min_date="1899-01-01")
+    assert rep.rows_dropped["implausible_date"] == 0 and out["date"].min() == pd.Timestamp("1900-01-01")
+    out, rep = clean_transactions(raw, max_date="2016-12-31")
+    assert (out["date"] <= "2016-12-31").all() and rep.rows_dropped["implausible_date"] > 1
+    assert rep.as_of <= "2017-01-01"
+    with pytest.raises(ParameterError, match="min_date"):
+        clean_transactions(raw, min_date="2017-01-01", max_date="2016-01-01")
+    with pytest.raises(ParameterError, match="max_date"):
+        clean_transactions(raw, max_date="today")
+
+
+def test_amounts_beyond_the_plausible_bound_are_dropped():
+    raw = log_frame(amount={2: "1e308", 5: "-1e300", 8: "3e9"})
+    out, rep = clean_transactions(raw)
+    assert rep.rows_dropped["implausible_amount"] == 3
+    # the median amount is in the tens: the default bound is 10 ** (1 + 6)
+    assert rep.settings["max_amount"] == 1e7 and out["amount"].abs().max() <= 1e7
+    out, rep = clean_transactions(raw, max_amount=1e10)
+    assert rep.rows_dropped["implausible_amount"] == 2 and out["amount"].abs().max() == 3e9
+    for bad in (0, -5, float("inf"), "big", 1e16, True):
+        with pytest.raises(ParameterError, match="max_amount"):
+            clean_transactions(raw, max_amount=bad)
+
+
+def test_an_implausible_amount_on_the_last_day_does_not_set_as_of():
+    raw = log_frame()
+    raw.loc[len(raw)] = ["C_1", "2017-06-28", "1e200"]
+    raw.loc[len(raw)] = ["C_2", "2017-06-29", "1e200"]
+    _, rep = clean_transactions(raw)
+    assert rep.rows_dropped["implausible_amount"] == 2
+    assert rep.as_of < "2017-06-29"
+
+
+@pytest.mark.parametrize("cut", [1, 20, 59])
+def test_plausibility_stats_of_parts_add_up_to_the_whole(cut):
+    raw = log_frame(date={3: "1900-01-01", 30: "2099-01-01"}, amount={9: "1e308", 40: "abc"})
+    whole = plausibility_stats(raw, "%Y-%m-%d")
+    parts = combine_plausibility_stats([plausibility_stats(raw.iloc[:cut], "%Y-%m-%d"),
+                                        plausibility_stats(raw.iloc[cut:], "%Y-%m-%d")])
+    pd.testing.assert_frame_equal(parts["days"], whole["days"])
+    pd.testing.assert_series_equal(parts["decades"], whole["decades"], check_names=False)
+    assert plausible_bounds(parts) == plausible_bounds(whole)
+
+
+def test_a_derived_amount_is_quantity_times_unit_price_and_reported(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"cust": ["a", "a", "b", "b", "c"], "day": ["2017-01-01"] * 5,
+                  "qty": ["2", "3", "", "x", "1"],
+                  "price": ["1.5", "2", "3", "4", "1e308"]}).to_csv(path, index=False)
+    columns = {"customer_id": "cust", "date": "day", "quantity": "qty", "unit_price": "price"}
+    out, rep = clean_file(path, columns)
+    assert out["amount"].tolist() == [3.0, 6.0] and out["quantity"].tolist() == [2.0, 3.0]
+    assert rep.derived == {"amount": "quantity * unit_price"}
+    assert rep.rows_dropped["missing_amount"] == 1 and rep.rows_dropped["unparseable_amount"] == 1
+    assert rep.rows_dropped["implausible_amount"] == 1 and rep.invariant_holds
+    assert ("derived", "amount") in set(zip(rep.to_frame()["section"], rep.to_frame()["name"]))
+    assert CleaningReport.from_dict(rep.to_dict()).derived == rep.derived
+    # with an amount column, quantity and unit price are kept beside it and never replace it
+    path2 = tmp_path / "u.csv"
+    pd.DataFrame({"cust": ["a"], "day": ["2017-01-01"], "total": ["10"], "qty": ["4"],
+                  "price": ["2"]}).to_csv(path2, index=False)
+    out, rep = clean_file(path2, {**columns, "amount": "total"})
+    assert out["amount"].tolist() == [10.0] and rep.derived == {}
+
+
+def test_no_amount_and_no_quantity_times_price_is_an_input_error_that_says_how(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"cust": ["a"], "day": ["2017-01-01"], "qty": ["2"]}).to_csv(path, index=False)
+    with pytest.raises(InputError, match="quantity and unit_price"):
+        clean_file(path, {"customer_id": "cust", "date": "day", "quantity": "qty"})
 
 
 def test_duplicates_are_counted_and_kept_or_dropped_on_request():

@@ -52,12 +52,16 @@ def client():
 def _append_dirty_lines(part, new_id: str, other_id: str) -> None:
     """Lines every cleaner must drop, plus one malformed line (more fields than the header)."""
     table = pd.read_csv(part, dtype=str, keep_default_na=False)
-    bad = pd.concat([table.iloc[[0]]] * 5, ignore_index=True)
+    bad = pd.concat([table.iloc[[0]]] * 8, ignore_index=True)
     bad.loc[0, "sale_price_after_promo"] = ""  # missing amount
     bad.loc[1, "transactionDate"] = "31/02/2017x"  # unparseable date
     bad.loc[2, "customerID"] = "BBID_"  # only a prefix: no id
     bad.loc[3, ["customerID", "sale_price_after_promo"]] = [new_id, "n/a"]  # a customer with no row kept
     bad.loc[4, ["customerID", "transactionDate"]] = [other_id, ""]  # dropped here, kept in another file
+    # implausible values: the bounds are global (derived from every file), the same on both backends
+    bad.loc[5, "sale_price_after_promo"] = "1e308"
+    bad.loc[6, "transactionDate"] = "2099-05-05"
+    bad.loc[7, "transactionDate"] = "1900-01-01"
     bad.to_csv(part, mode="a", header=False, index=False, lineterminator="\n")
     with open(part, "a", encoding="utf-8") as fh:
         fh.write(",".join(table.iloc[1]) + ",extra,fields\n")
@@ -92,7 +96,9 @@ def test_cleaning_report_invariant_and_same_counts_as_pandas(runs):
     assert report.rows_read == report.rows_kept + sum(report.rows_dropped.values())
     assert report.customers_read == report.customers_kept + 1  # the customer whose only row was dropped
     assert report.rows_dropped["malformed_line"] == 1
-    assert sum(report.rows_dropped.values()) == 6
+    assert report.rows_dropped["implausible_amount"] == 1 and report.rows_dropped["implausible_date"] == 2
+    assert sum(report.rows_dropped.values()) == 9
+    assert report.settings["max_date"] < "2099" and report.as_of < "2099"
     expected = json.loads(pandas_layout.cleaning_report.read_text())
     written = json.loads(run.layout.cleaning_report.read_text())
     assert {k: written[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
