@@ -745,7 +745,9 @@ class Plausible:
 
 def _stretch(days: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First and last day of the stretch (no gap over MAX_GAP_DAYS) holding the most rows (ties: later)."""
-    gaps = np.diff(days.index.to_numpy()) > np.timedelta64(MAX_GAP_DAYS, "D")
+    # whole days since 1970 by integer division: differences of ns would overflow over 292 years
+    day_numbers = pd.DatetimeIndex(days.index).asi8 // 86_400_000_000_000
+    gaps = np.diff(day_numbers) > MAX_GAP_DAYS
     stretch = np.concatenate([[0], np.cumsum(gaps)])
     rows = days["rows"].groupby(stretch).sum()
     best = max(rows.index, key=lambda i: (int(rows[i]), i))

@@ -101,6 +101,12 @@ def test_placeholder_and_typo_dates_are_dropped_and_as_of_comes_from_the_kept_on
     assert rep.settings["max_date"] == kept_last.date().isoformat()
 
 
+def test_a_date_at_the_edge_of_the_datetime_range_is_dropped_too():
+    # 1677 to 2017 is more than 292 years: a difference in nanoseconds would overflow
+    _, rep = clean_transactions(log_frame(date={3: "1677-09-22", 4: "2262-04-11"}))
+    assert rep.rows_dropped["implausible_date"] == 2 and rep.as_of < "2018"
+
+
 def test_a_log_without_gaps_loses_no_row_to_the_plausibility_rules():
     raw = log_frame(300, seed=2)
     _, rep = clean_transactions(raw)

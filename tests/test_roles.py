@@ -172,3 +172,81 @@ def test_read_result_of_a_minimal_log(tmp_path):
     result = pipeline.segment(data, tmp_path / "run", {**FAST, "columns": columns}, progress=False)
     table = read_result(result.run_dir / "result.csv", id_column=columns["customer_id"])
     assert table[columns["customer_id"]].notna().all()
+
+
+# ---------------------------------------------------------------------------------- fuzzed values
+from datetime import date  # noqa: E402
+
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+#: Columns that may be empty in the outputs: an unknown age is unknown, not a number.
+MAY_BE_EMPTY = ("age",)
+AMOUNTS = st.one_of(
+    st.sampled_from(["1e308", "-1e308", "inf", "-inf", "nan", "1e-320", "0", "-0", "1e15", "-9e14", "",
+                     "abc"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+DATES = st.one_of(
+    st.sampled_from(["1900-01-01", "1970-01-01", "2099-12-31", "1677-09-22", "2262-04-11", "0001-01-01", "",
+                     "today"]),
+    st.dates(min_value=date(1600, 1, 1), max_value=date(2300, 1, 1)).map(date.isoformat),
+)
+EDITS = st.lists(st.tuples(st.integers(0, 10_000), st.one_of(st.tuples(st.just("amount"), AMOUNTS),
+                                                             st.tuples(st.just("date"), DATES),
+                                                             st.tuples(st.just("dob"), DATES))),
+                 min_size=1, max_size=12)
+
+
+@pytest.fixture(scope="module")
+def base_log():
+    tx, _ = make_transactions(120, 4, random_state=11)
+    return tx
+
+
+def check_finite_outputs(run: Path) -> None:
+    result = finite_table(run / "result.csv")
+    for col in result.columns:
+        if col not in MAY_BE_EMPTY:
+            assert (result[col] != "").all(), ("result.csv", col)
+    segments = finite_table(run / "segments.csv")
+    for col in segments.columns:
+        stat = col.rsplit("_", 1)[-1]
+        if stat in ("median", "mean") and not col.startswith(MAY_BE_EMPTY):
+            assert (segments[col] != "").all(), ("segments.csv", col)
+    for col in ("customers", "customer_share", "revenue_share", "name", "description"):
+        assert (segments[col] != "").all(), ("segments.csv", col)
+    keys = [frozenset(n.lower().split(", ")) for n in segments["name"]]
+    assert len(set(keys)) == len(keys)
+    model_is_finite(run / "model")
+
+
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrink
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(edits=EDITS)
+def test_no_nan_or_infinity_reaches_the_outputs_whatever_the_values(tmp_path_factory, base_log, edits):
+    tx = base_log.copy()
+    for pos, (role, value) in edits:
+        tx.iloc[pos % len(tx), tx.columns.get_loc(DEFAULT_COLUMNS[role])] = value
+    folder = tmp_path_factory.mktemp("fuzz")
+    tx.to_csv(folder / "log.csv", index=False)
+    result = pipeline.segment(folder / "log.csv", folder / "run", FAST, progress=False)
+    report = json.loads((result.run_dir / "cleaning_report.json").read_text())
+    assert report["rows_read"] == len(tx) == report["rows_kept"] + sum(report["rows_dropped"].values())
+    assert "2099" not in report["as_of"] and report["as_of"] > "2000"
+    check_finite_outputs(result.run_dir)
+
+
+def test_the_issue_log_with_1e308_amounts_and_1900_2099_dates(tmp_path, base_log):
+    tx = base_log.copy()
+    amount, day = (tx.columns.get_loc(DEFAULT_COLUMNS[r]) for r in ("amount", "date"))
+    tx.iloc[[3, 50, 400], amount] = "1e308"
+    tx.iloc[[7, 90], day] = ["1900-01-01", "2099-06-01"]
+    tx.to_csv(tmp_path / "log.csv", index=False)
+    result = pipeline.segment(tmp_path / "log.csv", tmp_path / "run", FAST, progress=False)
+    report = json.loads((result.run_dir / "cleaning_report.json").read_text())
+    assert report["rows_dropped"]["implausible_amount"] == 3
+    assert report["rows_dropped"]["implausible_date"] == 2
+    assert report["as_of"] < "2018"
+    check_finite_outputs(result.run_dir)
