@@ -210,7 +210,7 @@ PARAMETERS: tuple[Param, ...] = (
           "latest plausible transaction date; None: derived like min_date", "clean", nullable=True),
     Param("max_amount", "float", None,
           "largest plausible absolute line amount; None: a million times the order of magnitude of the "
-          "median amount", "clean", minimum=0, maximum=1e15, nullable=True),
+          "median amount", "clean", above=0, maximum=1e15, nullable=True),
     # ---- som (notebook 02)
     Param("scaler", "str", "standard", "feature scaling: standard (default), minmax or robust", "som",
           choices=("standard", "minmax", "robust")),
