@@ -133,8 +133,10 @@ def test_seglib_run_with_no_optional_role_and_with_all(tmp_path, reports, roles)
 
 def check_run(run: Path, data: Path, roles) -> None:
     """Every output of a run is there and finite; names are distinct; the model scores the log."""
-    for name in ("result.csv", "segments.csv", "cleaning_report.json"):
+    for name in ("result.csv", "segments.csv", "cleaning_report.json", "summary.html"):
         assert (run / name).is_file(), name
+    summary = (run / "summary.html").read_text(encoding="utf-8")
+    assert "Traceback" not in summary and "nan" not in summary.lower().split("<body")[-1].split()
     segments = finite_table(run / "segments.csv")
     finite_table(run / "result.csv")
     names = segments["name"].tolist()
