@@ -50,3 +50,21 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     os.umask(umask)
     path = write_json(tmp_path / "p.json", {})
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("fmt", ["%.12g", "%.3f"])
+def test_write_csv_formats_floats_as_pandas_does(tmp_path, fmt):
+    # write_csv formats float columns itself (fast path); the bytes must be pandas' own
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.standard_normal(500) * 10.0 ** rng.integers(-12, 16, 500),
+                             [np.nan, np.inf, -np.inf, -0.0, 0.0, 0.1 + 0.2, 1e300, 5e-324, 2.0]])
+    df = pd.DataFrame({"id": [f"c{i}" for i in range(len(values))], "x": values,
+                       "n": np.arange(len(values)), "f32": values.astype(np.float32),
+                       "y": values[::-1].copy()})
+    df.loc[3, "id"] = "=cmd"
+    path = write_csv(tmp_path / "out.csv", df, float_format=fmt)
+    expected = neutralize_formulas(df).to_csv(index=False, lineterminator="\n", float_format=fmt)
+    assert path.read_text() == expected
+    assert df["x"].dtype == np.float64  # the input is not modified
