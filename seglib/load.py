@@ -545,7 +545,55 @@ def _read_csv(path: Path, compression: str | None, encoding: str | None):
     raise InputError(f"{path}: unreadable encoding: cannot be decoded as {' or '.join(tried)}")
 
 
+def _has_byte(path: Path, compression, byte: bytes, block: int = 1 << 24) -> bool:
+    """Whether the (decompressed) file contains ``byte``, read in blocks (no copy of the file)."""
+    opener = gzip.open if compression == "gzip" else open
+    with opener(path, "rb") as fh:
+        return any(byte in chunk for chunk in iter(lambda: fh.read(block), b""))
+
+
+def _parse_csv_arrow(path: Path, compression, enc: str, sep: str) -> pd.DataFrame | None:
+    """The fast path of :func:`_parse_csv`: pyarrow's multi-threaded reader, every column as text.
+
+    Returns the frame pandas' reader would give (same names, values and ``str`` dtype), or None when
+    the file needs pandas' rules: a header that is quoted, has empty or repeated names, or any line
+    pyarrow refuses (a wrong number of fields, undecodable bytes). The caller then reads it with pandas.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    head, text = _head_text(path, compression, enc)
+    lines = text.lstrip("\ufeff").splitlines()
+    if not lines or '"' in lines[0] or len(head) == 65536 and len(lines) < 2:
+        return None
+    names = lines[0].split(sep)
+    if any(not n for n in names) or len(set(names)) != len(names):
+        return None
+    string = pd.StringDtype("pyarrow", na_value=np.nan)  # what read_csv(dtype=str) gives
+    try:
+        # without quotes no value can hold a line break: the reader may then split the file anywhere
+        quoted = compression == "gzip" or _has_byte(path, compression, b'"')
+        source = pa.input_stream(str(path), compression="gzip" if compression == "gzip" else None)
+        table = pacsv.read_csv(
+            source,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding=enc.replace("-sig", "")),
+            parse_options=pacsv.ParseOptions(delimiter=sep, quote_char='"', double_quote=True,
+                                             escape_char=False, newlines_in_values=quoted,
+                                             ignore_empty_lines=True),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                 null_values=[], strings_can_be_null=False,
+                                                 quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowException, OSError, ValueError, LookupError, UnicodeError) as exc:
+        logger.debug("%s: read by pandas (%s)", path, exc)
+        return None
+    return table.to_pandas(types_mapper=lambda t: string if t in (pa.string(), pa.large_string()) else None)
+
+
 def _parse_csv(path: Path, compression, enc: str, sep: str):
+    fast = _parse_csv_arrow(path, compression, enc, sep)
+    if fast is not None:
+        return fast, []
     kw = dict(
         sep=sep,
         dtype=str,

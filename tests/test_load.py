@@ -221,3 +221,32 @@ def test_parse_dates_never_reads_the_clock_or_out_of_range_dates():
         assert got.dtype == "datetime64[ns]"
         assert got.isna().tolist() == [True, True, True, False]
     assert parse_dates(values, None).isna().all()
+
+
+AWKWARD_CSV = {
+    "quotes": 'customerID,transactionDate,sale_price_after_promo\n1,"2016-01-02",3\n2,"he said ""hi""",4\n'
+              '3,ab"c,5\n4,"q"r,6\n5,"x,y",7\n',
+    "crlf_blank_lines": "customerID,transactionDate,sale_price_after_promo\r\n1,2016-01-02,2\r\n\r\n3, 4 ,\r\n",
+    "placeholders": "customerID,transactionDate,sale_price_after_promo\nNA,NaN,null\n007,-0,None\n,,\n",
+    "line_break_in_value": 'customerID,transactionDate,sale_price_after_promo\nü,日本,1\n"multi\nline",x,2\n',
+    "no_final_newline": "customerID,transactionDate,sale_price_after_promo\n1,2016-01-02,2",
+    "bom_and_cr": "\ufeffcustomerID,transactionDate,sale_price_after_promo\r1,2016-01-02,2\r",
+    "malformed": "customerID,transactionDate,sale_price_after_promo\n1,2016-01-02,2\n2,2016-01-03,3,9\n4\n",
+    "latin1": "customerID,transactionDate,sale_price_after_promo\ncafé,2016-01-02,2\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(AWKWARD_CSV))
+@pytest.mark.parametrize("gz", [False, True])
+def test_fast_reader_gives_pandas_frame(tmp_path, monkeypatch, name, gz):
+    # CSVs are read by pyarrow when it can; the frame (values, dtypes, attrs) is pandas' reader's
+    import seglib.load as load
+
+    data = AWKWARD_CSV[name].encode("latin-1" if name == "latin1" else "utf-8")
+    path = tmp_path / ("t.csv.gz" if gz else "t.csv")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    fast = load_transactions(path)
+    monkeypatch.setattr(load, "_parse_csv_arrow", lambda *args: None)
+    slow = load_transactions(path)
+    pd.testing.assert_frame_equal(fast, slow)
+    assert fast.attrs == slow.attrs
