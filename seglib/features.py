@@ -665,17 +665,38 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self._fit(clean)
         return self
 
-    def fit_transform(self, clean: pd.DataFrame, y=None) -> pd.DataFrame:
-        """Fit, then return the model matrix of ``clean`` (computed once)."""
-        return self._fit(clean)
+    def fit_transform(self, clean: pd.DataFrame, y=None, *, customers: pd.DataFrame | None = None
+                      ) -> pd.DataFrame:
+        """Fit, then return the model matrix of ``clean`` (computed once).
 
-    def _fit(self, clean: pd.DataFrame) -> pd.DataFrame:
+        Parameters
+        ----------
+        clean : DataFrame
+            Cleaned transactions (output of step 01).
+        y : Ignored
+        customers : DataFrame, optional
+            ``level="customer"`` only: :func:`customer_table` of ``clean`` at the builder's ``as_of``,
+            when the caller has it already (step 02 keeps it for the profiles). The builder then does
+            not aggregate the transactions a second time; the result is the same.
+        """
+        return self._fit(clean, customers)
+
+    def _fit(self, clean: pd.DataFrame, customers: pd.DataFrame | None = None) -> pd.DataFrame:
         check_option("level", self.level, LEVELS)
         _check_clean(clean)
         as_of = _resolve_as_of(self.as_of, clean)
         programmes, genders = categories(clean)
         classes = _original_classes(clean) if self.level == "original" else {}
-        raw = self._raw(clean, as_of, programmes, genders, classes)
+        if customers is None:
+            raw = self._raw(clean, as_of, programmes, genders, classes)
+        elif self.level != "customer" or "customer_id" not in customers or \
+                customers.attrs.get("as_of") != as_of.isoformat():
+            raise ParameterError(
+                f"customers: give customer_table(clean, as_of) of the same data and as_of ({as_of.date()}), "
+                f"and only with level='customer' (this builder has level={self.level!r})"
+            )
+        else:
+            raw = customers
         features, indicators = self.candidate_features(raw.columns)
         raw = add_indicators(raw, indicators)
         self.fit_from_stats(_builder_stats(raw[features]), as_of=as_of, programmes=programmes,

@@ -231,11 +231,12 @@ def som_step(
         clean, _ = load_clean(out_dir)
     as_of = clean.attrs.get("as_of")
     pipe = feature_pipeline("customer", as_of=as_of, scaler=scaler, bases=bases, weights=feature_weights)
-    matrix = pipe["features"].fit_transform(clean)
+    customers = customer_table(clean, as_of=as_of)  # aggregated once: the features start from it
+    matrix = pipe["features"].fit_transform(clean, customers=customers)
     scaled = pipe["scale"].fit_transform(matrix)
     names = list(pipe["features"].feature_names_)
     X = pd.DataFrame(scaled, index=matrix.index, columns=names)
-    customers = customer_table(clean, as_of=as_of).reindex(matrix.index)
+    customers = customers.reindex(matrix.index)
     customers.attrs = {"as_of": str(as_of), "id_column": clean.attrs.get("id_column", "customerID")}
     som = _make_som(engine, map_shape, n_epochs, sigma, sigma_end, seed, progress, topology).fit(X.to_numpy())
 

@@ -621,3 +621,19 @@ def test_scaler_ignores_identifier_columns_even_when_numeric(clean):
     X = FeatureBuilder("transaction").fit_transform(clean)
     X["customer_key"] = X["customer_key"].astype(int)  # a caller's numeric ids
     assert "customer_key" not in FeatureScaler().fit(X).feature_names_in_
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_builder_given_the_customer_table_gives_the_same_matrix(seed):
+    # step 02 aggregates the transactions once and hands the customer table to the builder
+    data = random_clean(seed, n_lines=200)
+    alone = FeatureBuilder().fit(data)
+    expected = FeatureBuilder().fit_transform(data)
+    given = FeatureBuilder()
+    got = given.fit_transform(data, customers=customer_table(data))
+    pd.testing.assert_frame_equal(got, expected)
+    assert given.medians_ == alone.medians_ and given.feature_names_ == alone.feature_names_
+    with pytest.raises(ParameterError, match="customers"):
+        FeatureBuilder(level="transaction").fit_transform(data, customers=customer_table(data))
+    with pytest.raises(ParameterError, match="as_of"):
+        FeatureBuilder().fit_transform(data, customers=customer_table(data, as_of="2030-01-01"))
