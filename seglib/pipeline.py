@@ -24,6 +24,7 @@ import logging
 import os
 import platform
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,20 @@ VERSIONED_PACKAGES = (
     "papermill", "ipywidgets", "dask", "distributed",
 )
 KERNEL_NAME = "python3"
+#: What a kernel runs while it waits for its notebook (``{modules}``: the modules the notebook imports):
+#: :func:`run` starts the next notebook's kernel while the current notebook executes, so kernel start-up
+#: and the heavy imports (~3-5 s a notebook) overlap with work. Importing modules changes no notebook
+#: output (each notebook imports what it uses); run silently, it adds no execution count, output or name.
+WARM_UP = """def _seglib_warm_up():
+    import importlib
+    for name in {modules!r}:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+_seglib_warm_up()
+del _seglib_warm_up
+"""
 
 
 @dataclass
@@ -351,29 +366,51 @@ def run(
     # the runner stops a kernel) only when this module's INFO lines are shown (seglib -v); a failing
     # cell is reported from the notebook whatever the level
     kernel_arguments = [] if logger.isEnabledFor(logging.INFO) else ["--IPKernelApp.log_level=CRITICAL"]
+    kernels: list = []  # (manager, warm-up client) per notebook, started one notebook ahead
+    if html:  # nbconvert's imports and templates load while the notebooks run (~1.5 s of CPU)
+        warming = threading.Thread(target=_warm_report, name="seglib-report", daemon=True)
+        warming.start()
     try:
         with tempfile.TemporaryDirectory(prefix="seglib-kernel-") as sockets:
-            for nb in notebooks:
-                out_path = run_dir / nb
-                t0 = time.perf_counter()
-                logger.info("executing %s", nb)
-                if bar is not None:
-                    bar.set_postfix_str(Path(nb).stem)
-                # the inner bar: the notebook's cells, removed when it is done
-                cells = {"desc": f"  {Path(nb).stem}", "leave": False, "position": 1} if progress else False
-                try:
-                    pm.execute_notebook(
-                        str(nb_dir / nb), str(out_path), parameters=per_nb[nb], kernel_name=kernel_name,
-                        progress_bar=cells, cwd=str(nb_dir), log_output=False,
-                        config=_kernel_config(Path(sockets)), extra_arguments=kernel_arguments,
-                    )
-                except pm.PapermillExecutionError as exc:
-                    raise PipelineError(_failure_message(nb, exc, out_path)) from None
-                except Exception as exc:  # kernel died, notebook unreadable, ...
-                    raise PipelineError(_failure_message(nb, exc, out_path)) from None
-                timings[nb] = round(time.perf_counter() - t0, 3)
-                if bar is not None:
-                    bar.update(1)
+            def config(k):  # each kernel its own socket names: two may be starting at once
+                return _kernel_config(Path(sockets), f"kernel{k}")
+
+            def start(k):
+                return _start_kernel(kernel_name, nb_dir, nb_dir / notebooks[k], config(k), kernel_arguments)
+
+            try:
+                kernels.append(start(0))
+                for i, nb in enumerate(notebooks):
+                    out_path = run_dir / nb
+                    t0 = time.perf_counter()
+                    logger.info("executing %s", nb)
+                    if bar is not None:
+                        bar.set_postfix_str(Path(nb).stem)
+                    km = _kernel_ready(kernels[i])
+                    if i + 1 < len(notebooks):  # the next notebook's kernel starts while this one runs
+                        kernels.append(start(i + 1))
+                    # the inner bar: the notebook's cells, removed when it is done
+                    cells = {"desc": f"  {Path(nb).stem}", "leave": False, "position": 1} if progress \
+                        else False
+                    try:
+                        pm.execute_notebook(
+                            str(nb_dir / nb), str(out_path), parameters=per_nb[nb], kernel_name=kernel_name,
+                            progress_bar=cells, cwd=str(nb_dir), log_output=False, km=km, config=config(i),
+                            extra_arguments=kernel_arguments,
+                        )
+                    except pm.PapermillExecutionError as exc:
+                        raise PipelineError(_failure_message(nb, exc, out_path)) from None
+                    except Exception as exc:  # kernel died, notebook unreadable, ...
+                        raise PipelineError(_failure_message(nb, exc, out_path)) from None
+                    finally:
+                        _stop_kernel(km)
+                    timings[nb] = round(time.perf_counter() - t0, 3)
+                    if bar is not None:
+                        bar.update(1)
+            finally:  # kernels started but never used (a notebook failed)
+                for km, kc in kernels[len(timings) + 1:]:
+                    kc.stop_channels()
+                    _stop_kernel(km)
     finally:
         if bar is not None:
             bar.close()
@@ -381,20 +418,88 @@ def run(
     input_path = Path(data) if data is not None else DEFAULT_DATA
     write_run_json(run_dir, effective, [input_path], timings, notebook_parameters=per_nb, track=track)
     if html:
+        warming.join()
         write_report_html(run_dir, [run_dir / nb for nb in notebooks])
     _point_latest(run_dir)
     return RunResult(run_dir=run_dir, parameters=effective, timings=timings)
 
 
-def _kernel_config(sockets: Path):
+def _kernel_config(sockets: Path, name: str = "kernel"):
     """Kernels talk to the runner over local IPC sockets in ``sockets`` (a private temporary folder).
 
     Over TCP every kernel warns that its traffic is unencrypted; IPC sockets are files only this user
-    can reach, so the warning does not apply and is not printed.
+    can reach, so the warning does not apply and is not printed. ``name`` prefixes the socket files:
+    kernels started at the same time need different ones.
     """
     from traitlets.config import Config
 
-    return Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / name)}})
+
+
+def _imported_modules(notebook: Path) -> list[str]:
+    """Modules a notebook's code cells import (``from a import b`` gives ``a`` and ``a.b``), in order."""
+    import ast
+
+    import nbformat
+
+    names: list[str] = []
+    for cell in nbformat.read(str(notebook), as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # IPython magics: not ours to parse
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+    return list(dict.fromkeys(names))
+
+
+def _start_kernel(kernel_name: str, cwd: Path, notebook: Path, config=None, arguments=()):
+    """Start a kernel in ``cwd`` and send it :data:`WARM_UP`; returns (manager, client) at once.
+
+    The message waits in the client's queue until the kernel listens; the notebook's own requests
+    queue behind it in the kernel, so the notebook starts once the imports are done.
+    """
+    from jupyter_client.manager import KernelManager
+
+    class Manager(KernelManager):  # remembers its clients, so that they are closed with the kernel
+        def client(self, **kwargs):
+            kc = super().client(**kwargs)
+            self.__dict__.setdefault("seglib_clients", []).append(kc)
+            return kc
+
+    km = Manager(kernel_name=kernel_name, config=config)
+    km.start_kernel(cwd=str(cwd), extra_arguments=list(arguments))
+    kc = km.client()
+    kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+    code = WARM_UP.format(modules=tuple(_imported_modules(notebook)))
+    kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+    return km, kc
+
+
+def _kernel_ready(started):
+    """The kernel manager of a :func:`_start_kernel` pair, its warm-up client closed."""
+    km, kc = started
+    kc.stop_channels()
+    return km
+
+
+def _stop_kernel(km) -> None:
+    """Shut the kernel down and close its clients (papermill leaves its own open when given a manager)."""
+    try:
+        km.shutdown_kernel(now=False)
+    except Exception as exc:  # already dead: nothing to stop
+        logger.debug("kernel shutdown: %s", exc)
+    for kc in km.__dict__.get("seglib_clients", []):
+        try:
+            kc.stop_channels()
+            kc.context.destroy(linger=0)
+        except Exception as exc:
+            logger.debug("kernel client: %s", exc)
 
 
 def write_run_json(run_dir: Path, parameters: dict, inputs: list[Path], timings: dict, **extra) -> Path:
@@ -501,6 +606,17 @@ def segment(
                    track=track)
     _point_latest(run_dir)
     return RunResult(run_dir=run_dir, parameters=effective, timings=timings)
+
+
+def _warm_report() -> None:
+    """Import nbconvert and render an empty page once, so :func:`write_report_html` starts warm."""
+    try:
+        import nbformat
+        from nbconvert import HTMLExporter
+
+        HTMLExporter(exclude_input=True).from_notebook_node(nbformat.v4.new_notebook())
+    except Exception as exc:  # the real export reports any problem
+        logger.debug("report warm-up: %s", exc)
 
 
 def write_report_html(run_dir: Path, notebooks: list[Path]) -> Path:
