@@ -226,7 +226,8 @@ def test_parse_dates_never_reads_the_clock_or_out_of_range_dates():
 AWKWARD_CSV = {
     "quotes": 'customerID,transactionDate,sale_price_after_promo\n1,"2016-01-02",3\n2,"he said ""hi""",4\n'
               '3,ab"c,5\n4,"q"r,6\n5,"x,y",7\n',
-    "crlf_blank_lines": "customerID,transactionDate,sale_price_after_promo\r\n1,2016-01-02,2\r\n\r\n3, 4 ,\r\n",
+    "crlf_blank_lines": "customerID,transactionDate,sale_price_after_promo\r\n1,2016-01-02,2\r\n\r\n"
+                        "3, 4 ,\r\n",
     "placeholders": "customerID,transactionDate,sale_price_after_promo\nNA,NaN,null\n007,-0,None\n,,\n",
     "line_break_in_value": 'customerID,transactionDate,sale_price_after_promo\nü,日本,1\n"multi\nline",x,2\n',
     "no_final_newline": "customerID,transactionDate,sale_price_after_promo\n1,2016-01-02,2",
