@@ -93,6 +93,7 @@ def case_stages(path: str) -> dict:
     from seglib import distributed
 
     spent: dict[str, float] = {name: 0.0 for name in STAGES}
+    peaks: dict[str, float] = {}  # peak memory of the process at the end of each stage
     active: list[str] = []
 
     def timed(name, fn):
@@ -106,6 +107,7 @@ def case_stages(path: str) -> dict:
                 return fn(*args, **kwargs)
             finally:
                 spent[name] += time.perf_counter() - start
+                peaks[name] = peak_mb()
                 active.pop()
         return wrapper
 
@@ -120,7 +122,8 @@ def case_stages(path: str) -> dict:
         distributed.run_segmentation(path, out, progress=False)
         total = time.perf_counter() - start
     spent["other"] = total - sum(spent.values())
-    return dict(stages=spent, total=total, peak=peak_mb())
+    peaks["other"] = peak_mb()
+    return dict(stages=spent, peaks=peaks, total=total, peak=peak_mb())
 
 
 def case_cli(path: str) -> dict:
@@ -164,9 +167,9 @@ def report(lines: int, path: Path, floor: dict, stages: dict, cli: dict) -> None
     print(f"\n{n_lines:,} lines ({size_mb:.0f} MB CSV, {path.name})")
     print(f"  floor: pyarrow.csv.read_csv {arrow:.2f} s (pandas read_csv engine=pyarrow, text: "
           f"{floor['pandas_arrow']:.2f} s)")
-    print(f"  {'stage':16s} {'seconds':>8s} {'x floor':>8s}")
+    print(f"  {'stage':16s} {'seconds':>8s} {'x floor':>8s} {'peak MB after':>14s}")
     for name, seconds in stages["stages"].items():
-        print(f"  {name:16s} {seconds:8.2f} {seconds / arrow:8.1f}")
+        print(f"  {name:16s} {seconds:8.2f} {seconds / arrow:8.1f} {stages['peaks'].get(name, 0):14.0f}")
     print(f"  {'in-process':16s} {stages['total']:8.2f} {stages['total'] / arrow:8.1f}   "
           f"peak {stages['peak']:.0f} MB")
     target_mb = 3 * size_mb + 300
