@@ -155,6 +155,18 @@ def test_run_writes_everything(first_run, small_data, reports):
     assert list(result.columns[:4]) == ["customerID", "segment", "som_row", "som_col"]
 
 
+def test_each_notebook_runs_in_a_fresh_kernel(first_run):
+    # the runner starts kernels ahead and warms their imports: no trace of that in the notebooks
+    import nbformat
+
+    for nb in pipeline.NOTEBOOKS:
+        cells = [c for c in nbformat.read(first_run.run_dir / nb, as_version=4).cells if c.cell_type == "code"]
+        assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1)), nb
+        text = json.dumps([c.outputs for c in cells])
+        assert "_seglib_warm_up" not in text and "Traceback" not in text, nb
+    assert pipeline._imported_modules(pipeline.NOTEBOOK_DIR / pipeline.NOTEBOOKS[0])[0] == "matplotlib.pyplot"
+
+
 def test_report_html_is_standalone_with_figures(first_run):
     html = (first_run.run_dir / "report.html").read_text()
     assert "<img" in html and "data:image/png;base64" in html
