@@ -1499,9 +1499,9 @@ def run_segmentation(
         raise InputError(f"{data}: {len(files)} files; backend='pandas' reads one file: use backend='dask' "
                          "for a log in several files")
     step("clean")
-    clean = steps.clean_step(files[0], **common, out_dir=out_dir)
+    clean = steps.clean_step(files[0], **common, out_dir=out_dir).clean  # the raw text frame is freed
     step("som")
-    som = steps.som_step(clean.clean, scaler=scaler, engine=engine, **model, out_dir=out_dir,
+    som = steps.som_step(clean, scaler=scaler, engine=engine, **model, out_dir=out_dir,
                          progress=progress)
     step("cluster")
     clusters = steps.cluster_step(som, **cut, seed=seed, out_dir=out_dir, progress=progress)

@@ -580,7 +580,7 @@ def _parse_csv_arrow(path: Path, compression, enc: str, sep: str) -> pd.DataFram
             parse_options=pacsv.ParseOptions(delimiter=sep, quote_char='"', double_quote=True,
                                              escape_char=False, newlines_in_values=quoted,
                                              ignore_empty_lines=True),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.large_string() for n in names},
                                                  null_values=[], strings_can_be_null=False,
                                                  quoted_strings_can_be_null=False),
         )
