@@ -74,6 +74,7 @@ notebooks: $(TEST_ENV) ## Re-execute the committed notebooks in place with their
 
 bench: $(TEST_ENV) ## Run the benchmarks (by hand; slow)
 	$(PY) benchmarks/bench_som.py
+	$(PY) benchmarks/bench_pipeline.py
 
 clean: ## Remove generated data, reports and caches (keeps .venv)
 	rm -rf data/interim/* data/processed/* reports/runs reports/latest reports/figures reports/ui
