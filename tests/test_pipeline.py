@@ -160,7 +160,8 @@ def test_each_notebook_runs_in_a_fresh_kernel(first_run):
     import nbformat
 
     for nb in pipeline.NOTEBOOKS:
-        cells = [c for c in nbformat.read(first_run.run_dir / nb, as_version=4).cells if c.cell_type == "code"]
+        notebook = nbformat.read(first_run.run_dir / nb, as_version=4)
+        cells = [c for c in notebook.cells if c.cell_type == "code"]
         assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1)), nb
         text = json.dumps([c.outputs for c in cells])
         assert "_seglib_warm_up" not in text and "Traceback" not in text, nb
