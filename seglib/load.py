@@ -261,6 +261,8 @@ ROLE_SYNONYMS = {
     "promo_code": ("promo", "promotion", "coupon", "coupon_code"),
     "product": ("product", "product_id", "sku", "item", "item_id", "stockcode", "article"),
     "discounts": ("discount", "discounts", "discount_used", "programme", "program"),
+    "quantity": ("quantity", "qty", "units", "item_count", "number_of_items"),
+    "unit_price": ("unit_price", "unitprice", "price_per_unit", "price", "item_price"),
 }
 
 

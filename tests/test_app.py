@@ -61,7 +61,11 @@ def cards_of(app: App) -> list[tuple[int, int]]:
 
 
 def test_guess_columns_finds_the_default_schema_and_usual_names():
-    assert guess_columns(list(DEFAULT_COLUMNS.values())) == DEFAULT_COLUMNS
+    guess = guess_columns(list(DEFAULT_COLUMNS.values()))
+    assert {role: col for role, col in guess.items() if role in DEFAULT_COLUMNS} == DEFAULT_COLUMNS
+    assert all(col is None for role, col in guess.items() if role not in DEFAULT_COLUMNS)
+    qty = guess_columns(["InvoiceNo", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID"])
+    assert (qty["quantity"], qty["unit_price"], qty["amount"]) == ("Quantity", "UnitPrice", None)
     found = ["Order Date", "CUSTOMER_ID", "net-amount", "Sex", "zip", "notes"]
     guess = guess_columns(found)
     assert set(guess) == set(ROLES)
