@@ -222,53 +222,37 @@ def bases_widget() -> widgets.Dropdown | None:
 
 
 def cards_html(cards: list[dict]) -> str:
-    """The summary cards of a cut as HTML (one box per segment, in the segment's colour)."""
-    from seglib.plots import segment_colors
+    """The summary cards of a cut as compact HTML boxes (one per segment, in the segment's colour).
 
+    ``cards`` come from :func:`seglib.summary.segment_cards`; the figures are written by
+    :func:`seglib.summary.cards_table`, so they read as in ``summary.html``.
+    """
+    from seglib.plots import segment_colors
+    from seglib.summary import cards_table
+
+    e = html.escape
     colors = segment_colors(max([int(c["segment"]) for c in cards] + [1]))  # a segment may have no card
+    table = cards_table(cards) if cards else None
     boxes = []
     for card in cards:
         s = int(card["segment"])
-        rows = "".join(f"<div>{html.escape(str(k))}: <b>{html.escape(str(v))}</b></div>"
-                       for k, v in card.get("figures", {}).items())
+        row = table.loc[s]
+        facts = "".join(f"<div>{e(k)}: <b class='seglib-card-{k.replace(' ', '-')}'>"
+                        f"{e(str(row[k]))}</b></div>"
+                        for k in ("share of revenue", "revenue per customer", "value index", "stability"))
+        behaviours = "".join(f"<li>{e(b['text'])}</li>" for b in card["behaviours"])
         boxes.append(
-            f"<div class='seglib-card' data-segment='{s}' style='border-left:8px solid {colors[s - 1]};"
-            f"padding:6px 10px;margin:4px;width:230px;background:#fafafa;border-radius:4px'>"
-            f"<div><b>S{s} {html.escape(str(card.get('name', '')))}</b></div>"
+            f"<div class='seglib-card' data-segment='{s}' title='{e(card['description'])}' "
+            f"style='border-left:8px solid {colors[s - 1]};padding:6px 10px;margin:4px;width:300px;"
+            "background:#fafafa;border-radius:4px'>"
+            f"<div><b>S{s} {e(str(card['name']))}</b></div>"
             f"<div class='seglib-card-customers'>{int(card['customers']):,} customers "
-            f"({card['share']:.1%})</div>{rows}</div>")
+            f"({card['customer_share']:.1%})</div>{facts}"
+            + (f"<ul style='margin:2px 0;padding-left:1.1em'>{behaviours}</ul>" if behaviours else "")
+            + f"<div class='seglib-card-action'>Suggested action: <b>{e(card['action']['action'])}</b> "
+            f"({e(card['action']['rule'])})</div></div>")
     return ("<div class='seglib-cards' data-n='%d' style='display:flex;flex-wrap:wrap'>%s</div>"
             % (len(cards), "".join(boxes)))
-
-
-# TEMPORARY: a minimal stand-in for seglib.summary.segment_cards (branch `summary`, issue 15). Delete
-# it and call seglib.summary once that module is on main.
-def _temporary_segment_cards(customers: pd.DataFrame, labels, *, names=None) -> list[dict]:
-    """TEMPORARY minimal cards: segment, name, customers, share, and spend / visits when present."""
-    from seglib.profile import profile_segments
-
-    money = "monetary" if "monetary" in customers.columns else None
-    profile = profile_segments(customers, labels, money=money)
-    cards = []
-    for s, row in profile.iterrows():
-        figures = {}
-        if money is not None:
-            figures["revenue share"] = f"{row['revenue_share']:.1%}"
-            figures["median spend"] = f"{row[f'{money}_median']:,.0f}"
-        if "frequency_median" in profile.columns:
-            figures["median visits"] = f"{row['frequency_median']:,.0f}"
-        name = names.get(s, row["name"]) if names else row["name"]
-        cards.append({"segment": int(s), "name": name, "customers": int(row["customers"]),
-                      "share": float(row["customer_share"]), "figures": figures})
-    return cards
-
-
-# TEMPORARY: a minimal stand-in for seglib.summary.summary_html (branch `summary`, issue 15).
-def _temporary_summary_html(cards: list[dict], title: str) -> str:
-    """TEMPORARY: the cards as one self-contained page."""
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-            f"<body style='font-family:sans-serif'><h1>{html.escape(title)}</h1>{cards_html(cards)}"
-            "</body></html>")
 
 
 # ---------------------------------------------------------------------------------------- the app
@@ -324,7 +308,9 @@ class App:
         self.opened: Opened | None = None
         self.explorer = None
         self.downloads: dict[str, Path] = {}
+        self.shown_cards: list[dict] = []  # the cards of the cut shown (seglib.summary.segment_cards)
         self._cut_shown = None
+        self._measured: list[tuple[np.ndarray, pd.DataFrame]] = []  # (segment per customer, stability)
 
         # ---- widgets
         self.error = widgets.HTML(layout=widgets.Layout(min_height="1.5em"))
@@ -556,6 +542,8 @@ class App:
         self.status.value = (f"<p>Showing <b>{html.escape(self.opened.source)}</b>: "
                              f"{len(cluster.segments):,} customers.</p>")
         self._cut_shown = None
+        # the cuts whose stability was measured: the kept one (step 03 of the run), then every exported one
+        self._measured = [(cluster.segments["segment"].to_numpy(), cluster.stability_table())]
         self.refresh()
 
     @property
@@ -582,7 +570,8 @@ class App:
 
         customers = self.opened.cluster.som_step.customers
         labels = self.labels()
-        self.cards.value = cards_html(self.segment_cards(customers, labels))
+        self.shown_cards = self.segment_cards(labels)
+        self.cards.value = cards_html(self.shown_cards)
         profile = profile_segments(customers, labels,
                                    money="monetary" if "monetary" in customers.columns else None)
         fig = Figure(figsize=(2.2 + 0.8 * len(profile), 6), layout="constrained")
@@ -593,9 +582,34 @@ class App:
         self.download_links.value = ""
         self.download_button.disabled = False
 
-    @staticmethod
-    def segment_cards(customers: pd.DataFrame, labels) -> list[dict]:
-        return _temporary_segment_cards(customers, labels)
+    def measured_stability(self, labels) -> pd.DataFrame | None:
+        """The per-segment stability measured for exactly this cut (``labels``), else None.
+
+        Step 03 of the opened run measured the kept segments; each download measures its cut (the
+        ``n_stability_runs`` of the run). A cut moved with the sliders and not downloaded yet was not
+        measured: its cards say "not measured" rather than show another cut's verdicts.
+        """
+        labels = np.asarray(labels)
+        for measured, table in reversed(self._measured):
+            if len(measured) == len(labels) and np.array_equal(measured, labels):
+                return table
+        return None
+
+    def segment_cards(self, labels=None) -> list[dict]:
+        """The summary cards of a cut (default: the current one), as ``summary.html`` holds them.
+
+        :func:`seglib.summary.segment_cards` on the map's customer table, with the run's currency and
+        descriptors, and the stability measured for this cut (:meth:`measured_stability`).
+        """
+        from seglib.features import descriptor_columns
+        from seglib.summary import segment_cards
+
+        som_step = self.opened.cluster.som_step
+        labels = self.labels() if labels is None else labels
+        descriptors = descriptor_columns(som_step.customers.columns, som_step.feature_names,
+                                         som_step.pipeline["features"].dropped_)
+        return segment_cards(som_step.customers, labels, stability=self.measured_stability(labels),
+                             currency=self.opened.parameters.get("currency"), descriptors=descriptors)
 
     # ---- downloads ----------------------------------------------------------------------------
 
@@ -648,13 +662,14 @@ class App:
         cluster = steps.cluster_step(self.opened.cluster.som_step, method=values["method"],
                                      hit_weighting=values["hit_weighting"],
                                      connectivity=values["connectivity"], n_clusters=self.n_clusters,
-                                     max_d=None, consolidate=values["consolidate"], seed=values["seed"],
+                                     max_d=None, consolidate=values["consolidate"],
+                                     n_stability_runs=values["n_stability_runs"], seed=values["seed"],
                                      out_dir=out)
-        steps.profile_step(cluster, out_dir=out)
-        customers = cluster.som_step.customers
-        cards = self.segment_cards(customers, cluster.segments["segment"])
-        (out / "summary.html").write_text(
-            _temporary_summary_html(cards, f"Segments of {self.opened.source}"), encoding="utf-8")
+        self._measured.append((cluster.segments["segment"].to_numpy(), cluster.stability_table()))
+        profile = steps.profile_step(cluster, out_dir=out, currency=values["currency"])
+        # the page now shows what summary.html holds: this cut's stability is measured
+        self.shown_cards = profile.cards
+        self.cards.value = cards_html(self.shown_cards)
         (out / "parameters.yaml").write_text(self.parameters_yaml(), encoding="utf-8")
         self.downloads = {"result.csv": layout.result, "segments.csv": layout.segments_csv,
                           "summary.html": out / "summary.html", "parameters.yaml": out / "parameters.yaml"}

@@ -81,13 +81,28 @@ def test_guess_columns_uses_a_column_for_one_role_only():
     assert len(chosen) == len(set(chosen))
 
 
-def test_cards_keep_each_segments_colour_when_a_segment_has_no_customers():
-    from seglib.app import cards_html
-    from seglib.plots import segment_colors
+def same_cards(a: list[dict], b: list[dict]) -> bool:
+    """Equal card lists (NaN equals NaN)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
-    html = cards_html([{"segment": 1, "name": "a", "customers": 5, "share": 0.5},
-                       {"segment": 3, "name": "c", "customers": 5, "share": 0.5}])
-    assert html.count("seglib-card'") == 2 and segment_colors(3)[2] in html
+
+def shown(app: App, field: str) -> list[str]:
+    """One figure of every card the page shows (``value-index``, ``stability``, ...), as written."""
+    import re
+
+    return re.findall(rf"class='seglib-card-{field}'>([^<]*)<", app.cards.value)
+
+
+def expected_cards(app: App, stability=None) -> list[dict]:
+    """seglib.summary's cards of the app's current cut, with the run's descriptors and currency."""
+    from seglib.features import descriptor_columns
+    from seglib.summary import segment_cards
+
+    som_step = app.opened.cluster.som_step
+    descriptors = descriptor_columns(som_step.customers.columns, som_step.feature_names,
+                                     som_step.pipeline["features"].dropped_)
+    return segment_cards(som_step.customers, app.labels(), stability=stability, descriptors=descriptors,
+                         currency=app.opened.parameters.get("currency"))
 
 
 # ---------------------------------------------------------------------------------------- uploads
@@ -174,6 +189,18 @@ def test_a_required_role_left_empty_is_an_error_line(segmented, tmp_path, upload
     assert "required role 'amount'" in app.error_text and app.opened is None
 
 
+def test_cards_keep_each_segments_colour_when_a_segment_has_no_customers(segmented):
+    from seglib.app import cards_html
+    from seglib.plots import segment_colors
+
+    app, _ = segmented
+    labels = np.where(np.arange(len(app.labels())) % 2 == 0, 1, 3)  # segments 1 and 3, no 2
+    cards = app.segment_cards(labels)
+    assert [c["segment"] for c in cards] == [1, 3]
+    html = cards_html(cards)
+    assert html.count("seglib-card'") == 2 and segment_colors(3)[2] in html
+
+
 def test_segmenting_shows_the_cut_and_the_cards(segmented):
     app, run_dir = segmented
     assert (run_dir / "result.csv").is_file() and (run_dir / "run.json").is_file()
@@ -196,6 +223,13 @@ def test_the_cards_follow_the_count_slider(segmented, k):
     expected = app.labels().value_counts().sort_index()
     assert [c for _, c in cards] == expected.tolist()
     assert app.heatmap.outputs[0]["data"]["image/png"] != before
+    # the cards are seglib.summary's for this cut; a cut moved with the sliders was not measured
+    assert same_cards(app.shown_cards, expected_cards(app))
+    assert {c["stability"]["verdict"] for c in app.shown_cards} == {"not measured"}
+    assert shown(app, "stability") == ["not measured"] * k
+    assert shown(app, "value-index") == [f"{c['value_index']:.2f}" for c in app.shown_cards]
+    actions = [c["action"]["action"] for c in app.shown_cards]
+    assert all(f"Suggested action: <b>{a}</b>" in app.cards.value for a in actions)
 
 
 def test_the_cards_follow_the_distance_slider(segmented):
@@ -209,6 +243,26 @@ def test_the_cards_follow_the_distance_slider(segmented):
     implied = n_clusters_for_distance(app.explorer.Z, app.explorer.d_slider.value)
     assert implied > 2
     assert app.n_clusters == implied == app.explorer.k_slider.value == len(cards_of(app))
+    assert same_cards(app.shown_cards, expected_cards(app))
+    assert shown(app, "value-index") == [f"{c['value_index']:.2f}" for c in app.shown_cards]
+
+
+def test_the_kept_cut_shows_the_stability_step_03_measured_and_only_it(segmented, tmp_path):
+    from seglib.summary import summary_html
+
+    _, run_dir = segmented
+    app = App(run_dir=run_dir, progress=False, workdir=tmp_path)
+    kept_k = app.n_clusters
+    table = pd.read_csv(run_dir / "segments.csv", index_col="segment")
+    assert table["stability"].ne("not measured").all()  # the run measured it (n_stability_runs > 0)
+    assert [c["stability"]["verdict"] for c in app.shown_cards] == table["stability"].tolist()
+    assert np.allclose([c["stability"]["jaccard"] for c in app.shown_cards], table["mean_jaccard"])
+    assert summary_html(app.shown_cards) == (run_dir / "summary.html").read_text(encoding="utf-8")
+    assert shown(app, "stability")[0].startswith(table["stability"].iloc[0])
+    app.explorer.k_slider.value = kept_k + 1
+    assert shown(app, "stability") == ["not measured"] * (kept_k + 1)
+    app.explorer.k_slider.value = kept_k  # back to the kept cut: its verdicts again
+    assert [c["stability"]["verdict"] for c in app.shown_cards] == table["stability"].tolist()
 
 
 def test_downloads_reproduce_with_the_parameters_file(segmented, upload_file, tmp_path):
@@ -228,6 +282,20 @@ def test_downloads_reproduce_with_the_parameters_file(segmented, upload_file, tm
     result = pd.read_csv(files["result.csv"])
     assert sorted(result["segment"].unique()) == [1, 2, 3, 4, 5]
     assert result["segment"].value_counts().sort_index().tolist() == [c for _, c in cards_of(app)]
+
+
+def test_a_download_measures_the_cut_and_the_page_shows_what_summary_html_holds(segmented):
+    from seglib.summary import summary_html
+
+    app, _ = segmented
+    app.explorer.k_slider.value = 4
+    assert {c["stability"]["verdict"] for c in app.shown_cards} == {"not measured"}
+    files = app.prepare_downloads()
+    table = pd.read_csv(files["segments.csv"], index_col="segment")
+    verdicts = [c["stability"]["verdict"] for c in app.shown_cards]
+    assert verdicts == table["stability"].tolist() and "not measured" not in verdicts
+    assert files["summary.html"].read_text(encoding="utf-8") == summary_html(app.shown_cards)
+    assert same_cards(app.shown_cards, app.segment_cards())  # the measured cut, recomputed
 
 
 def test_the_parameters_file_holds_every_run_parameter(segmented):
