@@ -76,6 +76,9 @@ FEATURES: dict[str, Feature] = {
         Feature("recency_days", "days since last visit", "days", "days", short="recency"),
         Feature("tenure_days", "days since first visit", "days", "days", short="tenure"),
         Feature("frequency", "visits", "visits", "count", short="visits"),
+        # derived by the summary cards (seglib.summary.visits_text), not columns of the customer table
+        Feature("visit_interval_days", "days between visits", "days", "days", short="visit interval"),
+        Feature("one_visit_share", "customers with one visit only", "%", "share", short="one visit"),
         Feature("monetary", "net spend", "currency", "money", short="spend"),
         Feature("avg_basket_value", "spend per visit", "currency", "money", short="basket"),
         Feature("items_per_transaction", "items per visit", "items", "count", short="items"),

@@ -40,6 +40,8 @@ def make_customers(n: int = 400, seed: int = 0, k: int = 4) -> tuple[pd.DataFram
         index=pd.Index(keys, name="customer_key"),
     )
     customers["gender_male"] = 1.0 - customers["gender_female"]
+    # first visit before the last: tenure = recency + days from first to last visit
+    customers["tenure_days"] = customers["recency_days"] + rng.integers(100, 600, n)
     return customers, pd.Series(seg, index=customers.index, name="segment")
 
 
@@ -73,6 +75,20 @@ def test_cards_agree_with_segments_csv(data, cards, tmp_path):
         assert card["value_index"] == pytest.approx(row["revenue_share"] / row["customer_share"])
     assert sum(c["customers"] for c in cards) == len(customers)
     assert sum(c["revenue_share"] for c in cards) == pytest.approx(1.0)
+    # visits in plain units: "visits every N days vs M", from the same customers as segments.csv
+    interval = (customers["tenure_days"] - customers["recency_days"]) / (customers["frequency"] - 1)
+    interval = interval[customers["frequency"] >= 2]
+    n_visits = 0
+    for card in cards:
+        for b in (b for b in card["behaviours"] if b["feature"] == "frequency"):
+            n_visits += 1
+            assert b["segment"] == pytest.approx(table.loc[card["segment"], "frequency_median"])
+            got = re.match(r"visits every ([\d,.]+) days vs ([\d,.]+)", b["text"])
+            assert got, b["text"]
+            mine = interval[seg.reindex(interval.index) == card["segment"]].median()
+            assert float(got[1]) == pytest.approx(mine, abs=0.5)
+            assert float(got[2]) == pytest.approx(interval.median(), abs=0.5)
+    assert n_visits >= 2  # the planted frequent segments list their visits
 
 
 def test_behaviours_are_the_strongest_differences_in_plain_units(data, cards):
@@ -93,6 +109,26 @@ def test_behaviours_are_the_strongest_differences_in_plain_units(data, cards):
     for c in explicit:  # a descriptor named by the caller moves from the behaviours to "who they are"
         assert "promo_share" not in {b["feature"] for b in c["behaviours"]}
         assert [d["feature"] for d in c["descriptors"]][:2] == ["promo_share", "age"]
+
+
+def test_visits_read_as_an_interval_and_one_visit_customers_are_said(data):
+    customers, seg = data
+    frequent = [c for c in summary.segment_cards(customers, seg) if c["segment"] % 2 == 1]
+    for card in frequent:  # planted: 6 more visits over the same span -> a shorter interval
+        text = next(b["text"] for b in card["behaviours"] if b["feature"] == "frequency")
+        a, b = (float(x) for x in re.match(r"visits every ([\d.]+) days vs ([\d.]+)", text).groups())
+        assert a < b
+    once = customers.assign(frequency=np.where(seg == 2, 1.0, customers["frequency"]))
+    mask = (seg == 2).to_numpy()
+    text = summary.visits_text(once, mask)  # a segment of one-visit customers has no interval
+    share = (once["frequency"] <= 1).mean()
+    assert text == f"one visit only: 100% vs {100 * share:.0f}%"
+    interval = summary.visit_interval_days(once)
+    assert interval[mask].isna().all() and interval[~mask & (once["frequency"] >= 2).to_numpy()].gt(0).all()
+    assert summary.visits_text(once.drop(columns="tenure_days"), mask) is None  # no tenure: counts
+    bare = summary.segment_cards(customers.drop(columns="tenure_days"), seg)
+    texts = [b["text"] for c in bare for b in c["behaviours"] if b["feature"] == "frequency"]
+    assert texts and all(t.startswith("visits: ") for t in texts)
 
 
 def test_actions_follow_the_planted_patterns(cards):
