@@ -11,6 +11,7 @@ shown, never an error.
 * :func:`label` - the label with its unit (``"net spend (EUR)"``), for axes and table rows.
 * :func:`format_value` - a value in its unit (``"EUR 1,240"``, ``"41 days"``, ``"34%"``).
 * :func:`feature_table` - the table as a DataFrame (the documentation prints it).
+* :func:`describe_features` - summary statistics of a feature table, one row per feature by its label.
 
 Kinds: ``money``, ``days``, ``count``, ``share`` (0..1 of a customer's lines), ``flag`` (0/1),
 ``years``, ``category``, ``number``. Roles: ``behaviour`` (what customers do: the bases of a
@@ -31,6 +32,7 @@ __all__ = [
     "label",
     "format_value",
     "feature_table",
+    "describe_features",
     "is_rate",
 ]
 
@@ -200,3 +202,54 @@ def feature_table(names=None):
         [(f.name, f.label, f.unit, f.kind, f.role) for f in rows],
         columns=["feature", "label", "unit", "kind", "role"],
     )
+
+
+def describe_features(table, *, stats=None, scaled: bool = False, currency: str | None = None,
+                      decimals: int = 2):
+    """Summary statistics of a feature table, one row per feature under its readable label.
+
+    ``table.describe().T`` of the numeric columns (identifiers such as ``customer_id`` are text and
+    left out), its rows renamed with :func:`label`: ``"days since last visit (days)"`` rather than
+    ``recency_days``. Shares and flags are written in percent (their label says ``(%)``: 24 rather than
+    0.24) in original units. Notebooks show it instead of the raw ``describe()``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A customer table (original units) or the scaled features the map is trained on.
+    stats : list of str, optional
+        Columns of ``describe()`` to keep, in order (``["mean", "std", "min", "max"]``); default all
+        (count, mean, std, min, quartiles, max).
+    scaled : bool, default=False
+        True for scaled features: their values are no longer in the feature's unit, so the labels
+        carry none (``"days since last visit"``) and shares stay as they are.
+    currency : str, optional
+        Unit of money labels of unscaled tables (``"net spend (EUR)"``).
+    decimals : int, default=2
+        Rounding of the statistics (2 reads well for both original and scaled values).
+
+    Returns
+    -------
+    DataFrame
+        Index ``feature`` (the labels; a label two columns share is followed by the column name),
+        columns the statistics.
+    """
+    import pandas as pd
+
+    from seglib.errors import ParameterError
+
+    desc = table.describe().T
+    if stats is not None:
+        unknown = [s for s in stats if s not in desc.columns]
+        if unknown:
+            raise ParameterError(f"stats={list(stats)!r} is not valid: {unknown} not among the "
+                                 f"statistics {list(desc.columns)}")
+        desc = desc[list(stats)]
+    if not scaled:  # shares and flags are labelled "(%)": written in percent, as format_value does
+        rates = [c for c in desc.index if is_rate(c)]
+        values = [s for s in desc.columns if s != "count"]
+        desc.loc[rates, values] = desc.loc[rates, values] * 100
+    names = [label(c, currency=currency, unit=not scaled) for c in desc.index]
+    names = [f"{n} [{c}]" if names.count(n) > 1 else n for n, c in zip(names, desc.index)]
+    desc.index = pd.Index(names, name="feature")
+    return desc.round(decimals)

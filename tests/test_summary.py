@@ -289,6 +289,24 @@ def test_feature_labels_known_pattern_and_unknown():
     assert table["feature"].is_unique
 
 
+def test_describe_features_labels_every_row_and_keeps_the_statistics(data):
+    customers, _ = data
+    desc = labels.describe_features(customers, currency="EUR")
+    numeric = customers.select_dtypes("number").columns
+    assert len(desc) == len(numeric) and "customer_id" not in " ".join(desc.index)  # text columns left out
+    assert desc.index.is_unique and not set(desc.index) & set(numeric)  # every row reads as a label
+    assert "days since last visit (days)" in desc.index and "net spend (EUR)" in desc.index
+    raw = customers.describe().T
+    rate = [labels.is_rate(c) for c in raw.index]
+    raw.loc[rate, raw.columns[1:]] *= 100  # shares in percent, as their "(%)" label says; counts as they are
+    assert np.array_equal(desc.to_numpy(), raw.round(2).to_numpy(), equal_nan=True)  # same order
+    assert desc.loc["lines on promotion (%)", "max"] > 1 and desc["count"].eq(raw["count"].to_numpy()).all()
+    scaled = labels.describe_features(customers[numeric], stats=["mean", "std"], scaled=True)
+    assert list(scaled.columns) == ["mean", "std"] and "days since last visit" in scaled.index
+    with pytest.raises(ParameterError, match="median"):
+        labels.describe_features(customers, stats=["median"])
+
+
 @pytest.mark.parametrize(
     "name, value, currency, expected",
     [
