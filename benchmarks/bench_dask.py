@@ -55,7 +55,8 @@ def _child(args) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from seglib.distributed import run_dask, run_segmentation
+    from seglib.distributed import run_dask
+    from seglib.runner import run_segmentation
 
     if args.child == "probe":
         print(_probe())

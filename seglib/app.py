@@ -127,9 +127,9 @@ def _segment_parameters() -> set[str]:
     """Names of the run parameters :func:`seglib.pipeline.segment` takes (the pandas pipeline's)."""
     import inspect
 
-    from seglib import distributed
+    from seglib import runner
 
-    taken = inspect.signature(distributed.run_segmentation).parameters
+    taken = inspect.signature(runner.run_segmentation).parameters
     return {n for n, p in taken.items() if p.kind is p.KEYWORD_ONLY} & set(params.names())
 
 

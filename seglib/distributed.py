@@ -28,8 +28,8 @@ partition order*, then :func:`~seglib.som.update_weights`; the initialisation (P
 reduction) and the sigma schedule are the same, so both backends give the same map up to floating-point
 order, and the same seed gives the same result whatever the number of workers.
 
-:func:`run_dask` runs it all into a run folder; :func:`run_segmentation` chooses the backend
-(``backend="pandas"`` runs :mod:`seglib.steps`). The step functions (:func:`clean_dask`,
+:func:`run_dask` runs it all into a run folder; :func:`seglib.runner.run_segmentation` chooses the
+backend (this module never runs the in-memory pipeline). The step functions (:func:`clean_dask`,
 :func:`customer_features`, :func:`fit_som`, :func:`cluster_dask`, :func:`write_results`) mirror
 :mod:`seglib.steps`. ``docs/dask.md`` shows how to run on a local cluster or an existing one.
 
@@ -39,7 +39,6 @@ Needs the optional extra ``dask`` (``pip install "seglib[dask]"``: dask[datafram
 from __future__ import annotations
 
 import copy
-import glob
 import logging
 import math
 import operator
@@ -54,7 +53,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
-from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
@@ -87,17 +85,12 @@ from seglib.features import (
     signed_log1p,
     transaction_key,
 )
-from seglib.load import AMOUNT_FROM, REQUIRED_ROLES, ROLES, load_transactions
+from seglib.load import AMOUNT_FROM, REQUIRED_ROLES, ROLES, data_files, load_transactions
 from seglib.params import default
 from seglib.som import (
     SOM,
     best_units,
-    default_map_shape,
     epoch_stats,
-    initial_weights,
-    neighborhood_matrix,
-    sigma_schedule,
-    update_weights,
 )
 
 try:
@@ -108,14 +101,11 @@ except ImportError:  # the optional extra is not installed; _require_dask says h
     dd = None
 
 __all__ = [
-    "BACKENDS",
     "Partitions",
     "DaskClean",
     "DaskFeatures",
     "DaskClusters",
     "DaskRun",
-    "check_backend",
-    "data_files",
     "dask_client",
     "clean_dask",
     "customer_features",
@@ -124,17 +114,12 @@ __all__ = [
     "cluster_dask",
     "write_results",
     "run_dask",
-    "run_segmentation",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Values of the ``backend`` parameter: in memory (one process) or on a Dask cluster.
-BACKENDS = ("pandas", "dask")
 #: Formats of the per-partition result files.
 PART_FORMATS = ("parquet", "csv")
-#: File suffixes read when ``data`` is a folder.
-DATA_SUFFIXES = (".csv", ".gz", ".parquet", ".pq")
 #: Default ``max_collect``: up to this many customers, result.csv and the profile are made on the client.
 MAX_COLLECT = 1_000_000
 #: (customer, store) rows per partition of the customer tables aimed at when ``npartitions=None``.
@@ -154,61 +139,8 @@ def _require_dask() -> None:
                           "(or: pip install 'dask[dataframe]' distributed)")
 
 
-def check_backend(backend, *, engine: str | None = None) -> str:
-    """Return ``backend`` if it is one of :data:`BACKENDS`, else raise :class:`ParameterError`.
-
-    With ``engine``, also check that the backend can train that SOM engine: the Dask backend trains
-    the batch engine only (``engine="batch"``, the default).
-    """
-    check_option("backend", backend, BACKENDS)
-    if backend == "dask" and engine is not None and engine != "batch":
-        raise ParameterError(f"parameter engine={engine!r} is not valid with backend='dask': the Dask "
-                             "backend trains the batch engine only (engine: batch)")
-    return backend
-
-
 # ----------------------------------------------------------------------------------------------------
 # input files and the cluster
-
-
-def data_files(data) -> list[Path]:
-    """The input files of ``data``: a file, a folder, a glob pattern, or a list of files.
-
-    A folder gives its files with a data suffix (:data:`DATA_SUFFIXES`, hidden files skipped), so it
-    must hold transaction files only (``seglib.synthetic.write_parts`` also writes ``truth.csv``: use a
-    glob such as ``"parts/part-*.csv"`` there). Files are sorted by name; the first one sets the date
-    formats and the columns every other file must have.
-
-    Raises
-    ------
-    InputError
-        Nothing matches, a listed file is missing, or a folder holds no data file.
-    """
-    if isinstance(data, (list, tuple)):
-        files = [Path(p).expanduser() for p in data]
-        missing = [str(p) for p in files if not p.is_file()]
-        if missing:
-            raise InputError(f"file(s) not found: {', '.join(missing[:5])}")
-    elif isinstance(data, (str, os.PathLike)):
-        path = Path(data).expanduser()
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir()
-                           if p.is_file() and not p.name.startswith((".", "_")) and p.suffix in DATA_SUFFIXES)
-            if not files:
-                raise InputError(f"{path}: the folder holds no data file ({', '.join(DATA_SUFFIXES)})")
-        elif path.is_file():
-            files = [path]
-        else:
-            files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
-            if not files:
-                raise InputError(f"{data}: no file or folder of that name, and no file matches it as a "
-                                 "glob pattern (e.g. 'logs/part-*.csv')")
-    else:
-        raise ParameterError(f"data={data!r} is not valid; give a file, a folder, a glob pattern or a list "
-                             "of files")
-    if not files:
-        raise InputError("data: the list of files is empty")
-    return files
 
 
 def _cores() -> int:
@@ -856,7 +788,7 @@ def _local_groups(X: Partitions) -> list[tuple[str | None, list[int]]]:
     return groups
 
 
-def _epoch_totals(X: Partitions, weights, groups=None, exact=False):
+def _epoch_totals(X: Partitions, weights, exact=False, groups=None):
     """``epoch_stats`` of the whole table: the partitions' results added in partition order (so the sums
     do not depend on which worker computed what)."""
     client = X.futures[0].client
@@ -936,46 +868,18 @@ def _train(X, som, client, progress) -> tuple[SOM, float]:
     client = _client(client)
     X = _as_partitions(client, X)
     som = SOM() if som is None else som
-    som.check_params()
     check_option("engine (Dask backend)", som.engine, ["batch"])
+    if progress is not None:
+        som.progress = progress
     mean, cov, n = _moments(X)
-    if n < 2:
-        raise InputError(f"X has {n} row(s); the SOM needs at least 2 rows to train")
-    shape = tuple(int(v) for v in (som.map_shape or default_map_shape(n, cov)))
-    units = shape[0] * shape[1]
-    if units > n:
-        logger.warning("the %dx%d map has more units (%d) than X has rows (%d): many units will stay empty",
-                       shape[0], shape[1], units, n)
-    som.map_shape_ = shape
-    som.sigma_ = float(som.sigma if som.sigma is not None else max(shape) / 2.0)
-    start = initial_weights(mean, cov, shape, som.init, check_random_state(som.random_state))
-    dtype = np.dtype(som.dtype)
-    sigmas = sigma_schedule(som.sigma_, som.sigma_end, som.n_epochs, som.decay)
-    weights = start.reshape(units, -1).astype(dtype)
-    history = []
     groups = _local_groups(X)
     started = time.perf_counter()
-    show = som.progress if progress is None else progress
-    with tqdm(total=len(sigmas), desc="SOM epochs (dask)", unit="epoch", disable=not show) as bar:
-        for sigma in sigmas:
-            sums, counts, sum_dist = _epoch_totals(X, weights, groups)
-            H = neighborhood_matrix(shape, sigma, som.neighborhood, som.topology)
-            weights = update_weights(weights, sums, counts, H).astype(dtype)
-            history.append(sum_dist / n)
-            bar.set_postfix(sigma=f"{sigma:.2f}", qe=f"{history[-1]:.4f}")
-            bar.update()
-    epochs = time.perf_counter() - started
-    _, counts, sum_dist = _epoch_totals(X, weights, groups)
-    history.append(sum_dist / n)
-    som.weights_ = weights.reshape(*shape, -1)
-    som.sigmas_ = sigmas
-    som.history_ = np.asarray(history, dtype=np.float64)
-    som.n_features_in_ = len(mean)
-    som._n_features_out = units
-    logger.info("SOM %dx%d (batch on Dask, %s) trained on %d x %d: %d epochs in %.2f s (%.3f s each), "
-                "quantization error %.4f -> %.4f", shape[0], shape[1], dtype, n, len(mean), len(sigmas),
-                epochs, epochs / len(sigmas), history[0], history[-1])
-    return som, epochs
+    som.fit_stats(partial(_epoch_totals, X, groups=groups), mean, cov, n)
+    seconds = time.perf_counter() - started
+    logger.info("SOM %dx%d (batch on Dask, %s) trained on %d x %d: %d epochs in %.2f s, "
+                "quantization error %.4f -> %.4f", *som.map_shape_, som.weights_.dtype, n, len(mean),
+                len(som.sigmas_), seconds, som.history_[0], som.history_[-1])
+    return som, seconds
 
 
 def hit_map(som: SOM, X, *, client=None) -> np.ndarray:
@@ -1308,7 +1212,7 @@ def run_dask(
     """
     from seglib.steps import measure_stability, read_stability, record_metrics, write_clustering
 
-    check_backend("dask", engine=engine)
+    check_option("engine (Dask backend)", engine, ["batch"])
     shape = None if map_shape is None else tuple(int(v) for v in map_shape)
     som = SOM(shape, engine="batch", n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, topology=topology,
               random_state=seed, progress=progress)
@@ -1408,102 +1312,3 @@ def _save_model(layout, pipeline, som, clustering, profile, X_sample, cleaned: D
         pipeline, som, clustering.unit_labels_, profile["name"], X_sample, columns=mapping,
         clean_settings=cleaned.report.settings or None, id_column=cleaned.id_column,
     ).save(layout.model_dir)
-
-
-def run_segmentation(
-    data,
-    out_dir,
-    *,
-    backend: str = "pandas",
-    columns: dict | None = default("columns"),
-    date_format: str | None = default("date_format"),
-    dob_format: str | None = default("dob_format"),
-    as_of=default("as_of"),
-    min_age: int = default("min_age"),
-    max_age: int = default("max_age"),
-    min_date=default("min_date"),
-    max_date=default("max_date"),
-    max_amount: float | None = default("max_amount"),
-    scaler: str = default("scaler"),
-    engine: str = default("engine"),
-    map_shape=default("map_shape"),
-    n_epochs: int = default("n_epochs"),
-    sigma: float | None = default("sigma"),
-    sigma_end: float = default("sigma_end"),
-    seed: int = default("seed"),
-    topology: str = default("topology"),
-    bases=default("bases"),
-    feature_weights: dict | None = default("feature_weights"),
-    method: str = default("method"),
-    n_clusters: int | str | None = default("n_clusters"),
-    max_d: float | None = default("max_d"),
-    hit_weighting=default("hit_weighting"),
-    connectivity: bool = default("connectivity"),
-    consolidate: bool = default("consolidate"),
-    k_min: int = default("k_min"),
-    k_max: int = default("k_max"),
-    n_stability_runs: int = default("n_stability_runs"),
-    currency: str | None = default("currency"),
-    progress: bool = True,
-    on_step=None,
-    **dask_options,
-) -> Layout:
-    """The whole pipeline into ``out_dir`` with either backend; returns the run folder's layout.
-
-    ``backend="pandas"`` (default) runs :mod:`seglib.steps` in this process: one input file, which must
-    fit in memory with room to spare (about 10x its size on disk). ``backend="dask"`` runs
-    :func:`run_dask`: any number of files, on a local cluster or ``scheduler="tcp://host:8786"``. Both
-    write the same files (``result.csv``, ``segments.csv``, ``cleaning_report.json``, the model under
-    ``processed/``) and give the same segments for the same data and seed.
-
-    Parameters
-    ----------
-    backend : {"pandas", "dask"}, default "pandas"
-        Choose "dask" when the log does not fit in memory or is split in many files.
-    n_stability_runs
-        Resamples of the stability check of the kept segments (``stability.json`` and the
-        ``stability`` column of ``segments.csv``), as :func:`seglib.steps.cluster_step`.
-    currency
-        Written before amounts in ``summary.html`` (written when the customers are collected).
-    on_step : callable, optional
-        Called as ``on_step(name)`` before each step (``"clean"``, ``"som"``, ``"cluster"``,
-        ``"profile"``) of the pandas backend, and once with ``"dask"`` before a Dask run: for a
-        progress display (the app's bar). Its return value is ignored.
-    **dask_options
-        Options of :func:`run_dask` only (``scheduler``, ``n_workers``, ``memory_limit``,
-        ``npartitions``, ``parts_format``, ``max_collect``, ``write_clean``, ``encoding``).
-    Other parameters
-        As :func:`run_dask` and the steps of :mod:`seglib.steps`; the keyword parameters are those of
-        :mod:`seglib.params`, with its defaults.
-    """
-    check_backend(backend, engine=engine)
-    step = on_step if on_step is not None else (lambda name: None)
-    common = dict(columns=columns, date_format=date_format, dob_format=dob_format, as_of=as_of,
-                  min_age=min_age, max_age=max_age, min_date=min_date, max_date=max_date,
-                  max_amount=max_amount)
-    model = dict(map_shape=map_shape, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, seed=seed,
-                 topology=topology, bases=bases, feature_weights=feature_weights)
-    cut = dict(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
-               connectivity=connectivity, consolidate=consolidate, k_min=k_min, k_max=k_max,
-               n_stability_runs=n_stability_runs)
-    if backend == "dask":
-        step("dask")
-        return run_dask(data, out_dir, **common, scaler=scaler, engine=engine, **model, **cut,
-                        currency=currency, progress=progress, **dask_options).layout
-    if dask_options:
-        raise ParameterError(f"{', '.join(sorted(dask_options))}: option(s) of backend='dask' only")
-    from seglib import steps
-
-    files = data_files(data)
-    if len(files) != 1:
-        raise InputError(f"{data}: {len(files)} files; backend='pandas' reads one file: use backend='dask' "
-                         "for a log in several files")
-    step("clean")
-    clean = steps.clean_step(files[0], **common, out_dir=out_dir).clean  # the raw text frame is freed
-    step("som")
-    som = steps.som_step(clean, scaler=scaler, engine=engine, **model, out_dir=out_dir,
-                         progress=progress)
-    step("cluster")
-    clusters = steps.cluster_step(som, **cut, seed=seed, out_dir=out_dir, progress=progress)
-    step("profile")
-    return steps.profile_step(clusters, out_dir=out_dir, currency=currency).layout

@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import glob
 import gzip
 import io
 import logging
@@ -128,8 +129,50 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 _ZIP_MAGIC = b"PK\x03\x04"
 _ENCODINGS = ("utf-8-sig", "latin-1")
+#: File suffixes read when ``data`` is a folder (:func:`data_files`).
+DATA_SUFFIXES = (".csv", ".gz", ".parquet", ".pq")
 # the datetime64[ns] range: dates outside it count as unparseable
 _TS_MIN, _TS_MAX = pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D")
+
+
+def data_files(data) -> list[Path]:
+    """The input files of ``data``: a file, a folder, a glob pattern, or a list of files.
+
+    A folder gives its files with a data suffix (:data:`DATA_SUFFIXES`, hidden files skipped), so it
+    must hold transaction files only (``seglib.synthetic.write_parts`` also writes ``truth.csv``: use a
+    glob such as ``"parts/part-*.csv"`` there). Files are sorted by name; the first one sets the date
+    formats and the columns every other file must have.
+
+    Raises
+    ------
+    InputError
+        Nothing matches, a listed file is missing, or a folder holds no data file.
+    """
+    if isinstance(data, (list, tuple)):
+        files = [Path(p).expanduser() for p in data]
+        missing = [str(p) for p in files if not p.is_file()]
+        if missing:
+            raise InputError(f"file(s) not found: {', '.join(missing[:5])}")
+    elif isinstance(data, (str, os.PathLike)):
+        path = Path(data).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir()
+                           if p.is_file() and not p.name.startswith((".", "_")) and p.suffix in DATA_SUFFIXES)
+            if not files:
+                raise InputError(f"{path}: the folder holds no data file ({', '.join(DATA_SUFFIXES)})")
+        elif path.is_file():
+            files = [path]
+        else:
+            files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+            if not files:
+                raise InputError(f"{data}: no file or folder of that name, and no file matches it as a "
+                                 "glob pattern (e.g. 'logs/part-*.csv')")
+    else:
+        raise ParameterError(f"data={data!r} is not valid; give a file, a folder, a glob pattern or a list "
+                             "of files")
+    if not files:
+        raise InputError("data: the list of files is empty")
+    return files
 
 
 @contextmanager

@@ -35,6 +35,7 @@ from seglib import params
 from seglib._files import atomic_write_text, write_json
 from seglib.config import DEFAULT_DATA, PROJECT_ROOT, Layout, display_path, resolve
 from seglib.errors import InputError, ParameterError, PipelineError
+from seglib.load import data_files
 
 logger = logging.getLogger(__name__)
 
@@ -552,9 +553,9 @@ def segment(
 ) -> RunResult:
     """The whole pipeline without notebooks, in one process or on Dask, into a new run folder.
 
-    The same steps as :func:`run` (``seglib.steps``, or their Dask versions in
-    :mod:`seglib.distributed`) with the same parameter names, for logs too big for the notebooks:
-    ``data`` may be a glob or a folder of CSV / Parquet parts with ``backend="dask"``. Writes
+    The same steps as :func:`run` (:func:`seglib.runner.run_segmentation`: ``seglib.steps``, or their Dask
+    versions in :mod:`seglib.distributed`) with the same parameter names, for logs too big for the
+    notebooks: ``data`` may be a glob or a folder of CSV / Parquet parts with ``backend="dask"``. Writes
     ``result.csv`` (or ``result/`` parts above ``max_collect`` customers), ``segments.csv``,
     ``cleaning_report.json``, ``model/`` and ``run.json``; no notebooks, no ``report.html``.
 
@@ -567,7 +568,7 @@ def segment(
         ``run.json`` records every parameter, defaults included.
     backend : {"pandas", "dask"}
     on_step : callable, optional
-        ``on_step(name)`` before each step (see :func:`seglib.distributed.run_segmentation`).
+        ``on_step(name)`` before each step (see :func:`seglib.runner.run_segmentation`).
     track : bool
         Then track the segments over time (``seglib segment --track``): the run's model scores every
         period of ``data`` (one file), in memory, into ``<run>/tracking/`` (see :func:`track_step`).
@@ -575,27 +576,26 @@ def segment(
         ``scheduler`` (None: a local cluster; or ``"tcp://host:8786"``), ``n_workers``,
         ``memory_limit``, ... (see :func:`seglib.distributed.run_dask`).
     """
-    from seglib import distributed
+    from seglib import runner
 
-    distributed.check_backend(backend)
+    runner.check_backend(backend)
     given = _gather(parameters, params_file)
     data = _take_data(given, data)
     checked = check_parameters(given, "segment")
     _check_tracking(checked, track, "segment")
     effective = params.effective(checked)
-    distributed.check_backend(backend, engine=effective["engine"])
+    runner.check_backend(backend, engine=effective["engine"])
     if data is None:
         raise InputError("no input data: give --data (or data_path in the parameters file)")
-    files = distributed.data_files(data)
+    files = data_files(data)
     if track and len(files) != 1:
         raise ParameterError(f"--track reads one transactions file; {data} has {len(files)}: track each "
                              "extract with `seglib track --model RUN_DIR`")
     run_dir = _new_run_dir(out)
     t0 = time.perf_counter()
     segmentation = {k: v for k, v in effective.items() if params.by_name(k).step != "track"}
-    distributed.run_segmentation(data, run_dir, backend=backend, progress=progress, on_step=on_step,
-                                 **segmentation,
-                                 **dask_options)
+    runner.run_segmentation(data, run_dir, backend=backend, progress=progress, on_step=on_step,
+                            **segmentation, **dask_options)
     timings = {"total": round(time.perf_counter() - t0, 3)}
     if track:  # segments over time, scored with the model just saved (in memory)
         t1 = time.perf_counter()
@@ -767,10 +767,10 @@ def track(data=None, out=None, *, model=None, parameters: dict | None = None, pa
     ``scaler``, ``n_epochs``, ``topology``). ``backend="dask"`` scores the periods in parallel on a
     Dask cluster (``dask_options``: ``scheduler``, ``n_workers``, ``memory_limit``).
     """
-    from seglib import distributed
+    from seglib import runner
     from seglib.params import check_parameters
 
-    distributed.check_backend(backend)
+    runner.check_backend(backend)
     given = dict(load_params_file(params_file)) if params_file else {}
     given.update(parameters or {})
     valid = (*TRACK_PARAMETERS, *TRAIN_PARAMETERS)
@@ -790,6 +790,8 @@ def track(data=None, out=None, *, model=None, parameters: dict | None = None, pa
     out = resolve(out) if out is not None else Layout.for_run(None).root / "tracking"
     kwargs = dict(model_dir=model, tracking_dir=out, progress=progress, **given, **train)
     if backend == "dask":
+        from seglib import distributed
+
         with distributed.dask_client(**dask_options) as client:
             return track_step(data, client=client, **kwargs)
     return track_step(data, **kwargs)

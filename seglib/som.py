@@ -31,6 +31,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -477,17 +478,10 @@ def _add_stats(parts, augmented):
     return sums, counts, sum_dist
 
 
-def _epoch_totals(X, codebook, chunks, mapper, exact=False):
+def _epoch_totals(X, codebook, exact=False, *, chunks, mapper):
     """``epoch_stats(X, codebook)`` with the chunks spread by ``mapper``, summed in chunk order."""
     cb = _Codebook(codebook)
     return _add_stats(mapper(lambda s: _chunk_stats(X[s], cb, exact), chunks), cb.augmented)
-
-
-def _batch_epoch(X, codebook, chunks, mapper, map_shape, sigma, kind, topology="rectangular"):
-    """One epoch of the batch map: (new codebook in the same dtype, quantization error before it)."""
-    sums, counts, sum_dist = _epoch_totals(X, codebook, chunks, mapper)
-    H = neighborhood_matrix(map_shape, sigma, kind, topology)
-    return update_weights(codebook, sums, counts, H).astype(codebook.dtype), sum_dist / len(X)
 
 
 def update_weights(weights, sums, counts, H) -> np.ndarray:
@@ -840,50 +834,86 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             raise InputError(f"X has {n} sample(s) (rows); the SOM needs at least 2 rows to train")
         started = time.perf_counter()
         mean, cov, _ = data_moments(X)
+        rng = check_random_state(self.random_state)
+        start = self._start(mean, cov, n, rng)
+        if self.engine == "batch":
+            chunks = _row_chunks(n, self.chunk_size or _auto_chunk_size(len(_flat(start))))
+            with _chunk_mapper(min(_n_threads(self.n_jobs), len(chunks))) as mapper:
+                self._fit_epochs(partial(_epoch_totals, X, chunks=chunks, mapper=mapper), start, n)
+        else:
+            weights, self.sigmas_, history = self._fit_minisom(X, start, rng)
+            self.weights_ = weights
+            self.history_ = np.asarray(history, dtype=np.float64)
+        logger.info(
+            "SOM %dx%d (%s, %s) trained on %d x %d in %.2f s: quantization error %.4f -> %.4f",
+            *self.map_shape_, self.engine, self.weights_.dtype, n, n_features,
+            time.perf_counter() - started, self.history_[0], self.history_[-1],
+        )
+        return self
+
+    def fit_stats(self, epoch_totals, mean, cov, n_samples: int) -> SOM:
+        """Train the batch map from epoch statistics supplied by a backend; returns ``self``.
+
+        The batch engine's algorithm without the data: ``fit`` calls it with statistics computed in
+        row chunks of ``X``; the Dask backend with statistics reduced over partitions (the pattern of
+        ``FeatureScaler.fit_from_stats``). Same moments and settings give the same map.
+
+        Parameters
+        ----------
+        epoch_totals : callable
+            ``epoch_totals(weights, exact=False) -> (sums, counts, sum_dist)``: :func:`epoch_stats` of
+            all the training rows for the flat weights ``(units, n_features)``, summed in a fixed order
+            (so the map does not depend on how the rows are spread).
+        mean, cov : arrays of shape (n_features,) and (n_features, n_features)
+            Moments of the training rows (:func:`data_moments`): they set the default map shape and the
+            PCA initialisation.
+        n_samples : int
+            Rows of the training data (at least 2).
+        """
+        self.check_params()
+        check_option("engine (fit_stats)", self.engine, ["batch"])
+        if n_samples < 2:
+            raise InputError(f"X has {n_samples} row(s); the SOM needs at least 2 rows to train")
+        self.n_features_in_ = len(mean)
+        start = self._start(mean, cov, n_samples, check_random_state(self.random_state))
+        return self._fit_epochs(epoch_totals, start, n_samples)
+
+    def _start(self, mean, cov, n, rng) -> np.ndarray:
+        """Set ``map_shape_`` and ``sigma_``; the initial weights."""
         shape = tuple(int(v) for v in (self.map_shape or default_map_shape(n, cov)))
         units = shape[0] * shape[1]
         if units > n:
             warnings.warn(
                 f"the {shape[0]}x{shape[1]} map has more units ({units}) than X has rows ({n}): many units "
                 "will stay empty; consider map_shape=None (about 5*sqrt(N) units)",
-                stacklevel=2,
+                stacklevel=3,
             )
         self.map_shape_ = shape
         self.sigma_ = float(self.sigma if self.sigma is not None else max(shape) / 2.0)
-        rng = check_random_state(self.random_state)
-        start = initial_weights(mean, cov, shape, self.init, rng)
-        if self.engine == "batch":
-            weights, self.sigmas_, history = self._fit_batch(X, start)
-        else:
-            weights, self.sigmas_, history = self._fit_minisom(X, start, rng)
-        self.weights_ = weights
-        self.history_ = np.asarray(history, dtype=np.float64)
         self._n_features_out = units
-        logger.info(
-            "SOM %dx%d (%s, %s) trained on %d x %d in %.2f s: quantization error %.4f -> %.4f",
-            shape[0], shape[1], self.engine, self.weights_.dtype, n, n_features,
-            time.perf_counter() - started, self.history_[0], self.history_[-1],
-        )
-        return self
+        return initial_weights(mean, cov, shape, self.init, rng)
 
-    def _fit_batch(self, X, start):
+    def _fit_epochs(self, epoch_totals, start, n) -> SOM:
+        """The batch epochs, each from ``epoch_totals(weights)``; sets the fitted attributes."""
         dtype = np.dtype(self.dtype)
         sigmas = sigma_schedule(self.sigma_, self.sigma_end, self.n_epochs, self.decay)
         weights = start.reshape(-1, start.shape[-1]).astype(dtype)
-        chunks = _row_chunks(len(X), self.chunk_size or _auto_chunk_size(len(weights)))
         history = []
-        with _chunk_mapper(min(_n_threads(self.n_jobs), len(chunks))) as mapper:
-            with tqdm(total=len(sigmas), desc="SOM epochs", unit="epoch", disable=not self.progress) as bar:
-                for sigma in sigmas:
-                    weights, qe = _batch_epoch(X, weights, chunks, mapper, self.map_shape_, sigma,
-                                               self.neighborhood, self.topology)
-                    history.append(qe)
-                    bar.set_postfix(sigma=f"{sigma:.2f}", qe=f"{qe:.4f}")
-                    bar.update()
-            _, counts, sum_dist = _epoch_totals(X, weights, chunks, mapper)
-        history.append(sum_dist / len(X))
+        with tqdm(total=len(sigmas), desc="SOM epochs", unit="epoch", disable=not self.progress) as bar:
+            for sigma in sigmas:
+                sums, counts, sum_dist = epoch_totals(weights)
+                H = neighborhood_matrix(self.map_shape_, sigma, self.neighborhood, self.topology)
+                weights = update_weights(weights, sums, counts, H).astype(dtype)
+                history.append(sum_dist / n)
+                bar.set_postfix(sigma=f"{sigma:.2f}", qe=f"{history[-1]:.4f}")
+                bar.update()
+        _, counts, sum_dist = epoch_totals(weights)
+        history.append(sum_dist / n)
         logger.debug("batch SOM: %d empty units of %d", int((counts == 0).sum()), len(counts))
-        return weights.reshape(*self.map_shape_, -1), sigmas, history
+        self.weights_ = weights.reshape(*self.map_shape_, -1)
+        self.sigmas_ = sigmas
+        self.history_ = np.asarray(history, dtype=np.float64)
+        return self
 
     def _fit_minisom(self, X, start, rng):
         n = len(X)
@@ -912,7 +942,7 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _qe_of(self, weights, X) -> float:
         chunks = _row_chunks(len(X), self._chunk_size(weights))
         with _chunk_mapper(min(_n_threads(self.n_jobs), len(chunks))) as mapper:
-            return _epoch_totals(X, _flat(weights), chunks, mapper)[2] / len(X)
+            return _epoch_totals(X, _flat(weights), chunks=chunks, mapper=mapper)[2] / len(X)
 
     def _chunk_size(self, weights=None) -> int:
         units = _flat(self.weights_ if weights is None else weights).shape[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seglib"
 #: The pipeline steps in order (01 load/clean, 02 features/som, 03 cluster, 04 profile).
 STEPS = ["load", "clean", "features", "som", "cluster", "profile"]
 #: Modules built on top of the steps.
-ON_TOP = ["segmentation", "steps", "notebook", "pipeline", "distributed", "cli", "widgets", "app"]
+ON_TOP = ["segmentation", "steps", "notebook", "runner", "pipeline", "distributed", "cli", "widgets", "app"]
 
 
 def seglib_imports(module: str) -> set[str]:
@@ -108,10 +109,20 @@ def test_the_private_names_check_can_fail(tmp_path):
 
 def test_the_dask_backend_knows_no_notebooks():
     """``distributed`` runs without the notebooks: not the runner, the notebook helpers or the widgets."""
-    assert not seglib_imports("distributed") & {"pipeline", "notebook", "widgets", "cli"}
+    assert not seglib_imports("distributed") & {"runner", "pipeline", "notebook", "widgets", "cli"}
     source = (PACKAGE / "distributed.py").read_text()
     for helper in ("save_figure", "default_data", ".summary("):
         assert helper not in source, helper
+
+
+def test_one_runner_chooses_the_backend():
+    """The backend choice lives in ``runner``: the Dask module neither runs the in-memory pipeline (no
+    ``runner``, no ``*_step`` call) nor chooses a backend; the in-memory path never imports Dask's module."""
+    source = (PACKAGE / "distributed.py").read_text()
+    assert not re.search(r"\b(clean|som|cluster|profile)_step\(|check_backend|BACKENDS", source)
+    for module in STEPS + ["steps", "segmentation", "notebook"]:
+        assert "distributed" not in seglib_imports(module), module
+    assert "distributed" in seglib_imports("runner") and "steps" in seglib_imports("runner")
 
 
 def test_the_summary_sits_beside_the_profile_and_labels_stand_alone():

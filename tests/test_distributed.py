@@ -18,22 +18,20 @@ pytest.importorskip("distributed")
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
 from seglib.distributed import (  # noqa: E402
-    BACKENDS,
     Partitions,
     _medians,
     _order_statistics,
-    check_backend,
     clean_dask,
     customer_features,
     dask_client,
-    data_files,
     fit_som,
     hit_map,
     run_dask,
-    run_segmentation,
 )
 from seglib.errors import InputError, ParameterError  # noqa: E402
+from seglib.load import data_files  # noqa: E402
 from seglib.profile import read_result  # noqa: E402
+from seglib.runner import BACKENDS, check_backend, run_segmentation  # noqa: E402
 from seglib.som import SOM  # noqa: E402
 from seglib.synthetic import write_parts  # noqa: E402
 

@@ -14,7 +14,7 @@ import inspect
 import pytest
 import yaml
 
-from seglib import distributed, params, pipeline, steps
+from seglib import distributed, params, pipeline, runner, steps
 from seglib.cli import main
 from seglib.config import PROJECT_ROOT
 from seglib.errors import ParameterError
@@ -83,7 +83,7 @@ def test_every_parameter_is_declared_by_some_notebook(declared):
 
 def test_run_segmentation_takes_exactly_the_registry_parameters_with_their_defaults():
     """Every segmentation parameter; the tracking ones (step "track") go to pipeline.track_step."""
-    sig = inspect.signature(distributed.run_segmentation).parameters
+    sig = inspect.signature(runner.run_segmentation).parameters
     keywords = {n: p.default for n, p in sig.items()
                 if p.kind is p.KEYWORD_ONLY and n not in ("backend", "progress", "on_step")}
     segmentation = {n: v for n, v in params.defaults().items() if params.by_name(n).step != "track"}
@@ -234,5 +234,5 @@ def test_steps_own_checks_run_before_any_work_too(command, name, text, word, tmp
 
 def test_dask_trains_the_batch_engine_only():
     with pytest.raises(ParameterError, match="engine='minisom'.*batch"):
-        distributed.check_backend("dask", engine="minisom")
-    assert distributed.check_backend("pandas", engine="minisom") == "pandas"
+        runner.check_backend("dask", engine="minisom")
+    assert runner.check_backend("pandas", engine="minisom") == "pandas"

@@ -252,7 +252,7 @@ def test_run_on_the_real_sample(real_sample, tmp_path):
 
 def test_segment_with_every_feature_and_without_stability(small_data, tmp_path):
     """`bases: all` puts age and gender back into the map; `n_stability_runs: 0` measures nothing."""
-    from seglib.distributed import run_segmentation
+    from seglib.runner import run_segmentation
 
     layout = run_segmentation(small_data, tmp_path / "all", bases="all", n_stability_runs=0, progress=False)
     info = json.loads(layout.metrics.read_text())

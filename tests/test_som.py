@@ -769,3 +769,40 @@ def test_real_sample_smoke(real_sample):
     som = SOM((6, 6), progress=False).fit(X)
     assert som.topographic_error(X) < 0.2
     assert np.isfinite(som.weights_).all()
+
+
+# ---- fit_stats: the batch map from statistics supplied by a backend ---------------------------------
+
+
+def test_fit_stats_from_blocks_of_rows_gives_the_map_fit_gives(X, fitted):
+    """A backend that holds the rows in blocks (here 7 uneven ones) and adds their ``epoch_stats`` in
+    block order trains the same map as ``fit`` on the whole matrix, with no training loop of its own."""
+    blocks = np.array_split(X, [100, 101, 400, 900, 901, 1300])
+    calls = []
+
+    def totals(weights, exact=False):
+        calls.append(weights.shape)
+        parts = [epoch_stats(b, weights, exact=exact) for b in blocks]
+        return (sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts))
+
+    mean, cov, n = data_moments(X)
+    som = SOM((8, 8), dtype="float64", progress=False).fit_stats(totals, mean, cov, n)
+    assert len(calls) == fitted.n_epochs + 1 and set(calls) == {(64, X.shape[1])}
+    np.testing.assert_allclose(som.weights_, fitted.weights_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(som.history_, fitted.history_, rtol=1e-9)
+    assert som.map_shape_ == fitted.map_shape_ and som.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(som.predict(X), fitted.predict(X))
+
+
+def test_fit_stats_default_shape_and_bad_input(X):
+    mean, cov, n = data_moments(X)
+
+    def totals(weights, exact=False):
+        return epoch_stats(X, weights, exact=exact)
+
+    som = SOM(map_shape=None, n_epochs=3, progress=False).fit_stats(totals, mean, cov, n)
+    assert som.map_shape_ == default_map_shape(n, cov)
+    with pytest.raises(InputError, match="at least 2 rows"):
+        SOM(progress=False).fit_stats(totals, mean, cov, 1)
+    with pytest.raises(ParameterError, match="engine.*batch"):
+        SOM(engine="minisom", progress=False).fit_stats(totals, mean, cov, n)
