@@ -58,6 +58,7 @@ __all__ = [
     "grid_adjacency",
     "neighbor_pairs",
     "epoch_stats",
+    "explained_variance",
     "update_weights",
     "best_units",
     "u_matrix",
@@ -123,6 +124,14 @@ def data_moments(X, *, chunk_size: int = 16384) -> tuple[np.ndarray, np.ndarray,
         c = X[s].astype(np.float64) - mean
         cross += c.T @ c
     return mean, cross / max(n - 1, 1), n
+
+
+def explained_variance(sq_dist_sum: float, cov, n_samples: int) -> float:
+    """``1 - sum ||x - w_bmu||^2 / sum ||x - mean||^2`` from the summed squared best-unit distances and
+    the data's covariance (``ddof=1``) and rows (:func:`data_moments`, or a reduction); NaN when the data
+    have no variance. ``SOM.explained_variance`` and the Dask backend's quality figures use it."""
+    total = np.trace(cov) * (n_samples - 1)
+    return float(1.0 - sq_dist_sum / total) if total > 0 else float("nan")
 
 
 def _principal_axes(cov) -> tuple[np.ndarray, np.ndarray]:
@@ -1037,9 +1046,7 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         _, dist = self._predict(X, return_distance=True)
-        mean, cov, n = data_moments(X)
-        total = np.trace(cov) * (n - 1)
-        return float(1.0 - (dist**2).sum() / total) if total > 0 else float("nan")
+        return explained_variance((dist**2).sum(), *data_moments(X)[1:])
 
     def u_matrix(self) -> np.ndarray:
         """U-matrix of the trained map (see the module-level :func:`u_matrix`)."""
