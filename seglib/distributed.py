@@ -91,6 +91,7 @@ from seglib.som import (
     SOM,
     best_units,
     epoch_stats,
+    explained_variance,
 )
 
 try:
@@ -971,13 +972,12 @@ def cluster_dask(
     worker_som.n_jobs = 1  # one thread per task: the cluster's workers are the parallelism
     parts = X.reduce(_quality, som=worker_som)
     n = sum(p[0] for p in parts)
-    mean, cov, _ = _moments(X)
-    total = np.trace(cov) * (n - 1)
+    _, cov, _ = _moments(X)
     quality = {
         "quantization_error": sum(p[1] for p in parts) / n,
         "topographic_error": sum(p[3] for p in parts) / n,
         "empty_unit_share": float((hits == 0).mean()),
-        "explained_variance": float(1.0 - sum(p[2] for p in parts) / total) if total > 0 else float("nan"),
+        "explained_variance": explained_variance(sum(p[2] for p in parts), cov, n),
     }
     return DaskClusters(clustering=pc, segments=segments, hits=hits, quality=quality)
 
@@ -1036,7 +1036,11 @@ def write_results(
 
     Each part is a :func:`~seglib.profile.result_table` of its customers (the columns of ``result.csv``).
     When there are at most ``max_collect`` customers, the customer table is collected and ``result.csv``
-    and the profile (``segments.csv``) are exactly the pandas backend's. Above, there is no
+    and the profile (``segments.csv``) are exactly the pandas backend's; the run folder then also gets
+    the tables steps 02-03 write (``processed/customers.parquet``, ``scaled.parquet``,
+    ``segments.parquet``, in key order), so notebooks 03 and 04 open it (:func:`seglib.steps.load_clusters`)
+    without cleaning or training again. Above ``max_collect`` they are not written (they would not fit
+    on one machine; the notebooks then name the missing file). Above, there is no
     ``result.csv`` (read the parts) and the profile is computed on a seeded random sample of about
     ``max_collect`` customers, with exact segment sizes and revenue shares from a reduction.
 
@@ -1058,6 +1062,7 @@ def write_results(
         The part files, the path of result.csv (None when not written) and the profile.
     """
     from seglib.profile import profile_segments, result_table, write_result, write_segments
+    from seglib.steps import write_parquet
 
     check_option("parts_format", parts_format, PART_FORMATS)
     check_int("max_collect", max_collect, minimum=1)
@@ -1078,6 +1083,12 @@ def write_results(
     if n <= max_collect:
         table, seg = customers.compute(), segments.compute()
         table.attrs = attrs
+        # step 02-03's tables, as the pandas backend writes them: notebooks 03 and 04 open the run
+        scaled = features.X.compute().sort_index(kind="mergesort")
+        for frame, path in ((table, layout.customers), (scaled, layout.scaled), (seg, layout.segments)):
+            ordered = frame.reindex(scaled.index)
+            ordered.attrs = frame.attrs
+            write_parquet(ordered, path, index=True)
         rows = result_table(table, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
         result = write_result(layout.result, rows)
         profile = profile_segments(table, seg["segment"], **describe)

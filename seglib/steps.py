@@ -89,7 +89,8 @@ def _missing(out_dir, step: str) -> bool:
     return True
 
 
-def _write_parquet(df: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
+def write_parquet(df: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
+    """Write ``df`` to ``path`` atomically (the artifacts' format; ``df.attrs`` kept)."""
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=index)
     return path
@@ -140,7 +141,7 @@ def clean_step(
     mapping = raw.attrs.get("columns") or {}
     clean.attrs["id_column"] = mapping.get("customer_id", DEFAULT_COLUMNS["customer_id"])
     clean.attrs["source"] = report.source
-    _write_parquet(clean, layout.clean_transactions)
+    write_parquet(clean, layout.clean_transactions)
     report.to_json(layout.cleaning_report)
     record_metrics(layout, rows_read=report.rows_read, rows_kept=report.rows_kept,
                    customers_kept=report.customers_kept, as_of=str(report.as_of), columns=mapping)
@@ -240,8 +241,8 @@ def som_step(
     customers.attrs = {"as_of": str(as_of), "id_column": clean.attrs.get("id_column", "customerID")}
     som = _make_som(engine, map_shape, n_epochs, sigma, sigma_end, seed, progress, topology).fit(X.to_numpy())
 
-    _write_parquet(customers, layout.customers, index=True)
-    _write_parquet(X, layout.scaled, index=True)
+    write_parquet(customers, layout.customers, index=True)
+    write_parquet(X, layout.scaled, index=True)
     write_json(layout.features_spec, pipeline_to_dict(pipe))
     som.save(layout.som_dir)
     Xa = X.to_numpy()
@@ -358,7 +359,7 @@ def cluster_step(
          "som_col": cols, "segment": pc.assign(bmu)},
         index=som_step.X.index,
     )
-    _write_parquet(segments, layout.segments, index=True)
+    write_parquet(segments, layout.segments, index=True)
     write_clustering(layout, pc)
     sizes = segments["segment"].value_counts().sort_index()
     record_metrics(

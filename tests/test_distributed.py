@@ -7,7 +7,9 @@ segments (adjusted Rand index), the SOM's weights and the fitted feature pipelin
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -118,6 +120,36 @@ def test_segments_agree_with_pandas(runs):
     both = a.merge(b, on="customerID", suffixes=("_pandas", "_dask"))
     assert len(both) == len(a) == len(b)
     assert adjusted_rand_score(both["segment_pandas"], both["segment_dask"]) >= 0.99
+
+
+def test_notebooks_03_and_04_open_a_dask_run_without_cleaning_or_training_again(runs, tmp_path):
+    """A Dask run folder (customers collected: max_collect) holds the tables steps 02-03 write, so
+    notebooks 03 and 04 open it: they read the map and the customers, recut and profile, and neither
+    clean (no cleaned transactions appear) nor train (the map's files keep their bytes)."""
+    import papermill as pm
+
+    from seglib.config import Layout
+    from seglib.pipeline import NOTEBOOK_DIR
+    from seglib.steps import load_som
+
+    pandas_layout, run = runs
+    folder = shutil.copytree(run.layout.root, tmp_path / "dask-run")
+    layout = Layout.for_run(folder)
+    som = load_som(folder)
+    assert len(som.X) == len(som.customers) == run.n_customers
+    assert som.X.index.equals(pd.read_parquet(pandas_layout.scaled).index)
+    digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in layout.som_dir.iterdir()}
+    assert not layout.clean_transactions.exists()
+    for name, parameters in (("03-cluster-prototypes", {"n_stability_runs": 0, "k_max": 6}),
+                             ("04-profile-segments", {})):
+        pm.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
+                            parameters={**parameters, "out_dir": str(folder)}, kernel_name="python3",
+                            progress_bar=False, cwd=str(NOTEBOOK_DIR))
+    assert not layout.clean_transactions.exists()
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in layout.som_dir.iterdir()} == digest
+    result = read_result(layout.result)
+    assert len(result) == run.n_customers and result["customerID"].is_unique
+    assert (layout.figures / "03-segment-map.png").is_file()
 
 
 def test_result_and_profile_files_are_the_pandas_ones(runs):
