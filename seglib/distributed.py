@@ -92,6 +92,7 @@ from seglib.som import (
     best_units,
     epoch_stats,
     explained_variance,
+    reduce_moments,
 )
 
 try:
@@ -809,26 +810,10 @@ def _epoch_totals(X: Partitions, weights, exact=False, groups=None):
     return sums, counts, sum_dist
 
 
-def _moment_sums(part, mean=None):
-    x = part.to_numpy(dtype=np.float64)
-    if mean is None:
-        return len(x), x.sum(axis=0)
-    c = x - mean
-    return c.T @ c
-
-
 def _moments(X: Partitions):
-    """Mean, covariance (ddof=1) and rows of the table, in two passes like :func:`seglib.som.data_moments`."""
-    parts = X.reduce(_moment_sums)
-    n = sum(p[0] for p in parts)
-    total = np.zeros(len(X.meta.columns))
-    for p in parts:
-        total += p[1]
-    mean = total / max(n, 1)
-    cross = np.zeros((len(mean), len(mean)))
-    for c in X.reduce(_moment_sums, mean=mean):
-        cross += c
-    return mean, cross / max(n - 1, 1), n
+    """Mean, covariance (ddof=1) and rows of the table: :func:`seglib.som.reduce_moments` over the
+    partitions."""
+    return reduce_moments(X.reduce)
 
 
 def fit_som(X, som: SOM | None = None, *, client=None, progress: bool | None = None) -> SOM:

@@ -49,6 +49,8 @@ from seglib.errors import InputError, ModelFormatError, ParameterError, check_in
 __all__ = [
     "SOM",
     "data_moments",
+    "moment_sums",
+    "reduce_moments",
     "default_map_shape",
     "initial_weights",
     "sigma_schedule",
@@ -110,19 +112,41 @@ def data_moments(X, *, chunk_size: int = 16384) -> tuple[np.ndarray, np.ndarray,
     """Mean, covariance (``ddof=1``) and row count of ``X``, in float64, computed in row chunks.
 
     Two passes (the mean, then centred cross-products), so no float64 copy of ``X`` is ever made. A
-    distributed caller computes the same three figures by a reduction and passes them to
-    :func:`initial_weights` and :func:`default_map_shape`.
+    distributed caller computes the same three figures with :func:`reduce_moments` over its blocks and
+    passes them to :meth:`SOM.fit_stats`.
     """
     X = np.asarray(X)
-    n, n_features = X.shape
-    total = np.zeros(n_features)
-    for s in _row_chunks(n, chunk_size):
-        total += X[s].sum(axis=0, dtype=np.float64)
-    mean = total / n
-    cross = np.zeros((n_features, n_features))
-    for s in _row_chunks(n, chunk_size):
-        c = X[s].astype(np.float64) - mean
-        cross += c.T @ c
+    chunks = _row_chunks(len(X), chunk_size)
+    return reduce_moments(lambda func, **kwargs: [func(X[s], **kwargs) for s in chunks])
+
+
+def moment_sums(block, mean=None):
+    """A block's share of :func:`data_moments`: ``(rows, column sums)``, or with ``mean`` the centred
+    cross-products ``(x - mean).T @ (x - mean)`` (float64)."""
+    x = np.asarray(block, dtype=np.float64)
+    if mean is None:
+        return len(x), x.sum(axis=0)
+    c = x - mean
+    return c.T @ c
+
+
+def reduce_moments(reduce) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean, covariance (``ddof=1``) and rows from :func:`moment_sums` of every block, in two passes.
+
+    ``reduce(func, **kwargs)`` returns ``[func(block, **kwargs) for block in blocks]`` in a fixed block
+    order (row chunks in memory, partitions on Dask), so the figures do not depend on who computed what.
+    """
+    parts = reduce(moment_sums)
+    if not parts:
+        raise InputError("X has no rows: moments need at least one block of rows")
+    n = sum(p[0] for p in parts)
+    total = parts[0][1].copy()
+    for p in parts[1:]:
+        total += p[1]
+    mean = total / max(n, 1)
+    cross = np.zeros((len(mean), len(mean)))
+    for c in reduce(moment_sums, mean=mean):
+        cross += c
     return mean, cross / max(n - 1, 1), n
 
 
