@@ -49,6 +49,7 @@ __all__ = [
     "PrototypeClustering",
     "StabilityResult",
     "assign_segments",
+    "segments_frame",
     "consolidate",
     "cophenetic_correlation",
     "cut",
@@ -624,6 +625,15 @@ def _check_bmu(bmu, n_units: int) -> np.ndarray:
     if b.size and (b.min() < 0 or b.max() >= n_units):
         raise InputError(f"bmu: unit indices must lie in [0, {n_units - 1}] (units of the map)")
     return b
+
+
+def segments_frame(customer_id, bmu, map_shape, unit_labels, index) -> pd.DataFrame:
+    """The segments table (``processed/segments.parquet``): ``customer_id``, ``bmu``, ``som_row``,
+    ``som_col`` and ``segment`` of each customer, on ``index`` (the customer keys). Both backends build
+    it with this function (the Dask one per partition)."""
+    rows, cols = np.unravel_index(np.asarray(bmu), tuple(map_shape))
+    return pd.DataFrame({"customer_id": np.asarray(customer_id), "bmu": bmu, "som_row": rows, "som_col": cols,
+                         "segment": assign_segments(np.asarray(bmu), unit_labels)}, index=index)
 
 
 def assign_segments(bmu, unit_labels, *, ids=None):

@@ -67,7 +67,7 @@ from seglib.clean import (
     plausibility_stats,
     plausible_bounds,
 )
-from seglib.cluster import PrototypeClustering, assign_segments, unit_sums
+from seglib.cluster import PrototypeClustering, segments_frame, unit_sums
 from seglib.config import Layout
 from seglib.errors import InputError, ParameterError, check_int, check_option
 from seglib.features import (
@@ -892,10 +892,8 @@ class DaskClusters:
 
 
 def _assign(customers, X, weights, unit_labels, map_shape) -> pd.DataFrame:
-    bmu = best_units(X.to_numpy(), weights)
-    rows, cols = np.unravel_index(bmu, map_shape)
-    return pd.DataFrame({"customer_id": customers["customer_id"].to_numpy(), "bmu": bmu, "som_row": rows,
-                         "som_col": cols, "segment": assign_segments(bmu, unit_labels)}, index=X.index)
+    return segments_frame(customers["customer_id"], best_units(X.to_numpy(), weights), map_shape, unit_labels,
+                          X.index)
 
 
 def _quality(X, som) -> tuple:

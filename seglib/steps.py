@@ -339,7 +339,7 @@ def cluster_step(
     cophenetic correlation, the silhouette of the customers, the segment sizes and each segment's
     mean Jaccard.
     """
-    from seglib.cluster import unit_sums
+    from seglib.cluster import segments_frame, unit_sums
 
     layout = Layout.for_run(out_dir).makedirs()
     if som_step is None:
@@ -353,12 +353,8 @@ def cluster_step(
                           connectivity=connectivity, topology=som.topology, consolidate=consolidate,
                           k_min=k_min, k_max=k_max), seed)
     pc.fit(som.weights_, hits, unit_sums=unit_sums(X, bmu, hits.size))
-    rows, cols = np.unravel_index(bmu, som.weights_.shape[:2])
-    segments = pd.DataFrame(
-        {"customer_id": som_step.customers["customer_id"].to_numpy(), "bmu": bmu, "som_row": rows,
-         "som_col": cols, "segment": pc.assign(bmu)},
-        index=som_step.X.index,
-    )
+    segments = segments_frame(som_step.customers["customer_id"], bmu, som.weights_.shape[:2], pc.unit_labels_,
+                              som_step.X.index)
     write_parquet(segments, layout.segments, index=True)
     write_clustering(layout, pc)
     sizes = segments["segment"].value_counts().sort_index()
