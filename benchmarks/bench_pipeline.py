@@ -90,7 +90,7 @@ STAGES = {
 def case_stages(path: str) -> dict:
     import importlib
 
-    from seglib import distributed
+    from seglib import runner
 
     spent: dict[str, float] = {name: 0.0 for name in STAGES}
     peaks: dict[str, float] = {}  # peak memory of the process at the end of each stage
@@ -119,7 +119,7 @@ def case_stages(path: str) -> dict:
         setattr(owner, last, timed(name, getattr(owner, last)))
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        distributed.run_segmentation(path, out, progress=False)
+        runner.run_segmentation(path, out, progress=False)
         total = time.perf_counter() - start
     spent["other"] = total - sum(spent.values())
     peaks["other"] = peak_mb()

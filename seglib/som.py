@@ -517,6 +517,20 @@ def _epoch_totals(X, codebook, exact=False, *, chunks, mapper):
     return _add_stats(mapper(lambda s: _chunk_stats(X[s], cb, exact), chunks), cb.augmented)
 
 
+def _epoch(epoch_totals, codebook, n, map_shape, sigma, kind, topology="rectangular"):
+    """One epoch of the batch map from ``epoch_totals(codebook)``: (new codebook in the same dtype,
+    quantization error before it)."""
+    sums, counts, sum_dist = epoch_totals(codebook)
+    H = neighborhood_matrix(map_shape, sigma, kind, topology)
+    return update_weights(codebook, sums, counts, H).astype(codebook.dtype), sum_dist / n
+
+
+def _batch_epoch(X, codebook, chunks, mapper, map_shape, sigma, kind, topology="rectangular"):
+    """:func:`_epoch` of the rows of ``X`` in memory (the code path of ``SOM.fit``; benchmarks time it)."""
+    return _epoch(partial(_epoch_totals, X, chunks=chunks, mapper=mapper), codebook, len(X), map_shape, sigma,
+                  kind, topology)
+
+
 def update_weights(weights, sums, counts, H) -> np.ndarray:
     """The batch-map update ``W = (H @ sums) / (H @ counts)`` (float64, same shape as ``weights``).
 
@@ -928,16 +942,14 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _fit_epochs(self, epoch_totals, start, n) -> SOM:
         """The batch epochs, each from ``epoch_totals(weights)``; sets the fitted attributes."""
-        dtype = np.dtype(self.dtype)
         sigmas = sigma_schedule(self.sigma_, self.sigma_end, self.n_epochs, self.decay)
-        weights = start.reshape(-1, start.shape[-1]).astype(dtype)
+        weights = start.reshape(-1, start.shape[-1]).astype(np.dtype(self.dtype))
         history = []
         with tqdm(total=len(sigmas), desc="SOM epochs", unit="epoch", disable=not self.progress) as bar:
             for sigma in sigmas:
-                sums, counts, sum_dist = epoch_totals(weights)
-                H = neighborhood_matrix(self.map_shape_, sigma, self.neighborhood, self.topology)
-                weights = update_weights(weights, sums, counts, H).astype(dtype)
-                history.append(sum_dist / n)
+                weights, qe = _epoch(epoch_totals, weights, n, self.map_shape_, sigma, self.neighborhood,
+                                     self.topology)
+                history.append(qe)
                 bar.set_postfix(sigma=f"{sigma:.2f}", qe=f"{history[-1]:.4f}")
                 bar.update()
         _, counts, sum_dist = epoch_totals(weights)
