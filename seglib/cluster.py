@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from seglib.errors import InputError, ParameterError, check_float, check_int, check_option
 from seglib.som import TOPOLOGIES
+from seglib.som import best_units as som_best_units
 from seglib.som import grid_adjacency as som_grid_adjacency
 
 __all__ = [
@@ -51,6 +52,14 @@ __all__ = [
     "assign_segments",
     "segments_frame",
     "consolidate",
+    "consolidate_by_customer",
+    "consolidate_customers",
+    "nearest_segment",
+    "segment_stats",
+    "add_segment_stats",
+    "update_centres",
+    "renumber_centres",
+    "SegmentStats",
     "cophenetic_correlation",
     "cut",
     "cut_heights",
@@ -841,6 +850,167 @@ def _kmeans_plus_plus(means: np.ndarray, h: np.ndarray, k: int, rng) -> np.ndarr
         d = np.minimum(d, ((means[won] - centres[-1]) ** 2).sum(axis=1))
     C = np.asarray(centres)
     return np.argmin(((means[:, None, :] - C[None]) ** 2).sum(axis=2), axis=1).astype(np.int64) + 1
+
+# --------------------------------------------------------------------------------------------------
+# customer-level consolidation: k-means (Lloyd) iterations customer by customer
+
+
+def nearest_segment(X, centres) -> np.ndarray:
+    """Segment 1..k of every customer: the nearest segment mean (ties to the lowest segment).
+
+    Exact and batch-independent (the search of :func:`seglib.som.best_units`): a customer gets the
+    same segment scored alone or with a million others, so the saved model reproduces ``result.csv``.
+    """
+    X = np.asarray(X, dtype=float)
+    C = np.asarray(centres, dtype=float)
+    if X.ndim != 2 or C.ndim != 2 or X.shape[1] != C.shape[1]:
+        raise InputError(f"X: expected shape (n_customers, {C.shape[-1]}) to match the segment means, "
+                         f"got {X.shape}")
+    if len(X) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.asarray(som_best_units(X, C), dtype=np.int64) + 1
+
+
+@dataclass(frozen=True)
+class SegmentStats:
+    """What one Lloyd iteration needs from a block of customers (sums add up over blocks).
+
+    ``sums`` (k, F) and ``counts`` (k,) are the customers' scaled features and numbers per nearest
+    segment; ``moved`` counts the customers whose nearest segment differs under the previous means;
+    ``far`` is (squared distance to its own mean, global row) of the customer farthest from its mean,
+    where an empty segment is re-seeded.
+    """
+
+    sums: np.ndarray
+    counts: np.ndarray
+    moved: int
+    far: tuple[float, int]
+
+
+def segment_stats(X, centres, previous=None, *, offset: int = 0) -> SegmentStats:
+    """:class:`SegmentStats` of the customers ``X`` (rows ``offset..``) under the means ``centres``.
+
+    The map step of :func:`consolidate_customers`, per block of customers: the in-memory path calls
+    it on all customers, the Dask backend on every partition and adds the results
+    (:func:`add_segment_stats`).
+    """
+    X = np.asarray(X, dtype=float)
+    C = np.asarray(centres, dtype=float)
+    k = len(C)
+    lab = nearest_segment(X, C) - 1
+    sums = np.zeros((k, X.shape[1]))
+    np.add.at(sums, lab, X)
+    counts = np.bincount(lab, minlength=k).astype(float)
+    moved = 0 if previous is None else int((nearest_segment(X, previous) - 1 != lab).sum())
+    far = (-1.0, -1)
+    if len(X):
+        d = ((X - C[lab]) ** 2).sum(axis=1)
+        i = int(np.argmax(d))
+        far = (float(d[i]), offset + i)
+    return SegmentStats(sums, counts, moved, far)
+
+
+def add_segment_stats(parts) -> SegmentStats:
+    """The :class:`SegmentStats` of all customers from those of blocks in row order (the reduce step)."""
+    parts = list(parts)
+    far = (-1.0, -1)
+    for p in parts:
+        if p.far[0] > far[0]:  # strictly: the first (lowest) row wins a tie
+            far = p.far
+    return SegmentStats(sum(p.sums for p in parts), sum(p.counts for p in parts),
+                        sum(p.moved for p in parts), far)
+
+
+def update_centres(stats: SegmentStats, centres, row) -> np.ndarray:
+    """The update step of :func:`consolidate_customers`, shared by both backends.
+
+    Each segment's new mean is the mean of the customers nearest to it. A segment left without
+    customers is re-seeded at the customer farthest from its own mean (``row(i)`` returns the scaled
+    features of customer ``i``; deterministic: the lowest row on a tie); it keeps its old mean when
+    no customer can be taken.
+    """
+    C = np.asarray(centres, dtype=float).copy()
+    won = stats.counts > 0
+    C[won] = stats.sums[won] / stats.counts[won, None]
+    empty = np.flatnonzero(~won)
+    if empty.size and stats.far[1] >= 0 and stats.far[0] > 0:
+        C[empty[0]] = np.asarray(row(stats.far[1]), dtype=float)  # one per iteration: the next moves on
+    return C
+
+
+def consolidate_customers(stats_of, centres, *, row, max_iter: int = 100):
+    """Lloyd iterations on the customers from ``centres``; returns the final segment means.
+
+    ``stats_of(centres, previous)`` gives the :class:`SegmentStats` of all customers (in memory:
+    :func:`segment_stats` of X; Dask: the sum over partitions); ``row(i)`` returns customer i's
+    scaled features (for re-seeding an empty segment). Iterations stop when no customer changes
+    its nearest mean: the means are then the means of their customers (a fixed point), and every
+    customer's segment is :func:`nearest_segment` of these means.
+    """
+    C = np.asarray(centres, dtype=float)
+    previous = None
+    for it in range(max_iter):
+        stats = stats_of(C, previous)
+        if previous is not None and stats.moved == 0 and (stats.counts > 0).all():
+            logger.debug("customer consolidation settled after %d iterations", it)
+            return C
+        previous, C = C, update_centres(stats, C, row)
+    logger.warning("customer consolidation did not settle in %d iterations", max_iter)
+    return C
+
+
+def consolidate_by_customer(X, labels, *, max_iter: int = 100):
+    """Continue consolidation customer by customer: k-means on the customers from given segments.
+
+    The unit-level consolidation (:func:`consolidate`) keeps every map unit whole; with few
+    customers per unit that cannot reach k-means' optimum and its segments change from one sample to
+    the next. Starting from the means of ``labels`` (the unit-level segments of every customer),
+    Lloyd iterations move customers one by one (:func:`consolidate_customers`); the customers'
+    within-segment sum of squares never increases. Deterministic (no random start).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_customers, n_features)
+        The scaled customer features.
+    labels : array-like of int of shape (n_customers,)
+        Start segments 1..k (``unit_labels_[bmu]``).
+    max_iter : int, default=100
+        Most iterations; customers usually settle in fewer than 30.
+
+    Returns
+    -------
+    labels : ndarray of int of shape (n_customers,)
+        Segments 1..k, numbered by customers, largest first; each customer's nearest mean.
+    centres : ndarray of shape (k, n_features)
+        The segment means (``centres[s - 1]`` for segment s), what a saved model scores with.
+    """
+    X = np.asarray(X, dtype=float)
+    lab = np.asarray(labels).ravel().astype(np.int64)
+    if X.ndim != 2 or len(lab) != len(X) or len(X) == 0 or lab.min() < 1:
+        raise InputError(f"labels: expected one segment 1..k per customer ({len(X)}), got {lab.shape}")
+    k = int(lab.max())
+    start = update_centres(SegmentStats(*_label_sums(X, lab - 1, k), 0, (-1.0, -1)),
+                           np.zeros((k, X.shape[1])), lambda i: X[i])
+    C = consolidate_customers(lambda c, prev: segment_stats(X, c, prev), start, row=lambda i: X[i],
+                              max_iter=max_iter)
+    return renumber_centres(X, C)
+
+
+def _label_sums(X, lab0, k):
+    sums = np.zeros((k, X.shape[1]))
+    np.add.at(sums, lab0, X)
+    return sums, np.bincount(lab0, minlength=k).astype(float)
+
+
+def renumber_centres(X, centres):
+    """Segments (1..k, largest first) and their means in that order; each customer's nearest mean."""
+    C = np.asarray(centres, dtype=float)
+    lab = nearest_segment(X, C)
+    counts = np.bincount(lab - 1, minlength=len(C))
+    order = np.lexsort((np.arange(len(C)), -counts))  # largest first, then the earlier segment
+    C = C[order]
+    return nearest_segment(X, C), C
+
 
 def cut_vs_segments(cut_labels, unit_labels, hits=None) -> pd.DataFrame:
     """Customers of each cut segment (rows) in each final segment (columns), after consolidation.

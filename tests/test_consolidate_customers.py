@@ -1,0 +1,107 @@
+"""Consolidation customer by customer: Lloyd iterations on the customers from the unit-level segments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from seglib.cluster import (
+    PrototypeClustering,
+    SegmentStats,
+    add_segment_stats,
+    consolidate_by_customer,
+    consolidate_customers,
+    nearest_segment,
+    segment_stats,
+    unit_sums,
+)
+from seglib.errors import InputError
+
+
+def _sse(X, labels):
+    return sum(((X[labels == s] - X[labels == s].mean(axis=0)) ** 2).sum() for s in np.unique(labels))
+
+
+def _map(seed, k=5, rows=8, cols=9, n=1200, spread=1.3):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 2.0, size=(k, 4))
+    X = centres[rng.integers(0, k, size=n)] + rng.normal(0, spread, size=(n, 4))
+    protos = X[rng.choice(n, size=rows * cols, replace=False)]
+    bmu = np.argmin(((X[:, None, :] - protos[None]) ** 2).sum(-1), axis=1)
+    hits = np.bincount(bmu, minlength=rows * cols)
+    pc = PrototypeClustering(n_clusters=k, random_state=seed).fit(protos.reshape(rows, cols, 4), hits,
+                                                                    unit_sums=unit_sums(X, bmu, rows * cols))
+    return X, pc.assign(bmu)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_customer_level_never_increases_the_sum_of_squares_of_unit_level(seed):
+    X, unit_level = _map(seed)
+    labels, centres = consolidate_by_customer(X, unit_level)
+    assert _sse(X, labels) <= _sse(X, unit_level) + 1e-9
+    assert set(np.unique(labels)) == set(range(1, int(unit_level.max()) + 1))
+    sizes = np.bincount(labels)[1:]
+    assert (np.diff(sizes) <= 0).all()  # numbered by size, largest first
+    # a fixed point of Lloyd: each mean is its customers' mean, each customer is at its nearest mean
+    means = np.stack([X[labels == s].mean(axis=0) for s in range(1, len(sizes) + 1)])
+    np.testing.assert_allclose(centres, means, atol=1e-12)
+    assert np.array_equal(nearest_segment(X, centres), labels)
+    again, centres2 = consolidate_by_customer(X, labels)
+    assert adjusted_rand_score(again, labels) == 1.0 and np.array_equal(again, labels)
+    np.testing.assert_allclose(centres2, centres, atol=1e-12)
+
+
+def test_it_is_deterministic():
+    X, unit_level = _map(7)
+    a = consolidate_by_customer(X, unit_level)
+    b = consolidate_by_customer(X.copy(), unit_level.copy())
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_an_empty_start_segment_is_reseeded_and_every_segment_ends_with_customers():
+    X, unit_level = _map(5)
+    start = np.where(unit_level == 2, 1, unit_level)  # segment 2 starts empty
+    labels, centres = consolidate_by_customer(X, start)
+    k = int(unit_level.max())
+    assert np.isfinite(centres).all()
+    assert (np.bincount(labels, minlength=k + 1)[1:] > 0).all()
+
+
+def test_nearest_segment_is_batch_independent_with_ties_to_the_lowest_segment():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 6))
+    C = rng.normal(size=(6, 6))
+    whole = nearest_segment(X, C)
+    one_by_one = np.concatenate([nearest_segment(X[i:i + 1], C) for i in range(0, 3000, 7)])
+    assert np.array_equal(whole[::7], one_by_one)
+    assert np.array_equal(np.concatenate([nearest_segment(b, C) for b in np.array_split(X, 13)]), whole)
+    twin = np.vstack([C[3], C[3], C[1]])  # segments 1 and 2 share a mean: the tie goes to 1
+    assert set(nearest_segment(X, twin)) <= {1, 3}
+
+
+def test_block_statistics_add_up_to_those_of_all_customers():
+    X, unit_level = _map(2)
+    C = np.stack([X[unit_level == s].mean(axis=0) for s in range(1, int(unit_level.max()) + 1)])
+    prev = C + 0.3
+    whole = segment_stats(X, C, prev)
+    cuts = [0, 100, 555, 900, len(X)]
+    parts = add_segment_stats(segment_stats(X[a:b], C, prev, offset=a) for a, b in zip(cuts, cuts[1:]))
+    np.testing.assert_allclose(parts.sums, whole.sums, atol=1e-9)
+    assert np.array_equal(parts.counts, whole.counts) and parts.moved == whole.moved
+    assert parts.far == whole.far
+    # the loop fed by blocks finds the same means as the loop fed by all customers
+    def blocks(c, p):
+        return add_segment_stats(segment_stats(X[a:b], c, p, offset=a) for a, b in zip(cuts, cuts[1:]))
+    by_blocks = consolidate_customers(blocks, C, row=lambda i: X[i])
+    in_memory = consolidate_customers(lambda c, p: segment_stats(X, c, p), C, row=lambda i: X[i])
+    assert np.array_equal(nearest_segment(X, by_blocks), nearest_segment(X, in_memory))
+    assert isinstance(whole, SegmentStats)
+
+
+def test_bad_labels_are_refused():
+    X = np.zeros((4, 2))
+    with pytest.raises(InputError, match="labels"):
+        consolidate_by_customer(X, [1, 2, 0, 1])
+    with pytest.raises(InputError, match="labels"):
+        consolidate_by_customer(X, [1, 2])
