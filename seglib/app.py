@@ -535,7 +535,8 @@ class App:
                              parameters=values)
         som = cluster.som_step.som
         self.explorer = ClusterExplorer.from_clustering(cluster.clustering, som.weights_, cluster.hits,
-                                                        k_max=max(int(values.get("k_max") or 15), 2))
+                                                        k_max=max(int(values.get("k_max") or 15), 2),
+                                                        kept_segments=cluster.unit_segments)
         self.explorer.k_slider.observe(self.on_cut_change, names="value")
         self.explorer.d_slider.observe(self.on_cut_change, names="value")
         self.explorer_box.children = [self.explorer.box]
@@ -663,7 +664,8 @@ class App:
                                      hit_weighting=values["hit_weighting"],
                                      connectivity=values["connectivity"], n_clusters=self.n_clusters,
                                      max_d=None, consolidate=values["consolidate"],
-                                     n_stability_runs=values["n_stability_runs"], seed=values["seed"],
+                                     assign=values["assign"], n_stability_runs=values["n_stability_runs"],
+                                     seed=values["seed"],
                                      out_dir=out)
         self._measured.append((cluster.segments["segment"].to_numpy(), cluster.stability_table()))
         profile = steps.profile_step(cluster, out_dir=out, currency=values["currency"])

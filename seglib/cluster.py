@@ -55,10 +55,16 @@ __all__ = [
     "consolidate_by_customer",
     "consolidate_customers",
     "nearest_segment",
+    "customer_segments",
+    "unit_majority",
+    "unit_segment_counts",
+    "majority_of",
+    "off_majority_share",
     "segment_stats",
     "add_segment_stats",
     "update_centres",
-    "renumber_centres",
+    "refine_centres",
+    "unit_start_centres",
     "SegmentStats",
     "cophenetic_correlation",
     "cut",
@@ -616,6 +622,29 @@ class PrototypeClustering(BaseEstimator):
         return consolidate(labels, self.unit_means_, h, self.unit_means_ * h[:, None], n_init=self.n_init,
                            random_state=self.random_state)
 
+    def renumber_segments(self, order) -> "PrototypeClustering":
+        """Renumber the fitted segments: new segment ``j + 1`` is old segment ``order[j] + 1``.
+
+        :func:`customer_segments` calls it when consolidating customer by customer changes the order
+        of the segments' sizes, so the tree, the cut and the map keep the numbers (and colours) of
+        the segments the customers get. Returns self.
+        """
+        check_is_fitted(self, "unit_labels_")
+        order = np.asarray(order, dtype=np.int64)
+        k = self.n_clusters_
+        if sorted(order.tolist()) != list(range(k)):
+            raise ParameterError(f"order: expected a permutation of 0..{k - 1}, got {order.tolist()}")
+        if (order == np.arange(k)).all():
+            return self
+        new = np.empty(k, dtype=np.int64)
+        new[order] = np.arange(1, k + 1)
+        self.unit_labels_ = new[self.unit_labels_ - 1]
+        cut = np.asarray(self.cut_labels_)
+        # a cut segment numbered above k was emptied by consolidation: it keeps its number
+        self.cut_labels_ = np.where(cut <= k, new[np.minimum(cut, k) - 1], cut)
+        self.segment_sizes_ = self.segment_sizes_[order]
+        return self
+
     def assign(self, bmu, *, ids=None):
         """Segment of each customer from its best-matching unit (see :func:`assign_segments`)."""
         check_is_fitted(self, "unit_labels_")
@@ -636,13 +665,18 @@ def _check_bmu(bmu, n_units: int) -> np.ndarray:
     return b
 
 
-def segments_frame(customer_id, bmu, map_shape, unit_labels, index) -> pd.DataFrame:
+def segments_frame(customer_id, bmu, map_shape, unit_labels, index, *, segment=None) -> pd.DataFrame:
     """The segments table (``processed/segments.parquet``): ``customer_id``, ``bmu``, ``som_row``,
     ``som_col`` and ``segment`` of each customer, on ``index`` (the customer keys). Both backends build
-    it with this function (the Dask one per partition)."""
+    it with this function (the Dask one per partition). ``segment``: each customer's own segment
+    (customer-level segments, :func:`customer_segments`); None: its unit's, from ``unit_labels``."""
     rows, cols = np.unravel_index(np.asarray(bmu), tuple(map_shape))
+    if segment is None:
+        seg = assign_segments(np.asarray(bmu), unit_labels)
+    else:
+        seg = np.asarray(segment, dtype=np.int64)
     return pd.DataFrame({"customer_id": np.asarray(customer_id), "bmu": bmu, "som_row": rows, "som_col": cols,
-                         "segment": assign_segments(np.asarray(bmu), unit_labels)}, index=index)
+                         "segment": seg}, index=index)
 
 
 def assign_segments(bmu, unit_labels, *, ids=None):
@@ -988,28 +1022,109 @@ def consolidate_by_customer(X, labels, *, max_iter: int = 100):
     lab = np.asarray(labels).ravel().astype(np.int64)
     if X.ndim != 2 or len(lab) != len(X) or len(X) == 0 or lab.min() < 1:
         raise InputError(f"labels: expected one segment 1..k per customer ({len(X)}), got {lab.shape}")
+    C, _ = refine_centres(lambda c, prev: segment_stats(X, c, prev), start_centres(X, lab),
+                          row=lambda i: X[i], max_iter=max_iter)
+    return nearest_segment(X, C), C
+
+
+def refine_centres(stats_of, centres, *, row, max_iter: int = 100):
+    """:func:`consolidate_customers`, then the means ordered by their customers, largest first.
+
+    Returns ``(means, order)``: segment ``j + 1`` is the one started from ``centres[order[j]]``.
+    Both backends call it (``stats_of`` as in :func:`consolidate_customers`); every customer's
+    segment is then :func:`nearest_segment` of the returned means.
+    """
+    C = consolidate_customers(stats_of, centres, row=row, max_iter=max_iter)
+    counts = stats_of(C, None).counts
+    order = np.lexsort((np.arange(len(C)), -counts))  # largest first, then the earlier segment
+    return C[order], order
+
+
+def unit_start_centres(clustering) -> np.ndarray:
+    """The means of the unit-level segments of a fitted :class:`PrototypeClustering` (from its unit
+    sums, so both backends start alike); a segment without customers starts at 0 and is re-seeded."""
+    centres, _ = segment_centres(np.asarray(clustering.unit_labels_), clustering.unit_means_,
+                                 clustering.unit_hits_, int(clustering.n_clusters_))
+    return np.nan_to_num(centres, nan=0.0)
+
+
+def start_centres(X, labels) -> np.ndarray:
+    """Mean of each start segment 1..k of the customers (the first means of :func:`consolidate_customers`)."""
+    X = np.asarray(X, dtype=float)
+    lab = np.asarray(labels).ravel().astype(np.int64)
     k = int(lab.max())
-    start = update_centres(SegmentStats(*_label_sums(X, lab - 1, k), 0, (-1.0, -1)),
-                           np.zeros((k, X.shape[1])), lambda i: X[i])
-    C = consolidate_customers(lambda c, prev: segment_stats(X, c, prev), start, row=lambda i: X[i],
-                              max_iter=max_iter)
-    return renumber_centres(X, C)
+    return update_centres(SegmentStats(*_label_sums(X, lab - 1, k), 0, (-1.0, -1)),
+                          np.zeros((k, X.shape[1])), lambda i: X[i])
+
+
+ASSIGN = ("customer", "unit")
+
+
+def customer_segments(X, bmu, clustering, assign: str = "customer"):
+    """Every customer's segment under a fitted :class:`PrototypeClustering`, and the segment means.
+
+    ``assign="customer"`` with a consolidating clustering continues the consolidation customer by
+    customer (:func:`consolidate_by_customer`) and returns ``(labels, means)``; otherwise (``"unit"``,
+    or ``consolidate=False``: the plain cut) every customer gets its unit's segment and the means are
+    None. How to choose: ``"customer"`` (the default) makes segments as compact and as reproducible
+    as k-means' (``docs/clustering.md``); ``"unit"`` keeps every map unit whole, so the segment map
+    is exact, at the price of reproducibility on data with few customers per unit.
+    """
+    check_option("assign", assign, ASSIGN)
+    unit_level = clustering.assign(bmu)
+    if assign == "unit" or not clustering.consolidate:
+        return unit_level, None
+    X = np.asarray(X, dtype=float)
+    C, order = refine_centres(lambda c, prev: segment_stats(X, c, prev), unit_start_centres(clustering),
+                              row=lambda i: X[i])
+    clustering.renumber_segments(order)
+    return nearest_segment(X, C), C
+
+
+def unit_segment_counts(bmu, labels, n_units: int, k: int) -> np.ndarray:
+    """Customers of each unit (rows) in each segment (column s for segment s; column 0 unused).
+
+    Counts over blocks of customers add up (the Dask backend adds those of its partitions)."""
+    counts = np.zeros((int(n_units), int(k) + 1), dtype=np.int64)
+    b = np.asarray(bmu).ravel().astype(np.int64)
+    np.add.at(counts, (b, np.asarray(labels).ravel().astype(np.int64)), 1)
+    return counts
+
+
+def majority_of(counts, default) -> np.ndarray:
+    """Each unit's majority segment from :func:`unit_segment_counts` (ties to the lowest segment);
+    ``default`` (per unit) for a unit without customers."""
+    counts = np.asarray(counts)
+    out = np.asarray(default).ravel().astype(np.int64).copy()
+    won = counts.sum(axis=1) > 0
+    out[won] = np.argmax(counts[won], axis=1)  # argmax: the lowest segment on a tie
+    return out
+
+
+def unit_majority(bmu, labels, default) -> np.ndarray:
+    """Each unit's majority segment among its customers (ties to the lowest segment); ``default`` (per
+    unit) for a unit without customers. What the map shows when a unit's customers fall in several
+    segments."""
+    lab = np.asarray(labels).ravel().astype(np.int64)
+    default = np.asarray(default).ravel().astype(np.int64)
+    k = int(max(lab.max(initial=0), default.max(initial=0)))
+    return majority_of(unit_segment_counts(bmu, lab, default.size, k), default)
+
+
+def off_majority_share(bmu, labels) -> float:
+    """Share of customers whose segment differs from their unit's majority segment."""
+    b = np.asarray(bmu).ravel().astype(np.int64)
+    lab = np.asarray(labels).ravel().astype(np.int64)
+    if lab.size == 0:
+        return 0.0
+    major = unit_majority(b, lab, np.ones(int(b.max()) + 1, dtype=np.int64))
+    return float((major[b] != lab).mean())
 
 
 def _label_sums(X, lab0, k):
     sums = np.zeros((k, X.shape[1]))
     np.add.at(sums, lab0, X)
     return sums, np.bincount(lab0, minlength=k).astype(float)
-
-
-def renumber_centres(X, centres):
-    """Segments (1..k, largest first) and their means in that order; each customer's nearest mean."""
-    C = np.asarray(centres, dtype=float)
-    lab = nearest_segment(X, C)
-    counts = np.bincount(lab - 1, minlength=len(C))
-    order = np.lexsort((np.arange(len(C)), -counts))  # largest first, then the earlier segment
-    C = C[order]
-    return nearest_segment(X, C), C
 
 
 def cut_vs_segments(cut_labels, unit_labels, hits=None) -> pd.DataFrame:
@@ -1561,7 +1676,7 @@ def segment_stability(labels, recluster, *, n_runs: int = 5, random_state: int =
         ari=pd.Series(ari, name="ari"), random_state=int(random_state))
 
 
-def som_reclusterer(X, som, clustering):
+def som_reclusterer(X, som, clustering, *, assign: str = "unit"):
     """The ``recluster`` of :func:`segment_stability` for the two-level SOM segmentation.
 
     Each call trains a clone of ``som`` (seeded with the run's seed, no progress bar) on the drawn
@@ -1579,7 +1694,12 @@ def som_reclusterer(X, som, clustering):
     clustering : PrototypeClustering
         The cut (its parameters are used; consolidated as it is, from the drawn customers' unit sums).
         A fitted clustering with ``n_clusters="auto"`` is cut at the k it chose in every run.
+    assign : {"unit", "customer"}, default="unit"
+        As the kept segmentation (:func:`customer_segments`): ``"customer"`` continues each run's
+        consolidation customer by customer on the drawn customers, and every customer gets the
+        nearest of that run's segment means.
     """
+    check_option("assign", assign, ASSIGN)
     Xa = np.asarray(X, dtype=float)
     chosen = getattr(clustering, "n_clusters_", None)  # a fitted n_clusters="auto" keeps its k
     som, clustering = clone(som), clone(clustering)
@@ -1599,6 +1719,9 @@ def som_reclusterer(X, som, clustering):
             cl.set_params(n_clusters=chosen)  # the same k in every run
         drawn = np.asarray(est.predict(Xa[sample]))
         cl.fit(weights, hits, unit_sums=unit_sums(Xa[sample], drawn, units))
+        _, means = customer_segments(Xa[sample], drawn, cl, assign)
+        if means is not None:
+            return nearest_segment(Xa, means)
         return cl.unit_labels_[np.asarray(est.predict(Xa))]
 
     return recluster

@@ -67,7 +67,19 @@ from seglib.clean import (
     plausibility_stats,
     plausible_bounds,
 )
-from seglib.cluster import PrototypeClustering, segments_frame, unit_sums
+from seglib.cluster import (
+    ASSIGN,
+    PrototypeClustering,
+    add_segment_stats,
+    majority_of,
+    nearest_segment,
+    refine_centres,
+    segment_stats,
+    segments_frame,
+    unit_segment_counts,
+    unit_start_centres,
+    unit_sums,
+)
 from seglib.config import Layout
 from seglib.errors import InputError, ParameterError, check_int, check_option
 from seglib.features import (
@@ -889,11 +901,43 @@ class DaskClusters:
     segments: Partitions  # index customer_key: customer_id, bmu, som_row, som_col, segment
     hits: np.ndarray  # customers per unit, shape (rows, cols)
     quality: dict  # quantization / topographic error, explained variance, empty units
+    segment_means: np.ndarray | None = None  # customer-level segments' means (assign="customer")
+    unit_segments: np.ndarray | None = None  # each unit's majority segment (what the map and model keep)
 
 
-def _assign(customers, X, weights, unit_labels, map_shape) -> pd.DataFrame:
+def _assign(customers, X, weights, unit_labels, map_shape, means=None) -> pd.DataFrame:
+    segment = None if means is None else nearest_segment(X.to_numpy(), means)
     return segments_frame(customers["customer_id"], best_units(X.to_numpy(), weights), map_shape, unit_labels,
-                          X.index)
+                          X.index, segment=segment)
+
+
+def _segment_stats(part, offset, centres, previous):
+    return segment_stats(part.to_numpy(), centres, previous, offset=offset)
+
+
+def _row_at(part, offset, i):
+    return part.to_numpy()[i - offset] if offset <= i < offset + len(part) else None
+
+
+def _unit_segment_counts(segments, units, k) -> np.ndarray:
+    return unit_segment_counts(segments["bmu"].to_numpy(), segments["segment"].to_numpy(), units, k)
+
+
+def _customer_means(X, pc: PrototypeClustering) -> np.ndarray:
+    """Consolidation customer by customer (:func:`seglib.cluster.customer_segments`) as reductions:
+    each iteration adds the partitions' :class:`~seglib.cluster.SegmentStats`; the loop and the update
+    step are the in-memory path's (:func:`seglib.cluster.refine_centres`). Renumbers ``pc`` alike."""
+    offsets = list(np.cumsum([0] + X.reduce(len))[:-1])
+
+    def stats_of(centres, previous):
+        return add_segment_stats(X.reduce(_segment_stats, offsets, centres=centres, previous=previous))
+
+    def row(i):
+        return next(r for r in X.reduce(_row_at, offsets, i=i) if r is not None)
+
+    means, order = refine_centres(stats_of, unit_start_centres(pc), row=row)
+    pc.renumber_segments(order)
+    return means
 
 
 def _quality(X, som) -> tuple:
@@ -921,6 +965,7 @@ def cluster_dask(
     hit_weighting=default("hit_weighting"),
     connectivity: bool = default("connectivity"),
     consolidate: bool = default("consolidate"),
+    assign: str = default("assign"),
     k_min: int = default("k_min"),
     k_max: int = default("k_max"),
     seed: int = default("seed"),
@@ -931,9 +976,11 @@ def cluster_dask(
     (``n_clusters`` is then ignored), else ``n_clusters`` cuts by count. The customers' sums per unit
     (:func:`seglib.cluster.unit_sums`, the only thing consolidation and ``n_clusters="auto"`` need from
     the customers) are one reduction over the partitions; the rest runs on the client, with the same
-    functions as in memory. The segments (best unit and segment of every customer) stay on the
-    workers, in the partitions of ``features``.
+    functions as in memory. With ``assign="customer"`` every iteration of the customer-level
+    consolidation is one more reduction (per-segment sums over the partitions). The segments (best
+    unit and segment of every customer) stay on the workers, in the partitions of ``features``.
     """
+    check_option("assign", assign, ASSIGN)
     client = _client(client)
     X = features.X
     hits = hit_map(som, X, client=client)
@@ -947,10 +994,15 @@ def cluster_dask(
                              connectivity=connectivity, topology=som.topology, consolidate=consolidate,
                              k_min=k_min, k_max=k_max, random_state=seed)
     pc.fit(som.weights_, hits, unit_sums=sums)
+    means = _customer_means(X, pc) if assign == "customer" and pc.consolidate else None
     ints = {c: pd.Series(dtype="int64") for c in ("bmu", "som_row", "som_col", "segment")}
     meta = pd.DataFrame({"customer_id": features.customers.meta["customer_id"], **ints}, index=X.meta.index)
     segments = Partitions(features.customers.map(_assign, X, weights=codebook, unit_labels=pc.unit_labels_,
-                                                 map_shape=som.map_shape_), meta)
+                                                 map_shape=som.map_shape_, means=means), meta)
+    unit_segments = np.asarray(pc.unit_labels_)
+    if means is not None:  # each unit's majority segment, as seglib.cluster.unit_majority
+        counts = sum(segments.reduce(_unit_segment_counts, units=len(codebook), k=int(pc.n_clusters_)))
+        unit_segments = majority_of(counts, unit_segments)
     worker_som = copy.copy(som)
     worker_som.n_jobs = 1  # one thread per task: the cluster's workers are the parallelism
     parts = X.reduce(_quality, som=worker_som)
@@ -962,7 +1014,8 @@ def cluster_dask(
         "empty_unit_share": float((hits == 0).mean()),
         "explained_variance": explained_variance(sum(p[2] for p in parts), cov, n),
     }
-    return DaskClusters(clustering=pc, segments=segments, hits=hits, quality=quality)
+    return DaskClusters(clustering=pc, segments=segments, hits=hits, quality=quality, segment_means=means,
+                        unit_segments=unit_segments)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1150,6 +1203,7 @@ def run_dask(
     hit_weighting=default("hit_weighting"),
     connectivity: bool = default("connectivity"),
     consolidate: bool = default("consolidate"),
+    assign: str = default("assign"),
     k_min: int = default("k_min"),
     k_max: int = default("k_max"),
     n_stability_runs: int = default("n_stability_runs"),
@@ -1182,7 +1236,8 @@ def run_dask(
     scaler, engine, map_shape, n_epochs, sigma, sigma_end, seed, topology, bases, feature_weights
         Features and SOM, as :func:`seglib.steps.som_step`; ``engine`` must be ``"batch"`` (the only
         engine that trains by reductions).
-    method, n_clusters, max_d, hit_weighting, connectivity, consolidate, k_min, k_max, n_stability_runs
+    method, n_clusters, max_d, hit_weighting, connectivity, consolidate, assign, k_min, k_max
+    n_stability_runs
         Clustering, as :func:`seglib.steps.cluster_step`. The stability of the kept segments is
         measured on the client (:func:`seglib.steps.measure_stability`) on the customers collected in
         key order, as the pandas backend does, or on a seeded sample of ``max_collect`` customers.
@@ -1240,12 +1295,12 @@ def run_dask(
         lap("som")
         clusters = cluster_dask(som, features, client=client, method=method, n_clusters=n_clusters,
                                 max_d=max_d, hit_weighting=hit_weighting, connectivity=connectivity,
-                                consolidate=consolidate, k_min=k_min, k_max=k_max, seed=seed)
+                                consolidate=consolidate, assign=assign, k_min=k_min, k_max=k_max, seed=seed)
         lap("cluster")
         X_kept, kept = _stability_customers(features, clusters, max_collect, seed) if n_stability_runs else \
             (None, None)
         measure_stability(layout, X_kept, kept, som, clusters.clustering, n_runs=n_stability_runs, seed=seed,
-                          progress=progress)
+                          progress=progress, assign=assign)
         lap("stability")
         parts, result, profile = write_results(features, clusters, out_dir, id_column=cleaned.id_column,
                                                as_of=cleaned.as_of, parts_format=parts_format,
@@ -1259,7 +1314,7 @@ def run_dask(
     write_json(layout.features_spec, pipeline_to_dict(features.pipeline))
     som.save(layout.som_dir)
     pc = clusters.clustering
-    write_clustering(layout, pc)
+    write_clustering(layout, pc, assign=assign, segment_means=clusters.segment_means)
     report = cleaned.report
     record_metrics(layout, backend="dask", rows_read=report.rows_read, rows_kept=report.rows_kept,
                    customers_kept=report.customers_kept, as_of=str(report.as_of),
@@ -1270,7 +1325,7 @@ def run_dask(
                    n_segments=int(pc.n_clusters_), cophenetic_correlation=float(pc.cophenetic_corr_),
                    segment_sizes={str(k): int(v) for k, v in profile["customers"].items()},
                    segment_names={str(k): str(v) for k, v in profile["name"].items()})
-    _save_model(layout, features.pipeline, som, pc, profile, X_sample, cleaned, columns)
+    _save_model(layout, features.pipeline, som, clusters, profile, X_sample, cleaned, columns)
     return DaskRun(layout=layout, report=report, pipeline=features.pipeline, som=som, clustering=pc,
                    hits=clusters.hits, n_customers=features.n_customers, parts=parts, result=result,
                    profile=profile, quality=clusters.quality, timings=timings)
@@ -1295,7 +1350,8 @@ def _stability_customers(features: DaskFeatures, clusters: DaskClusters, max_col
     return X, kept
 
 
-def _save_model(layout, pipeline, som, clustering, profile, X_sample, cleaned: DaskClean, columns) -> None:
+def _save_model(layout, pipeline, som, clusters: DaskClusters, profile, X_sample, cleaned: DaskClean,
+                columns) -> None:
     """``model/``: the fitted segmentation, as :func:`seglib.steps.profile_step` saves it."""
     from seglib.load import read_header, resolve_columns
     from seglib.segmentation import Segmentation
@@ -1303,6 +1359,7 @@ def _save_model(layout, pipeline, som, clustering, profile, X_sample, cleaned: D
     first = cleaned.files[0]
     mapping = resolve_columns(read_header(first) or [], columns, source=str(first))
     Segmentation.from_fitted(
-        pipeline, som, clustering.unit_labels_, profile["name"], X_sample, columns=mapping,
+        pipeline, som, clusters.unit_segments, profile["name"], X_sample, columns=mapping,
         clean_settings=cleaned.report.settings or None, id_column=cleaned.id_column,
+        segment_means=clusters.segment_means,
     ).save(layout.model_dir)

@@ -60,11 +60,17 @@ def cluster_summary(step) -> str:
     weighted = ", hit-weighted" if pc.hit_weighting_ else ""
     text = f"**{pc.n_clusters_} segments** from {how} ({pc.method} linkage{weighted}). "
     if getattr(pc, "consolidate", False):
-        from seglib.cluster import moved_units
+        from seglib.cluster import moved_units, off_majority_share
 
         moved = int(moved_units(pc.cut_labels_, pc.unit_labels_, pc.unit_hits_).sum())
         text += (f"The cut is consolidated by k-means iterations on the customers ({moved} of "
-                 f"{pc.unit_labels_.size} units change segment). ")
+                 f"{pc.unit_labels_.size} units change segment)")
+        if getattr(step, "segment_means", None) is not None:
+            share = off_majority_share(step.segments["bmu"].to_numpy(), step.segments["segment"].to_numpy())
+            text += (", then customer by customer: a unit's customers may fall in several segments, and "
+                     f"{share:.1%} of the customers are in another segment than their unit's majority "
+                     "(the map shows each unit's majority)")
+        text += ". "
     if pc.max_d_range_ is not None:
         lo, hi = pc.max_d_range_
         text += f"Every cut height `max_d` in [{lo:.3g}, {hi:.3g}) gives these segments. "

@@ -252,6 +252,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("consolidate", "bool", True,
           "consolidate the cut by k-means iterations on the customers (segments as compact and reproducible "
           "as k-means', still whole map units); false: the plain cut of the tree", "cluster"),
+    Param("assign", "str", "customer",
+          "with consolidate: continue the k-means customer by customer from the consolidated segments "
+          "(customer; a unit's customers may then fall in several segments, the map shows each unit's "
+          "majority) or keep whole map units (unit)", "cluster", choices=("customer", "unit")),
     Param("k_min", "int", 3, "smallest number of segments n_clusters=auto may choose (and the figures show)",
           "cluster", minimum=2),
     Param("k_max", "int", 10, "largest number of segments n_clusters=auto may choose (and the figures show)",

@@ -64,6 +64,7 @@ def run_segmentation(
     hit_weighting=default("hit_weighting"),
     connectivity: bool = default("connectivity"),
     consolidate: bool = default("consolidate"),
+    assign: str = default("assign"),
     k_min: int = default("k_min"),
     k_max: int = default("k_max"),
     n_stability_runs: int = default("n_stability_runs"),
@@ -110,7 +111,7 @@ def run_segmentation(
     model = dict(map_shape=map_shape, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, seed=seed,
                  topology=topology, bases=bases, feature_weights=feature_weights)
     cut = dict(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
-               connectivity=connectivity, consolidate=consolidate, k_min=k_min, k_max=k_max,
+               connectivity=connectivity, consolidate=consolidate, assign=assign, k_min=k_min, k_max=k_max,
                n_stability_runs=n_stability_runs)
     if backend == "dask":
         from seglib.distributed import run_dask

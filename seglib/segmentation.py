@@ -5,7 +5,8 @@ Segments are defined once and then used for months; new customers must get their
 :class:`Segmentation` holds everything the chain needs, as fitted by the pipeline::
 
     transactions -> load (saved column mapping) -> clean (saved settings) -> FeatureBuilder -> FeatureScaler
-                 -> SOM best unit -> unit -> segment map -> segment, name, distance, novelty flag
+                 -> SOM best unit -> segment (nearest segment mean, or the unit's segment), name,
+                    distance, novelty flag
 
 It is built at the end of step 04 (:meth:`Segmentation.from_fitted`), saved in the run folder
 (``<run>/model/``, :meth:`Segmentation.save`) and read back with :meth:`Segmentation.load`, which never
@@ -36,7 +37,11 @@ __all__ = ["Segmentation", "score_file", "FORMAT_VERSION", "OUTPUT_COLUMNS"]
 logger = logging.getLogger(__name__)
 
 #: Version of the files written by :meth:`Segmentation.save`; :meth:`Segmentation.load` refuses newer ones.
-FORMAT_VERSION = 1
+#: 2 (customer-level segments) added ``"assign"`` and, for ``"customer"``, the segment means in
+#: ``model.npz``; a version-1 model (no ``assign``) scores unit -> segment, as it always did.
+FORMAT_VERSION = 2
+#: How a model gives a customer its segment: its best unit's segment, or the nearest segment mean.
+ASSIGN = ("customer", "unit")
 MODEL_JSON, MODEL_NPZ, SOM_DIR = "model.json", "model.npz", "som"
 #: Files whose SHA-256 ``model.json`` records (it is written last): a folder left half-written by an
 #: interrupted save, or an array file replaced by hand, is refused instead of mixing two models.
@@ -194,7 +199,7 @@ class Segmentation:
 
     def __init__(self, pipeline, som, unit_labels, distance_levels, distance_quantiles, *, segment_names,
                  columns=None, clean_settings=None, id_column="customerID", novelty_quantile=0.99,
-                 training=None):
+                 training=None, segment_means=None):
         self.pipeline_ = pipeline
         self.som_ = som
         self.unit_labels_ = np.asarray(unit_labels)
@@ -206,6 +211,7 @@ class Segmentation:
         self.id_column = id_column
         self.novelty_quantile = novelty_quantile
         self.training = dict(training or {})
+        self.segment_means_ = None if segment_means is None else np.asarray(segment_means)
         self._check()
 
     def _check(self) -> None:
@@ -243,9 +249,20 @@ class Segmentation:
         if not ok:
             raise ParameterError("distance quantiles: expected two float arrays of equal length, levels "
                                  "rising from 0 to 1 and finite non-decreasing distances >= 0")
+        means = self.segment_means_
+        if means is not None and (means.shape != (k, len(names)) or means.dtype.kind != "f"
+                                  or not np.isfinite(means).all()):
+            raise ParameterError(f"segment_means: {means.dtype} array of shape {means.shape}; expected the "
+                                 f"finite mean of each of the {k} segments over the {len(names)} scaled "
+                                 "features")
         self.novelty_threshold_  # raises ParameterError for a bad novelty_quantile
 
     # ------------------------------------------------------------------------------------ fitted facts
+
+    @property
+    def assign_(self) -> str:
+        """``"customer"``: a customer gets the nearest segment mean; ``"unit"``: its best unit's segment."""
+        return "unit" if self.segment_means_ is None else "customer"
 
     @property
     def n_segments_(self) -> int:
@@ -272,7 +289,8 @@ class Segmentation:
 
     @classmethod
     def from_fitted(cls, pipeline, som, unit_labels, segment_names, X_train, *, columns=None,
-                    clean_settings=None, id_column="customerID", novelty_quantile=0.99) -> "Segmentation":
+                    clean_settings=None, id_column="customerID", novelty_quantile=0.99,
+                    segment_means=None) -> "Segmentation":
         """Assemble the model from the pipeline's fitted objects (the end of step 04).
 
         Parameters
@@ -304,6 +322,10 @@ class Segmentation:
             Name of the input's customer id column, used for the output's id column.
         novelty_quantile : float, default=0.99
             See the class parameters.
+        segment_means : array of shape (k, n_features), optional
+            The segments' means in the scaled space (``ClusterStep.segment_means``) when the segments
+            were consolidated customer by customer (``assign="customer"``): a customer then gets the
+            nearest mean (ties to the lowest segment), as in training. None: the unit's segment.
 
         Returns
         -------
@@ -329,7 +351,8 @@ class Segmentation:
         return cls(pipeline, som, labels.astype(np.int64), DISTANCE_LEVELS.copy(),
                    np.quantile(distance, DISTANCE_LEVELS), segment_names=_segment_names(segment_names, k),
                    columns=columns, clean_settings=clean_settings, id_column=id_column,
-                   novelty_quantile=novelty_quantile, training=training)
+                   novelty_quantile=novelty_quantile, training=training,
+                   segment_means=None if segment_means is None else np.asarray(segment_means, dtype=float))
 
     # ------------------------------------------------------------------------------------ scoring
 
@@ -431,10 +454,11 @@ class Segmentation:
         -------
         DataFrame
             Index ``customer_key``, one row per customer kept by the cleaner. Columns: the id exactly as
-            given (named :attr:`id_column`), ``segment`` (1..k, from the saved unit -> segment map),
-            ``som_row``, ``som_col`` (best unit), ``distance`` (to the best unit, in scaled feature
-            space), ``novel`` (distance above :attr:`novelty_threshold_`: unlike any segment, its
-            segment is the nearest but a poor fit), ``segment_name``. ``attrs`` holds ``as_of``,
+            given (named :attr:`id_column`), ``segment`` (1..k: the nearest saved segment mean, or
+            for a model of whole units the saved unit -> segment map), ``som_row``, ``som_col``
+            (best unit), ``distance`` (to the best unit, in scaled feature space), ``novel``
+            (distance above :attr:`novelty_threshold_`: unlike any segment, its segment is the
+            nearest but a poor fit), ``segment_name``. ``attrs`` holds ``as_of``,
             ``cleaning_report`` (``CleaningReport.to_dict()``; None for cleaned input),
             ``differences`` (what differed from training, in words: each also raised as a warning or
             logged), ``imputed`` (feature -> customers whose value was imputed) and
@@ -469,7 +493,12 @@ class Segmentation:
             X = pd.DataFrame(X, columns=self.feature_names_)
         bmu, distance = self.som_.predict(X, return_distance=True)
         rows, cols = np.unravel_index(bmu, self.som_.map_shape_)
-        segment = self.unit_labels_[bmu].astype(np.int64)
+        if self.segment_means_ is None:
+            segment = self.unit_labels_[bmu].astype(np.int64)
+        else:
+            from seglib.cluster import nearest_segment
+
+            segment = nearest_segment(np.asarray(X, dtype=np.float64), self.segment_means_)
         threshold = self.novelty_threshold_
         out = pd.DataFrame({
             self.id_column: matrix["customer_id"].to_numpy(), "segment": segment,
@@ -490,7 +519,8 @@ class Segmentation:
 
         ``model.json`` holds everything but arrays (format and seglib versions, id column, column
         mapping, cleaning settings, the feature pipeline's JSON data, segment names, novelty quantile,
-        SHA-256 of the other files); ``model.npz`` the unit -> segment map and the distance quantiles;
+        SHA-256 of the other files); ``model.npz`` the unit -> segment map (each unit's majority
+        segment), the segment means (customer-level segments) and the distance quantiles;
         ``som/`` the map as written by :meth:`seglib.som.SOM.save`. No pickle anywhere. Every file is
         written atomically, ``model.json`` last; the same model gives the same bytes. Returns the folder.
         """
@@ -500,11 +530,15 @@ class Segmentation:
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         self.som_.save(folder / SOM_DIR)
-        write_npz(folder / MODEL_NPZ, {"unit_labels": self.unit_labels_.astype(np.int64),
-                                        "distance_levels": self.distance_levels_.astype(np.float64),
-                                        "distance_quantiles": self.distance_quantiles_.astype(np.float64)})
+        arrays = {"unit_labels": self.unit_labels_.astype(np.int64),
+                  "distance_levels": self.distance_levels_.astype(np.float64),
+                  "distance_quantiles": self.distance_quantiles_.astype(np.float64)}
+        if self.segment_means_ is not None:
+            arrays["segment_means"] = self.segment_means_.astype(np.float64)
+        write_npz(folder / MODEL_NPZ, arrays)
         meta = {
             "format": "seglib.Segmentation", "format_version": FORMAT_VERSION, "seglib_version": __version__,
+            "assign": self.assign_,
             "id_column": self.id_column, "columns": self.columns, "clean_settings": self.clean_settings,
             "features": pipeline_to_dict(self.pipeline_), "feature_names": self.feature_names_,
             "segment_names": {str(s): n for s, n in sorted(self.segment_names_.items())},
@@ -575,13 +609,17 @@ class Segmentation:
             raise ModelFormatError(f"{json_path}: 'feature_names' differ from the feature pipeline's")
         som = SOM.load(folder / SOM_DIR)
         npz_path = folder / MODEL_NPZ
-        arrays = read_npz(npz_path, _NPZ_ARRAYS)
+        assign = meta.get("assign", "unit")  # format_version 1 has no key: unit -> segment
+        if assign not in ASSIGN:
+            raise ModelFormatError(f"{json_path}: 'assign' is {assign!r}; expected one of "
+                                   f"{', '.join(ASSIGN)}")
+        arrays = read_npz(npz_path, _NPZ_ARRAYS + (("segment_means",) if assign == "customer" else ()))
         try:
             return cls(pipeline, som, arrays["unit_labels"], arrays["distance_levels"],
                        arrays["distance_quantiles"], segment_names={int(k): v for k, v in names.items()},
                        columns=meta["columns"], clean_settings=meta["clean_settings"],
                        id_column=meta["id_column"], novelty_quantile=meta["novelty_quantile"],
-                       training=meta["training"])
+                       training=meta["training"], segment_means=arrays.get("segment_means"))
         except ParameterError as exc:
             raise ModelFormatError(f"{folder}: {exc}") from exc
 

@@ -290,6 +290,23 @@ class ClusterStep:
     hits: np.ndarray  # customers per unit, shape (rows, cols)
     layout: Layout
     stability: object = None  # seglib.cluster.StabilityResult (None: not measured or read back)
+    #: the segment means (k, n_features; scaled space) of customer-level segments (``assign="customer"``),
+    #: what the saved model scores with; None when segments are whole units
+    segment_means: np.ndarray | None = None
+
+    @property
+    def unit_segments(self) -> np.ndarray:
+        """Segment of each unit (flat): its customers' majority segment (the map shows it).
+
+        With ``assign="unit"`` it is ``clustering.unit_labels_``; with ``"customer"`` a unit's customers
+        may fall in several segments (:func:`seglib.cluster.unit_majority`).
+        """
+        from seglib.cluster import unit_majority
+
+        if self.segment_means is None:
+            return np.asarray(self.clustering.unit_labels_)
+        return unit_majority(self.segments["bmu"].to_numpy(), self.segments["segment"].to_numpy(),
+                             self.clustering.unit_labels_)
 
     def stability_table(self) -> pd.DataFrame:
         """Per-segment stability (``StabilityResult.summary()``, or ``stability.json``; no row if absent)."""
@@ -322,6 +339,7 @@ def cluster_step(
     hit_weighting=default("hit_weighting"),
     connectivity: bool = default("connectivity"),
     consolidate: bool = default("consolidate"),
+    assign: str = default("assign"),
     k_min: int = default("k_min"),
     k_max: int = default("k_max"),
     seed: int = default("seed"),
@@ -333,14 +351,17 @@ def cluster_step(
 
     Give ``max_d`` to cut by distance (``n_clusters`` is then ignored), else ``n_clusters`` cuts by
     count (``"auto"``: chosen within ``k_min..k_max``, see :func:`seglib.cluster.select_k`);
-    ``consolidate`` refines the cut by k-means iterations on the customers. Then measures the
+    ``consolidate`` refines the cut by k-means iterations on the customers, unit by unit, and then
+    (``assign="customer"``) customer by customer (:func:`seglib.cluster.consolidate_by_customer`;
+    ``ClusterStep.segment_means`` holds the means the saved model scores with). Then measures the
     stability of the kept segments over ``n_stability_runs`` resamples (:func:`measure_stability`;
     0 skips it). Writes ``segments.parquet``, ``clustering.json`` and ``stability.json``; records the
     cophenetic correlation, the silhouette of the customers, the segment sizes and each segment's
     mean Jaccard.
     """
-    from seglib.cluster import segments_frame, unit_sums
+    from seglib.cluster import customer_segments, segments_frame, unit_sums
 
+    assign = check_parameter("assign", assign)
     layout = Layout.for_run(out_dir).makedirs()
     if som_step is None:
         som_step = load_som(out_dir)
@@ -353,10 +374,11 @@ def cluster_step(
                           connectivity=connectivity, topology=som.topology, consolidate=consolidate,
                           k_min=k_min, k_max=k_max), seed)
     pc.fit(som.weights_, hits, unit_sums=unit_sums(X, bmu, hits.size))
+    labels, means = customer_segments(X, bmu, pc, assign)
     segments = segments_frame(som_step.customers["customer_id"], bmu, som.weights_.shape[:2], pc.unit_labels_,
-                              som_step.X.index)
+                              som_step.X.index, segment=labels)
     write_parquet(segments, layout.segments, index=True)
-    write_clustering(layout, pc)
+    write_clustering(layout, pc, assign=assign, segment_means=means)
     sizes = segments["segment"].value_counts().sort_index()
     record_metrics(
         layout, n_segments=int(pc.n_clusters_), cophenetic_correlation=float(pc.cophenetic_corr_),
@@ -364,21 +386,21 @@ def cluster_step(
         segment_sizes={str(k): int(v) for k, v in sizes.items()},
     )
     stability = measure_stability(layout, som_step.X, segments["segment"], som, pc, n_runs=n_stability_runs,
-                                  seed=seed, progress=progress)
+                                  seed=seed, progress=progress, assign=assign)
     return ClusterStep(som_step=som_step, clustering=pc, segments=segments, hits=hits, layout=layout,
-                       stability=stability)
+                       stability=stability, segment_means=means)
 
 
 def measure_stability(layout: Layout, X, kept, som, clustering, *, n_runs: int, seed: int = 0,
-                      progress: bool = False):
+                      progress: bool = False, assign: str = default("assign")):
     """Stability of the kept segments (:func:`seglib.cluster.segment_stability`); ``stability.json``.
 
     The reference is ``kept``, the segment of every customer as written to ``result.csv``; each of
     the ``n_runs`` resamples re-runs the segmentation (:func:`seglib.cluster.som_reclusterer`: the
-    SOM with the same parameters, then the same cut). Records ``stability`` (segment -> mean
-    Jaccard) in the metrics. ``n_runs=0`` measures nothing, removes a stale ``stability.json`` and
-    returns None. Both backends call it on the same customers in the same order (sorted by key), so
-    they write the same file.
+    SOM with the same parameters, then the same cut and the same ``assign``). Records ``stability``
+    (segment -> mean Jaccard) in the metrics. ``n_runs=0`` measures nothing, removes a stale
+    ``stability.json`` and returns None. Both backends call it on the same customers in the same
+    order (sorted by key), so they write the same file.
     """
     from seglib.cluster import segment_stability, som_reclusterer
 
@@ -387,8 +409,8 @@ def measure_stability(layout: Layout, X, kept, som, clustering, *, n_runs: int, 
         layout.stability.unlink(missing_ok=True)
         record_metrics(layout, stability=None)
         return None
-    result = segment_stability(kept, som_reclusterer(X, som, clustering), n_runs=n_runs, random_state=seed,
-                               progress=progress)
+    result = segment_stability(kept, som_reclusterer(X, som, clustering, assign=assign), n_runs=n_runs,
+                               random_state=seed, progress=progress)
     data = result.to_dict()
     write_json(layout.stability, data)
     record_metrics(layout, stability={s: v["mean_jaccard"] for s, v in data["segments"].items()})
@@ -415,8 +437,9 @@ def _clustering(settings: dict, seed: int):
     return PrototypeClustering(**settings, random_state=seed)
 
 
-def write_clustering(layout: Layout, clustering) -> Path:
-    """``clustering.json``: the parameters of the cut and the fitted tree, unit labels and ranges."""
+def write_clustering(layout: Layout, clustering, *, assign: str = "unit", segment_means=None) -> Path:
+    """``clustering.json``: the parameters of the cut and the fitted tree, unit labels and ranges, and
+    (``assign="customer"``) the segment means (``segment_means_``, segment 1 first)."""
     pc = clustering
     lo, hi = pc.max_d_range_ if pc.max_d_range_ is not None else (None, None)
     return write_json(layout.clustering, {
@@ -427,6 +450,8 @@ def write_clustering(layout: Layout, clustering) -> Path:
         "cut_labels_": [int(v) for v in pc.cut_labels_],
         "max_d_range_": [lo, hi], "cophenetic_corr_": float(pc.cophenetic_corr_),
         "unit_labels_": [int(v) for v in pc.unit_labels_], "linkage_": pc.linkage_.tolist(),
+        "assign": assign,
+        "segment_means_": None if segment_means is None else np.asarray(segment_means, dtype=float).tolist(),
     })
 
 
@@ -450,8 +475,9 @@ def load_clusters(out_dir: str | os.PathLike | None = None) -> ClusterStep:
     settings = {name: info[name] for name in PrototypeClustering().get_params() if name in info}
     pc = PrototypeClustering(**{**settings, "topology": som_step.som.topology})
     pc.fit(som_step.som.weights_, hits, unit_sums=unit_sums(X, bmu, hits.size))
+    means = info.get("segment_means_")  # absent in older runs: whole units
     return ClusterStep(som_step=som_step, clustering=pc, segments=pd.read_parquet(layout.segments),
-                       hits=hits, layout=layout)
+                       hits=hits, layout=layout, segment_means=None if means is None else np.asarray(means))
 
 
 # ---------------------------------------------------------------------------------------- step 04
@@ -511,8 +537,9 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     settings = (CleaningReport.from_json(layout.cleaning_report).settings
                 if layout.cleaning_report.is_file() else None)
     model = Segmentation.from_fitted(
-        som_step.pipeline, som_step.som, cluster_step.clustering.unit_labels_, profile["name"], som_step.X,
+        som_step.pipeline, som_step.som, cluster_step.unit_segments, profile["name"], som_step.X,
         columns=metrics.get("columns"), clean_settings=settings or None, id_column=id_column,
+        segment_means=cluster_step.segment_means,
     )
     model.save(layout.model_dir)
     return ProfileStep(profile=profile, result=result, layout=layout, model=model, cards=cards)

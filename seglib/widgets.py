@@ -82,6 +82,11 @@ class ClusterExplorer:
         clustering, :meth:`~seglib.cluster.PrototypeClustering.segments_for` (what
         :meth:`from_clustering` passes), so the map and the sizes show the consolidated segments
         for every position of the sliders. None: the plain cut.
+    kept_segments : array-like of shape (units,), optional
+        The segments the run kept, per unit (``ClusterStep.unit_segments``: each unit's majority
+        segment when customers were assigned one by one). At their number of segments the map and
+        the sizes show them rather than a preview, so the explorer agrees with ``result.csv``; other
+        positions of the sliders preview cuts (consolidated unit by unit).
 
     Attributes
     ----------
@@ -100,7 +105,7 @@ class ClusterExplorer:
     """
 
     def __init__(self, Z, weights, hits=None, *, umatrix=None, n_clusters=8, max_d=None, k_max=15, p=12,
-                 background="umatrix", topology=None, dpi=80, segments_for=None):
+                 background="umatrix", topology=None, dpi=80, segments_for=None, kept_segments=None):
         self.Z = check_linkage(Z)
         self.topology = map_topology(weights, topology)
         weights = getattr(weights, "weights_", weights)
@@ -120,6 +125,7 @@ class ClusterExplorer:
         self.umatrix = umatrix
         self.background, self.p, self.dpi = background, int(p), int(dpi)
         self.segments_for = segments_for
+        self.kept_segments = None if kept_segments is None else np.asarray(kept_segments).ravel()
         self._syncing = False
         self.n_redraws = 0
 
@@ -152,7 +158,8 @@ class ClusterExplorer:
         """Explorer starting at a fitted :class:`~seglib.cluster.PrototypeClustering`'s cut (its
         ``max_d`` when it was cut by distance, else its number of segments). The map is drawn in the
         clustering's ``topology`` unless ``topology`` is given; with a consolidating clustering it shows
-        the consolidated segments at every cut."""
+        the consolidated segments at every cut. Pass ``kept_segments`` (``ClusterStep.unit_segments``)
+        to show, at the kept number of segments, the segments the customers got."""
         if getattr(weights, "topology", None) is None:
             kwargs.setdefault("topology", getattr(clustering, "topology", None))
         if getattr(clustering, "consolidate", False):
@@ -206,7 +213,11 @@ class ClusterExplorer:
         self._refresh()
 
     def _set_labels(self, cut_labels):
-        self.unit_labels = cut_labels if self.segments_for is None else self.segments_for(cut_labels)
+        kept = self.kept_segments
+        if kept is not None and int(np.max(cut_labels)) == int(kept.max()):
+            self.unit_labels = kept  # the kept k: the segments the customers get, as the run made them
+        else:
+            self.unit_labels = cut_labels if self.segments_for is None else self.segments_for(cut_labels)
         self.cut_labels = number_like(cut_labels, self.unit_labels, self.hits)
 
     def _show(self, k, max_d):

@@ -12,11 +12,14 @@ from seglib.cluster import (
     add_segment_stats,
     consolidate_by_customer,
     consolidate_customers,
+    customer_segments,
     nearest_segment,
+    off_majority_share,
     segment_stats,
+    unit_majority,
     unit_sums,
 )
-from seglib.errors import InputError
+from seglib.errors import InputError, ParameterError
 
 
 def _sse(X, labels):
@@ -105,3 +108,40 @@ def test_bad_labels_are_refused():
         consolidate_by_customer(X, [1, 2, 0, 1])
     with pytest.raises(InputError, match="labels"):
         consolidate_by_customer(X, [1, 2])
+
+
+def test_unit_majority_and_the_share_off_it():
+    bmu = np.array([0, 0, 0, 1, 1, 2, 2])
+    labels = np.array([2, 2, 1, 3, 1, 1, 2])  # unit 1: a tie of 3 and 1 -> 1; unit 3 has no customers
+    major = unit_majority(bmu, labels, default=[1, 1, 1, 3])
+    assert major.tolist() == [2, 1, 1, 3]
+    assert off_majority_share(bmu, labels) == pytest.approx(3 / 7)
+
+
+def test_customer_segments_keep_the_tree_numbered_like_the_final_segments():
+    for seed in (1, 2, 3):
+        X, _ = _map(seed)
+        rng = np.random.default_rng(seed)
+        protos = X[rng.choice(len(X), size=72, replace=False)]
+        bmu = np.argmin(((X[:, None, :] - protos[None]) ** 2).sum(-1), axis=1)
+        hits = np.bincount(bmu, minlength=72)
+        pc = PrototypeClustering(n_clusters=5, random_state=seed).fit(
+            protos.reshape(8, 9, 4), hits, unit_sums=unit_sums(X, bmu, 72))
+        unit_level = pc.assign(bmu)
+        labels, means = customer_segments(X, bmu, pc, "customer")
+        sizes = np.bincount(labels)[1:]
+        assert (np.diff(sizes) <= 0).all() and means.shape == (5, 4)
+        assert _sse(X, labels) <= _sse(X, unit_level) + 1e-9
+        # after any renumbering, each final segment is mostly the unit-level segment of the same number
+        renumbered = pc.assign(bmu)
+        for s in range(1, 6):
+            assert np.bincount(renumbered[labels == s], minlength=6).argmax() == s
+        # "unit" (or the plain cut) leaves customers with their unit's segment
+        assert np.array_equal(customer_segments(X, bmu, pc, "unit")[0], pc.assign(bmu))
+        assert customer_segments(X, bmu, pc, "unit")[1] is None
+
+
+def test_an_unknown_assign_is_a_parameter_error():
+    X, unit_level = _map(1)
+    with pytest.raises(ParameterError, match="assign"):
+        customer_segments(X, np.zeros(len(X), dtype=int), None, "segment")

@@ -48,8 +48,9 @@ def fitted(tmp_path_factory):
     cluster = steps.cluster_step(som, n_clusters=6, out_dir=run)
     profile = steps.profile_step(cluster, out_dir=run)
     model = Segmentation.from_fitted(
-        som.pipeline, som.som, cluster.clustering.unit_labels_, profile.profile["name"], som.X,
+        som.pipeline, som.som, cluster.unit_segments, profile.profile["name"], som.X,
         columns=clean.raw.attrs["columns"], clean_settings=clean.report.settings, id_column=ID,
+        segment_means=cluster.segment_means,
     )
     model.save(run / "model")
     truth = pd.read_csv(root / "tx_truth.csv", dtype=str)
@@ -84,14 +85,20 @@ def test_scoring_the_training_input_reproduces_result_csv(fitted):
     assert (scored["segment_name"] == scored["segment"].map(names)).all()
 
 
-def test_new_customers_get_segments_from_the_saved_map(fitted, scored_b):
+def test_new_customers_get_the_nearest_saved_segment_mean(fitted, scored_b):
     model = fitted.model
+    assert model.assign_ == "customer" and model.segment_means_.shape == (6, len(model.feature_names_))
     assert set(scored_b[ID]).isdisjoint(fitted.tx.loc[fitted.in_a, ID])
     assert set(scored_b.index) == set(customer_key(fitted.tx.loc[~fitted.in_a, ID]))
-    np.testing.assert_array_equal(model.unit_labels_, fitted.cluster.clustering.unit_labels_)
-    cols = model.som_.map_shape_[1]
-    unit = scored_b["som_row"] * cols + scored_b["som_col"]
-    assert (scored_b["segment"].to_numpy() == model.unit_labels_[unit]).all()
+    np.testing.assert_array_equal(model.unit_labels_, fitted.cluster.unit_segments)
+    # a training customer's segment is its nearest saved mean (the plain argmin, away from near-ties)
+    X = fitted.som.X.to_numpy()
+    d = ((X[:, None, :] - model.segment_means_[None]) ** 2).sum(axis=2)
+    clear = np.sort(d, axis=1)[:, 1] - d.min(axis=1) > 1e-9
+    kept = fitted.cluster.segments["segment"].reindex(fitted.som.X.index).to_numpy()
+    assert clear.mean() > 0.99 and (kept[clear] == np.argmin(d, axis=1)[clear] + 1).all()
+    # customers of one unit may fall in several segments: the map holds each unit's majority
+    assert len(scored_b.groupby(["som_row", "som_col"])["segment"].nunique().pipe(lambda n: n[n > 1])) > 0
     # the saved map recovers the planted segments on customers it never saw (ARI ~0.94 measured)
     ari = adjusted_rand_score(fitted.truth.loc[scored_b.index], scored_b["segment"])
     assert ari >= 0.8
@@ -312,6 +319,7 @@ def _set(key, value):
     (_set("format_version", FORMAT_VERSION + 1), "newer seglib"),
     (_set("format_version", "1"), "format_version"),
     (_set("format", "seglib.SOM"), "not a seglib segmentation"),
+    (_set("assign", "nearest"), "'assign' is 'nearest'"),
     (_drop("segment_names"), "'segment_names' is missing"),
     (_drop("id_column"), "'id_column' is missing"),
     (_drop("features"), "'features' is missing"),
@@ -371,6 +379,36 @@ def _bad_arrays(fitted):
         ({"distance_quantiles": fitted.model.distance_quantiles_[::-1].copy()}, "distance quantiles"),
         ({"distance_levels": fitted.model.distance_levels_[:-1]}, "distance quantiles"),
     ]
+
+
+@pytest.mark.parametrize("means, message", [
+    (None, "segment_means"),  # a customer-level model without its means
+    (lambda m: m[:-1], "segment_means"),
+    (lambda m: m[:, :-1], "segment_means"),
+    (lambda m: np.where(m == m.max(), np.nan, m), "segment_means"),
+    (lambda m: m.astype(np.int64), "segment_means"),
+])
+def test_bad_segment_means_are_refused(model_copy, means, message):
+    current = _arrays(model_copy)["segment_means"]
+    _write_arrays(model_copy, segment_means=None if means is None else means(current))
+    with pytest.raises(ModelFormatError, match=message):
+        Segmentation.load(model_copy)
+
+
+def test_a_version_1_model_of_whole_units_still_loads_and_scores_by_unit(fitted, model_copy, scored_b):
+    arrays = _arrays(model_copy)
+    _write_arrays(model_copy, segment_means=None)  # what seglib wrote before format_version 2
+    _edit_json(model_copy, lambda m: (m.pop("assign"), m.update(format_version=1)))
+    old = Segmentation.load(model_copy)
+    assert old.assign_ == "unit" and old.segment_means_ is None
+    scored = old.predict(fitted.root / "b.csv")
+    unit = scored["som_row"] * old.som_.map_shape_[1] + scored["som_col"]
+    assert (scored["segment"].to_numpy() == arrays["unit_labels"][unit]).all()
+    pd.testing.assert_series_equal(scored["distance"], scored_b["distance"])
+    resaved = old.save(model_copy.parent / "resaved")  # and saves as a version-2 model of whole units
+    meta = json.loads((resaved / "model.json").read_text())
+    assert meta["format_version"] == FORMAT_VERSION and meta["assign"] == "unit"
+    pd.testing.assert_frame_equal(Segmentation.load(resaved).predict(fitted.root / "b.csv"), scored)
 
 
 @pytest.mark.parametrize("case", range(8))
