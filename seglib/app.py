@@ -552,8 +552,12 @@ class App:
         return int(self.explorer.n_clusters)
 
     def labels(self) -> pd.Series:
-        """Segment of every customer under the current cut (index: customer key)."""
+        """Segment of every customer under the current cut (index: customer key): at the kept number of
+        segments the run's own segments, else the cut previewed (consolidated unit by unit)."""
         seg = self.opened.cluster.segments
+        kept = self.explorer.kept_segments
+        if kept is not None and self.explorer.unit_labels is kept:
+            return seg["segment"].rename("segment")  # the kept cut: every customer's own segment
         unit_labels = np.asarray(self.explorer.unit_labels)
         return pd.Series(unit_labels[seg["bmu"].to_numpy()], index=seg.index, name="segment")
 

@@ -170,7 +170,8 @@ class Segmentation:
     som : seglib.som.SOM
         The fitted map, trained on the pipeline's output.
     unit_labels : array of int, shape (units,)
-        Segment 1..k of every unit (``PrototypeClustering.unit_labels_``), flat index ``row * cols + col``.
+        Segment 1..k of every unit (``ClusterStep.unit_segments``: its customers' majority segment),
+        flat index ``row * cols + col``; what scores a customer when ``segment_means`` is None.
     distance_levels, distance_quantiles : array of float
         Quantiles of the training customers' distance to their best unit, at these levels (0..1).
     segment_names : dict of int to str
@@ -187,6 +188,9 @@ class Segmentation:
         (0.995, 0.999 are stored exactly) to flag only the most unusual. It may be changed after loading.
     training : dict, optional
         Facts about the training data (``customers``, ``as_of``), for reading only.
+    segment_means : array of float of shape (k, n_features), optional
+        The segments' means in the scaled space (customer-level segments, ``assign="customer"``): a
+        customer gets the nearest (ties to the lowest segment). None: the unit's segment.
 
     Attributes
     ----------
@@ -301,7 +305,7 @@ class Segmentation:
         som : seglib.som.SOM
             ``SomStep.som``.
         unit_labels : array of int
-            ``PrototypeClustering.unit_labels_`` (segment 1..k of every unit).
+            ``ClusterStep.unit_segments`` (segment 1..k of every unit: its customers' majority).
         segment_names : Series, dict, profile DataFrame or None
             Segment -> name, e.g. ``profile["name"]`` of step 04 (or the profile itself). Segments
             without a name are called ``"Segment <s>"``.

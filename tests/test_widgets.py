@@ -61,6 +61,18 @@ def test_count_handler_moves_the_distance_slider(explorer, fitted):
     assert explorer.n_redraws == 2
 
 
+def test_at_the_kept_number_of_segments_the_map_shows_the_kept_segments(fitted):
+    pc, weights, hits = fitted
+    kept = np.roll(pc.unit_labels_, 1)  # e.g. each unit's majority after consolidation customer by customer
+    ex = ClusterExplorer.from_clustering(pc, weights, hits, umatrix=np.ones((ROWS, COLS)), k_max=10,
+                                         kept_segments=kept)
+    assert np.array_equal(ex.unit_labels, kept)
+    ex.on_k_change({"new": 3})  # another cut: a preview, consolidated unit by unit
+    assert np.array_equal(ex.unit_labels, pc.segments_for(cut(pc.linkage_, n_clusters=3, hits=hits)))
+    ex.on_k_change({"new": 5})  # back at the kept k
+    assert np.array_equal(ex.unit_labels, kept)
+
+
 def test_distance_handler_moves_the_count_slider(explorer, fitted):
     Z = fitted[0].linkage_
     low, high = distance_range_for_k(Z, 7)
