@@ -553,12 +553,20 @@ class App:
 
     def labels(self) -> pd.Series:
         """Segment of every customer under the current cut (index: customer key): at the kept number of
-        segments the run's own segments, else the cut previewed (consolidated unit by unit)."""
-        seg = self.opened.cluster.segments
+        segments the run's own segments, else those the cut would give, as a download makes them
+        (consolidated unit by unit, then customer by customer when the run's ``assign`` says so)."""
+        from seglib.cluster import refine_units
+
+        cluster = self.opened.cluster
+        seg = cluster.segments
         kept = self.explorer.kept_segments
         if kept is not None and self.explorer.unit_labels is kept:
             return seg["segment"].rename("segment")  # the kept cut: every customer's own segment
         unit_labels = np.asarray(self.explorer.unit_labels)
+        if cluster.segment_means is not None:  # the run assigned customer by customer
+            X = cluster.som_step.X.reindex(seg.index).to_numpy()
+            labels, _, _ = refine_units(X, unit_labels, cluster.clustering)
+            return pd.Series(labels, index=seg.index, name="segment")
         return pd.Series(unit_labels[seg["bmu"].to_numpy()], index=seg.index, name="segment")
 
     @_guarded

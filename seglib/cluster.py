@@ -65,6 +65,7 @@ __all__ = [
     "update_centres",
     "refine_centres",
     "unit_start_centres",
+    "refine_units",
     "SegmentStats",
     "cophenetic_correlation",
     "cut",
@@ -1040,12 +1041,23 @@ def refine_centres(stats_of, centres, *, row, max_iter: int = 100):
     return C[order], order
 
 
-def unit_start_centres(clustering) -> np.ndarray:
+def unit_start_centres(clustering, unit_labels=None) -> np.ndarray:
     """The means of the unit-level segments of a fitted :class:`PrototypeClustering` (from its unit
-    sums, so both backends start alike); a segment without customers starts at 0 and is re-seeded."""
-    centres, _ = segment_centres(np.asarray(clustering.unit_labels_), clustering.unit_means_,
-                                 clustering.unit_hits_, int(clustering.n_clusters_))
+    sums, so both backends start alike); a segment without customers starts at 0 and is re-seeded.
+    ``unit_labels`` (1..k per unit, e.g. ``segments_for`` of another cut): those segments' means."""
+    labels = np.asarray(clustering.unit_labels_ if unit_labels is None else unit_labels).ravel()
+    centres, _ = segment_centres(labels, clustering.unit_means_, clustering.unit_hits_, int(labels.max()))
     return np.nan_to_num(centres, nan=0.0)
+
+
+def refine_units(X, unit_labels, clustering):
+    """Customer-level segments from unit-level ones (1..k per unit) of a fitted clustering, exactly as
+    :func:`customer_segments` makes them: ``(labels, means, order)``, labels numbered by size.
+    What the app previews for a cut other than the kept one."""
+    X = np.asarray(X, dtype=float)
+    C, order = refine_centres(lambda c, prev: segment_stats(X, c, prev),
+                              unit_start_centres(clustering, unit_labels), row=lambda i: X[i])
+    return nearest_segment(X, C), C, order
 
 
 def start_centres(X, labels) -> np.ndarray:
@@ -1074,11 +1086,9 @@ def customer_segments(X, bmu, clustering, assign: str = "customer"):
     unit_level = clustering.assign(bmu)
     if assign == "unit" or not clustering.consolidate:
         return unit_level, None
-    X = np.asarray(X, dtype=float)
-    C, order = refine_centres(lambda c, prev: segment_stats(X, c, prev), unit_start_centres(clustering),
-                              row=lambda i: X[i])
+    labels, C, order = refine_units(X, clustering.unit_labels_, clustering)
     clustering.renumber_segments(order)
-    return nearest_segment(X, C), C
+    return labels, C
 
 
 def unit_segment_counts(bmu, labels, n_units: int, k: int) -> np.ndarray:
