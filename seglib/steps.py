@@ -494,6 +494,24 @@ class ProfileStep:
     cards: list | None = None  # seglib.summary.segment_cards, as written to summary.html
 
 
+def segment_profile(cluster_step: ClusterStep, *, stability=None) -> pd.DataFrame:
+    """The segments' profile as step 04 writes it: names and descriptions from the bases only.
+
+    Age and gender (the descriptors, when the map did not use them) describe the segments in a
+    ``who`` column but never name them, so notebook 03's map legend and notebook 04's tables give a
+    segment the same name.
+    """
+    from seglib.features import descriptor_columns
+    from seglib.profile import profile_segments
+
+    som_step = cluster_step.som_step
+    customers = som_step.customers
+    descriptors = descriptor_columns(customers.columns, som_step.feature_names,
+                                     som_step.pipeline["features"].dropped_)
+    return profile_segments(customers, cluster_step.segments["segment"], descriptors=descriptors,
+                            stability=stability)
+
+
 def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.PathLike | None = None,
                  currency: str | None = default("currency"), stability=None) -> ProfileStep:
     """Profile the segments in original units; write ``result.csv``, ``segments.csv``, ``summary.html``
@@ -509,7 +527,7 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     """
     from seglib.clean import CleaningReport
     from seglib.features import descriptor_columns
-    from seglib.profile import profile_segments, result_table, write_result, write_segments
+    from seglib.profile import result_table, write_result, write_segments
     from seglib.segmentation import Segmentation
     from seglib.summary import segment_cards, write_summary
 
@@ -520,10 +538,9 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     customers = cluster_step.som_step.customers
     seg = cluster_step.segments
     som_step = cluster_step.som_step
+    profile = segment_profile(cluster_step, stability=read_stability(layout))
     descriptors = descriptor_columns(customers.columns, som_step.feature_names,
                                      som_step.pipeline["features"].dropped_)
-    profile = profile_segments(customers, seg["segment"], descriptors=descriptors,
-                               stability=read_stability(layout))
     id_column = customers.attrs.get("id_column") or "customerID"
     result = result_table(customers, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
     write_result(layout.result, result)
