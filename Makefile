@@ -41,7 +41,7 @@ run: $(RUN_ENV) $(DATA) ## Install into .venv, then run the whole notebook pipel
 test: $(TEST_ENV) ## Install into .venv, then run ruff, the library tests and the notebooks (nbval)
 	$(PY) -m ruff check seglib tests benchmarks notebooks
 	$(PY) -m nbstripout --verify --keep-output --keep-count $(NOTEBOOKS) notebooks/app.ipynb
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
