@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 
-from seglib.errors import ParameterError
+from seglib.errors import ParameterError, check_bool, check_float, check_int
 
 __all__ = ["Param", "PARAMETERS", "STEPS", "by_name", "check_parameter", "check_parameters", "default",
            "defaults", "describe", "effective", "names", "parameters_table", "update_readme"]
@@ -124,25 +124,18 @@ class Param:
         if self.choices and isinstance(value, str) and value in self.choices:
             return value
         kind = self.kind
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            self._fail(value)
-        if kind == "int":
-            if isinstance(value, bool):
+        if kind in ("bool", "int", "float"):
+            if kind == "int" and isinstance(value, float) and value.is_integer():
+                value = int(value)  # YAML's 8.0 is the integer 8
+            check = {"bool": check_bool, "int": check_int, "float": check_float}[kind]
+            bounds = {} if kind == "bool" else {"minimum": self.minimum, "maximum": self.maximum}
+            try:
+                value = check(self.name, value, **bounds)
+            except ParameterError:
+                self._fail(value)  # the registry's wording: what a valid value is, in words
+            if self.above is not None and value <= self.above:
                 self._fail(value)
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if not isinstance(value, int):
-                self._fail(value)
-            return self._bounded(value)
-        if kind == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self._fail(value)
-            value = float(value)
-            if value != value or value in (float("inf"), float("-inf")):
-                self._fail(value)
-            return self._bounded(value)
+            return value
         if kind == "str":
             if not isinstance(value, str) or (self.choices and value not in self.choices):
                 self._fail(value)
@@ -172,13 +165,6 @@ class Param:
                 return list(value)
             self._fail(value)
         raise AssertionError(f"unknown kind {kind!r} of parameter {self.name!r}")  # pragma: no cover
-
-    def _bounded(self, value):
-        if (self.minimum is not None and value < self.minimum) or (
-                self.maximum is not None and value > self.maximum) or (
-                self.above is not None and value <= self.above):
-            self._fail(value)
-        return value
 
     def _fail(self, value):
         raise ParameterError(f"parameter {self.name}={value!r} is not valid: expected {self.expected()}")
