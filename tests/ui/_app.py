@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,10 +19,10 @@ from pathlib import Path
 
 import psutil
 
-from ._lab import _kill, free_port
+from ._lab import ServerProcess, free_port
 
 
-class AppServer:
+class AppServer(ServerProcess):
     """``seglib app --no-browser --port P`` on 127.0.0.1.
 
     Parameters
@@ -35,6 +34,9 @@ class AppServer:
     timeout : float
         Seconds to wait for the port to accept connections.
     """
+
+    NAME = "seglib app"
+    STOP_TIMEOUT = 15.0
 
     def __init__(self, work_dir: Path, notebook: Path, *, timeout: float = 60.0, args: tuple = ()):
         self.work_dir, self.notebook, self.timeout, self.args = Path(work_dir), Path(notebook), timeout, args
@@ -82,34 +84,3 @@ class AppServer:
     def app_runs(self) -> list[Path]:
         """Run folders the page made (in the app's private folder under our TMPDIR), oldest first."""
         return sorted(self.tmp.glob("seglib-app-*/runs/run-*"), key=lambda p: int(p.name.split("-")[1]))
-
-    def track(self) -> None:
-        try:
-            for p in psutil.Process(self.proc.pid).children(recursive=True):
-                self._seen.setdefault(p.pid, p)
-        except psutil.NoSuchProcess:
-            pass
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no server log)"
-
-    def stop(self) -> None:
-        """Stop the server's process group, then any kernel left; raise if a process survives."""
-        if self.proc is None:
-            return
-        self.track()
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-        left = _kill(list(self._seen.values()))
-        if left:
-            raise RuntimeError(f"processes of seglib app still alive: {[p.pid for p in left]}")

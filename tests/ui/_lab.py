@@ -71,7 +71,50 @@ def _kill(procs: list[psutil.Process], timeout: float = 5.0) -> list[psutil.Proc
     return [p for p in procs if _alive(p)]
 
 
-class LabServer:
+class ServerProcess:
+    """A server started in a process group of its own, stopped by its pid with every process it made.
+
+    Subclasses set ``proc`` (the Popen), ``_seen`` (pid -> psutil.Process), ``log_path``, and the class
+    attributes ``NAME`` (for messages) and ``STOP_TIMEOUT`` (seconds given to SIGTERM).
+    """
+
+    NAME = "the server"
+    STOP_TIMEOUT = 10.0
+
+    def track(self) -> None:
+        """Remember the server's current descendants (kernels start in sessions of their own)."""
+        try:
+            for p in psutil.Process(self.proc.pid).children(recursive=True):
+                self._seen.setdefault(p.pid, p)
+        except psutil.NoSuchProcess:
+            pass
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no server log)"
+
+    def stop(self) -> None:
+        """Stop the server's process group, then any kernel left; raise if a process survives."""
+        if self.proc is None:
+            return
+        self.track()
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)  # the server shuts its kernels down
+                self.proc.wait(timeout=self.STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        left = _kill(list(self._seen.values()))
+        if left:
+            raise RuntimeError(f"processes of {self.NAME} still alive: {[p.pid for p in left]}")
+
+
+class LabServer(ServerProcess):
     """JupyterLab serving ``root_dir`` on 127.0.0.1, without token, with throwaway settings.
 
     Parameters
@@ -85,6 +128,8 @@ class LabServer:
     timeout : float
         Seconds to wait for ``/api/status``; ~3 s is usual, the margin is for a busy machine.
     """
+
+    NAME = "jupyter lab"
 
     def __init__(self, root_dir: Path, work_dir: Path, project_root: Path, *, timeout: float = 60.0):
         self.root_dir, self.work_dir, self.project_root = Path(root_dir), Path(work_dir), Path(project_root)
@@ -208,39 +253,6 @@ class LabServer:
             raise RuntimeError(f"{expression!r} failed in the kernel of {notebook}: "
                                f"{result.get('ename')}: {result.get('evalue')}")
         return result["data"]["text/plain"]
-
-    def track(self) -> None:
-        """Remember the server's current descendants (kernels start in sessions of their own)."""
-        try:
-            for p in psutil.Process(self.proc.pid).children(recursive=True):
-                self._seen.setdefault(p.pid, p)
-        except psutil.NoSuchProcess:
-            pass
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no server log)"
-
-    def stop(self) -> None:
-        """Stop the server's process group, then any kernel left; raise if a process survives."""
-        if self.proc is None:
-            return
-        self.track()
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)  # the server shuts its kernels down
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-        left = _kill(list(self._seen.values()))
-        if left:
-            raise RuntimeError(f"processes of jupyter lab still alive: {[p.pid for p in left]}")
-
 
 class Browser:
     """Headless Chromium driven by Playwright's sync API, with a fresh user-data dir.
