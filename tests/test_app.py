@@ -28,6 +28,15 @@ from seglib.synthetic import write_dataset
 RENAMED = {"customerID": "Customer ID", "transactionDate": "order_date", "sale_price_after_promo": "Revenue"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_project_runs(tmp_path_factory):
+    """An empty ``reports/`` for every test here: an App given no run must start from the upload,
+    whatever runs the checkout holds (``make run`` before ``make test`` leaves one in reports/latest)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "REPORTS_DIR", tmp_path_factory.mktemp("reports"))
+        yield
+
+
 @pytest.fixture(scope="module")
 def upload_file(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("app-data")
