@@ -31,3 +31,26 @@ def real_sample() -> Path:
     if not REAL_SAMPLE.is_file():
         pytest.skip(f"real sample not found at {REAL_SAMPLE} (optional; set SEGLIB_REAL_SAMPLE)")
     return REAL_SAMPLE
+
+
+#: The original schema's three required columns under the names a shop export might give them.
+RENAMED = {"customerID": "Customer ID", "transactionDate": "order_date", "sale_price_after_promo": "Revenue"}
+
+
+@pytest.fixture(scope="session")
+def renamed_export():
+    """Write a generated log with its required columns renamed (:data:`RENAMED`), as an upload.
+
+    Call ``renamed_export(folder, name, seed)``; returns the path of ``folder / name``.
+    """
+    import pandas as pd
+
+    from seglib.synthetic import write_dataset
+
+    def write(folder: Path, name: str, seed: int, n_customers: int = 300) -> Path:
+        write_dataset(folder / "orig.csv", n_customers=n_customers, random_state=seed)
+        path = folder / name
+        pd.read_csv(folder / "orig.csv", dtype=str).rename(columns=RENAMED).to_csv(path, index=False)
+        return path
+
+    return write

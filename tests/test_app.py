@@ -22,10 +22,8 @@ from seglib import cli, pipeline
 from seglib.app import App, check_upload, voila_argv
 from seglib.errors import InputError, ParameterError
 from seglib.load import DEFAULT_COLUMNS, ROLES, guess_columns
-from seglib.synthetic import write_dataset
 
 #: The generated file's columns renamed the way another shop's export might call them.
-RENAMED = {"customerID": "Customer ID", "transactionDate": "order_date", "sale_price_after_promo": "Revenue"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,12 +36,8 @@ def no_project_runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def upload_file(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("app-data")
-    write_dataset(folder / "orig.csv", n_customers=300, random_state=3)
-    path = folder / "shop export.csv"
-    pd.read_csv(folder / "orig.csv", dtype=str).rename(columns=RENAMED).to_csv(path, index=False)
-    return path
+def upload_file(tmp_path_factory, renamed_export) -> Path:
+    return renamed_export(tmp_path_factory.mktemp("app-data"), "shop export.csv", seed=3)
 
 
 @pytest.fixture(scope="module")

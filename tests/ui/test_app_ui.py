@@ -25,23 +25,17 @@ import pytest
 
 from seglib.cluster import n_clusters_for_distance
 from seglib.pipeline import APP_NOTEBOOK
-from seglib.synthetic import write_dataset
 
 from ._app import AppServer
 
 pytestmark = pytest.mark.ui
 
-RENAMED = {"customerID": "Customer ID", "transactionDate": "order_date", "sale_price_after_promo": "Revenue"}
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def upload(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("app-ui-data")
-    write_dataset(folder / "orig.csv", n_customers=300, random_state=5)
-    path = folder / "shop_export.csv"
-    pd.read_csv(folder / "orig.csv", dtype=str).rename(columns=RENAMED).to_csv(path, index=False)
-    return path
+def upload(tmp_path_factory, renamed_export) -> Path:
+    return renamed_export(tmp_path_factory.mktemp("app-ui-data"), "shop_export.csv", seed=5)
 
 
 @pytest.fixture(scope="module")
