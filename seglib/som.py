@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -480,9 +481,12 @@ def epoch_stats(X_chunk, weights, *, chunk_size: int | None = None,
     """
     cb = _Codebook(_flat(weights))
     X_chunk = np.asarray(X_chunk)
-    parts = [_chunk_stats(X_chunk[s], cb, exact)
-             for s in _row_chunks(len(X_chunk), chunk_size or _auto_chunk_size(len(cb)))]
-    return _add_stats(parts, cb.augmented)
+    chunks = _row_chunks(len(X_chunk), chunk_size or _auto_chunk_size(len(cb)))
+    if _use_kernel(len(X_chunk)):
+        totals = _kernel_totals(X_chunk, _flat(weights), chunks, _n_threads(-1))
+        if totals is not None:
+            return totals
+    return _add_stats([_chunk_stats(X_chunk[s], cb, exact) for s in chunks], cb.augmented)
 
 
 def _chunk_stats(x, cb: _Codebook, exact: bool = False):
@@ -511,8 +515,13 @@ def _add_stats(parts, augmented):
     return sums, counts, sum_dist
 
 
-def _epoch_totals(X, codebook, exact=False, *, chunks, mapper):
-    """``epoch_stats(X, codebook)`` with the chunks spread by ``mapper``, summed in chunk order."""
+def _epoch_totals(X, codebook, exact=False, *, chunks, mapper, n_threads=None):
+    """``epoch_stats(X, codebook)`` with the chunks spread by ``mapper`` (or, from ``KERNEL_MIN_ROWS``
+    rows, by the compiled kernel over ``n_threads``, default every core), summed in chunk order."""
+    if _use_kernel(len(X)):
+        totals = _kernel_totals(X, codebook, chunks, _n_threads(-1) if n_threads is None else n_threads)
+        if totals is not None:
+            return totals
     cb = _Codebook(codebook)
     return _add_stats(mapper(lambda s: _chunk_stats(X[s], cb, exact), chunks), cb.augmented)
 
@@ -557,15 +566,228 @@ def best_units(X, weights, *, chunk_size: int | None = None, n_jobs: int | None 
 
 def _best_units(X, codebook, chunk_size, n_threads, k=1):
     """Best ``k`` units (1 or 2) per row: (best, second or None), int64, independent of the batch."""
+    chunk_size = chunk_size or _auto_chunk_size(len(codebook))
+    if k == 1 and _use_kernel(len(X)):
+        found = _kernel_run(X, codebook, _row_chunks(len(X), chunk_size), n_threads, with_sums=False)
+        if found is not None:
+            return found[0], None
     cb = _Codebook(codebook)
 
     def one(s):
         return _nearest(_scores(X[s], cb.augmented), X[s], cb, k)
 
-    parts = _run_chunks(one, len(X), chunk_size or _auto_chunk_size(len(codebook)), n_threads)
+    parts = _run_chunks(one, len(X), chunk_size, n_threads)
     first = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     second = np.concatenate([p[1] for p in parts]) if k == 2 and parts else None
     return first, second
+
+
+# --------------------------------------------------------------------------------------------------
+# the compiled kernel (numba): best units and per-unit sums in one pass over the rows
+# --------------------------------------------------------------------------------------------------
+
+#: Rows from which an epoch or a best-unit search runs in the compiled kernel rather than numpy. Below
+#: it the kernel does not repay importing numba and loading the cached kernel (~1 s in a fresh process,
+#: a few seconds once per installation to compile; see docs/performance.md "SOM epoch"). 0 = always;
+#: ``SEGLIB_NUMBA=0`` in the environment turns the kernel off.
+KERNEL_MIN_ROWS = 200_000
+#: Rows of one sub-block of the kernel: a sub-block's rows are scored against every unit at once.
+_KERNEL_ROWS = 128
+_kernel_state: dict = {}
+_kernel_lock = threading.Lock()
+_prange = range  # numba.prange once the kernel is built (a global of the compiled function)
+
+
+def _kernel_scores(xt, neg2w, wsq, scores, top, second, unit):  # pragma: no cover - compiled by numba
+    """Fast scores ``||w||^2 - 2 x.w`` of the rows of ``xt`` (features x rows, the weights' dtype) for
+    every unit into ``scores`` (units + 1 x rows, the last row scratch space), with each row's smallest
+    and second-smallest score and the unit of the smallest (the first on equal scores). Two units per
+    pass over the rows, vectorised over the rows; compiled with FMA contraction, whose rounding the
+    near-tie bound covers as it covers a BLAS product's."""
+    n_features, rows = xt.shape
+    units = neg2w.shape[0]
+    for r in range(rows):
+        top[r] = np.inf
+        second[r] = np.inf
+        unit[r] = 0
+    for u in range(0, units, 2):
+        v = min(u + 1, units - 1)  # an odd last unit is scored twice (into the scratch row), compared once
+        s0, s1 = scores[u], scores[u + 1]
+        a0, a1 = wsq[u], wsq[v]
+        for r in range(rows):
+            s0[r] = a0
+            s1[r] = a1
+        for f in range(n_features):
+            w0, w1 = neg2w[u, f], neg2w[v, f]
+            xf = xt[f]
+            for r in range(rows):
+                x = xf[r]
+                s0[r] += w0 * x
+                s1[r] += w1 * x
+        u0, u1 = np.int32(u), np.int32(u + 1)
+        for r in range(rows):
+            t, sec, un = top[r], second[r], unit[r]
+            s = s0[r]
+            lt = s < t
+            sec = min(sec, t if lt else s)
+            un = u0 if lt else un
+            t = s if lt else t
+            if u1 < units:
+                s = s1[r]
+                lt = s < t
+                sec = min(sec, t if lt else s)
+                un = u1 if lt else un
+                t = s if lt else t
+            top[r], second[r], unit[r] = t, sec, un
+
+
+def _kernel_body(X, neg2w, wsq, w64, tol_scale, max_norm, starts, best, part_sums, part_counts, part_dist,
+                 with_sums):  # pragma: no cover - compiled by numba (run by the tests when numba is present)
+    """Per row chunk ``c`` (in parallel over chunks): every row's best unit (``best``), and with
+    ``with_sums`` the chunk's per-unit sums (float64, rows in order), counts and summed distances.
+
+    Rows go by sub-blocks of ``_KERNEL_ROWS`` through :func:`_kernel_scores`. As in ``_nearest``, a
+    row whose runner-up lies within the rounding bound has every unit within the bound of its best
+    score as a candidate, and the candidates' exact float64 distances (summed in feature order, no
+    FMA) decide, the lowest unit on exact ties: ``_nearest``'s answer.
+    """
+    n_features = X.shape[1]
+    units = neg2w.shape[0]
+    for c in _prange(len(starts) - 1):
+        xt = np.zeros((n_features, _KERNEL_ROWS), dtype=neg2w.dtype)
+        scores = np.empty((units + 1, _KERNEL_ROWS), dtype=neg2w.dtype)
+        top = np.empty(_KERNEL_ROWS, dtype=neg2w.dtype)
+        second = np.empty(_KERNEL_ROWS, dtype=neg2w.dtype)
+        unit = np.zeros(_KERNEL_ROWS, dtype=np.int32)
+        for r0 in range(starts[c], starts[c + 1], _KERNEL_ROWS):
+            m = min(_KERNEL_ROWS, starts[c + 1] - r0)
+            for r in range(m):
+                for f in range(n_features):
+                    xt[f, r] = X[r0 + r, f]
+            _kernel_scores(xt, neg2w, wsq, scores, top, second, unit)
+            for r in range(m):
+                i = r0 + r
+                norm = 0.0
+                for f in range(n_features):
+                    v = np.float64(X[i, f])
+                    norm += v * v
+                bound = np.sqrt(norm) + max_norm
+                limit = np.float64(top[r]) + tol_scale * bound * bound
+                if np.float64(second[r]) <= limit:  # a near-tie: exact distances of the candidates decide
+                    best_d = np.inf
+                    for u in range(units):
+                        if np.float64(scores[u, r]) <= limit:
+                            d = 0.0
+                            for f in range(n_features):
+                                diff = np.float64(X[i, f]) - w64[u, f]
+                                d += diff * diff
+                            if d < best_d:
+                                best_d = d
+                                unit[r] = u
+                best[i] = unit[r]
+            if with_sums:
+                for r in range(m):
+                    i, u = r0 + r, unit[r]
+                    part_counts[c, u] += 1
+                    d = 0.0
+                    for f in range(n_features):
+                        part_sums[c, u, f] += np.float64(xt[f, r])
+                        diff = np.float64(X[i, f]) - w64[u, f]
+                        d += diff * diff
+                    part_dist[c] += np.sqrt(d)
+
+
+_KERNEL_PY = {"scores": _kernel_scores, "body": _kernel_body}
+
+
+def _kernel():
+    """The compiled kernel, or None when numba is missing, turned off or fails (logged at DEBUG)."""
+    if "fn" in _kernel_state:
+        return _kernel_state["fn"]
+    fn = None
+    if os.environ.get("SEGLIB_NUMBA", "1") == "0":
+        logger.debug("SEGLIB_NUMBA=0: the SOM kernel is off, numpy computes the epochs")
+    else:
+        try:
+            import numba
+
+            globals()["_prange"] = numba.prange
+            try:
+                fn = _compile_kernel(numba, cache=True)
+            except RuntimeError as exc:  # no writable cache location (a read-only install)
+                logger.debug("numba cannot cache the SOM kernel (%s): compiled in memory", exc)
+                fn = _compile_kernel(numba, cache=False)
+        except Exception as exc:  # noqa: BLE001 - any failure means: use numpy
+            logger.debug("numba unavailable (%s): numpy computes the SOM epochs", exc)
+            fn = None
+    _kernel_state["fn"] = fn
+    return fn
+
+
+def _compile_kernel(numba, cache: bool):
+    """The two compiled functions (lazily: numba compiles on the first call, or loads its cache)."""
+    scores = numba.njit(cache=cache, nogil=True, fastmath={"contract"})(_KERNEL_PY["scores"])
+    body = numba.njit(parallel=True, cache=cache, nogil=True)(_KERNEL_PY["body"])
+    globals()["_kernel_scores"] = scores  # the name the body calls
+    return body
+
+
+def _use_kernel(n_rows: int) -> bool:
+    return n_rows >= KERNEL_MIN_ROWS and n_rows > 0 and _kernel() is not None
+
+
+def _kernel_run(X, codebook, chunks, n_threads, with_sums):
+    """Run the kernel over ``chunks`` of ``X``: (best units, per-chunk sums, counts, distances).
+
+    Returns None when the kernel fails (the caller then uses numpy; logged at DEBUG).
+    """
+    import numba
+
+    cb = _Codebook(codebook)
+    X = np.ascontiguousarray(X)
+    neg2w = np.ascontiguousarray(cb.augmented[:, :-1])
+    wsq = np.ascontiguousarray(cb.augmented[:, -1])
+    units, n_features = neg2w.shape
+    starts = np.array([s.start for s in chunks] + [chunks[-1].stop], dtype=np.int64)
+    n_chunks = len(chunks)
+    best = np.empty(len(X), dtype=np.int64)
+    shape = (n_chunks, units, n_features) if with_sums else (1, 1, 1)
+    part_sums = np.zeros(shape)
+    part_counts = np.zeros(shape[:2], dtype=np.int64)
+    part_dist = np.zeros(shape[0])
+    # the bound of _nearest, a little wider: recomputing more rows exactly never changes the answer
+    tol_scale = 4.0 * (n_features + 4) * cb.eps * (1.0 + 1e-6)
+    try:
+        with _kernel_lock:  # one parallel region at a time (numba's default threading layer needs it)
+            before = numba.get_num_threads()
+            numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
+            try:
+                _kernel()(X, neg2w, wsq, cb.exact, tol_scale, cb.max_norm, starts, best, part_sums,
+                          part_counts, part_dist, with_sums)
+            finally:
+                numba.set_num_threads(before)
+    except Exception as exc:  # noqa: BLE001 - a failing compile or run falls back to numpy
+        logger.debug("the SOM kernel failed (%s): numpy computes this epoch", exc)
+        _kernel_state["fn"] = None
+        return None
+    return best, part_sums, part_counts, part_dist
+
+
+def _kernel_totals(X, codebook, chunks, n_threads):
+    """``epoch_stats`` by the kernel: the chunks' statistics added in chunk order, as ``_add_stats``
+    adds numpy's (so the sums are the same bits); None when the kernel fails."""
+    found = _kernel_run(X, codebook, chunks, n_threads, with_sums=True)
+    if found is None:
+        return None
+    _, part_sums, part_counts, part_dist = found
+    sums = np.zeros(part_sums.shape[1:])
+    counts = np.zeros(part_counts.shape[1], dtype=np.int64)
+    sum_dist = 0.0
+    for c in range(len(chunks)):
+        sums += part_sums[c]
+        counts += part_counts[c]
+        sum_dist += float(part_dist[c])
+    return sums, counts, sum_dist
 
 
 def u_matrix(weights, topology: str = "rectangular") -> np.ndarray:
@@ -885,8 +1107,11 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         start = self._start(mean, cov, n, rng)
         if self.engine == "batch":
             chunks = _row_chunks(n, self.chunk_size or _auto_chunk_size(len(_flat(start))))
+            if _use_kernel(n):
+                X = np.ascontiguousarray(X)  # once, not in every epoch
             with _chunk_mapper(min(_n_threads(self.n_jobs), len(chunks))) as mapper:
-                self._fit_epochs(partial(_epoch_totals, X, chunks=chunks, mapper=mapper), start, n)
+                self._fit_epochs(partial(_epoch_totals, X, chunks=chunks, mapper=mapper,
+                                         n_threads=_n_threads(self.n_jobs)), start, n)
         else:
             weights, self.sigmas_, history = self._fit_minisom(X, start, rng)
             self.weights_ = weights
@@ -987,7 +1212,8 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _qe_of(self, weights, X) -> float:
         chunks = _row_chunks(len(X), self._chunk_size(weights))
         with _chunk_mapper(min(_n_threads(self.n_jobs), len(chunks))) as mapper:
-            return _epoch_totals(X, _flat(weights), chunks=chunks, mapper=mapper)[2] / len(X)
+            return _epoch_totals(X, _flat(weights), chunks=chunks, mapper=mapper,
+                                 n_threads=_n_threads(self.n_jobs))[2] / len(X)
 
     def _chunk_size(self, weights=None) -> int:
         units = _flat(self.weights_ if weights is None else weights).shape[0]
