@@ -6,8 +6,12 @@ measures in one process, alternately, best of ``--repeats``:
 
 * **floor**: one ``X @ W.T`` of the same shapes (N x units float32, written into a preallocated
   array; BLAS with its default threads): the matrix product an epoch cannot avoid;
-* **chunked product**: the same flops in row chunks of the engine's size (output stays in cache; BLAS
-  pinned to one thread, chunks over the engine's Python threads): the compute-bound part of the floor;
+* **flop floor**: the epoch's ``2 N units F`` flops at the rate of a large square float32 product
+  (3072 x 3072, BLAS default threads), measured in the same rounds: the strict floor
+  (``bench_som.py``'s "matmul floor"); the N x units product above is bound by writing its output;
+* **chunked product**: the numpy engine's own scoring product, ``[x, 1] @ [-2 W, ||w||^2].T`` in row
+  chunks of the engine's size (each chunk's output fits in cache; BLAS pinned to one thread, chunks
+  over the engine's Python threads), without the argmin: the part of a numpy epoch BLAS does;
 * **epoch, numpy**: ``epoch_stats`` of all rows as ``SOM.fit`` computes it (``_epoch_totals``: best
   units by a chunked BLAS product + argmin, per-unit sums and counts), numba kernel off;
 * **epoch, kernel**: the same statistics by the compiled kernel (best units with exact near-ties);
@@ -16,13 +20,17 @@ measures in one process, alternately, best of ``--repeats``:
 It checks that the kernel's best units equal numpy's ``SOM.predict`` and that its sums and counts equal
 numpy's ``epoch_stats(..., exact=True)`` bit for bit, and prints the ratios. ``--compile`` also times,
 each in a fresh process: ``import numba``, the first call with an empty kernel cache (compilation), and
-the first call with the cache filled (what every later process pays).
+the first call with the cache filled (what every later process pays). ``--fresh 100000,200000`` times
+the SOM as a run uses it, in a fresh process per size and path (imports included, data generated
+before the clock starts): ``SOM().fit(X)``, ``predict``, ``quantization_error``, with ``SEGLIB_NUMBA=0``
+(numpy) and ``SEGLIB_NUMBA=1`` (kernel, cache filled), alternately: where the kernel starts to pay.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_epoch.py                    # 1M rows (~1 minute)
     .venv/bin/python benchmarks/bench_epoch.py --n 100000 --repeats 3
     .venv/bin/python benchmarks/bench_epoch.py --compile          # and the compile / cache-load costs
+    .venv/bin/python benchmarks/bench_epoch.py --n 0 --fresh 50000,100000,200000,500000
 """
 
 from __future__ import annotations
@@ -71,13 +79,43 @@ def first_call(cache_dir: str | None) -> dict:
     return {"import": imported, "first": first}
 
 
+def fresh_som(n: int, path: str) -> float:
+    """Seconds of a SOM fit + predict + quantization error on ``n`` planted rows in a fresh process."""
+    code = (
+        "import sys, time; sys.path.insert(0, %r)\n"
+        "from bench_som import planted; X = planted(%d, 15)\n"
+        "t = time.perf_counter()\n"
+        "from seglib.som import SOM\n"
+        "som = SOM(progress=False, random_state=0).fit(X); som.predict(X); som.quantization_error(X)\n"
+        "print(time.perf_counter() - t)\n"
+    ) % (str(Path(__file__).resolve().parent), n)
+    env = dict(os.environ, SEGLIB_NUMBA=path)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    return float(out.stdout.split()[-1])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="rows")
     parser.add_argument("--features", type=int, default=15, help="columns")
     parser.add_argument("--repeats", type=int, default=7, help="rounds; each time is the best of them")
     parser.add_argument("--compile", action="store_true", help="also time numba's import, compile and cache")
+    parser.add_argument("--fresh", default="", help="comma-separated N: SOM fits in fresh processes")
     args = parser.parse_args(argv)
+    if args.fresh:
+        fresh_som(1000, "1")  # fills the kernel cache
+        print("SOM fit (10 epochs) + predict + quantization error, fresh process, imports included, "
+              "best of 3:")
+        for size in (int(v) for v in args.fresh.split(",")):
+            runs = {"0": [], "1": []}
+            for _ in range(3):
+                for path in runs:
+                    runs[path].append(fresh_som(size, path))
+            numpy_s, kernel_s = min(runs["0"]), min(runs["1"])
+            print(f"  N = {size:>9,}: numpy {numpy_s:6.2f} s, kernel {kernel_s:6.2f} s "
+                  f"-> {kernel_s / numpy_s:.2f}x")
+    if args.n <= 0:
+        return 0
     n, n_features = args.n, args.features
     X = planted(n, n_features)
     som = S.SOM(MAP, n_epochs=3, progress=False, random_state=0).fit(X[:100_000])
@@ -92,10 +130,11 @@ def main(argv=None) -> int:
     full = np.empty((n, units), dtype=np.float32)
     full.fill(0.0)  # pages touched once: the floor times the product, not the page faults
     WT = np.ascontiguousarray(W.T)
+    augmented = S._Codebook(W).augmented
 
     def chunked_product():
         with S._chunk_mapper(min(threads, len(chunks))) as mapper:
-            list(mapper(lambda s: X[s] @ WT, chunks))
+            list(mapper(lambda s: S._scores(X[s], augmented), chunks))
 
     def epoch():
         with S._chunk_mapper(min(threads, len(chunks))) as mapper:
@@ -123,7 +162,11 @@ def main(argv=None) -> int:
           f"== numpy exact epoch_stats, bit for bit: {same_sums}; training epoch's plain argmin differs on "
           f"{int(np.abs(plain_np[1] - stats_np[1]).sum()) // 2} row(s) (near-ties)")
 
+    side = 3072
+    A = np.random.default_rng(0).standard_normal((side, side), dtype=np.float32)
+    AB = np.empty_like(A)
     cases = {
+        "square product": lambda: np.matmul(A, A, out=AB),
         "floor: one X @ W.T": lambda: np.matmul(X, WT, out=full),
         "chunked X @ W.T": chunked_product,
         "epoch, numpy": lambda: with_kernel(False, epoch),
@@ -136,11 +179,15 @@ def main(argv=None) -> int:
         for name, fn in cases.items():
             times[name].append(timed(fn))
     best = {name: min(v) for name, v in times.items()}
-    floor, chunked = best["floor: one X @ W.T"], best["chunked X @ W.T"]
-    print(f"\n  {'':22s} {'ms':>8s} {'x floor':>8s} {'x chunked':>9s}")
+    gflops = 2 * side**3 / best.pop("square product") / 1e9
+    best["flop floor"] = 2 * n * units * n_features / (gflops * 1e9)
+    floor, flops = best["floor: one X @ W.T"], best["flop floor"]
+    print(f"\n  {'':22s} {'ms':>8s} {'x X @ W.T':>9s} {'x flop floor':>12s}")
     for name, seconds in best.items():
-        print(f"  {name:22s} {seconds * 1e3:8.1f} {seconds / floor:8.2f} {seconds / chunked:9.2f}")
-    print(f"  (best of {args.repeats}; floor = {2 * n * units * n_features / floor / 1e9:.0f} GFLOP/s)")
+        print(f"  {name:22s} {seconds * 1e3:8.1f} {seconds / floor:9.2f} {seconds / flops:12.2f}")
+    rate = 2 * n * units * n_features / floor / 1e9
+    print(f"  (best of {args.repeats}; X @ W.T ran at {rate:.0f} GFLOP/s, "
+          f"the square product at {gflops:.0f})")
 
     if args.compile:
         with tempfile.TemporaryDirectory() as empty:

@@ -588,13 +588,14 @@ def _best_units(X, codebook, chunk_size, n_threads, k=1):
 
 #: Rows from which an epoch or a best-unit search runs in the compiled kernel rather than numpy. Below
 #: it the kernel does not repay importing numba and loading the cached kernel (~1 s in a fresh process,
-#: a few seconds once per installation to compile; see docs/performance.md "SOM epoch"). 0 = always;
-#: ``SEGLIB_NUMBA=0`` in the environment turns the kernel off.
+#: a few seconds once per installation to compile; see docs/performance.md "SOM epoch"). In the
+#: environment, ``SEGLIB_NUMBA=0`` turns the kernel off and ``SEGLIB_NUMBA=1`` uses it at any size.
 KERNEL_MIN_ROWS = 200_000
 #: Rows of one sub-block of the kernel: a sub-block's rows are scored against every unit at once.
 _KERNEL_ROWS = 128
 _kernel_state: dict = {}
-_kernel_lock = threading.Lock()
+_kernel_lock = threading.Lock()  # one parallel region at a time
+_build_lock = threading.Lock()  # one import and build of the kernel
 _prange = range  # numba.prange once the kernel is built (a global of the compiled function)
 
 
@@ -704,6 +705,13 @@ def _kernel():
     """The compiled kernel, or None when numba is missing, turned off or fails (logged at DEBUG)."""
     if "fn" in _kernel_state:
         return _kernel_state["fn"]
+    with _build_lock:
+        if "fn" not in _kernel_state:
+            _kernel_state["fn"] = _build_kernel()
+    return _kernel_state["fn"]
+
+
+def _build_kernel():
     fn = None
     if os.environ.get("SEGLIB_NUMBA", "1") == "0":
         logger.debug("SEGLIB_NUMBA=0: the SOM kernel is off, numpy computes the epochs")
@@ -720,7 +728,6 @@ def _kernel():
         except Exception as exc:  # noqa: BLE001 - any failure means: use numpy
             logger.debug("numba unavailable (%s): numpy computes the SOM epochs", exc)
             fn = None
-    _kernel_state["fn"] = fn
     return fn
 
 
@@ -733,7 +740,9 @@ def _compile_kernel(numba, cache: bool):
 
 
 def _use_kernel(n_rows: int) -> bool:
-    return n_rows >= KERNEL_MIN_ROWS and n_rows > 0 and _kernel() is not None
+    setting = os.environ.get("SEGLIB_NUMBA", "")
+    large = n_rows >= KERNEL_MIN_ROWS or setting == "1"
+    return large and n_rows > 0 and setting != "0" and _kernel() is not None
 
 
 def _kernel_run(X, codebook, chunks, n_threads, with_sums):

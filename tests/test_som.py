@@ -806,3 +806,160 @@ def test_fit_stats_default_shape_and_bad_input(X):
         SOM(progress=False).fit_stats(totals, mean, cov, 1)
     with pytest.raises(ParameterError, match="engine.*batch"):
         SOM(engine="minisom", progress=False).fit_stats(totals, mean, cov, n)
+
+
+# ---------------------------------------------------------------------------------- the compiled kernel
+
+numba = pytest.importorskip("numba")
+import seglib.som as som_module  # noqa: E402
+
+
+@pytest.fixture
+def kernel(monkeypatch):
+    """Every epoch and best-unit search through the numba kernel (its row threshold set to 0)."""
+    monkeypatch.setattr(som_module, "KERNEL_MIN_ROWS", 0)
+    fn = som_module._kernel()
+    assert fn is not None, "numba is installed: the kernel must build"
+    return fn
+
+
+def _numpy(fn):
+    """``fn()`` with the kernel off (numpy path)."""
+    saved = som_module.KERNEL_MIN_ROWS
+    som_module.KERNEL_MIN_ROWS = 2**62
+    try:
+        return fn()
+    finally:
+        som_module.KERNEL_MIN_ROWS = saved
+
+
+def _trained(dtype="float32", seed=0, n=3000, n_features=7):
+    X = blobs(n, n_features, centers=6, seed=seed, dtype=np.float32)
+    return SOM((9, 7), dtype=dtype, n_epochs=3, progress=False, random_state=0).fit(X), X
+
+
+@pytest.mark.parametrize("wdtype", ["float32", "float64"])
+@pytest.mark.parametrize("xdtype", [np.float32, np.float64])
+def test_kernel_best_units_are_numpys(kernel, wdtype, xdtype):
+    som, X = _trained(wdtype, seed=1)
+    X = X.astype(xdtype)
+    expected = _numpy(lambda: som.predict(X))
+    np.testing.assert_array_equal(som.predict(X), expected)
+    for size in (1, 5, 64, 5000):
+        np.testing.assert_array_equal(best_units(X, som.weights_, chunk_size=size, n_jobs=2), expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_settles_crafted_ties_as_numpy_does(kernel, seed, dtype):
+    som, X = _tied_som(seed, dtype)
+    expected = _numpy(lambda: som.predict(X))
+    np.testing.assert_array_equal(som.predict(X), expected)
+    np.testing.assert_array_equal(som.predict(X[:5]), np.arange(5))  # exact ties: the lowest unit
+    np.testing.assert_array_equal(som.predict(X), som.transform(X).argmin(axis=1))
+    for size in (1, 7, 64):
+        _, counts, _ = epoch_stats(X, som.weights_, chunk_size=size)
+        np.testing.assert_array_equal(counts.reshape(som.map_shape_), _numpy(lambda: som.hit_map(X)))
+
+
+@pytest.mark.parametrize("wdtype", ["float32", "float64"])
+def test_kernel_epoch_stats_are_numpys_exact_ones_bit_for_bit(kernel, wdtype):
+    som, X = _trained(wdtype, seed=2)
+    for size in (None, 7, 1000):
+        sums, counts, dist = epoch_stats(X, som.weights_, chunk_size=size)
+        sums0, counts0, dist0 = _numpy(lambda: epoch_stats(X, som.weights_, chunk_size=size, exact=True))
+        assert sums.dtype == sums0.dtype == np.float64 and counts.dtype == counts0.dtype == np.int64
+        assert np.array_equal(sums, sums0) and np.array_equal(counts, counts0)
+        # the kernel sums exact float64 distances; numpy the expanded form in the weights' dtype
+        assert dist == pytest.approx(dist0, rel=1e-5)
+        exact = np.sqrt(((X.astype(np.float64) - som.weights_.reshape(-1, X.shape[1])[som.predict(X)]) ** 2)
+                        .sum(axis=1)).sum()
+        assert dist == pytest.approx(exact, rel=1e-12)
+
+
+def test_kernel_fit_is_the_numpy_fit_with_exact_best_units(kernel):
+    """With the kernel, a training epoch's best units are the exact ones: ``fit`` trains the map that
+    numpy's ``epoch_stats(exact=True)`` trains, to the bit (the quantization errors agree to rounding)."""
+    X = blobs(2000, 5, centers=4, seed=3, dtype=np.float32)
+    som = SOM((6, 6), n_epochs=5, progress=False, random_state=0).fit(X)
+
+    def totals(weights, exact=False):
+        return _numpy(lambda: epoch_stats(X, weights, exact=True))
+
+    mean, cov, n = data_moments(X)
+    reference = SOM((6, 6), n_epochs=5, progress=False, random_state=0).fit_stats(totals, mean, cov, n)
+    assert np.array_equal(som.weights_, reference.weights_)
+    np.testing.assert_allclose(som.history_, reference.history_, rtol=1e-5)
+
+
+def test_kernel_results_do_not_depend_on_threads_or_runs(kernel):
+    som, X = _trained(seed=4, n=20_000)
+    W = som.weights_.reshape(-1, X.shape[1])
+    chunks = som_module._row_chunks(len(X), 500)
+    runs = [som_module._kernel_totals(X, W, chunks, threads) for threads in (1, 2, 2, 1, 8)]
+    for sums, counts, dist in runs[1:]:
+        assert np.array_equal(sums, runs[0][0]) and np.array_equal(counts, runs[0][1]) and dist == runs[0][2]
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one = som_module._kernel_totals(X, W, chunks, 1)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(one[0], runs[0][0]) and numba.get_num_threads() == before
+    fits = [SOM((9, 7), n_epochs=3, progress=False, n_jobs=jobs).fit(X) for jobs in (1, 2)]
+    assert np.array_equal(fits[0].weights_, fits[1].weights_)
+    assert np.array_equal(fits[0].history_, fits[1].history_)
+
+
+def test_without_numba_or_with_a_failing_kernel_numpy_computes(monkeypatch, caplog):
+    som, X = _trained(seed=5)
+    expected = _numpy(lambda: epoch_stats(X, som.weights_))
+    monkeypatch.setattr(som_module, "KERNEL_MIN_ROWS", 0)
+    monkeypatch.delitem(som_module._kernel_state, "fn", raising=False)
+    monkeypatch.setenv("SEGLIB_NUMBA", "0")
+    with caplog.at_level("DEBUG", logger="seglib.som"):
+        assert som_module._kernel() is None
+        got = epoch_stats(X, som.weights_)
+    assert "SEGLIB_NUMBA=0" in caplog.text
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+    def broken(*args):
+        raise numba.core.errors.TypingError("a kernel that does not compile")
+
+    monkeypatch.setitem(som_module._kernel_state, "fn", broken)
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger="seglib.som"):
+        got = epoch_stats(X, som.weights_)
+        best = som.predict(X)
+    assert "the SOM kernel failed" in caplog.text and som_module._kernel() is None
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+    np.testing.assert_array_equal(best, _numpy(lambda: som.predict(X)))
+
+
+def test_a_read_only_install_compiles_the_kernel_without_a_cache(monkeypatch, caplog):
+    """No writable cache location (numba's locators all refuse): the kernel is built uncached."""
+    from numba.core import caching
+
+    def read_only(self):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(caching._CacheLocator, "ensure_cache_path", read_only)
+    monkeypatch.setattr(som_module, "_kernel_scores", som_module._kernel_scores)  # restored afterwards
+    monkeypatch.delitem(som_module._kernel_state, "fn", raising=False)
+    with caplog.at_level("DEBUG", logger="seglib.som"):
+        fn = som_module._kernel()
+    assert "cannot cache the SOM kernel" in caplog.text
+    assert fn is not None and isinstance(fn._cache, caching.NullCache)
+
+
+def test_small_data_never_imports_numba():
+    """Below KERNEL_MIN_ROWS (the default data: thousands of customers) numba is not even imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from seglib.som import SOM\n"
+            "X = np.random.default_rng(0).normal(size=(3000, 6))\n"
+            "som = SOM(progress=False).fit(X); som.predict(X); som.topographic_error(X)\n"
+            "print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
