@@ -5,7 +5,8 @@ Two engines train the same kind of map:
 * ``"batch"`` (default): the Kohonen batch map in plain numpy. Each epoch finds every row's best-matching
   unit (``||w||^2 - 2 x.w`` in row chunks, never an N x units matrix at once), sums the rows per unit, and
   sets each unit to the neighbourhood-weighted mean of those sums. One matrix product per epoch bounds its
-  cost; float32 by default.
+  cost; float32 by default. From ``KERNEL_MIN_ROWS`` rows a compiled numba kernel computes the same
+  statistics in one pass (best units with exact near-ties, sums in numpy's order; numpy is the fallback).
 * ``"minisom"``: MiniSom itself (online updates, one row at a time, float64), with the original analysis's
   settings available as :meth:`SOM.original`.
 
@@ -478,6 +479,12 @@ def epoch_stats(X_chunk, weights, *, chunk_size: int | None = None,
     the counts are those of ``SOM.hit_map`` (a row's unit does not depend on the block); the training
     epochs keep the plain argmin (``exact=False``): a near-tie moves a rounding error's worth of a row
     between two equidistant prototypes, and the extra pass would cost 10-30% of an epoch.
+
+    From ``KERNEL_MIN_ROWS`` rows (numba installed, ``SEGLIB_NUMBA`` not ``0``) the compiled kernel
+    computes the statistics, in parallel over the row chunks: its best units are always the exact ones
+    (whatever ``exact``: the check costs the kernel little), its sums and counts are then those of
+    ``exact=True`` to the bit, and ``sum_dist`` sums exact float64 distances (equal to numpy's figure
+    to ~1e-6 relative). The thread count never changes a result.
     """
     cb = _Codebook(_flat(weights))
     X_chunk = np.asarray(X_chunk)
@@ -590,7 +597,7 @@ def _best_units(X, codebook, chunk_size, n_threads, k=1):
 #: it the kernel does not repay importing numba and loading the cached kernel (~1 s in a fresh process,
 #: a few seconds once per installation to compile; see docs/performance.md "SOM epoch"). In the
 #: environment, ``SEGLIB_NUMBA=0`` turns the kernel off and ``SEGLIB_NUMBA=1`` uses it at any size.
-KERNEL_MIN_ROWS = 200_000
+KERNEL_MIN_ROWS = 500_000
 #: Rows of one sub-block of the kernel: a sub-block's rows are scored against every unit at once.
 _KERNEL_ROWS = 128
 _kernel_state: dict = {}
@@ -937,7 +944,8 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``n_jobs`` such blocks. The result does not depend on it beyond floating-point rounding.
     n_jobs : int or None, default=-1
         Python threads over the row chunks (BLAS is pinned to one thread, which measured stable and
-        fastest here); ``-1`` uses every core, ``None`` or 1 one thread. Results do not depend on it.
+        fastest here), or the compiled kernel's threads from ``KERNEL_MIN_ROWS`` rows; ``-1`` uses every
+        core, ``None`` or 1 one thread. Results do not depend on it.
     progress : bool, default=True
         Show a progress bar over the epochs.
     random_state : int, RandomState or None, default=None
