@@ -600,6 +600,8 @@ def _best_units(X, codebook, chunk_size, n_threads, k=1):
 KERNEL_MIN_ROWS = 500_000
 #: Rows of one sub-block of the kernel: a sub-block's rows are scored against every unit at once.
 _KERNEL_ROWS = 128
+#: Most memory the kernel's per-chunk sums take at once (bytes).
+_KERNEL_PARTS_BYTES = 64 * 2**20
 _kernel_state: dict = {}
 _kernel_lock = threading.Lock()  # one parallel region at a time
 _build_lock = threading.Lock()  # one import and build of the kernel
@@ -791,18 +793,28 @@ def _kernel_run(X, codebook, chunks, n_threads, with_sums):
 
 def _kernel_totals(X, codebook, chunks, n_threads):
     """``epoch_stats`` by the kernel: the chunks' statistics added in chunk order, as ``_add_stats``
-    adds numpy's (so the sums are the same bits); None when the kernel fails."""
-    found = _kernel_run(X, codebook, chunks, n_threads, with_sums=True)
-    if found is None:
-        return None
-    _, part_sums, part_counts, part_dist = found
-    sums = np.zeros(part_sums.shape[1:])
-    counts = np.zeros(part_counts.shape[1], dtype=np.int64)
+    adds numpy's (so the sums are the same bits); None when the kernel fails.
+
+    The chunks go to the kernel in groups whose per-chunk sums hold at most ``_KERNEL_PARTS_BYTES``
+    (one group at the default chunk size; many tiny chunks would otherwise need gigabytes).
+    """
+    units, n_features = np.shape(codebook)
+    sums = np.zeros((units, n_features))
+    counts = np.zeros(units, dtype=np.int64)
     sum_dist = 0.0
-    for c in range(len(chunks)):
-        sums += part_sums[c]
-        counts += part_counts[c]
-        sum_dist += float(part_dist[c])
+    group = max(1, _KERNEL_PARTS_BYTES // (8 * units * n_features))
+    for g in range(0, len(chunks), group):
+        part = chunks[g : g + group]
+        a, b = part[0].start, part[-1].stop
+        found = _kernel_run(X[a:b], codebook, [slice(s.start - a, s.stop - a) for s in part], n_threads,
+                            with_sums=True)
+        if found is None:
+            return None
+        _, part_sums, part_counts, part_dist = found
+        for c in range(len(part)):
+            sums += part_sums[c]
+            counts += part_counts[c]
+            sum_dist += float(part_dist[c])
     return sums, counts, sum_dist
 
 

@@ -926,6 +926,7 @@ def test_without_numba_or_with_a_failing_kernel_numpy_computes(monkeypatch, capl
     def broken(*args):
         raise numba.core.errors.TypingError("a kernel that does not compile")
 
+    monkeypatch.delenv("SEGLIB_NUMBA")
     monkeypatch.setitem(som_module._kernel_state, "fn", broken)
     caplog.clear()
     with caplog.at_level("DEBUG", logger="seglib.som"):
@@ -963,3 +964,12 @@ def test_small_data_never_imports_numba():
             "print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "False"
+
+
+def test_kernel_sums_in_groups_of_chunks_are_the_same_bits(kernel, monkeypatch):
+    """Many tiny chunks go to the kernel in groups (bounded memory); the sums keep numpy's order."""
+    som, X = _trained(seed=6)
+    expected = _numpy(lambda: epoch_stats(X, som.weights_, chunk_size=3, exact=True))
+    monkeypatch.setattr(som_module, "_KERNEL_PARTS_BYTES", 8 * 63 * 7 * 10)  # 10 chunks per group
+    got = epoch_stats(X, som.weights_, chunk_size=3)
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
