@@ -35,11 +35,29 @@ def default_data(data_path: str | os.PathLike | None = None) -> Path:
     return DEFAULT_DATA
 
 
-def save_figure(fig, layout: Layout, name: str, *, dpi: int = 110) -> Path:
+def save_figure(fig, layout: Layout, name: str, *, dpi: int = 110, show: bool = False) -> Path:
     """Save ``fig`` as ``<figures>/<name>.png`` and ``<name>.svg`` beside it (atomically); return the PNG.
 
     The SVG scales for print and slides. Neither carries a software version or date, so re-executing
     a notebook changes no bytes.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    layout : seglib.config.Layout
+        The run's layout: the files go to ``layout.figures``.
+    name : str
+        File name without extension, e.g. ``"02-u-matrix"``.
+    dpi : int
+        Resolution of the PNG. 110 reads well on screen and in ``report.html``; raise it (e.g. 200) for
+        print, at the cost of larger files and slower saves.
+    show : bool
+        Also show the figure (in a notebook) and close it, in place of ``plt.show()``: the notebook
+        shows the PNG just written, so the figure is drawn once for the file and the screen instead of
+        once more by matplotlib's inline display. Keep ``False`` to go on drawing on ``fig``.
+
+    After the PNG, ``fig`` keeps the layout computed for it (its layout engine is set to none), so the
+    SVG and any later display do not lay it out again.
     """
     import matplotlib.pyplot as plt
 
@@ -47,8 +65,18 @@ def save_figure(fig, layout: Layout, name: str, *, dpi: int = 110) -> Path:
     path = layout.figures / f"{name}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
+    # The PNG's save laid the figure out (constrained layout) and measured every text: keep that layout
+    # and one tight box for the SVG (and any later display) instead of computing both again for each
+    if fig.get_layout_engine() is not None:
+        fig.set_layout_engine("none")
+    box = fig.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])
     with atomic_path(path.with_suffix(".svg")) as tmp, plt.rc_context({"svg.hashsalt": name}):
-        fig.savefig(tmp, bbox_inches="tight", format="svg", metadata={"Date": None})
+        fig.savefig(tmp, bbox_inches=box, format="svg", metadata={"Date": None})
+    if show:
+        from IPython.display import Image, display
+
+        display(Image(data=path.read_bytes(), format="png"))
+        plt.close(fig)
     return path
 
 

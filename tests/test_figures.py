@@ -119,3 +119,49 @@ def test_save_figure_writes_an_svg_beside_the_png(tmp_path):
     first = svg.read_bytes()
     save_figure(fig, layout, "x")
     assert svg.read_bytes() == first  # no date: same figure, same bytes
+
+
+def _constrained_figure():
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3), layout="constrained")
+    for k, ax in enumerate(axes):
+        ax.plot([1, 2, 3], [k, 2 * k, 1])
+        ax.set_title(f"panel {k} with a long title")
+        ax.set_ylabel("net spend (EUR)")
+    fig.colorbar(axes[1].imshow(np.arange(6.0).reshape(2, 3)), ax=axes[1])
+    return fig
+
+
+def test_save_figure_writes_the_png_matplotlib_writes_and_an_svg_of_the_same_box(tmp_path):
+    """The layout and tight box are computed once, for the PNG: the PNG is what a plain ``savefig``
+    writes, and the SVG (laid out and boxed from it) has the same size within a point."""
+    import io
+    import re
+
+    png = save_figure(_constrained_figure(), Layout.for_run(tmp_path), "x")
+    plain, buf = _constrained_figure(), io.BytesIO()
+    plain.savefig(buf, dpi=110, bbox_inches="tight", format="png", metadata={"Software": None})
+    assert png.read_bytes() == buf.getvalue()
+    buf = io.StringIO()
+    plain.savefig(buf, bbox_inches="tight", format="svg", metadata={"Date": None})
+
+    def size(text):
+        return [float(v) for v in re.search(r'width="([\d.]+)pt" height="([\d.]+)pt"', text).groups()]
+
+    assert size(png.with_suffix(".svg").read_text()) == pytest.approx(size(buf.getvalue()), abs=1.0)
+    plt.close("all")
+
+
+def test_save_figure_show_displays_the_saved_png_and_closes_the_figure(tmp_path, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kwargs: shown.extend(objs))
+    fig = _constrained_figure()
+    png = save_figure(fig, Layout.for_run(tmp_path), "x", show=True)
+    assert len(shown) == 1 and shown[0].data == png.read_bytes()  # the file, not another rendering
+    assert not plt.fignum_exists(fig.number)
+    shown.clear()
+    kept = _constrained_figure()
+    save_figure(kept, Layout.for_run(tmp_path), "y")
+    assert shown == [] and plt.fignum_exists(kept.number)
+    plt.close("all")
