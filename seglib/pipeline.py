@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import sys
 import tempfile
 import threading
 import time
@@ -96,7 +97,7 @@ class RunResult:
 
 def declared_parameters(notebooks_dir: str | os.PathLike | None = None) -> dict[str, dict[str, dict]]:
     """Parameters each notebook declares: ``{notebook: {name: {"default", "type", "help"}}}``."""
-    import papermill as pm
+    pm = _papermill()
 
     nb_dir = Path(notebooks_dir) if notebooks_dir else NOTEBOOK_DIR
     out = {}
@@ -296,7 +297,30 @@ def _failure_message(nb: str, exc, out_path: Path) -> str:
     count = getattr(exc, "exec_count", None)
     where = f" in cell [{count}]" if count is not None else ""
     first = str(evalue).strip().splitlines()[0] if str(evalue).strip() else ""
-    return f"notebook {nb} failed{where}: {ename}: {first} (executed notebook kept at {out_path})"
+    kept = f" (executed notebook kept at {out_path})" if out_path.is_file() else ""
+    return f"notebook {nb} failed{where}: {ename}: {first}{kept}"
+
+
+def _papermill():
+    """``papermill``, imported without ``rfc3987_syntax`` when that is what makes it slow.
+
+    papermill validates notebooks with nbformat, which imports jsonschema; jsonschema imports the
+    optional ``rfc3987_syntax`` (installed by the Jupyter packages) for its ``iri`` formats, and that
+    compiles 38 Lark grammars on import: ~1 s of CPU, about as long as the rest of papermill's imports.
+    No notebook schema uses those formats, so when jsonschema is not imported yet it is imported here
+    without them (a later ``import rfc3987_syntax`` works as usual).
+    """
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        import papermill
+
+        return papermill
+    sys.modules["rfc3987_syntax"] = None  # an ImportError for jsonschema's optional import
+    try:
+        import papermill
+    finally:
+        if sys.modules.get("rfc3987_syntax", False) is None:
+            del sys.modules["rfc3987_syntax"]
+    return papermill
 
 
 def run(
@@ -338,7 +362,7 @@ def run(
     -------
     RunResult
     """
-    import papermill as pm
+    pm = _papermill()
 
     given = _gather(parameters, params_file)
     data = _take_data(given, data)
@@ -368,6 +392,7 @@ def run(
     # cell is reported from the notebook whatever the level
     kernel_arguments = [] if logger.isEnabledFor(logging.INFO) else ["--IPKernelApp.log_level=CRITICAL"]
     kernels: list = []  # (manager, warm-up client) per notebook, started one notebook ahead
+    stopping: list[threading.Thread] = []  # a used kernel shuts down while the next notebook runs
     if html:  # nbconvert's imports and templates load while the notebooks run (~1.5 s of CPU)
         warming = threading.Thread(target=_warm_report, name="seglib-report", daemon=True)
         warming.start()
@@ -393,25 +418,31 @@ def run(
                     # the inner bar: the notebook's cells, removed when it is done
                     cells = {"desc": f"  {Path(nb).stem}", "leave": False, "position": 1} if progress \
                         else False
+                    # the executed notebook is written once at the end (and when a cell fails), not twice
+                    # per cell: each write serialises and validates the whole notebook, figures included
                     try:
                         pm.execute_notebook(
                             str(nb_dir / nb), str(out_path), parameters=per_nb[nb], kernel_name=kernel_name,
                             progress_bar=cells, cwd=str(nb_dir), log_output=False, km=km, config=config(i),
-                            extra_arguments=kernel_arguments,
+                            extra_arguments=kernel_arguments, request_save_on_cell_execute=False,
                         )
                     except pm.PapermillExecutionError as exc:
                         raise PipelineError(_failure_message(nb, exc, out_path)) from None
                     except Exception as exc:  # kernel died, notebook unreadable, ...
                         raise PipelineError(_failure_message(nb, exc, out_path)) from None
                     finally:
-                        _stop_kernel(km)
+                        stopping.append(threading.Thread(target=_stop_kernel, args=(km,), daemon=True,
+                                                         name=f"seglib-stop-{i}"))
+                        stopping[-1].start()
                     timings[nb] = round(time.perf_counter() - t0, 3)
                     if bar is not None:
                         bar.update(1)
-            finally:  # kernels started but never used (a notebook failed)
+            finally:  # kernels started but never used (a notebook failed); then wait for every shutdown
                 for km, kc in kernels[len(timings) + 1:]:
                     kc.stop_channels()
                     _stop_kernel(km)
+                for thread in stopping:
+                    thread.join()
     finally:
         if bar is not None:
             bar.close()
@@ -609,10 +640,13 @@ def segment(
 
 
 def _warm_report() -> None:
-    """Import nbconvert and render an empty page once, so :func:`write_report_html` starts warm."""
+    """Import nbconvert (and the summary module, for its block) and render an empty page once, so
+    :func:`write_report_html` starts warm."""
     try:
         import nbformat
         from nbconvert import HTMLExporter
+
+        import seglib.summary  # noqa: F401  (imports the segmentation steps: ~1 s)
 
         HTMLExporter(exclude_input=True).from_notebook_node(nbformat.v4.new_notebook())
     except Exception as exc:  # the real export reports any problem
