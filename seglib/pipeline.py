@@ -33,10 +33,8 @@ from pathlib import Path
 import yaml
 
 from seglib import params
-from seglib._files import atomic_write_text, write_json
 from seglib.config import DEFAULT_DATA, PROJECT_ROOT, Layout, display_path, resolve
 from seglib.errors import InputError, ParameterError, PipelineError
-from seglib.load import data_files
 
 logger = logging.getLogger(__name__)
 
@@ -139,13 +137,16 @@ def check_parameters(given: dict, command: str = "run") -> dict:
             option = name.replace("n_workers", "workers").replace("_", "-")
             raise ParameterError(f"{name!r} is an option, not a parameter: use --{option}")
     values = params.check_parameters(given)
-    # what the registry's kinds cannot say: roles, strftime formats (the steps' own checks, run early)
-    from seglib.load import check_columns, check_date_format
+    # what the registry's kinds cannot say: roles, strftime formats (the steps' own checks, run early;
+    # seglib.load, and with it pandas, only when there is something to check: the runner needs neither)
+    formats = [name for name in ("date_format", "dob_format") if values.get(name) is not None]
+    if values.get("columns") is not None or formats:
+        from seglib.load import check_columns, check_date_format
 
-    if values.get("columns") is not None:
-        check_columns(values["columns"])
-    for name in ("date_format", "dob_format"):
-        check_date_format(name, values.get(name))
+        if values.get("columns") is not None:
+            check_columns(values["columns"])
+        for name in formats:
+            check_date_format(name, values[name])
     return values
 
 
@@ -362,8 +363,6 @@ def run(
     -------
     RunResult
     """
-    pm = _papermill()
-
     given = _gather(parameters, params_file)
     data = _take_data(given, data)
     checked = check_parameters(given, "run")
@@ -375,77 +374,79 @@ def run(
             raise InputError(f"input data {data} not found")
     nb_dir = Path(notebooks_dir) if notebooks_dir else NOTEBOOK_DIR
     notebooks = (*NOTEBOOKS, TRACK_NOTEBOOK) if track else NOTEBOOKS
-    declared = {nb: spec for nb, spec in declared_parameters(nb_dir).items() if nb in notebooks}
-
-    run_dir = _new_run_dir(out)
-    per_nb = _per_notebook(declared, effective, data, run_dir)
-    logger.info("run folder: %s", run_dir)
+    for nb in notebooks:
+        if not (nb_dir / nb).is_file():
+            raise InputError(f"notebook {nb_dir / nb} not found: the pipeline needs {', '.join(notebooks)}")
 
     timings = {}
     bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(notebooks), desc="seglib run", unit="notebook")
     # the kernels' own log (start-up and shutdown notes, e.g. "KeyboardInterrupt caught in kernel" when
     # the runner stops a kernel) only when this module's INFO lines are shown (seglib -v); a failing
     # cell is reported from the notebook whatever the level
     kernel_arguments = [] if logger.isEnabledFor(logging.INFO) else ["--IPKernelApp.log_level=CRITICAL"]
     kernels: list = []  # (manager, warm-up client) per notebook, started one notebook ahead
     stopping: list[threading.Thread] = []  # a used kernel shuts down while the next notebook runs
-    if html:  # nbconvert's imports and templates load while the notebooks run (~1.5 s of CPU)
-        warming = threading.Thread(target=_warm_report, name="seglib-report", daemon=True)
-        warming.start()
-    try:
-        with tempfile.TemporaryDirectory(prefix="seglib-kernel-") as sockets:
-            def config(k):  # each kernel its own socket names: two may be starting at once
-                return _kernel_config(Path(sockets), f"kernel{k}")
+    with tempfile.TemporaryDirectory(prefix="seglib-kernel-") as sockets:
+        def config(k):  # each kernel its own socket names: two may be starting at once
+            return _kernel_config(Path(sockets), f"kernel{k}")
 
-            def start(k):
-                return _start_kernel(kernel_name, nb_dir, nb_dir / notebooks[k], config(k), kernel_arguments)
+        def start(k):
+            return _start_kernel(kernel_name, nb_dir, nb_dir / notebooks[k], config(k), kernel_arguments)
 
-            try:
-                kernels.append(start(0))
-                for i, nb in enumerate(notebooks):
-                    out_path = run_dir / nb
-                    t0 = time.perf_counter()
-                    logger.info("executing %s", nb)
-                    if bar is not None:
-                        bar.set_postfix_str(Path(nb).stem)
-                    km = _kernel_ready(kernels[i])
-                    if i + 1 < len(notebooks):  # the next notebook's kernel starts while this one runs
-                        kernels.append(start(i + 1))
-                    # the inner bar: the notebook's cells, removed when it is done
-                    cells = {"desc": f"  {Path(nb).stem}", "leave": False, "position": 1} if progress \
-                        else False
-                    # the executed notebook is written once at the end (and when a cell fails), not twice
-                    # per cell: each write serialises and validates the whole notebook, figures included
-                    try:
-                        pm.execute_notebook(
-                            str(nb_dir / nb), str(out_path), parameters=per_nb[nb], kernel_name=kernel_name,
-                            progress_bar=cells, cwd=str(nb_dir), log_output=False, km=km, config=config(i),
-                            extra_arguments=kernel_arguments, request_save_on_cell_execute=False,
-                        )
-                    except pm.PapermillExecutionError as exc:
-                        raise PipelineError(_failure_message(nb, exc, out_path)) from None
-                    except Exception as exc:  # kernel died, notebook unreadable, ...
-                        raise PipelineError(_failure_message(nb, exc, out_path)) from None
-                    finally:
-                        stopping.append(threading.Thread(target=_stop_kernel, args=(km,), daemon=True,
-                                                         name=f"seglib-stop-{i}"))
-                        stopping[-1].start()
-                    timings[nb] = round(time.perf_counter() - t0, 3)
-                    if bar is not None:
-                        bar.update(1)
-            finally:  # kernels started but never used (a notebook failed); then wait for every shutdown
-                for km, kc in kernels[len(timings) + 1:]:
-                    kc.stop_channels()
-                    _stop_kernel(km)
-                for thread in stopping:
-                    thread.join()
-    finally:
-        if bar is not None:
-            bar.close()
+        # the first kernel starts (and imports what notebook 01 imports) while the runner imports
+        # papermill, reads the notebooks' parameters and creates the run folder
+        kernels.append(start(0))
+        try:
+            pm = _papermill()
+            declared = {nb: spec for nb, spec in declared_parameters(nb_dir).items() if nb in notebooks}
+            run_dir = _new_run_dir(out)
+            per_nb = _per_notebook(declared, effective, data, run_dir)
+            logger.info("run folder: %s", run_dir)
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(notebooks), desc="seglib run", unit="notebook")
+            if html:  # nbconvert's imports and templates load while the notebooks run (~1.5 s of CPU)
+                warming = threading.Thread(target=_warm_report, name="seglib-report", daemon=True)
+                warming.start()
+            for i, nb in enumerate(notebooks):
+                out_path = run_dir / nb
+                t0 = time.perf_counter()
+                logger.info("executing %s", nb)
+                if bar is not None:
+                    bar.set_postfix_str(Path(nb).stem)
+                km = _kernel_ready(kernels[i])
+                if i + 1 < len(notebooks):  # the next notebook's kernel starts while this one runs
+                    kernels.append(start(i + 1))
+                # the inner bar: the notebook's cells, removed when it is done
+                cells = {"desc": f"  {Path(nb).stem}", "leave": False, "position": 1} if progress else False
+                # the executed notebook is written once at the end (and when a cell fails), not twice per
+                # cell: each write serialises and validates the whole notebook, figures included
+                try:
+                    pm.execute_notebook(
+                        str(nb_dir / nb), str(out_path), parameters=per_nb[nb], kernel_name=kernel_name,
+                        progress_bar=cells, cwd=str(nb_dir), log_output=False, km=km, config=config(i),
+                        extra_arguments=kernel_arguments, request_save_on_cell_execute=False,
+                    )
+                except pm.PapermillExecutionError as exc:
+                    raise PipelineError(_failure_message(nb, exc, out_path)) from None
+                except Exception as exc:  # kernel died, notebook unreadable, ...
+                    raise PipelineError(_failure_message(nb, exc, out_path)) from None
+                finally:
+                    stopping.append(threading.Thread(target=_stop_kernel, args=(km,), daemon=True,
+                                                     name=f"seglib-stop-{i}"))
+                    stopping[-1].start()
+                timings[nb] = round(time.perf_counter() - t0, 3)
+                if bar is not None:
+                    bar.update(1)
+        finally:  # kernels started but never used (a notebook failed); then wait for every shutdown
+            for km, kc in kernels[len(stopping):]:
+                kc.stop_channels()
+                _stop_kernel(km)
+            for thread in stopping:
+                thread.join()
+            if bar is not None:
+                bar.close()
 
     input_path = Path(data) if data is not None else DEFAULT_DATA
     write_run_json(run_dir, effective, [input_path], timings, notebook_parameters=per_nb, track=track)
@@ -469,17 +470,20 @@ def _kernel_config(sockets: Path, name: str = "kernel"):
 
 
 def _imported_modules(notebook: Path) -> list[str]:
-    """Modules a notebook's code cells import (``from a import b`` gives ``a`` and ``a.b``), in order."""
+    """Modules a notebook's code cells import (``from a import b`` gives ``a`` and ``a.b``), in order.
+
+    The notebook is read as plain JSON (nbformat, with its schema validation, costs ~1 s of imports
+    before the first kernel could start).
+    """
     import ast
 
-    import nbformat
-
     names: list[str] = []
-    for cell in nbformat.read(str(notebook), as_version=4).cells:
-        if cell.cell_type != "code":
+    for cell in json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]:
+        if cell.get("cell_type") != "code":
             continue
+        source = cell.get("source", "")
         try:
-            tree = ast.parse(cell.source)
+            tree = ast.parse("".join(source) if isinstance(source, list) else source)
         except SyntaxError:  # IPython magics: not ours to parse
             continue
         for node in tree.body:
@@ -544,6 +548,8 @@ def write_run_json(run_dir: Path, parameters: dict, inputs: list[Path], timings:
     checksum; with several (a Dask run over a folder of parts) it is the checksum of the files'
     checksums in name order, listed in ``inputs``.
     """
+    from seglib._files import write_json
+
     layout = Layout.for_run(run_dir)
     metrics = json.loads(layout.metrics.read_text()) if layout.metrics.is_file() else {}
     sums = {display_path(p): _sha256(Path(p)) for p in sorted(inputs, key=str)}
@@ -608,6 +614,7 @@ def segment(
         ``memory_limit``, ... (see :func:`seglib.distributed.run_dask`).
     """
     from seglib import runner
+    from seglib.load import data_files
 
     runner.check_backend(backend)
     given = _gather(parameters, params_file)
@@ -664,6 +671,7 @@ def write_report_html(run_dir: Path, notebooks: list[Path]) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
+    from seglib._files import atomic_write_text
     from seglib.summary import SUMMARY_FILE, read_fragment
 
     merged = nbformat.v4.new_notebook()
