@@ -168,6 +168,27 @@ def test_each_notebook_runs_in_a_fresh_kernel(first_run):
     assert pipeline._imported_modules(pipeline.NOTEBOOK_DIR / pipeline.NOTEBOOKS[0])[0] == "matplotlib.pyplot"
 
 
+def test_the_runner_starts_its_first_kernel_without_heavy_imports():
+    """Before the first kernel starts, the runner imports neither pandas (``seglib run`` needs none) nor
+    ``rfc3987_syntax`` (jsonschema's optional IRI checks, ~1 s of grammar compilation); the latter can
+    still be imported afterwards."""
+    import importlib.util
+
+    code = (
+        "import sys\n"
+        "from seglib import cli, pipeline\n"
+        "pipeline._imported_modules(pipeline.NOTEBOOK_DIR / pipeline.NOTEBOOKS[0])\n"
+        "assert 'pandas' not in sys.modules, 'pandas'\n"
+        "pipeline._papermill()\n"
+        "assert 'papermill' in sys.modules and 'jsonschema' in sys.modules\n"
+        "assert 'rfc3987_syntax' not in sys.modules, 'rfc3987_syntax'\n"
+    )
+    if importlib.util.find_spec("rfc3987_syntax") is not None:
+        code += "import rfc3987_syntax\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_report_html_is_standalone_with_figures(first_run):
     html = (first_run.run_dir / "report.html").read_text()
     assert "<img" in html and "data:image/png;base64" in html
