@@ -152,6 +152,11 @@ class Layout:
         return self.root / "figures"
 
     @property
+    def sample(self) -> Path:
+        """A Dask run above ``max_collect``: what is exact beside the sampled customer tables (JSON)."""
+        return self.processed / "sample.json"
+
+    @property
     def metrics(self) -> Path:
         """Quality figures and facts each step records for ``run.json`` (JSON, merged by key)."""
         return self.processed / "metrics.json"

@@ -1035,9 +1035,49 @@ def _write_part(customers, segments, path, id_column, fmt) -> int:
     return len(table)
 
 
-def _sample(customers, segments, seed, frac):
+def _sample(customers, segments, seed, X, frac):
+    """A seeded sample of a partition's customers: their rows of the customer table, segments and ``X``
+    (the mask of :func:`_kept_rows` for the same seed)."""
     keep = np.random.default_rng(seed).random(len(customers)) < frac
-    return customers[keep], segments["segment"][keep]
+    return customers[keep], segments[keep], X[keep]
+
+
+def _segment_unit_sums(X, segments, n_units) -> np.ndarray:
+    """Per-unit sums of a partition's scaled features (:func:`seglib.cluster.unit_sums`, by the best units
+    of ``segments``)."""
+    return unit_sums(X.to_numpy(), segments["bmu"].to_numpy(), n_units)
+
+
+def _write_tables(layout: Layout, table: pd.DataFrame, scaled: pd.DataFrame, seg: pd.DataFrame) -> None:
+    """Step 02-03's tables as the pandas backend writes them, in key order, so notebooks 03 and 04 open
+    the run: ``customers.parquet``, ``scaled.parquet``, ``segments.parquet``."""
+    from seglib.steps import write_parquet
+
+    scaled = scaled.sort_index(kind="mergesort")
+    for frame, path in ((table, layout.customers), (scaled, layout.scaled), (seg, layout.segments)):
+        ordered = frame.reindex(scaled.index)
+        ordered.attrs = frame.attrs
+        write_parquet(ordered, path, index=True)
+
+
+def _write_sample(layout, features: DaskFeatures, clusters: DaskClusters, sample_size: int,
+                  sums: pd.DataFrame, seed: int) -> None:
+    """``processed/sample.json`` (:class:`seglib.steps.Sample`): exact hits, unit sums, segment sizes and
+    revenue beside the sampled tables, and the run's cut."""
+    from seglib.steps import Sample, cut_settings, write_sample
+
+    pc = clusters.clustering
+    unit_total = np.zeros((clusters.hits.size, len(features.feature_names)))
+    for part in features.X.reduce(_segment_unit_sums, clusters.segments, n_units=clusters.hits.size):
+        unit_total += part  # in partition order: the sums cluster_dask fitted the cut with
+    assign = "customer" if clusters.segment_means is not None else "unit"
+    write_sample(layout, Sample(
+        n_customers=features.n_customers, sample_size=sample_size, hits=clusters.hits, unit_sums=unit_total,
+        cut=cut_settings(pc, assign), unit_labels=np.asarray(pc.unit_labels_),
+        unit_segments=np.asarray(clusters.unit_segments), segment_means=clusters.segment_means,
+        segment_customers=sums["customers"].astype("int64"),
+        segment_revenue=sums["money"].astype(float) if "monetary" in features.customers.meta else None,
+        seed=seed))
 
 
 def _sample_rows(X: pd.DataFrame, seed, frac) -> np.ndarray:
@@ -1075,10 +1115,12 @@ def write_results(
     and the profile (``segments.csv``) are exactly the pandas backend's; the run folder then also gets
     the tables steps 02-03 write (``processed/customers.parquet``, ``scaled.parquet``,
     ``segments.parquet``, in key order), so notebooks 03 and 04 open it (:func:`seglib.steps.load_clusters`)
-    without cleaning or training again. Above ``max_collect`` they are not written (they would not fit
-    on one machine; the notebooks then name the missing file). Above, there is no
-    ``result.csv`` (read the parts) and the profile is computed on a seeded random sample of about
-    ``max_collect`` customers, with exact segment sizes and revenue shares from a reduction.
+    without cleaning or training again. Above ``max_collect`` there is no ``result.csv`` (read the
+    parts); the three tables hold a seeded random sample of about ``max_collect`` customers (the one
+    the stability check used), the profile is computed on it with exact segment sizes and revenue
+    shares from a reduction, and ``processed/sample.json`` (:class:`seglib.steps.Sample`) keeps what
+    is exact beside the sample (hits, per-unit sums, the run's cut and segment sizes), so notebooks 03
+    and 04 open this run too, on the sample, and say so.
 
     Parameters
     ----------
@@ -1097,8 +1139,7 @@ def write_results(
     parts, result, profile
         The part files, the path of result.csv (None when not written) and the profile.
     """
-    from seglib.profile import profile_segments, result_table, write_result, write_segments
-    from seglib.steps import write_parquet
+    from seglib.profile import profile_segments, result_table, with_exact_sizes, write_result, write_segments
 
     check_option("parts_format", parts_format, PART_FORMATS)
     check_int("max_collect", max_collect, minimum=1)
@@ -1119,12 +1160,8 @@ def write_results(
     if n <= max_collect:
         table, seg = customers.compute(), segments.compute()
         table.attrs = attrs
-        # step 02-03's tables, as the pandas backend writes them: notebooks 03 and 04 open the run
-        scaled = features.X.compute().sort_index(kind="mergesort")
-        for frame, path in ((table, layout.customers), (scaled, layout.scaled), (seg, layout.segments)):
-            ordered = frame.reindex(scaled.index)
-            ordered.attrs = frame.attrs
-            write_parquet(ordered, path, index=True)
+        layout.sample.unlink(missing_ok=True)  # the tables hold every customer
+        _write_tables(layout, table, seg=seg, scaled=features.X.compute())
         rows = result_table(table, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
         result = write_result(layout.result, rows)
         profile = profile_segments(table, seg["segment"], **describe)
@@ -1137,16 +1174,14 @@ def write_results(
                     max_collect, folder)
         result = None
         seeds = [seed * 100_003 + i for i in range(customers.npartitions)]
-        parts = customers.reduce(_sample, segments, seeds, frac=max_collect / n)
-        table = pd.concat([p[0] for p in parts])
+        parts = customers.reduce(_sample, segments, seeds, features.X, frac=max_collect / n)
+        table, seg = pd.concat([p[0] for p in parts]), pd.concat([p[1] for p in parts])
         table.attrs = attrs
-        profile = profile_segments(table, pd.concat([p[1] for p in parts]), **describe)
+        _write_tables(layout, table, seg=seg, scaled=pd.concat([p[2] for p in parts]))
         sums = pd.concat(customers.reduce(_segment_sums, segments, money="monetary")).groupby(level=0).sum()
-        sums = sums.reindex(profile.index, fill_value=0)
-        profile["customers"] = sums["customers"].astype("int64")
-        profile["customer_share"] = sums["customers"] / n
-        if "revenue_share" in profile:
-            profile["revenue_share"] = sums["money"] / sums["money"].sum()
+        profile = profile_segments(table, seg["segment"], **describe)
+        profile = with_exact_sizes(profile, sums["customers"], sums["money"])
+        _write_sample(layout, features, clusters, len(table), sums, seed)
     write_segments(layout.segments_csv, profile)
     return paths, result, profile
 
@@ -1340,10 +1375,12 @@ def _stability_customers(features: DaskFeatures, clusters: DaskClusters, max_col
     """Scaled features and kept segment of the customers the stability check uses, sorted by key.
 
     Every customer when they fit on the client (``max_collect``): the rows and the order of the pandas
-    backend, so both write the same ``stability.json``; else a seeded sample of about ``max_collect``.
+    backend, so both write the same ``stability.json``; else a seeded sample of about ``max_collect``,
+    the one :func:`write_results` writes (same seeds, same mask), so notebook 03 on the run's cut
+    measures the same stability.
     """
     n = features.n_customers
-    seeds = [seed * 100_003 + 7 + i for i in range(features.X.npartitions)]
+    seeds = [seed * 100_003 + i for i in range(features.X.npartitions)]
     parts = features.X.reduce(_kept_rows, clusters.segments, seeds, frac=min(1.0, max_collect / max(n, 1)))
     X = pd.concat([p[0] for p in parts]).sort_index(kind="mergesort")
     kept = pd.concat([p[1] for p in parts]).reindex(X.index)

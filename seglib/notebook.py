@@ -16,7 +16,7 @@ from seglib.config import DEFAULT_CUSTOMERS, DEFAULT_DATA, DEFAULT_DATA_SEED, La
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["cluster_summary", "default_data", "save_figure"]
+__all__ = ["cluster_summary", "default_data", "profile_note", "result_note", "save_figure"]
 
 
 def default_data(data_path: str | os.PathLike | None = None) -> Path:
@@ -104,7 +104,73 @@ def cluster_summary(step) -> str:
         text += f"Every cut height `max_d` in [{lo:.3g}, {hi:.3g}) gives these segments. "
     else:
         text += "No single cut height gives exactly this count (tied merge heights). "
+    sample = getattr(step.som_step, "sample", None)
     sizes = step.segments["segment"].value_counts().sort_index()
+    if sample is not None and step.run_cut:
+        sizes = sample.segment_customers
     shares = ", ".join(f"{k}: {v / sizes.sum():.0%}" for k, v in sizes.items())
     text += f"Cophenetic correlation {pc.cophenetic_corr_:.3f}. Customers per segment: {shares}."
+    if sample is not None:
+        text += "\n\n" + _sample_sentence(step, sample)
     return text
+
+
+def _sample_sentence(step, sample) -> str:
+    """What a step on a Dask run above ``max_collect`` works on (:class:`seglib.steps.Sample`)."""
+    text = (f"**This run has {sample.n_customers:,} customers, more than fit in memory: this notebook works "
+            f"on {sample.describe()}.** The tree, the cut and the maps count every customer (the exact hits "
+            "and per-unit sums the Dask run saved); k-selection, the stability check and the figures of single "
+            "customers use the sample. ")
+    if step.run_cut:
+        return text + ("These are the run's segments: the sampled customers have exactly the segments they "
+                       "have in the run's `result/` parts, and the sizes above are over every customer.")
+    return text + ("This cut is not the run's: it was consolidated customer by customer on the sample, and "
+                   "the sizes above are the sample's (notebook 04 says how to give it to every customer).")
+
+
+def _cut_changes(step) -> dict:
+    """The cut settings that differ from the run's: name -> (run's, this one)."""
+    return {k: (step.sample.cut.get(k), v) for k, v in step.cut.items() if step.sample.cut.get(k) != v}
+
+
+def profile_note(step) -> str:
+    """Where step 04's outputs are (:class:`seglib.steps.ProfileStep`): ``summary.html`` of a run in
+    memory; on a sample (a Dask run above ``max_collect``) what the profile is, where the full result
+    is when the cut is the run's, and how to apply a changed cut to every customer."""
+    from seglib.config import display_path
+
+    layout = step.layout
+    if step.sample is None:
+        return f"summary for marketers: {display_path(layout.root / 'summary.html')}"
+    sample = step.sample
+    parts = display_path(layout.root / "result")
+    text = (f"This run has {sample.n_customers:,} customers, more than fit in memory: this notebook profiles "
+            f"{sample.describe()}. Nothing is written: the run's files are the full result.\n")
+    if step.run_cut:
+        return text + ("The cut is the run's: the sizes and revenue shares below are exact (every customer); "
+                       "medians, means, the cards and the table of customers are the sample's. Every "
+                       f"customer's segment: {parts}/part-* ({sample.n_customers:,} customers); the profile: "
+                       f"{display_path(layout.segments_csv)}; the model that scores new customers: "
+                       f"{display_path(layout.model_dir)} (`seglib score`).")
+    changes = _cut_changes(step)
+    names = {"random_state": "seed"}
+    options = " ".join(f"-p {names.get(k, k)} {'null' if v is None else v}" for k, (_, v) in changes.items())
+    said = ", ".join(f"{names.get(k, k)} {old} -> {new}" for k, (old, new) in changes.items())
+    return text + (f"You changed the cut in notebook 03 ({said}): these segments exist for the sample only, "
+                   "and their sizes and shares are the sample's. To give them to every customer, segment "
+                   f"again with the new cut and this run's other parameters (run.json; the same seed trains "
+                   f"the same map): `seglib segment --backend dask --data DATA {options}`. The run's own "
+                   f"result ({parts}/, {display_path(layout.segments_csv)}, "
+                   f"{display_path(layout.model_dir)}) is the run's cut, unchanged.")
+
+
+def result_note(step) -> str:
+    """One line about ``result.csv`` (:class:`seglib.steps.ProfileStep`): its customers, or on a sample
+    that it was not written and where every customer's segment is."""
+    from seglib.config import display_path
+
+    if step.sample is None:
+        return f"{display_path(step.layout.result)}: {len(step.result):,} customers"
+    parts = display_path(step.layout.root / "result")
+    return (f"{len(step.result):,} sampled customers (not written); every customer's segment under the run's "
+            f"cut: {parts}/part-* ({step.sample.n_customers:,} customers)")

@@ -37,6 +37,7 @@ __all__ = [
     "feature_indices",
     "profile_long",
     "result_table",
+    "with_exact_sizes",
     "write_result",
     "read_result",
     "write_segments",
@@ -600,6 +601,24 @@ def write_result(path: str | os.PathLike, table: pd.DataFrame, *, float_format: 
     """
     logger.info("writing %s: %d customers", path, len(table))
     return write_csv(path, table, index=False, float_format=float_format)
+
+
+def with_exact_sizes(profile: pd.DataFrame, customers, revenue=None) -> pd.DataFrame:
+    """A profile of a sample of customers with the exact sizes of its segments.
+
+    ``customers`` (and ``revenue``, the spend) per segment over every customer, e.g. summed over a
+    Dask run's partitions, replace the sample's ``customers``, ``customer_share`` and (when the profile
+    has it and ``revenue`` is given) ``revenue_share``; medians and means stay the sample's. A segment
+    without a count gets 0. Returns a copy.
+    """
+    out = profile.copy()
+    counts = pd.Series(customers).reindex(out.index, fill_value=0)
+    out["customers"] = counts.astype("int64")
+    out["customer_share"] = counts / pd.Series(customers).sum()
+    if "revenue_share" in out and revenue is not None:
+        money = pd.Series(revenue).reindex(out.index, fill_value=0)
+        out["revenue_share"] = money / money.sum()
+    return out
 
 
 def write_segments(

@@ -33,7 +33,7 @@ from seglib.params import check_parameter, default
 logger = logging.getLogger(__name__)
 
 __all__ = ["clean_step", "load_clean", "load_som", "load_clusters", "som_step", "cluster_step",
-           "profile_step", "record_metrics", "write_clustering"]
+           "profile_step", "record_metrics", "write_clustering", "Sample", "cut_settings", "read_sample"]
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -94,6 +94,142 @@ def write_parquet(df: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=index)
     return path
+
+
+#: The parameters of ``PrototypeClustering`` that define a cut (with ``assign``: :func:`cut_settings`).
+CUT_SETTINGS = ("method", "n_clusters", "max_d", "hit_weighting", "connectivity", "consolidate", "k_min",
+                "k_max", "random_state")
+
+
+def cut_settings(clustering, assign: str) -> dict:
+    """The settings that define a fitted clustering's segments, as plain JSON values.
+
+    ``assign`` is recorded as it acts: ``"unit"`` when the cut is not consolidated (``assign`` then
+    changes nothing). Two cuts of the same map with equal settings give the same segments.
+    """
+    out = {name: getattr(clustering, name) for name in CUT_SETTINGS}
+    out["assign"] = "customer" if assign == "customer" and clustering.consolidate else "unit"
+    return json.loads(json.dumps(out, default=lambda v: v.item()))  # numpy scalars -> plain values
+
+
+@dataclass
+class Sample:
+    """A run whose customer tables hold a seeded sample of its customers, and what is exact beside it.
+
+    A Dask run above ``max_collect`` customers writes ``customers.parquet``, ``scaled.parquet`` and
+    ``segments.parquet`` for a seeded sample of them (the run's own segments) and this, as
+    ``processed/sample.json`` (:meth:`to_dict`). Everything after the map needs the customers only
+    through its units: the exact ``hits`` and per-unit feature sums ``unit_sums`` (over every
+    customer) fit the tree, the cut and its unit-level consolidation exactly as the run did. The
+    sample serves what needs single customers: k-selection, the stability check, the
+    customer-by-customer consolidation of a *new* cut, medians and means of the profiles.
+
+    ``cut`` (:func:`cut_settings`) and the arrays after it are the run's segments: a cut with the same
+    settings (:meth:`is_run_cut`) gives the sampled customers exactly the segments they have in the
+    run's ``result/`` parts (:meth:`match`, :meth:`segments_of`), and the profile their exact sizes
+    and revenue shares.
+    """
+
+    n_customers: int  # every customer of the run
+    sample_size: int  # customers in the sampled tables
+    hits: np.ndarray  # customers per unit, shape (rows, cols), exact
+    unit_sums: np.ndarray  # per-unit sums of the scaled features, shape (units, features), exact
+    cut: dict  # the run's cut_settings
+    unit_labels: np.ndarray  # the run's PrototypeClustering.unit_labels_ (flat)
+    unit_segments: np.ndarray  # each unit's majority segment over every customer (what the map shows)
+    segment_means: np.ndarray | None  # the run's segment means (assign="customer"), else None
+    segment_customers: pd.Series  # customers per segment, exact (index: segment 1..k)
+    segment_revenue: pd.Series | None  # revenue per segment, exact; None without an amount
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        series = (lambda s: None if s is None else dict(zip(map(str, s.index), s.tolist())))  # noqa: E731
+        return {
+            "n_customers": int(self.n_customers), "sample_size": int(self.sample_size),
+            "seed": int(self.seed),
+            "cut": self.cut, "hits": np.asarray(self.hits).tolist(),
+            "unit_sums": np.asarray(self.unit_sums, dtype=float).tolist(),
+            "unit_labels": np.asarray(self.unit_labels).ravel().tolist(),
+            "unit_segments": np.asarray(self.unit_segments).ravel().tolist(),
+            "segment_means": None if self.segment_means is None else np.asarray(self.segment_means).tolist(),
+            "segment_customers": series(self.segment_customers),
+            "segment_revenue": series(self.segment_revenue),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Sample":
+        def series(d, dtype):
+            return None if d is None else pd.Series({int(k): v for k, v in d.items()}, dtype=dtype)
+
+        means = data["segment_means"]
+        return cls(n_customers=int(data["n_customers"]), sample_size=int(data["sample_size"]),
+                   hits=np.asarray(data["hits"], dtype=np.int64),
+                   unit_sums=np.asarray(data["unit_sums"], dtype=float),
+                   cut=data["cut"], unit_labels=np.asarray(data["unit_labels"], dtype=np.int64),
+                   unit_segments=np.asarray(data["unit_segments"], dtype=np.int64),
+                   segment_means=None if means is None else np.asarray(means, dtype=float),
+                   segment_customers=series(data["segment_customers"], "int64"),
+                   segment_revenue=series(data["segment_revenue"], "float64"), seed=int(data.get("seed", 0)))
+
+    def is_run_cut(self, settings: dict) -> bool:
+        """True when ``settings`` (:func:`cut_settings`) are the run's cut."""
+        return settings == self.cut
+
+    def match(self, clustering) -> bool:
+        """Number ``clustering`` (fitted with the run's settings, hits and unit sums) as the run numbered
+        its segments (customer-level consolidation may renumber them by size); False when its units do
+        not form the run's segments (then nothing is changed)."""
+        labels, run = np.asarray(clustering.unit_labels_).ravel(), self.unit_labels.ravel()
+        if labels.shape != run.shape or clustering.n_clusters_ != run.max():
+            return False
+        order = np.zeros(clustering.n_clusters_, dtype=np.int64)
+        for old in range(1, clustering.n_clusters_ + 1):
+            new = np.unique(run[labels == old])
+            if len(new) != 1:
+                return False
+            order[new[0] - 1] = old - 1
+        if sorted(order.tolist()) != list(range(clustering.n_clusters_)):
+            return False
+        clustering.renumber_segments(order)
+        return bool((np.asarray(clustering.unit_labels_).ravel() == run).all())
+
+    def segments_of(self, X, bmu, clustering):
+        """The run's segment of each customer (rows of ``X``, best units ``bmu``) and the segment means:
+        the nearest run mean (``assign="customer"``) or the unit's segment, as the run assigned them."""
+        from seglib.cluster import nearest_segment
+
+        if self.segment_means is None:
+            return clustering.assign(bmu), None
+        return nearest_segment(X, self.segment_means), self.segment_means
+
+    def describe(self) -> str:
+        """"a seeded sample of n of the run's N customers (p%)" (for the notebooks' texts)."""
+        return (f"a seeded sample of {self.sample_size:,} of the run's {self.n_customers:,} customers "
+                f"({self.sample_size / self.n_customers:.1%})")
+
+
+def read_sample(layout: Layout) -> Sample | None:
+    """The run's :class:`Sample` (``processed/sample.json``), or None when its tables hold every customer."""
+    if not layout.sample.is_file():
+        return None
+    return Sample.from_dict(json.loads(layout.sample.read_text()))
+
+
+def write_sample(layout: Layout, sample: Sample) -> Path:
+    """Write ``processed/sample.json`` and record ``n_customers`` and ``sample_size`` in the metrics."""
+    record_metrics(layout, n_customers=int(sample.n_customers), sample_size=int(sample.sample_size))
+    return write_json(layout.sample, sample.to_dict())
+
+
+def _unit_stats(som_step, X: np.ndarray, bmu: np.ndarray):
+    """Customers per unit and per-unit feature sums: exact from the :class:`Sample` when the tables are a
+    sample, else counted on ``X``."""
+    from seglib.cluster import unit_sums
+
+    if som_step.sample is not None:
+        return som_step.sample.hits, som_step.sample.unit_sums
+    hits = som_step.som.hit_map(X)
+    return hits, unit_sums(X, bmu, hits.size)
 
 
 # ---------------------------------------------------------------------------------------- step 01
@@ -177,6 +313,7 @@ class SomStep:
     pipeline: object  # sklearn Pipeline: FeatureBuilder -> FeatureScaler
     som: object  # seglib.som.SOM
     layout: Layout
+    sample: Sample | None = None  # customers and X are a sample (a Dask run above max_collect)
 
     @property
     def feature_names(self) -> list[str]:
@@ -243,6 +380,7 @@ def som_step(
 
     write_parquet(customers, layout.customers, index=True)
     write_parquet(X, layout.scaled, index=True)
+    layout.sample.unlink(missing_ok=True)  # the tables hold every customer
     write_json(layout.features_spec, pipeline_to_dict(pipe))
     som.save(layout.som_dir)
     Xa = X.to_numpy()
@@ -273,7 +411,7 @@ def load_som(out_dir: str | os.PathLike | None = None) -> SomStep:
     pipe = pipeline_from_dict(json.loads(layout.features_spec.read_text()))
     return SomStep(
         customers=pd.read_parquet(layout.customers), X=pd.read_parquet(layout.scaled),
-        pipeline=pipe, som=SOM.load(layout.som_dir), layout=layout,
+        pipeline=pipe, som=SOM.load(layout.som_dir), layout=layout, sample=read_sample(layout),
     )
 
 
@@ -293,6 +431,8 @@ class ClusterStep:
     #: the segment means (k, n_features; scaled space) of customer-level segments (``assign="customer"``),
     #: what the saved model scores with; None when segments are whole units
     segment_means: np.ndarray | None = None
+    #: the tables are a sample (``som_step.sample``) and the cut is the run's: its segments are exact
+    run_cut: bool = False
 
     @property
     def unit_segments(self) -> np.ndarray:
@@ -303,6 +443,8 @@ class ClusterStep:
         """
         from seglib.cluster import unit_majority
 
+        if self.run_cut:  # the run's, over every customer
+            return self.som_step.sample.unit_segments
         if self.segment_means is None:
             return np.asarray(self.clustering.unit_labels_)
         return unit_majority(self.segments["bmu"].to_numpy(), self.segments["segment"].to_numpy(),
@@ -358,8 +500,13 @@ def cluster_step(
     0 skips it). Writes ``segments.parquet``, ``clustering.json`` and ``stability.json``; records the
     cophenetic correlation, the silhouette of the customers, the segment sizes and each segment's
     mean Jaccard.
+
+    When the tables are a sample (``som_step.sample``: a Dask run above ``max_collect``), the tree
+    and the cut use the exact hits and unit sums of every customer; the run's own cut gives the
+    sampled customers the run's segments (``ClusterStep.run_cut``), another cut is consolidated
+    customer by customer on the sample; k-selection and stability work on the sample.
     """
-    from seglib.cluster import customer_segments, segments_frame, unit_sums
+    from seglib.cluster import customer_segments, segments_frame
 
     assign = check_parameter("assign", assign)
     layout = Layout.for_run(out_dir).makedirs()
@@ -367,28 +514,46 @@ def cluster_step(
         som_step = load_som(out_dir)
     som, X = som_step.som, som_step.X.to_numpy()
     bmu = som.predict(X)
-    hits = som.hit_map(X)
+    hits, sums = _unit_stats(som_step, X, bmu)
     if max_d is not None:
         n_clusters = None
     pc = _clustering(dict(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
                           connectivity=connectivity, topology=som.topology, consolidate=consolidate,
                           k_min=k_min, k_max=k_max), seed)
-    pc.fit(som.weights_, hits, unit_sums=unit_sums(X, bmu, hits.size))
-    labels, means = customer_segments(X, bmu, pc, assign)
+    pc.fit(som.weights_, hits, unit_sums=sums)
+    run_cut = _is_run_cut(som_step.sample, pc, assign)
+    if run_cut:
+        labels, means = som_step.sample.segments_of(X, bmu, pc)
+    else:
+        labels, means = customer_segments(X, bmu, pc, assign)
     segments = segments_frame(som_step.customers["customer_id"], bmu, som.weights_.shape[:2], pc.unit_labels_,
                               som_step.X.index, segment=labels)
     write_parquet(segments, layout.segments, index=True)
     write_clustering(layout, pc, assign=assign, segment_means=means)
     sizes = segments["segment"].value_counts().sort_index()
+    if run_cut:
+        sizes = som_step.sample.segment_customers  # exact
+    exact = {} if som_step.sample is not None and not run_cut else {  # a new cut's sizes are the sample's
+        "segment_sizes": {str(k): int(v) for k, v in sizes.items()}}
     record_metrics(
         layout, n_segments=int(pc.n_clusters_), cophenetic_correlation=float(pc.cophenetic_corr_),
-        silhouette=_silhouette(X, segments["segment"].to_numpy(), seed=seed),
-        segment_sizes={str(k): int(v) for k, v in sizes.items()},
+        silhouette=_silhouette(X, segments["segment"].to_numpy(), seed=seed), **exact,
     )
     stability = measure_stability(layout, som_step.X, segments["segment"], som, pc, n_runs=n_stability_runs,
                                   seed=seed, progress=progress, assign=assign)
     return ClusterStep(som_step=som_step, clustering=pc, segments=segments, hits=hits, layout=layout,
-                       stability=stability, segment_means=means)
+                       stability=stability, segment_means=means, run_cut=run_cut)
+
+
+def _is_run_cut(sample: Sample | None, clustering, assign: str) -> bool:
+    """True when the tables are a sample and ``clustering`` is the run's cut, numbered as the run's."""
+    if sample is None or not sample.is_run_cut(cut_settings(clustering, assign)):
+        return False
+    if sample.match(clustering):
+        return True
+    logger.warning("the cut has the run's settings but not its segments (the map's files changed?): "
+                   "segments consolidated again on the sample")
+    return False
 
 
 def measure_stability(layout: Layout, X, kept, som, clustering, *, n_runs: int, seed: int = 0,
@@ -461,7 +626,7 @@ def load_clusters(out_dir: str | os.PathLike | None = None) -> ClusterStep:
     When they are missing: in the project layout (``out_dir=None``) steps 01-03 make them with the
     default parameters (WARNING logged); in a run folder, :class:`~seglib.errors.InputError`.
     """
-    from seglib.cluster import PrototypeClustering, unit_sums
+    from seglib.cluster import PrototypeClustering
 
     layout = Layout.for_run(out_dir)
     if _missing(out_dir, "cluster"):
@@ -470,14 +635,17 @@ def load_clusters(out_dir: str | os.PathLike | None = None) -> ClusterStep:
     info = json.loads(layout.clustering.read_text())
     X = som_step.X.to_numpy()
     bmu = som_step.som.predict(X)
-    hits = som_step.som.hit_map(X)
+    hits, sums = _unit_stats(som_step, X, bmu)
     # the clustering of a few hundred prototypes is deterministic and takes a fraction of a second: refit it
     settings = {name: info[name] for name in PrototypeClustering().get_params() if name in info}
     pc = PrototypeClustering(**{**settings, "topology": som_step.som.topology})
-    pc.fit(som_step.som.weights_, hits, unit_sums=unit_sums(X, bmu, hits.size))
+    pc.fit(som_step.som.weights_, hits, unit_sums=sums)
     means = info.get("segment_means_")  # absent in older runs: whole units
+    assign = info.get("assign") or ("unit" if means is None else "customer")
+    run_cut = _is_run_cut(som_step.sample, pc, assign)
     return ClusterStep(som_step=som_step, clustering=pc, segments=pd.read_parquet(layout.segments),
-                       hits=hits, layout=layout, segment_means=None if means is None else np.asarray(means))
+                       hits=hits, layout=layout, segment_means=None if means is None else np.asarray(means),
+                       run_cut=run_cut)
 
 
 # ---------------------------------------------------------------------------------------- step 04
@@ -492,6 +660,16 @@ class ProfileStep:
     layout: Layout
     model: object = None  # seglib.segmentation.Segmentation
     cards: list | None = None  # seglib.summary.segment_cards, as written to summary.html
+    #: the customers are a sample (a Dask run above max_collect): nothing was written, see ``written``
+    sample: Sample | None = None
+    run_cut: bool = False  # with a sample: the cut is the run's (sizes and revenue shares exact)
+    cut: dict | None = None  # the cut profiled (cut_settings)
+
+    @property
+    def written(self) -> bool:
+        """True when this step wrote ``result.csv``, ``segments.csv``, ``summary.html`` and ``model/``;
+        False on a sample, where the run's own files are the full result and stay as they are."""
+        return self.sample is None
 
 
 def segment_profile(cluster_step: ClusterStep, *, stability=None) -> pd.DataFrame:
@@ -524,10 +702,17 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     ``model/`` is the fitted segmentation (:class:`seglib.segmentation.Segmentation`): loading and
     cleaning settings, features and scaling, the SOM, the unit -> segment map and the segment names,
     so new customers can be scored under the same definitions (``seglib score``).
+
+    When the customers are a sample (a Dask run above ``max_collect``, ``ProfileStep.sample``), the
+    profile and the cards are the sample's (with the run's cut, the profile's sizes and revenue shares
+    are the exact ones of every customer) and **nothing is written**: the run's ``result/`` parts,
+    ``segments.csv`` and ``model/`` are the full result (``ProfileStep.written`` is False;
+    :func:`seglib.notebook.profile_note` says where it is, or how to apply a changed cut to every
+    customer).
     """
     from seglib.clean import CleaningReport
     from seglib.features import descriptor_columns
-    from seglib.profile import result_table, write_result, write_segments
+    from seglib.profile import result_table, with_exact_sizes, write_result, write_segments
     from seglib.segmentation import Segmentation
     from seglib.summary import segment_cards, write_summary
 
@@ -543,6 +728,20 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
                                      som_step.pipeline["features"].dropped_)
     id_column = customers.attrs.get("id_column") or "customerID"
     result = result_table(customers, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
+    sample = som_step.sample
+    if sample is not None:
+        if cluster_step.run_cut:
+            profile = with_exact_sizes(profile, sample.segment_customers, sample.segment_revenue)
+        if stability is None and {"stability", "mean_jaccard", "jaccard"} & set(profile.columns):
+            stability = profile
+        cards = segment_cards(customers, seg["segment"], names=profile["name"], stability=stability,
+                              currency=currency, descriptors=descriptors)
+        model = Segmentation.load(layout.root) if (layout.model_dir / "model.json").is_file() else None
+        info = json.loads(layout.clustering.read_text()) if layout.clustering.is_file() else {}
+        cut = cut_settings(cluster_step.clustering, info.get("assign") or "unit")
+        logger.info("profiled %s; the run's files are the full result: nothing written", sample.describe())
+        return ProfileStep(profile=profile, result=result, layout=layout, model=model, cards=cards,
+                           sample=sample, run_cut=cluster_step.run_cut, cut=cut)
     write_result(layout.result, result)
     write_segments(layout.segments_csv, profile)
     if stability is None and {"stability", "mean_jaccard", "jaccard"} & set(profile.columns):

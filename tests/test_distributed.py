@@ -157,14 +157,101 @@ def test_result_and_profile_files_are_the_pandas_ones(runs):
     assert run.result.read_bytes() == pandas_layout.result.read_bytes()
     assert run.layout.segments_csv.read_bytes() == pandas_layout.segments_csv.read_bytes()
     assert run.layout.stability.read_bytes() == pandas_layout.stability.read_bytes()  # same kept segments
+    assert not run.layout.sample.exists()  # every customer collected: the tables are whole
     ours, theirs = (json.loads(p.metrics.read_text()) for p in (run.layout, pandas_layout))
     assert ours["bases"] == theirs["bases"] and ours["descriptors"] == theirs["descriptors"]
     assert "age" in ours["descriptors"] and "age" not in ours["bases"]
 
 
-def test_stability_on_a_sample_above_max_collect(client, data, tmp_path):
-    run = run_dask(data["glob"], tmp_path / "big", scheduler=client, seed=SEED, npartitions=4, progress=False,
-                   max_collect=600, n_stability_runs=2, bases="all")
+@pytest.fixture(scope="module")
+def sampled(client, data, tmp_path_factory):
+    """A Dask run of 2,400 customers, max_collect=600: result parts, and the notebooks' tables of a sample."""
+    return run_dask(data["glob"], tmp_path_factory.mktemp("big") / "run", scheduler=client, seed=SEED,
+                    npartitions=4, progress=False, max_collect=600, n_stability_runs=2, bases="all")
+
+
+def _digests(folder) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_above_max_collect_the_run_keeps_a_sample_and_what_is_exact_beside_it(sampled):
+    """The tables steps 02-03 write hold a seeded sample with the run's own segments; sample.json keeps
+    the exact hits, the run's cut and segment sizes; metrics say it is a sample of how many."""
+    from seglib.steps import read_sample
+
+    run, layout = sampled, sampled.layout
+    assert run.result is None and not layout.result.exists()
+    customers, X, seg = (pd.read_parquet(p) for p in (layout.customers, layout.scaled, layout.segments))
+    assert customers.index.equals(X.index) and X.index.equals(seg.index) and X.index.is_monotonic_increasing
+    metrics = json.loads(layout.metrics.read_text())
+    assert metrics["n_customers"] == run.n_customers and metrics["sample_size"] == len(X)
+    assert 0.5 * 600 < len(X) < 1.5 * 600 < run.n_customers
+    sample = read_sample(layout)
+    assert sample.n_customers == run.n_customers and sample.sample_size == len(X)
+    np.testing.assert_array_equal(sample.hits, run.hits)
+    assert sample.hits.sum() == sample.segment_customers.sum() == run.n_customers
+    assert sample.segment_customers.to_dict() == run.profile["customers"].to_dict()
+    assert sample.unit_sums.shape == (run.hits.size, X.shape[1])
+    np.testing.assert_array_equal(sample.unit_labels, run.clustering.unit_labels_)
+    # the sampled customers are real ones with the segments the run's parts give them
+    parts = pd.concat(pd.read_parquet(p) for p in run.parts).set_index("customerID")
+    assert (parts.loc[seg["customer_id"], "segment"].to_numpy() == seg["segment"].to_numpy()).all()
+
+
+def test_notebooks_03_and_04_open_a_run_above_max_collect_on_its_sample(sampled, tmp_path):
+    """Steps 03 and 04 as the notebooks call them, on a run whose customers do not fit: the run's cut gives
+    the sampled customers exactly the run's segments and the profile the exact sizes; nothing upstream is
+    recomputed, and the run's full result (parts, segments.csv, model/) is never overwritten, also after
+    a changed cut, for which the note says how to give it to every customer."""
+    from seglib import steps
+    from seglib.config import Layout
+    from seglib.notebook import cluster_summary, profile_note, result_note
+    from seglib.segmentation import Segmentation
+
+    folder = shutil.copytree(sampled.layout.root, tmp_path / "run")
+    layout = Layout.for_run(folder)
+    before = _digests(folder)
+    written = pd.read_parquet(layout.segments)
+    assert steps.load_som(folder).sample is not None
+
+    cut = steps.cluster_step(out_dir=folder, seed=SEED, n_stability_runs=2)  # the run's cut
+    assert cut.run_cut and cut.clustering.n_clusters_ == sampled.clustering.n_clusters_
+    pd.testing.assert_frame_equal(cut.segments, written, check_dtype=False)
+    np.testing.assert_array_equal(cut.hits, sampled.hits)
+    np.testing.assert_array_equal(cut.unit_segments, Segmentation.load(folder).unit_labels_)  # the run's map
+    text = cluster_summary(cut)
+    assert f"of the run's {sampled.n_customers:,} customers" in text and "run's segments" in text
+    changed = {k for k in before if _digests(folder).get(k) != before[k]}
+    assert changed <= {"processed/segments.parquet", "processed/metrics.json"}  # stability.json: the same
+    assert not layout.clean_transactions.exists()
+
+    profile = steps.profile_step(out_dir=folder)
+    assert not profile.written and not layout.result.exists()
+    expected = pd.read_csv(layout.segments_csv, index_col="segment")
+    assert profile.profile["customers"].to_dict() == expected["customers"].to_dict()
+    np.testing.assert_allclose(profile.profile["revenue_share"], expected["revenue_share"])
+    assert len(profile.result) == len(written) < sampled.n_customers
+    note = profile_note(profile)
+    assert "sample of" in note and "result/part-*" in note and "exact" in note
+    assert "not written" in result_note(profile)
+
+    k = 3 if sampled.clustering.n_clusters_ != 3 else 4
+    other = steps.cluster_step(out_dir=folder, seed=SEED, n_clusters=k, n_stability_runs=0)
+    assert not other.run_cut and other.clustering.n_clusters_ == k
+    assert "not the run's" in cluster_summary(other)
+    profile = steps.profile_step(out_dir=folder)
+    assert not profile.run_cut and profile.profile.index.tolist() == list(range(1, k + 1))
+    assert f"seglib segment --backend dask --data DATA -p n_clusters {k}" in profile_note(profile)
+    after = _digests(folder)
+    full = [k for k in before if k.startswith(("result/", "model/", "processed/som/"))] + [
+        "segments.csv", "cleaning_report.json", "processed/features.json", "processed/sample.json"]
+    assert {k: after[k] for k in full} == {k: before[k] for k in full}
+    assert not layout.result.exists() and not layout.clean_transactions.exists()
+
+
+def test_stability_on_a_sample_above_max_collect(sampled):
+    run = sampled
     assert run.result is None  # above max_collect: parts only
     info = json.loads(run.layout.stability.read_text())
     assert info["n_runs"] == 2 and set(info["segments"]) <= {str(s) for s in run.profile.index}
