@@ -1257,8 +1257,9 @@ def run_dask(
     Writes into ``out_dir`` (a :class:`~seglib.config.Layout`, like a pandas run): ``cleaning_report.json``,
     ``processed/features.json``, ``processed/som/``, ``processed/clustering.json``,
     ``processed/metrics.json``, ``result/part-NNNNN.parquet`` (one per partition), ``segments.csv``, and
-    ``result.csv`` when the customers fit on the client (``max_collect``); with ``write_clean=True`` also
-    ``interim/transactions/part-NNNNN.parquet`` (the cleaned lines of each file).
+    ``result.csv`` when the customers fit on the client (``max_collect``), else a seeded sample of them
+    for the notebooks (``processed/sample.json``, see :func:`write_results`); with ``write_clean=True``
+    also ``interim/transactions/part-NNNNN.parquet`` (the cleaned lines of each file).
 
     Parameters
     ----------

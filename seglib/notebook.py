@@ -119,8 +119,8 @@ def _sample_sentence(step, sample) -> str:
     """What a step on a Dask run above ``max_collect`` works on (:class:`seglib.steps.Sample`)."""
     text = (f"**This run has {sample.n_customers:,} customers, more than fit in memory: this notebook works "
             f"on {sample.describe()}.** The tree, the cut and the maps count every customer (the exact hits "
-            "and per-unit sums the Dask run saved); k-selection, the stability check and the figures of single "
-            "customers use the sample. ")
+            "and per-unit sums the Dask run saved); k-selection, the stability check and the figures of "
+            "single customers use the sample. ")
     if step.run_cut:
         return text + ("These are the run's segments: the sampled customers have exactly the segments they "
                        "have in the run's `result/` parts, and the sizes above are over every customer.")
