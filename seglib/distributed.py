@@ -1116,7 +1116,7 @@ def write_results(
     the tables steps 02-03 write (``processed/customers.parquet``, ``scaled.parquet``,
     ``segments.parquet``, in key order), so notebooks 03 and 04 open it (:func:`seglib.steps.load_clusters`)
     without cleaning or training again. Above ``max_collect`` there is no ``result.csv`` (read the
-    parts); the three tables hold a seeded random sample of about ``max_collect`` customers (the one
+    parts); the three tables hold a seeded random sample of at most ``max_collect`` customers (the one
     the stability check used), the profile is computed on it with exact segment sizes and revenue
     shares from a reduction, and ``processed/sample.json`` (:class:`seglib.steps.Sample`) keeps what
     is exact beside the sample (hits, per-unit sums, the run's cut and segment sizes), so notebooks 03
@@ -1175,9 +1175,11 @@ def write_results(
         result = None
         seeds = [seed * 100_003 + i for i in range(customers.npartitions)]
         parts = customers.reduce(_sample, segments, seeds, features.X, frac=max_collect / n)
-        table, seg = pd.concat([p[0] for p in parts]), pd.concat([p[1] for p in parts])
+        scaled = _at_most(pd.concat([p[2] for p in parts]), max_collect, seed)
+        table = pd.concat([p[0] for p in parts]).reindex(scaled.index)
+        seg = pd.concat([p[1] for p in parts]).reindex(scaled.index)
         table.attrs = attrs
-        _write_tables(layout, table, seg=seg, scaled=pd.concat([p[2] for p in parts]))
+        _write_tables(layout, table, seg=seg, scaled=scaled)
         sums = pd.concat(customers.reduce(_segment_sums, segments, money="monetary")).groupby(level=0).sum()
         profile = profile_segments(table, seg["segment"], **describe)
         profile = with_exact_sizes(profile, sums["customers"], sums["money"])
@@ -1376,16 +1378,26 @@ def _stability_customers(features: DaskFeatures, clusters: DaskClusters, max_col
     """Scaled features and kept segment of the customers the stability check uses, sorted by key.
 
     Every customer when they fit on the client (``max_collect``): the rows and the order of the pandas
-    backend, so both write the same ``stability.json``; else a seeded sample of about ``max_collect``,
-    the one :func:`write_results` writes (same seeds, same mask), so notebook 03 on the run's cut
-    measures the same stability.
+    backend, so both write the same ``stability.json``; else a seeded sample of at most ``max_collect``,
+    the one :func:`write_results` writes (same seeds, same mask, :func:`_at_most`), so notebook 03 on
+    the run's cut measures the same stability.
     """
     n = features.n_customers
     seeds = [seed * 100_003 + i for i in range(features.X.npartitions)]
     parts = features.X.reduce(_kept_rows, clusters.segments, seeds, frac=min(1.0, max_collect / max(n, 1)))
-    X = pd.concat([p[0] for p in parts]).sort_index(kind="mergesort")
+    X = _at_most(pd.concat([p[0] for p in parts]), max_collect, seed)
     kept = pd.concat([p[1] for p in parts]).reindex(X.index)
     return X, kept
+
+
+def _at_most(X: pd.DataFrame, max_collect: int, seed: int) -> pd.DataFrame:
+    """``X`` sorted by key, cut to ``max_collect`` rows by a seeded draw when the partitions' Bernoulli
+    samples (about ``max_collect`` rows) drew more."""
+    X = X.sort_index(kind="mergesort")
+    if len(X) <= max_collect:
+        return X
+    keep = np.sort(np.random.default_rng([seed, 100_003]).choice(len(X), max_collect, replace=False))
+    return X.iloc[keep]
 
 
 def _save_model(layout, pipeline, som, clusters: DaskClusters, profile, X_sample, cleaned: DaskClean,

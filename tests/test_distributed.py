@@ -21,6 +21,7 @@ from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
 from seglib.distributed import (  # noqa: E402
     Partitions,
+    _at_most,
     _medians,
     _order_statistics,
     clean_dask,
@@ -186,7 +187,7 @@ def test_above_max_collect_the_run_keeps_a_sample_and_what_is_exact_beside_it(sa
     assert customers.index.equals(X.index) and X.index.equals(seg.index) and X.index.is_monotonic_increasing
     metrics = json.loads(layout.metrics.read_text())
     assert metrics["n_customers"] == run.n_customers and metrics["sample_size"] == len(X)
-    assert 0.5 * 600 < len(X) < 1.5 * 600 < run.n_customers
+    assert 0.5 * 600 < len(X) <= 600 < run.n_customers
     sample = read_sample(layout)
     assert sample.n_customers == run.n_customers and sample.sample_size == len(X)
     np.testing.assert_array_equal(sample.hits, run.hits)
@@ -248,6 +249,17 @@ def test_notebooks_03_and_04_open_a_run_above_max_collect_on_its_sample(sampled,
         "segments.csv", "cleaning_report.json", "processed/features.json", "processed/sample.json"]
     assert {k: after[k] for k in full} == {k: before[k] for k in full}
     assert not layout.result.exists() and not layout.clean_transactions.exists()
+
+
+def test_the_sample_holds_at_most_max_collect_customers_in_key_order():
+    keys = [f"k{i:03d}" for i in np.random.default_rng(1).permutation(50)]
+    frame = pd.DataFrame({"x": np.arange(50.0)}, index=keys)
+    for limit in (10, 49, 50, 80):
+        got = _at_most(frame, limit, SEED)
+        assert len(got) == min(limit, 50) and got.index.is_monotonic_increasing and got.index.is_unique
+        assert set(got.index) <= set(frame.index) and (got["x"] == frame.loc[got.index, "x"]).all()
+        pd.testing.assert_frame_equal(got, _at_most(frame, limit, SEED))  # seeded
+    assert not _at_most(frame, 10, SEED).index.equals(_at_most(frame, 10, SEED + 1).index)
 
 
 def test_stability_on_a_sample_above_max_collect(sampled):
