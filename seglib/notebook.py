@@ -153,15 +153,22 @@ def profile_note(step) -> str:
                        f"{display_path(layout.segments_csv)}; the model that scores new customers: "
                        f"{display_path(layout.model_dir)} (`seglib score`).")
     changes = _cut_changes(step)
-    names = {"random_state": "seed"}
-    options = " ".join(f"-p {names.get(k, k)} {'null' if v is None else v}" for k, (_, v) in changes.items())
-    said = ", ".join(f"{names.get(k, k)} {old} -> {new}" for k, (old, new) in changes.items())
+    seed = changes.pop("random_state", None)  # the run's seed also trained its map: never suggest another
+    kept = (f"The run's result ({parts}/, {display_path(layout.segments_csv)}, "
+            f"{display_path(layout.model_dir)}) is the run's cut, unchanged.")
+    if seed is not None:
+        kept += (f" Notebook 03 used seed {seed[1]}, the run {seed[0]}: with seed = {seed[0]} (and the run's "
+                 "other cut parameters) notebook 03 gives the run's segments back.")
+    if not changes:
+        return text + ("The cut's settings are the run's but for the seed: these segments were consolidated "
+                       "on the sample and their sizes and shares are the sample's. " + kept)
+    options = " ".join(f"-p {k} {'null' if v is None else v}" for k, (_, v) in changes.items())
+    said = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items())
     return text + (f"You changed the cut in notebook 03 ({said}): these segments exist for the sample only, "
                    "and their sizes and shares are the sample's. To give them to every customer, segment "
-                   f"again with the new cut and this run's other parameters (run.json; the same seed trains "
-                   f"the same map): `seglib segment --backend dask --data DATA {options}`. The run's own "
-                   f"result ({parts}/, {display_path(layout.segments_csv)}, "
-                   f"{display_path(layout.model_dir)}) is the run's cut, unchanged.")
+                   "again with the new cut and this run's other parameters (run.json, its seed too: the "
+                   f"same seed trains the same map): `seglib segment --backend dask --data DATA {options}`. "
+                   + kept)
 
 
 def result_note(step) -> str:

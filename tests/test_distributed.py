@@ -243,7 +243,10 @@ def test_notebooks_03_and_04_open_a_run_above_max_collect_on_its_sample(sampled,
     assert "not the run's" in cluster_summary(other)
     profile = steps.profile_step(out_dir=folder)
     assert not profile.run_cut and profile.profile.index.tolist() == list(range(1, k + 1))
-    assert f"seglib segment --backend dask --data DATA -p n_clusters {k}" in profile_note(profile)
+    assert f"seglib segment --backend dask --data DATA -p n_clusters {k}`" in profile_note(profile)
+    steps.cluster_step(out_dir=folder, seed=SEED + 1, n_stability_runs=0)  # the run's cut but for the seed
+    note = profile_note(steps.profile_step(out_dir=folder))
+    assert f"with seed = {SEED}" in note and "-p " not in note  # another seed would train another map
     after = _digests(folder)
     full = [k for k in before if k.startswith(("result/", "model/", "processed/som/"))] + [
         "segments.csv", "cleaning_report.json", "processed/features.json", "processed/sample.json"]
