@@ -107,10 +107,22 @@ def saved_runs() -> list[Path]:
 
 
 def _has_segments(run_dir: Path) -> bool:
+    """True when the run folder holds the segmentation of every customer (not a Dask run's sample)."""
     layout = Layout.for_run(run_dir)
     needed = (layout.segments, layout.clustering, layout.customers, layout.scaled, layout.features_spec,
               layout.som_dir / "som.json")
-    return all(p.is_file() for p in needed)
+    return all(p.is_file() for p in needed) and not layout.sample.is_file()
+
+
+def _no_segments(run_dir: Path) -> str:
+    """Why the app cannot open ``run_dir`` (see :func:`_has_segments`)."""
+    if Layout.for_run(run_dir).sample.is_file():
+        return (f"run folder {run_dir} is a Dask run with more customers than max_collect: its tables hold a "
+                "sample, and the app's downloads need every customer. Open it in notebooks 03 and 04 "
+                f"(out_dir={str(run_dir)!r}), which work on the sample; every customer's segment is in its "
+                "result/part-* files")
+    return (f"run folder {run_dir} holds no segmentation (processed/segments.parquet, clustering.json, the "
+            "SOM): give a `seglib run` or `seglib segment` folder")
 
 
 def run_parameters(run_dir: Path) -> dict:
@@ -527,8 +539,7 @@ class App:
 
         run_dir = Path(run_dir)
         if not _has_segments(run_dir):
-            raise InputError(f"run folder {run_dir} holds no segmentation (processed/segments.parquet, "
-                             "clustering.json, the SOM): give a `seglib run` or `seglib segment` folder")
+            raise InputError(_no_segments(run_dir))
         cluster = steps.load_clusters(run_dir)
         values = parameters if parameters is not None else run_parameters(run_dir)
         self.opened = Opened(run_dir=run_dir, source=source or run_dir.name, cluster=cluster,
@@ -748,8 +759,7 @@ def serve(*, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, no_browser: boo
         if value is not None and not resolve(value).exists():
             raise InputError(f"{what} {resolve(value)} not found")
     if run_dir is not None and not _has_segments(resolve(run_dir)):
-        raise InputError(f"run folder {resolve(run_dir)} holds no segmentation (processed/segments.parquet, "
-                         "clustering.json, the SOM): give a `seglib run` or `seglib segment` folder")
+        raise InputError(_no_segments(resolve(run_dir)))
     try:
         from traitlets.config import Config
         from voila.app import Voila

@@ -198,6 +198,11 @@ def test_above_max_collect_the_run_keeps_a_sample_and_what_is_exact_beside_it(sa
     # the sampled customers are real ones with the segments the run's parts give them
     parts = pd.concat(pd.read_parquet(p) for p in run.parts).set_index("customerID")
     assert (parts.loc[seg["customer_id"], "segment"].to_numpy() == seg["segment"].to_numpy()).all()
+    # the app's downloads need every customer: it refuses a sample and says where to open it
+    from seglib.app import serve
+
+    with pytest.raises(InputError, match="more customers than max_collect.*notebooks 03 and 04"):
+        serve(run_dir=layout.root)
 
 
 def test_notebooks_03_and_04_open_a_run_above_max_collect_on_its_sample(sampled, tmp_path):
