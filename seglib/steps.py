@@ -203,7 +203,7 @@ class Sample:
         return nearest_segment(X, self.segment_means), self.segment_means
 
     def describe(self) -> str:
-        """"a seeded sample of n of the run's N customers (p%)" (for the notebooks' texts)."""
+        """The words "a seeded sample of n of the run's N customers (p%)", for the notebooks' texts."""
         return (f"a seeded sample of {self.sample_size:,} of the run's {self.n_customers:,} customers "
                 f"({self.sample_size / self.n_customers:.1%})")
 
@@ -212,7 +212,11 @@ def read_sample(layout: Layout) -> Sample | None:
     """The run's :class:`Sample` (``processed/sample.json``), or None when its tables hold every customer."""
     if not layout.sample.is_file():
         return None
-    return Sample.from_dict(json.loads(layout.sample.read_text()))
+    try:
+        return Sample.from_dict(json.loads(layout.sample.read_text()))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{layout.sample}: not a sample description written by `seglib segment --backend "
+                         f"dask` ({type(exc).__name__}: {exc}); run the segmentation again") from None
 
 
 def write_sample(layout: Layout, sample: Sample) -> Path:

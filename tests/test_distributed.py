@@ -179,6 +179,7 @@ def _digests(folder) -> dict:
 def test_above_max_collect_the_run_keeps_a_sample_and_what_is_exact_beside_it(sampled):
     """The tables steps 02-03 write hold a seeded sample with the run's own segments; sample.json keeps
     the exact hits, the run's cut and segment sizes; metrics say it is a sample of how many."""
+    from seglib.config import Layout
     from seglib.steps import read_sample
 
     run, layout = sampled, sampled.layout
@@ -198,6 +199,11 @@ def test_above_max_collect_the_run_keeps_a_sample_and_what_is_exact_beside_it(sa
     # the sampled customers are real ones with the segments the run's parts give them
     parts = pd.concat(pd.read_parquet(p) for p in run.parts).set_index("customerID")
     assert (parts.loc[seg["customer_id"], "segment"].to_numpy() == seg["segment"].to_numpy()).all()
+    broken = layout.root.parent / "broken"
+    (broken / "processed").mkdir(parents=True)
+    (broken / "processed" / "sample.json").write_text('{"n_customers": 5}')
+    with pytest.raises(InputError, match=r"broken/processed/sample\.json.*KeyError"):
+        read_sample(Layout.for_run(broken))
     # the app's downloads need every customer: it refuses a sample and says where to open it
     from seglib.app import serve
 
