@@ -64,6 +64,10 @@ __all__ = [
     "add_segment_stats",
     "update_centres",
     "refine_centres",
+    "best_of_starts",
+    "customer_means",
+    "starts_stats",
+    "add_starts_stats",
     "unit_start_centres",
     "refine_units",
     "SegmentStats",
@@ -482,6 +486,10 @@ class PrototypeClustering(BaseEstimator):
         The plain cut of the tree into ``n_clusters_`` segments, each numbered as the final segment it
         became (:func:`number_like`), so the dendrogram drawn with it has the map's colours; equal to
         ``unit_labels_`` without consolidation. ``unit_labels_`` is this cut consolidated.
+    unit_starts_ : list of ndarray of shape (units,)
+        The distinct unit-level consolidations of the cut and of the ``n_init`` k-means++ starts (each
+        numbered by size; the cut's first, then by within-segment sum of squares): the starts of the
+        customer-level consolidation (:func:`customer_means`). ``[cut]`` without consolidation.
     unit_hits_ : ndarray of shape (units,)
         Customers per unit, as passed to ``fit`` (one per unit when fitted without hits).
     unit_means_ : ndarray of shape (units, n_features)
@@ -589,7 +597,12 @@ class PrototypeClustering(BaseEstimator):
             self.cut_labels_ = cut(Z, n_clusters=self.n_clusters, max_d=self.max_d, hits=h)
             how = f"max_d = {self.max_d:g}" if self.max_d is not None else f"n_clusters = {self.n_clusters}"
             self.k_reason_ = f"k = {int(self.cut_labels_.max())}: set by {how}."
-        self.unit_labels_ = self.segments_for(self.cut_labels_)
+        self.unit_labels_, self.unit_starts_ = self.cut_labels_, [self.cut_labels_]
+        if self.consolidate:
+            h = self.unit_hits_
+            self.unit_labels_, self.unit_starts_ = consolidate(
+                self.cut_labels_, self.unit_means_, h, self.unit_means_ * h[:, None], n_init=self.n_init,
+                random_state=self.random_state, return_starts=True)
         self.cut_labels_ = number_like(self.cut_labels_, self.unit_labels_, self.unit_hits_)
         self.n_clusters_ = int(self.unit_labels_.max())
         self.max_d_range_ = distance_range_for_k(Z, self.n_clusters_)
@@ -644,6 +657,36 @@ class PrototypeClustering(BaseEstimator):
         # a cut segment numbered above k was emptied by consolidation: it keeps its number
         self.cut_labels_ = np.where(cut <= k, new[np.minimum(cut, k) - 1], cut)
         self.segment_sizes_ = self.segment_sizes_[order]
+        return self
+
+    def use_start(self, unit_labels, order) -> "PrototypeClustering":
+        """Make ``unit_labels`` (1..k per unit, one of ``unit_starts_``) the unit-level segments, numbered
+        as the final segments grown from them: new segment ``j + 1`` is start segment ``order[j] + 1``.
+
+        :func:`customer_means` calls it with the start whose customer-level consolidation won, so the
+        tree, the cut and the map keep the numbers (and colours) of the segments the customers get
+        (:meth:`renumber_segments` when that start is already ``unit_labels_``). Returns self.
+        """
+        check_is_fitted(self, "unit_labels_")
+        labels = np.asarray(unit_labels).ravel().astype(np.int64)
+        k = self.n_clusters_
+        order = np.asarray(order, dtype=np.int64)
+        if labels.shape != self.unit_labels_.shape or labels.min() < 1 or labels.max() > k:
+            raise InputError(f"unit_labels: expected one segment 1..{k} per unit ({self.unit_labels_.size})")
+        if sorted(order.tolist()) != list(range(k)):
+            raise ParameterError(f"order: expected a permutation of 0..{k - 1}, got {order.tolist()}")
+        new = np.empty(k, dtype=np.int64)
+        new[order] = np.arange(1, k + 1)
+        relabelled = new[labels - 1]
+        if np.array_equal(relabelled, self.unit_labels_):
+            return self
+        if adjusted_rand_score(labels, self.unit_labels_) == 1.0:  # the same segments, renumbered
+            perm = np.empty(k, dtype=np.int64)
+            perm[relabelled - 1] = self.unit_labels_ - 1
+            return self.renumber_segments(perm)
+        self.unit_labels_ = relabelled
+        self.cut_labels_ = number_like(self.cut_labels_, relabelled, self.unit_hits_)
+        self.segment_sizes_ = np.bincount(relabelled - 1, weights=self.unit_hits_, minlength=k)
         return self
 
     def assign(self, bmu, *, ids=None):
@@ -804,7 +847,7 @@ def _lloyd(labels: np.ndarray, means: np.ndarray, h: np.ndarray, k: int, max_ite
 
 
 def consolidate(unit_labels, prototypes, hits, sums=None, *, n_init: int = 0, random_state=0,
-                max_iter: int = 100) -> np.ndarray:
+                max_iter: int = 100, return_starts: bool = False):
     """Consolidate a cut by k-means (Lloyd) iterations on the customers, unit by unit.
 
     Starting from the segments of ``unit_labels`` (FactoMineR's HCPC consolidation of a ward cut),
@@ -844,11 +887,17 @@ def consolidate(unit_labels, prototypes, hits, sums=None, *, n_init: int = 0, ra
         Seed of the extra starts.
     max_iter : int, default=100
         Most iterations per start; on SOM units consolidation usually settles in fewer than 20.
+    return_starts : bool, default=False
+        Also return every distinct unit-level result (the starts of :func:`customer_means`).
 
     Returns
     -------
-    ndarray of int of shape (units,)
+    labels : ndarray of int of shape (units,)
         Segments 1..k, numbered by customers, largest first (:func:`number_by_size`).
+    starts : list of ndarray of int of shape (units,)
+        Only with ``return_starts``: the distinct results of all starts, each numbered by size; the
+        cut's first, then the others by their within-segment sum of squares (smallest first; the
+        earlier start on a tie). ``labels`` is one of them.
     """
     P, _ = as_prototypes(prototypes)
     h = as_hits(hits, len(P))
@@ -861,15 +910,25 @@ def consolidate(unit_labels, prototypes, hits, sums=None, *, n_init: int = 0, ra
     means = _unit_means(P, h, sums)
     best = _lloyd(labels, means, h, k, max_iter)
     won = h > 0
+    results = [(within_ss(best, means, h), best)]
     if n_init and 1 < k <= int(won.sum()):
         rng = np.random.default_rng(random_state)
-        best_ss = within_ss(best, means, h)
+        best_ss = results[0][0]
         for _ in range(int(n_init)):
             other = _lloyd(_kmeans_plus_plus(means, h, k, rng), means, h, k, max_iter)
             ss = within_ss(other, means, h)
+            results.append((ss, other))
             if ss < best_ss * (1 - 1e-9):
                 best, best_ss = other, ss
-    return number_by_size(best, h)
+    best = number_by_size(best, h)
+    if not return_starts:
+        return best
+    starts = []
+    for i in [0] + sorted(range(1, len(results)), key=lambda i: results[i][0]):  # stable: earlier on a tie
+        lab = number_by_size(results[i][1], h)
+        if not any(np.array_equal(lab, other) for other in starts):
+            starts.append(lab)
+    return best, starts
 
 
 def _kmeans_plus_plus(means: np.ndarray, h: np.ndarray, k: int, rng) -> np.ndarray:
@@ -913,13 +972,15 @@ class SegmentStats:
     ``sums`` (k, F) and ``counts`` (k,) are the customers' scaled features and numbers per nearest
     segment; ``moved`` counts the customers whose nearest segment differs under the previous means;
     ``far`` is (squared distance to its own mean, global row) of the customer farthest from its mean,
-    where an empty segment is re-seeded.
+    where an empty segment is re-seeded; ``sse`` is the customers' sum of squared distances to their
+    nearest mean (the within-segment sum of squares once the means are their customers' means).
     """
 
     sums: np.ndarray
     counts: np.ndarray
     moved: int
     far: tuple[float, int]
+    sse: float = 0.0
 
 
 def segment_stats(X, centres, previous=None, *, offset: int = 0) -> SegmentStats:
@@ -937,12 +998,12 @@ def segment_stats(X, centres, previous=None, *, offset: int = 0) -> SegmentStats
     np.add.at(sums, lab, X)
     counts = np.bincount(lab, minlength=k).astype(float)
     moved = 0 if previous is None else int((nearest_segment(X, previous) - 1 != lab).sum())
-    far = (-1.0, -1)
+    far, sse = (-1.0, -1), 0.0
     if len(X):
         d = ((X - C[lab]) ** 2).sum(axis=1)
         i = int(np.argmax(d))
-        far = (float(d[i]), offset + i)
-    return SegmentStats(sums, counts, moved, far)
+        far, sse = (float(d[i]), offset + i), float(d.sum())
+    return SegmentStats(sums, counts, moved, far, sse)
 
 
 def add_segment_stats(parts) -> SegmentStats:
@@ -953,7 +1014,21 @@ def add_segment_stats(parts) -> SegmentStats:
         if p.far[0] > far[0]:  # strictly: the first (lowest) row wins a tie
             far = p.far
     return SegmentStats(sum(p.sums for p in parts), sum(p.counts for p in parts),
-                        sum(p.moved for p in parts), far)
+                        sum(p.moved for p in parts), far, float(sum(p.sse for p in parts)))
+
+
+def starts_stats(X, starts, *, offset: int = 0) -> list[SegmentStats]:
+    """:func:`segment_stats` of the customers ``X`` under each of several sets of means (``starts``).
+
+    The map step of :func:`best_of_starts`: all starts in one pass over a block of customers (the
+    Dask backend calls it on every partition and adds the results with :func:`add_starts_stats`).
+    """
+    return [segment_stats(X, C, offset=offset) for C in starts]
+
+
+def add_starts_stats(parts) -> list[SegmentStats]:
+    """The :func:`starts_stats` of all customers from those of blocks in row order (the reduce step)."""
+    return [add_segment_stats(per_start) for per_start in zip(*list(parts))]
 
 
 def update_centres(stats: SegmentStats, centres, row) -> np.ndarray:
@@ -1041,6 +1116,106 @@ def refine_centres(stats_of, centres, *, row, max_iter: int = 100):
     return C[order], order
 
 
+#: Within-segment sums of squares closer than this (relative) count as equal in :func:`best_of_starts`:
+#: the same fixed point summed in another order (pandas vs Dask partitions) must not change the winner.
+SSE_RTOL = 1e-9
+
+
+#: A start whose sum of squares is more than this (relative) above the lowest of the same pass stops
+#: (:func:`best_of_starts`): Lloyd iterations from a unit-level optimum improve it by far less.
+START_PRUNE = 0.01
+
+
+def best_of_starts(stats_of, starts, *, row, max_iter: int = 100, prune: float | None = None):
+    """Lloyd iterations on the customers from several starts at once; the smallest within-SS wins.
+
+    ``stats_of(list_of_means)`` gives the :class:`SegmentStats` of all customers under each set of
+    means (in memory: :func:`starts_stats` of X; Dask: the sum over partitions, one pass for all
+    starts); ``row(i)`` returns customer i's scaled features (to re-seed an empty segment). Each start
+    iterates as :func:`consolidate_customers` until its means reproduce themselves (no customer changes
+    its nearest mean); a start whose means become exactly those of an earlier start stops there (it
+    would reach the same fixed point), so starts that meet cost nothing more. Then the start whose
+    fixed point has the smallest sum of squared distances of the customers to their nearest mean wins;
+    sums within :data:`SSE_RTOL` count as equal and the earlier start wins (the first: the cut's).
+    Deterministic. The number of passes over the customers is that of the slowest start, plus one.
+
+    Returns
+    -------
+    means : ndarray of shape (k, n_features)
+        The winner's means, ordered by their customers, largest first.
+    order : ndarray of int
+        Segment ``j + 1`` grew from the winner's start segment ``order[j] + 1``.
+    winner : int
+        Index of the winning start in ``starts``.
+    sse : ndarray of shape (len(starts),)
+        Each start's sum of squares at its fixed point (NaN for a start that met an earlier one).
+    """
+    C = [np.asarray(c, dtype=float) for c in starts]
+    if not C:
+        raise InputError("starts: expected at least one set of segment means")
+    final: dict[int, SegmentStats] = {}
+    active = list(range(len(C)))
+    dropped = 0
+    for it in range(max_iter + 1):
+        stats = stats_of([C[i] for i in active])
+        if prune is not None:  # a start far above the best sum of squares so far cannot catch up
+            lead = min(st.sse for st in stats)
+            keep = [j for j, st in enumerate(stats) if st.sse <= lead * (1 + prune)]
+            dropped += len(stats) - len(keep)
+            active, stats = [active[j] for j in keep], [stats[j] for j in keep]
+        moving = []
+        for i, st in zip(active, stats):
+            new = update_centres(st, C[i], row)
+            if it == max_iter or ((st.counts > 0).all() and np.array_equal(new, C[i])):
+                final[i] = st
+                if it == max_iter:
+                    logger.warning("customer consolidation of start %d did not settle in %d iterations",
+                                   i, max_iter)
+                continue
+            C[i] = new
+            moving.append(i)
+        active = []
+        for i in moving:  # a start that meets an earlier one (the same means, in any order) follows it
+            if not any(_same_rows(C[i], C[j]) for j in range(i) if j in final or j in active):
+                active.append(i)
+        if not active:
+            break
+    sse = np.full(len(C), np.nan)
+    for i, st in final.items():
+        sse[i] = st.sse
+    winner = min(final)
+    for i in sorted(final):
+        if sse[i] < sse[winner] * (1 - SSE_RTOL):
+            winner = i
+    logger.debug("customer consolidation: %d starts, %d distinct fixed points, start %d wins after %d passes",
+                 len(C), len(final), winner, it + 1)
+    counts = final[winner].counts
+    order = np.lexsort((np.arange(len(counts)), -counts))  # largest first, then the earlier segment
+    return C[winner][order], order, winner, sse
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two sets of means are the same rows in some order (exactly)."""
+    return np.array_equal(a[np.lexsort(a.T[::-1])], b[np.lexsort(b.T[::-1])])
+
+
+def customer_means(stats_of, clustering, *, row, max_iter: int = 100) -> np.ndarray:
+    """The customer-level consolidation of a fitted :class:`PrototypeClustering`, for both backends.
+
+    Starts from the means of each of its unit-level results (``unit_starts_``: the cut's
+    consolidation, then the k-means++ starts'), runs :func:`best_of_starts` (``stats_of`` and ``row``
+    as there) and keeps the fixed point with the smallest within-segment sum of squares of the
+    customers (the cut's on a tie). The clustering's unit-level segments become the winning start,
+    numbered as the final segments (:meth:`PrototypeClustering.use_start`). Returns the segment means,
+    largest segment first; every customer's segment is :func:`nearest_segment` of them.
+    """
+    starts = getattr(clustering, "unit_starts_", None) or [clustering.unit_labels_]
+    centres = [unit_start_centres(clustering, s) for s in starts]
+    means, order, winner, _ = best_of_starts(stats_of, centres, row=row, max_iter=max_iter, prune=START_PRUNE)
+    clustering.use_start(starts[winner], order)
+    return means
+
+
 def unit_start_centres(clustering, unit_labels=None) -> np.ndarray:
     """The means of the unit-level segments of a fitted :class:`PrototypeClustering` (from its unit
     sums, so both backends start alike); a segment without customers starts at 0 and is re-seeded.
@@ -1086,9 +1261,9 @@ def customer_segments(X, bmu, clustering, assign: str = "customer"):
     unit_level = clustering.assign(bmu)
     if assign == "unit" or not clustering.consolidate:
         return unit_level, None
-    labels, C, order = refine_units(X, clustering.unit_labels_, clustering)
-    clustering.renumber_segments(order)
-    return labels, C
+    X = np.asarray(X, dtype=float)
+    C = customer_means(lambda starts: starts_stats(X, starts), clustering, row=lambda i: X[i])
+    return nearest_segment(X, C), C
 
 
 def unit_segment_counts(bmu, labels, n_units: int, k: int) -> np.ndarray:

@@ -70,14 +70,13 @@ from seglib.clean import (
 from seglib.cluster import (
     ASSIGN,
     PrototypeClustering,
-    add_segment_stats,
+    add_starts_stats,
+    customer_means,
     majority_of,
     nearest_segment,
-    refine_centres,
-    segment_stats,
     segments_frame,
+    starts_stats,
     unit_segment_counts,
-    unit_start_centres,
     unit_sums,
 )
 from seglib.config import Layout
@@ -911,8 +910,8 @@ def _assign(customers, X, weights, unit_labels, map_shape, means=None) -> pd.Dat
                           X.index, segment=segment)
 
 
-def _segment_stats(part, offset, centres, previous):
-    return segment_stats(part.to_numpy(), centres, previous, offset=offset)
+def _starts_stats(part, offset, starts):
+    return starts_stats(part.to_numpy(), starts, offset=offset)
 
 
 def _row_at(part, offset, i):
@@ -925,19 +924,18 @@ def _unit_segment_counts(segments, units, k) -> np.ndarray:
 
 def _customer_means(X, pc: PrototypeClustering) -> np.ndarray:
     """Consolidation customer by customer (:func:`seglib.cluster.customer_segments`) as reductions:
-    each iteration adds the partitions' :class:`~seglib.cluster.SegmentStats`; the loop and the update
-    step are the in-memory path's (:func:`seglib.cluster.refine_centres`). Renumbers ``pc`` alike."""
+    each iteration adds the partitions' :class:`~seglib.cluster.SegmentStats` of every start; the loop,
+    the update step and the choice of the start are the in-memory path's
+    (:func:`seglib.cluster.customer_means`). Renumbers ``pc`` alike."""
     offsets = list(np.cumsum([0] + X.reduce(len))[:-1])
 
-    def stats_of(centres, previous):
-        return add_segment_stats(X.reduce(_segment_stats, offsets, centres=centres, previous=previous))
+    def stats_of(starts):
+        return add_starts_stats(X.reduce(_starts_stats, offsets, starts=starts))
 
     def row(i):
         return next(r for r in X.reduce(_row_at, offsets, i=i) if r is not None)
 
-    means, order = refine_centres(stats_of, unit_start_centres(pc), row=row)
-    pc.renumber_segments(order)
-    return means
+    return customer_means(stats_of, pc, row=row)
 
 
 def _quality(X, som) -> tuple:

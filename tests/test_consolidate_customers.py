@@ -10,13 +10,17 @@ from seglib.cluster import (
     PrototypeClustering,
     SegmentStats,
     add_segment_stats,
+    best_of_starts,
     consolidate_by_customer,
     consolidate_customers,
     customer_segments,
     nearest_segment,
+    number_like,
     off_majority_share,
     segment_stats,
+    starts_stats,
     unit_majority,
+    unit_start_centres,
     unit_sums,
 )
 from seglib.errors import InputError, ParameterError
@@ -132,10 +136,15 @@ def test_customer_segments_keep_the_tree_numbered_like_the_final_segments():
         sizes = np.bincount(labels)[1:]
         assert (np.diff(sizes) <= 0).all() and means.shape == (5, 4)
         assert _sse(X, labels) <= _sse(X, unit_level) + 1e-9
-        # after any renumbering, each final segment is mostly the unit-level segment of the same number
-        renumbered = pc.assign(bmu)
-        for s in range(1, 6):
-            assert np.bincount(renumbered[labels == s], minlength=6).argmax() == s
+        # the unit-level segments are the winning start, numbered as the final segments grown from them:
+        # consolidating from them again gives the same means in the same order
+        assert any(adjusted_rand_score(pc.unit_labels_, start) == 1.0 for start in pc.unit_starts_)
+        again, order, winner, _ = best_of_starts(lambda starts: starts_stats(X, starts),
+                                                 [unit_start_centres(pc)], row=lambda i: X[i])
+        assert order.tolist() == list(range(5)) and winner == 0
+        np.testing.assert_allclose(again, means, atol=1e-9)
+        # the cut drawn on the tree carries the final numbers: it matches the unit-level segments
+        assert np.array_equal(pc.cut_labels_, number_like(pc.cut_labels_, pc.unit_labels_, pc.unit_hits_))
         # "unit" (or the plain cut) leaves customers with their unit's segment
         assert np.array_equal(customer_segments(X, bmu, pc, "unit")[0], pc.assign(bmu))
         assert customer_segments(X, bmu, pc, "unit")[1] is None
