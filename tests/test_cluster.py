@@ -27,6 +27,7 @@ from seglib.cluster import (
     distance_range_for_k,
     k_selection,
     n_clusters_for_distance,
+    nearest_segment,
     number_by_size,
     prototype_linkage,
     segment_stability,
@@ -660,3 +661,97 @@ def test_real_sample_chain(real_sample):
     table = k_selection(X, bmu, pc.linkage_, k_range=range(2, 10), sample_size=800)
     k, reason = suggest_k(table)
     assert 2 <= k <= 9 and f"k = {k}" in reason
+
+
+# ---- customer-level consolidation from several starts ------------------------------------------------
+
+
+def _overlapping(seed, k=6, rows=8, cols=9, n=1500):
+    """Overlapping groups (several k-means optima) on a random 'map' of customers, and a fitted clustering."""
+    from seglib.cluster import unit_sums
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0, 2.0, size=(k, 4))[rng.integers(0, k, size=n)] + rng.normal(0, 1.3, size=(n, 4))
+    protos = X[rng.choice(n, size=rows * cols, replace=False)]
+    bmu = np.argmin(((X[:, None, :] - protos[None]) ** 2).sum(-1), axis=1)
+    hits = np.bincount(bmu, minlength=rows * cols)
+    pc = PrototypeClustering(n_clusters=k, random_state=seed).fit(
+        protos.reshape(rows, cols, F), hits, unit_sums=unit_sums(X, bmu, rows * cols))
+    return X, bmu, pc
+
+
+def _within_ss(X, labels):
+    return sum(((X[labels == s] - X[labels == s].mean(axis=0)) ** 2).sum() for s in np.unique(labels))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_kept_start_has_the_lowest_customer_level_within_ss_of_the_starts(seed):
+    from seglib.cluster import best_of_starts, consolidate_by_customer, starts_stats, unit_start_centres
+
+    X, bmu, pc = _overlapping(seed)
+    assert len(pc.unit_starts_) > 1  # the k-means++ starts found other unit-level optima
+    assert any(np.array_equal(pc.unit_labels_, s) for s in pc.unit_starts_)
+    starts = [unit_start_centres(pc, s) for s in pc.unit_starts_]
+    means, order, winner, sse = best_of_starts(lambda c: starts_stats(X, c), starts, row=lambda i: X[i])
+    labels = nearest_segment(X, means)
+    assert np.isclose(_within_ss(X, labels), sse[winner], rtol=1e-9)
+    # every start, consolidated on its own, ends no better than the kept one
+    alone = [_within_ss(X, consolidate_by_customer(X, s[bmu])[0]) for s in pc.unit_starts_]
+    assert sse[winner] <= min(alone) * (1 + 1e-9)
+    for i in np.flatnonzero(np.isfinite(sse)):  # the figure of each start is its own fixed point's
+        assert np.isclose(sse[i], alone[i], rtol=1e-9)
+    sizes = np.bincount(labels)[1:]
+    assert (np.diff(sizes) <= 0).all() and sizes.size == pc.n_clusters_
+
+
+def test_several_starts_are_deterministic_and_the_first_start_wins_ties():
+    from seglib.cluster import best_of_starts, customer_segments, starts_stats, unit_start_centres
+
+    X, bmu, pc = _overlapping(2)
+    starts = [unit_start_centres(pc, s) for s in pc.unit_starts_]
+    run = lambda cs: best_of_starts(lambda c: starts_stats(X, c), cs, row=lambda i: X[i])  # noqa: E731
+    a, b = run(starts), run([s.copy() for s in starts])
+    assert np.array_equal(a[0], b[0]) and a[2] == b[2]
+    # the same start twice (its segments in another order): a tie, the first wins; the copy stops early
+    w = a[2]
+    tie = run([starts[w], starts[w][::-1]])
+    assert tie[2] == 0 and np.isnan(tie[3][1])
+    np.testing.assert_array_equal(tie[0], a[0])
+    # a worse start first does not win; the better one, wherever it stands, does
+    worst = int(np.nanargmax(a[3]))
+    if a[3][worst] > a[3][w] * (1 + 1e-6):
+        assert run([starts[worst], starts[w]])[2] == 1
+        assert run([starts[w], starts[worst]])[2] == 0
+    # the whole path is deterministic too
+    X1, bmu1, pc1 = _overlapping(2)
+    l1, m1 = customer_segments(X1, bmu1, pc1)
+    l2, m2 = customer_segments(X, bmu, pc)
+    assert np.array_equal(l1, l2) and np.array_equal(m1, m2)
+    assert np.array_equal(pc1.unit_labels_, pc.unit_labels_) and np.array_equal(pc1.cut_labels_, pc.cut_labels_)
+
+
+def test_customer_level_consolidation_is_never_worse_than_from_the_unit_level_winner_alone():
+    from seglib.cluster import consolidate_by_customer, customer_segments
+
+    for seed in (1, 2, 3, 4):
+        X, bmu, pc = _overlapping(seed)
+        single, _ = consolidate_by_customer(X, pc.unit_labels_[bmu])  # the previous default: one start
+        labels, means = customer_segments(X, bmu, pc)
+        assert _within_ss(X, labels) <= _within_ss(X, single) * (1 + 1e-9)
+        # the clustering now holds the winning start, numbered like the final segments
+        assert any(adjusted_rand_score(pc.unit_labels_, s) == 1.0 for s in pc.unit_starts_)
+        assert pc.segment_sizes_.sum() == pytest.approx(pc.unit_hits_.sum())
+
+
+def test_stats_of_blocks_add_up_to_those_of_all_customers():
+    from seglib.cluster import add_starts_stats, starts_stats
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 3))
+    starts = [rng.normal(size=(4, 3)), rng.normal(size=(4, 3))]
+    whole = starts_stats(X, starts)
+    parts = add_starts_stats([starts_stats(X[i:i + 120], starts, offset=i) for i in range(0, 500, 120)])
+    for a, b in zip(whole, parts):
+        np.testing.assert_allclose(a.sums, b.sums)
+        assert np.array_equal(a.counts, b.counts) and a.far[1] == b.far[1]
+        assert a.sse == pytest.approx(b.sse, rel=1e-12)
