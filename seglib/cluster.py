@@ -70,6 +70,7 @@ __all__ = [
     "add_starts_stats",
     "unit_start_centres",
     "refine_units",
+    "starts_for",
     "SegmentStats",
     "cophenetic_correlation",
     "cut",
@@ -1225,13 +1226,31 @@ def unit_start_centres(clustering, unit_labels=None) -> np.ndarray:
     return np.nan_to_num(centres, nan=0.0)
 
 
+def starts_for(clustering, unit_labels) -> list[np.ndarray]:
+    """The unit-level starts of the customer-level consolidation for segments ``unit_labels`` of a fitted
+    :class:`PrototypeClustering`: when they are its consolidation of the tree's cut at their k
+    (:meth:`PrototypeClustering.segments_for`), every distinct unit-level result of that consolidation,
+    as ``unit_starts_`` holds them for the fitted cut; otherwise ``[unit_labels]`` alone."""
+    labels = np.asarray(unit_labels).ravel()
+    if not clustering.consolidate:
+        return [labels]
+    h = clustering.unit_hits_
+    tree_cut = cut(clustering.linkage_, n_clusters=int(labels.max()), hits=h)
+    best, starts = consolidate(tree_cut, clustering.unit_means_, h, clustering.unit_means_ * h[:, None],
+                               n_init=clustering.n_init, random_state=clustering.random_state,
+                               return_starts=True)
+    return starts if np.array_equal(best, labels) else [labels]
+
+
 def refine_units(X, unit_labels, clustering):
-    """Customer-level segments from unit-level ones (1..k per unit) of a fitted clustering, exactly as
-    :func:`customer_segments` makes them: ``(labels, means, order)``, labels numbered by size.
-    What the app previews for a cut other than the kept one."""
+    """Customer-level segments from unit-level ones (1..k per unit) of a fitted clustering, as
+    :func:`customer_segments` makes them (from every start of :func:`starts_for`), without changing the
+    clustering: ``(labels, means, order)``, labels numbered by size; ``order`` refers to the segments of
+    the winning start. What the app previews for a cut other than the kept one."""
     X = np.asarray(X, dtype=float)
-    C, order = refine_centres(lambda c, prev: segment_stats(X, c, prev),
-                              unit_start_centres(clustering, unit_labels), row=lambda i: X[i])
+    centres = [unit_start_centres(clustering, s) for s in starts_for(clustering, unit_labels)]
+    C, order, _, _ = best_of_starts(lambda cs: starts_stats(X, cs), centres, row=lambda i: X[i],
+                                    prune=START_PRUNE)
     return nearest_segment(X, C), C, order
 
 

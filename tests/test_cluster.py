@@ -677,6 +677,7 @@ def _overlapping(seed, k=6, rows=8, cols=9, n=1500):
     hits = np.bincount(bmu, minlength=rows * cols)
     pc = PrototypeClustering(n_clusters=k, random_state=seed).fit(
         protos.reshape(rows, cols, F), hits, unit_sums=unit_sums(X, bmu, rows * cols))
+    pc.test_weights = protos.reshape(rows, cols, F)  # for refitting at another k
     return X, bmu, pc
 
 
@@ -727,7 +728,8 @@ def test_several_starts_are_deterministic_and_the_first_start_wins_ties():
     l1, m1 = customer_segments(X1, bmu1, pc1)
     l2, m2 = customer_segments(X, bmu, pc)
     assert np.array_equal(l1, l2) and np.array_equal(m1, m2)
-    assert np.array_equal(pc1.unit_labels_, pc.unit_labels_) and np.array_equal(pc1.cut_labels_, pc.cut_labels_)
+    assert np.array_equal(pc1.unit_labels_, pc.unit_labels_)
+    assert np.array_equal(pc1.cut_labels_, pc.cut_labels_)
 
 
 def test_customer_level_consolidation_is_never_worse_than_from_the_unit_level_winner_alone():
@@ -755,3 +757,19 @@ def test_stats_of_blocks_add_up_to_those_of_all_customers():
         np.testing.assert_allclose(a.sums, b.sums)
         assert np.array_equal(a.counts, b.counts) and a.far[1] == b.far[1]
         assert a.sse == pytest.approx(b.sse, rel=1e-12)
+
+
+def test_the_app_preview_of_a_cut_is_what_a_run_at_that_k_keeps():
+    from seglib.cluster import customer_segments, refine_units, starts_for
+
+    X, bmu, pc = _overlapping(3)
+    for k in (4, 6):
+        other = clone(pc).set_params(n_clusters=k)
+        other.fit(pc.test_weights, pc.unit_hits_, unit_sums=pc.unit_means_ * pc.unit_hits_[:, None])
+        preview = pc.segments_for(cut(pc.linkage_, n_clusters=k, hits=pc.unit_hits_))
+        assert len(starts_for(pc, preview)) == len(other.unit_starts_)
+        labels, means, _ = refine_units(X, preview, pc)
+        kept, kept_means = customer_segments(X, bmu, other)
+        assert np.array_equal(labels, kept)
+        np.testing.assert_array_equal(means, kept_means)
+    assert len(starts_for(pc, np.roll(pc.unit_labels_, 1))) == 1  # not the tree's consolidation: as given
