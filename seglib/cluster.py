@@ -472,7 +472,8 @@ class PrototypeClustering(BaseEstimator):
         The range of ``n_clusters="auto"``. Marketing wants a handful of segments: never 2.
     n_init : int, default=10
         Consolidation's extra k-means++ starts besides the cut (:func:`consolidate`); the start with
-        the smallest within-segment sum of squares wins. 0 consolidates the cut only.
+        the smallest within-segment sum of squares wins, and every distinct result is a start of the
+        customer-level consolidation (:func:`customer_means`). 0 consolidates the cut only.
     random_state : int, default=0
         Seed of the extra starts and of the bootstrap samples of ``n_clusters="auto"``.
 
@@ -1270,7 +1271,9 @@ def customer_segments(X, bmu, clustering, assign: str = "customer"):
     """Every customer's segment under a fitted :class:`PrototypeClustering`, and the segment means.
 
     ``assign="customer"`` with a consolidating clustering continues the consolidation customer by
-    customer (:func:`consolidate_by_customer`) and returns ``(labels, means)``; otherwise (``"unit"``,
+    customer from every distinct unit-level result (``unit_starts_``), keeps the one with the smallest
+    within-segment sum of squares of the customers (:func:`customer_means`; the cut's on a tie), makes
+    its start the clustering's ``unit_labels_`` and returns ``(labels, means)``; otherwise (``"unit"``,
     or ``consolidate=False``: the plain cut) every customer gets its unit's segment and the means are
     None. How to choose: ``"customer"`` (the default) makes segments as compact and as reproducible
     as k-means' (``docs/clustering.md``); ``"unit"`` keeps every map unit whole, so the segment map

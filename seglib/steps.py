@@ -498,8 +498,9 @@ def cluster_step(
     Give ``max_d`` to cut by distance (``n_clusters`` is then ignored), else ``n_clusters`` cuts by
     count (``"auto"``: chosen within ``k_min..k_max``, see :func:`seglib.cluster.select_k`);
     ``consolidate`` refines the cut by k-means iterations on the customers, unit by unit, and then
-    (``assign="customer"``) customer by customer (:func:`seglib.cluster.consolidate_by_customer`;
-    ``ClusterStep.segment_means`` holds the means the saved model scores with). Then measures the
+    (``assign="customer"``) customer by customer from every unit-level start, the most compact result
+    kept (:func:`seglib.cluster.customer_means`; ``ClusterStep.segment_means`` holds the means the saved
+    model scores with). Then measures the
     stability of the kept segments over ``n_stability_runs`` resamples (:func:`measure_stability`;
     0 skips it). Writes ``segments.parquet``, ``clustering.json`` and ``stability.json``; records the
     cophenetic correlation, the silhouette of the customers, the segment sizes and each segment's
