@@ -127,6 +127,11 @@ class Rule:
         The role the rule works on; the rule is skipped when the role is not mapped.
     func : callable
         ``func(df, settings) -> (df, count)``.
+    keep : callable or None
+        Drop rules only: ``keep(df, settings) -> (mask, values)``, the rows the rule keeps (a boolean
+        array over ``df``) and the columns it parses (name -> Series over all of ``df``). The cleaner
+        evaluates every drop rule on the whole frame and filters once; ``func`` is the same rule
+        applied to a frame on its own.
     """
 
     name: str
@@ -134,6 +139,7 @@ class Rule:
     description: str
     role: str | None
     func: Callable = field(repr=False)
+    keep: Callable | None = field(default=None, repr=False)
 
 
 _REGISTRY: list[Rule] = []
@@ -145,6 +151,24 @@ def _rule(name: str, kind: str, description: str, role: str | None = None):
     def register(func):
         _REGISTRY.append(Rule(name, kind, description, role, func))
         return func
+
+    return register
+
+
+def _drop_rule(name: str, description: str, role: str | None = None):
+    """Register a drop rule from its ``keep(df, settings) -> (mask, values)`` function."""
+
+    def register(keep):
+        def func(df, s):
+            mask, values = keep(df, s)
+            mask = np.asarray(mask, dtype=bool)
+            out = df[mask]
+            if values:
+                out = out.assign(**{k: v[mask] for k, v in values.items()})
+            return out, int((~mask).sum())
+
+        _REGISTRY.append(Rule(name, "drop", description, role, func, keep))
+        return keep
 
     return register
 
@@ -172,7 +196,40 @@ def _key(u: pd.Series) -> pd.Series:
 
 def customer_key(ids: pd.Series) -> pd.Series:
     """Normalised customer ids: trimmed, a ``BBID_`` style prefix (letters + ``_``) removed."""
-    return by_value(as_text(ids), _key)
+    return _Ids.of(ids).keys
+
+
+#: Hidden column of the frame being cleaned: the code of each row's customer id (see :class:`_Ids`).
+_ID_CODE = "\x00id_code"
+
+
+@dataclass(frozen=True)
+class _Ids:
+    """The customer ids of a frame factorised once: what every rule and count on ids shares.
+
+    ``codes`` numbers the distinct ids (as text) in order of appearance, ``unique_keys`` holds the key
+    of each distinct id (:func:`customer_key` of the uniques), ``keys`` the key of each row.
+    """
+
+    codes: np.ndarray
+    unique_keys: pd.Series
+    keys: pd.Series
+
+    @classmethod
+    def of(cls, ids: pd.Series) -> "_Ids":
+        text = as_text(ids)
+        codes, uniques = pd.factorize(text, use_na_sentinel=False)
+        unique_keys = _key(pd.Series(uniques, dtype=text.dtype))
+        keys = pd.Series(unique_keys.to_numpy()[codes], index=ids.index, dtype=unique_keys.dtype,
+                         name=ids.name)
+        return cls(codes, unique_keys, keys)
+
+    def key_set(self, codes=None) -> frozenset:
+        """The distinct non-empty keys (of the rows whose id codes are ``codes``; all rows by default)."""
+        keys = self.unique_keys.to_numpy(dtype=object)
+        if codes is not None:
+            keys = keys[np.unique(codes)]
+        return frozenset(k for k in keys.tolist() if k != "")
 
 
 def _amount(u: pd.Series) -> pd.Series:
@@ -192,74 +249,73 @@ def parse_amounts(values: pd.Series) -> pd.Series:
     "(dropped with drop_duplicates=True)",
 )
 def _duplicate_row(df, s):
-    dup = df.drop(columns="row").duplicated(keep="first")
+    if _ID_CODE in df:  # the codes stand for the ids, one to one, and the keys derive from them
+        df_ = df.drop(columns=["row", "customer_id", "customer_key"], errors="ignore")
+        dup = df_.duplicated(keep="first")
+    else:
+        dup = df.drop(columns="row").duplicated(keep="first")
     return (df[~dup] if s.drop_duplicates else df), int(dup.sum())
 
 
-@_rule("missing_customer_id", "drop", "drop rows whose customer id is empty (or only a prefix like 'BBID_')")
+def _keys_of(df) -> pd.Series:
+    """The customer keys of a frame being cleaned: its ``customer_key`` column when computed already."""
+    return df["customer_key"] if "customer_key" in df else customer_key(df["customer_id"])
+
+
+@_drop_rule("missing_customer_id", "drop rows whose customer id is empty (or only a prefix like 'BBID_')")
 def _missing_customer_id(df, s):
-    keep = customer_key(df["customer_id"]) != ""
-    return df[keep], int((~keep).sum())
+    return (_keys_of(df) != "").to_numpy(dtype=bool), {}
 
 
-@_rule("missing_date", "drop", "drop rows with an empty transaction date")
+@_drop_rule("missing_date", "drop rows with an empty transaction date")
 def _missing_date(df, s):
-    keep = df["date"].str.strip() != ""
-    return df[keep], int((~keep).sum())
+    return (df["date"].str.strip() != "").to_numpy(dtype=bool), {}
 
 
-@_rule(
+@_drop_rule(
     "unparseable_date",
-    "drop",
     "parse the transaction date with the detected or given format; drop rows where it fails",
 )
 def _unparseable_date(df, s):
     parsed = parse_dates(df["date"], s.date_format)
-    keep = parsed.notna()
-    return df[keep].assign(date=parsed[keep]), int((~keep).sum())
+    return parsed.notna().to_numpy(), {"date": parsed}
 
 
-@_rule("missing_amount", "drop", "drop rows with an empty amount")
+@_drop_rule("missing_amount", "drop rows with an empty amount")
 def _missing_amount(df, s):
-    keep = df["amount"].str.strip() != ""
-    return df[keep], int((~keep).sum())
+    return (df["amount"].str.strip() != "").to_numpy(dtype=bool), {}
 
 
-@_rule(
+@_drop_rule(
     "unparseable_amount",
-    "drop",
     "parse the amount as a number; drop rows where it is not a finite number",
 )
 def _unparseable_amount(df, s):
     amount = parse_amounts(df["amount"])
-    keep = amount.notna()
-    return df[keep].assign(amount=amount[keep]), int((~keep).sum())
+    return amount.notna().to_numpy(), {"amount": amount}
 
 
-@_rule(
+@_drop_rule(
     "implausible_date",
-    "drop",
     "drop rows whose date is outside the plausible window [min_date, max_date] (default: the stretch "
     "of dates with no gap over a year that holds the most rows)",
 )
 def _implausible_date(df, s):
-    keep = pd.Series(True, index=df.index)
+    keep = np.ones(len(df), dtype=bool)
     if s.min_date is not None:
-        keep &= df["date"] >= s.min_date
+        keep &= (df["date"] >= s.min_date).to_numpy(dtype=bool)
     if s.max_date is not None:
-        keep &= df["date"] < s.max_date + pd.Timedelta(days=1)
-    return df[keep], int((~keep).sum())
+        keep &= (df["date"] < s.max_date + pd.Timedelta(days=1)).to_numpy(dtype=bool)
+    return keep, {}
 
 
-@_rule(
+@_drop_rule(
     "implausible_amount",
-    "drop",
     "drop rows whose amount is larger in magnitude than max_amount (default: a million times the "
     "order of magnitude of the median amount)",
 )
 def _implausible_amount(df, s):
-    keep = df["amount"].abs() <= s.max_amount
-    return df[keep], int((~keep).sum())
+    return (df["amount"].abs() <= s.max_amount).to_numpy(dtype=bool), {}
 
 
 @_rule(
@@ -292,7 +348,7 @@ def _unit_price_unparseable(df, s):
     "customer_key = the id trimmed and without its 'BBID_' style prefix; customer_id keeps the original",
 )
 def _strip_id_prefix(df, s):
-    key = customer_key(df["customer_id"])
+    key = _keys_of(df)
     return df.assign(customer_key=key), int((key != df["customer_id"]).sum())
 
 
@@ -687,12 +743,16 @@ def _source(raw) -> str:
 
 
 # ---------------------------------------------------------------------------------- cleaning
-def _valid_rows(work: pd.DataFrame, date_format) -> tuple[pd.Series, pd.Series]:
-    """Dates and amounts of the rows with a customer id, a parseable date and a finite amount."""
-    dates = parse_dates(work["date"], date_format)
-    amounts = parse_amounts(work["amount"])
-    ok = dates.notna() & (customer_key(work["customer_id"]) != "") & amounts.notna()
-    return dates[ok].dt.normalize(), amounts[ok]
+def _stats(keys: pd.Series, dates: pd.Series, amounts: pd.Series) -> dict:
+    """:func:`plausibility_stats` of rows with these customer keys, parsed dates and amounts."""
+    ok = (dates.notna() & (keys != "") & amounts.notna()).to_numpy()
+    days = dates[ok].dt.normalize()
+    magnitude = amounts[ok].abs().to_numpy(dtype=float)
+    by_day = pd.DataFrame({"rows": np.ones(len(days), dtype=np.int64), "min_abs_amount": magnitude},
+                          index=pd.DatetimeIndex(days.to_numpy(), name="day"))
+    nonzero = magnitude[magnitude > 0]
+    decades = pd.Series(np.floor(np.log10(nonzero)).astype(np.int64)).value_counts().astype(np.int64)
+    return combine_plausibility_stats([{"days": by_day, "decades": decades}])
 
 
 def plausibility_stats(raw: pd.DataFrame, date_format: str | None = None) -> dict:
@@ -709,13 +769,8 @@ def plausibility_stats(raw: pd.DataFrame, date_format: str | None = None) -> dic
     """
     work = _check_raw(raw, _source(raw))
     fmt = date_format or raw.attrs.get("date_format") or detect_date_format(work["date"])
-    days, amounts = _valid_rows(work, fmt)
-    magnitude = amounts.abs().to_numpy(dtype=float)
-    by_day = pd.DataFrame({"rows": np.ones(len(days), dtype=np.int64), "min_abs_amount": magnitude},
-                          index=pd.DatetimeIndex(days.to_numpy(), name="day"))
-    nonzero = magnitude[magnitude > 0]
-    decades = pd.Series(np.floor(np.log10(nonzero)).astype(np.int64)).value_counts().astype(np.int64)
-    return combine_plausibility_stats([{"days": by_day, "decades": decades}])
+    return _stats(customer_key(work["customer_id"]), parse_dates(work["date"], fmt),
+                  parse_amounts(work["amount"]))
 
 
 def combine_plausibility_stats(stats) -> dict:
@@ -826,18 +881,21 @@ def _column(raw, role: str) -> str:
     return f"column {col!r} (role {role})" if col else f"column {role!r}"
 
 
-def _require_values(raw, work: pd.DataFrame, date_format, source: str) -> None:
-    """Raise when a required column has no usable value at all (the file cannot be cleaned)."""
-    if not (customer_key(work["customer_id"]) != "").any():
+def _require_values(raw, work: pd.DataFrame, date_format, source: str, keys, dates, amounts) -> None:
+    """Raise when a required column has no usable value at all (the file cannot be cleaned).
+
+    ``keys``, ``dates``, ``amounts``: the customer keys, parsed dates and amounts of ``work``.
+    """
+    if not (keys != "").any():
         raise InputError(f"{source}: {_column(raw, 'customer_id')} has no non-empty customer id")
-    if not parse_dates(work["date"], date_format).notna().any():
+    if not dates.notna().any():
         examples = ", ".join(repr(v) for v in pd.unique(work["date"])[:3])
         how = f"date_format={date_format!r}" if date_format else "any known date format"
         raise InputError(
             f"{source}: {_column(raw, 'date')} has no date parseable with {how} "
             f"(values such as {examples}); give date_format, e.g. '%d/%m/%Y'"
         )
-    if not parse_amounts(work["amount"]).notna().any():
+    if not amounts.notna().any():
         examples = ", ".join(repr(v) for v in pd.unique(work["amount"])[:3])
         raise InputError(
             f"{source}: {_column(raw, 'amount')} has no numeric amount (values such as {examples}); "
@@ -892,6 +950,15 @@ def clean_partition(
         Counts for this partition; add the partitions' reports for the whole file. Duplicates are
         found within the partition only.
     """
+    return _clean(raw_part, as_of, min_age=min_age, max_age=max_age, date_format=date_format,
+                  dob_format=dob_format, drop_duplicates=drop_duplicates, malformed_rows=malformed_rows,
+                  min_date=min_date, max_date=max_date, max_amount=max_amount, progress=progress)
+
+
+def _clean(raw_part, as_of, *, min_age, max_age, date_format, dob_format, drop_duplicates, malformed_rows,
+           min_date, max_date, max_amount, progress, work=None, ids=None):
+    """:func:`clean_partition`; ``work`` (``_check_raw(raw_part)``) and ``ids`` (``_Ids`` of its
+    ``customer_id``) when the caller has them already."""
     source = _source(raw_part)
     with about_source(raw_part.attrs.get("source") if isinstance(raw_part, pd.DataFrame) else None):
         as_of = check_as_of(as_of)
@@ -902,14 +969,16 @@ def clean_partition(
         check_int("malformed_rows", malformed_rows, minimum=0)
         min_date, max_date, max_amount = check_bounds(min_date, max_date, max_amount)
     bounds = Plausible(min_date, max_date, MAX_AMOUNT_CAP if max_amount is None else max_amount, None)
-    work = _check_raw(raw_part, source)
+    if work is None:
+        work = _check_raw(raw_part, source)
     date_format = date_format or raw_part.attrs.get("date_format") or detect_date_format(work["date"])
     if "dob" in work:
         dob_format = dob_format or raw_part.attrs.get("dob_format") or detect_date_format(work["dob"])
     settings = _Settings(as_of, min_age, max_age, date_format, dob_format if "dob" in work else None,
                          bool(drop_duplicates), bounds.min_date, bounds.max_date,
                          bounds.max_amount)  # fmt: skip
-    keys = customer_key(work["customer_id"])
+    if ids is None:
+        ids = _Ids.of(work["customer_id"])
     report = CleaningReport(
         rows_read=len(work) + int(malformed_rows),
         input_encoding=raw_part.attrs.get("input_encoding"),
@@ -924,11 +993,24 @@ def clean_partition(
             **bounds.settings(),
         },
         derived={"amount": "quantity * unit_price"} if _derives_amount(raw_part) else {},
-        keys_read=frozenset(pd.unique(keys[keys != ""])),
+        keys_read=ids.key_set(),
     )
-    df = work
+    # the keys are computed once (the rules on ids use them); the codes follow the rows kept
+    df = work.assign(customer_key=ids.keys.set_axis(work.index), **{_ID_CODE: ids.codes})
     rules = [r for r in RULES if r.role is None or r.role in work.columns]
+    alive = None  # rows kept by the drop rules so far; the frame is filtered once, after the last one
     for rule in tqdm(rules, desc="cleaning", disable=not progress, leave=False):
+        if rule.keep is not None:
+            keep, values = rule.keep(df, settings)
+            keep = np.asarray(keep, dtype=bool)
+            dropped = ~keep if alive is None else alive & ~keep
+            report.rows_dropped[rule.name] = int(dropped.sum())
+            alive = keep if alive is None else alive & keep
+            if values:
+                df = df.assign(**values)
+            continue
+        if alive is not None:
+            df, alive = (df if alive.all() else df[alive]), None
         n_before = len(df)
         df, count = rule.func(df, settings)
         if rule.kind == "drop" or len(df) != n_before:
@@ -937,12 +1019,14 @@ def clean_partition(
             report.values_changed[rule.name] = count
         elif rule.kind == "flag":
             report.rows_flagged[rule.name] = count
+    if alive is not None and not alive.all():
+        df = df[alive]
     if malformed_rows:
         report.rows_dropped["malformed_line"] = int(malformed_rows)
     clean = _assemble(df, work.columns)
     clean.attrs["as_of"] = report.as_of
     report.rows_kept = len(clean)
-    report.keys_kept = frozenset(pd.unique(clean["customer_key"]))
+    report.keys_kept = ids.key_set(df[_ID_CODE].to_numpy())
     report.customers_read, report.customers_kept = len(report.keys_read), len(report.keys_kept)
     report.missing_values = {c: int(clean[c].isna().sum()) for c in MISSING_COUNTED if c in clean}
     return clean, report.check()
@@ -1054,9 +1138,12 @@ def clean_transactions(
     if len(work) == 0:
         raise InputError(f"{source}: no data rows to clean")
     date_format = date_format or raw.attrs.get("date_format") or detect_date_format(work["date"])
-    _require_values(raw, work, date_format, source)
-    bounds = plausible_bounds(plausibility_stats(raw, date_format), min_date=min_date, max_date=max_date,
+    ids = _Ids.of(work["customer_id"])
+    dates, amounts = parse_dates(work["date"], date_format), parse_amounts(work["amount"])
+    _require_values(raw, work, date_format, source, ids.keys, dates, amounts)
+    bounds = plausible_bounds(_stats(ids.keys, dates, amounts), min_date=min_date, max_date=max_date,
                               max_amount=max_amount)
+    del dates, amounts
     if as_of is None:
         if bounds.as_of is None:
             raise InputError(
@@ -1065,7 +1152,7 @@ def clean_transactions(
             )
         as_of = bounds.as_of
         logger.info("as_of = %s (the day after the last kept transaction)", as_of.date())
-    clean, report = clean_partition(
+    clean, report = _clean(
         raw,
         as_of,
         min_age=min_age,
@@ -1078,6 +1165,8 @@ def clean_transactions(
         max_date=bounds.max_date,
         max_amount=bounds.max_amount,
         progress=progress,
+        work=work,
+        ids=ids,
     )
     dropped = {k: v for k, v in report.rows_dropped.items() if v}
     logger.info(
