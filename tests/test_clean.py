@@ -196,6 +196,50 @@ def test_duplicates_are_counted_and_kept_or_dropped_on_request():
     assert rep.rows_dropped["duplicate_row"] == 1
 
 
+def test_rows_differing_in_any_one_column_are_not_duplicates():
+    # equal on the columns compared first (id, date, amount), different in one other column each
+    raw = frame(customer_id=["A_1"] * 5, amount=["5"] * 5, gender=["m", "m", "f", "m", "m"],
+                product=["p", "p", "p", "q", "p"], pincode=["625011"] * 4 + ["625012"])
+    for drop in (False, True):
+        out, rep = clean(raw, drop_duplicates=drop)
+        assert rep.duplicate_rows == 1 == int(raw.duplicated().sum())
+        assert out["row"].tolist() == ([1, 3, 4, 5] if drop else [1, 2, 3, 4, 5])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("drop", [False, True])
+def test_the_cleaner_equals_its_rules_applied_one_after_another(seed, drop):
+    """Drop rules are evaluated as masks and the frame filtered once: the same rows, values and counts
+    as applying every rule's ``func`` to the rows the earlier rules kept."""
+    raw = random_frame(seed)
+    raw = pd.concat([raw, raw.iloc[::7]])  # exact duplicates (the loader's row numbers repeat)
+    raw.index = pd.RangeIndex(1, len(raw) + 1, name="row")
+    kw = dict(date_format="%Y-%m-%d", dob_format="%Y-%m-%d", drop_duplicates=drop)
+    out, rep = clean_partition(raw, "2017-07-01", **kw)
+
+    df = pd.DataFrame({c: raw[c].astype(str) for c in raw.columns}).reset_index()
+    settings_ = rep.settings
+    from seglib.clean import _Settings
+
+    s = _Settings(pd.Timestamp("2017-07-01"), settings_["min_age"], settings_["max_age"], "%Y-%m-%d",
+                  "%Y-%m-%d", drop, max_amount=settings_["max_amount"])
+    counts = {}
+    for rule in RULES:
+        if rule.role is None or rule.role in raw.columns:
+            n = len(df)
+            df, count = rule.func(df, s)
+            counts[rule.name] = n - len(df) if rule.kind == "drop" else count
+    assert [counts[k] for k in rep.rows_dropped if k != "duplicate_row"] == \
+        [v for k, v in rep.rows_dropped.items() if k != "duplicate_row"]
+    assert {k: counts[k] for k in rep.values_changed} == rep.values_changed
+    assert {k: counts[k] for k in rep.rows_flagged} == rep.rows_flagged
+    assert rep.rows_flagged["duplicate_row"] == int(raw.duplicated().sum()) > 0
+    assert out["row"].tolist() == df["row"].tolist()
+    assert out["customer_key"].tolist() == df["customer_key"].tolist()
+    assert out["date"].tolist() == df["date"].tolist() and out["amount"].tolist() == df["amount"].tolist()
+    assert rep.customers_kept == df["customer_key"].nunique()
+
+
 def test_rows_missing_a_required_field_are_dropped_with_their_reason():
     raw = frame(
         customer_id=["", "  ", "BBID_", "BBID_1", "BBID_2", "BBID_3", "BBID_4", "BBID_5", "BBID_6", "BBID_7"],
