@@ -359,13 +359,35 @@ def customer_partials(clean: pd.DataFrame, *, programmes=None, genders=None) -> 
     if "store" not in key:  # an all-NA store column keeps the (customer, store) partial shape
         key.insert(1, "store")
     sums = [c for c in v.columns if c not in key and c != "customer_id"]
-    txn = v.groupby(key, dropna=False, sort=False).agg(
+    # group on integer codes of the text keys: codes in sorted order of the values (NA last) for the
+    # columns whose order or minimum counts, so the groups, their order and every sum are those of
+    # grouping on the text itself
+    uniques = {}
+    for col in ("customer_key", "store", "customer_id"):
+        codes, uniques[col] = pd.factorize(v[col], sort=True)
+        v[col] = np.where(codes < 0, len(uniques[col]), codes)
+    for col in set(key) - {"customer_key", "store", "date"}:
+        v[col] = pd.factorize(v[col])[0]  # NA: -1, one group as with dropna=False
+    txn = v.groupby(key, sort=False).agg(
         customer_id=("customer_id", "min"), **{c: (c, "sum") for c in sums}).reset_index()
-    partials = txn.groupby(["customer_key", "store"], dropna=False, sort=True).agg(
+    del v
+    partials = txn.groupby(["customer_key", "store"], sort=True).agg(
         customer_id=("customer_id", "min"), first_date=("date", "min"), last_date=("date", "max"),
         transactions=("date", "size"), **{c: (c, "sum") for c in sums})
     partials["transactions"] = partials["transactions"].astype(float)
+    partials["customer_id"] = _decode(uniques["customer_id"], partials["customer_id"].to_numpy())
+    partials.index = pd.MultiIndex.from_arrays(
+        [_decode(uniques[c], partials.index.get_level_values(c).to_numpy()) for c in ("customer_key", "store")],
+        names=["customer_key", "store"])
     return partials
+
+
+def _decode(uniques: pd.Index, codes: np.ndarray) -> pd.Index:
+    """The values of ``codes`` from ``pd.factorize``, where ``len(uniques)`` stands for NA."""
+    missing = codes == len(uniques)
+    if not missing.any():
+        return uniques.take(codes)
+    return uniques.take(np.where(missing, -1, codes), allow_fill=True)
 
 
 def combine_partials(partials: pd.DataFrame) -> pd.DataFrame:
