@@ -377,8 +377,8 @@ def customer_partials(clean: pd.DataFrame, *, programmes=None, genders=None) -> 
     partials["transactions"] = partials["transactions"].astype(float)
     partials["customer_id"] = _decode(uniques["customer_id"], partials["customer_id"].to_numpy())
     partials.index = pd.MultiIndex.from_arrays(
-        [_decode(uniques[c], partials.index.get_level_values(c).to_numpy()) for c in ("customer_key", "store")],
-        names=["customer_key", "store"])
+        [_decode(uniques[c], partials.index.get_level_values(c).to_numpy())
+         for c in ("customer_key", "store")], names=["customer_key", "store"])
     return partials
 
 

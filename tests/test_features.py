@@ -175,6 +175,37 @@ def test_partials_of_date_chunks_combine_to_the_whole(clean):
     pd.testing.assert_frame_equal(combined, customer_table(clean))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_partials_equal_grouping_on_the_text_keys(seed):
+    """The group-bys run on integer codes; grouping on the text itself (NA stores, tills and numbers
+    included, ids of one key that differ) gives the same groups, order, minimum ids and sums."""
+    from seglib.features import _line_values, categories, transaction_key
+
+    clean = random_clean(seed, n_lines=200)
+    rng = np.random.default_rng(seed)
+    for col in ("store", "till", "transaction"):
+        if col in clean:
+            clean[col] = clean[col].where(rng.random(len(clean)) > 0.2)  # some NA
+    prefixed = rng.random(len(clean)) < 0.5  # one key, two ids ("7" and "BBID_7"): the minimum is kept
+    clean["customer_id"] = clean["customer_id"].where(~prefixed, "BBID_" + clean["customer_key"])
+    programmes, genders = categories(clean)
+    v = _line_values(clean, programmes, genders)
+    key = transaction_key(clean)
+    if "store" not in key:
+        key.insert(1, "store")
+    sums = [c for c in v.columns if c not in key and c != "customer_id"]
+    txn = v.groupby(key, dropna=False, sort=False).agg(
+        customer_id=("customer_id", "min"), **{c: (c, "sum") for c in sums}).reset_index()
+    expected = txn.groupby(["customer_key", "store"], dropna=False, sort=True).agg(
+        customer_id=("customer_id", "min"), first_date=("date", "min"), last_date=("date", "max"),
+        transactions=("date", "size"), **{c: (c, "sum") for c in sums})
+    expected["transactions"] = expected["transactions"].astype(float)
+    got = customer_partials(clean)
+    assert got.index.tolist() == expected.index.tolist()
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True),
+                                  check_exact=True, check_dtype=False)
+
+
 # ---------------------------------------------------------------------------------------------------
 # bases and descriptors
 
