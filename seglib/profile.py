@@ -33,6 +33,7 @@ __all__ = [
     "FLOAT_FORMAT",
     "profile_segments",
     "segment_effects",
+    "percentile_ranks",
     "describe_segments",
     "feature_indices",
     "profile_long",
@@ -179,6 +180,28 @@ def _format_top(shares: pd.Series, top: int) -> str:
 # --------------------------------------------------------------------------- profiles
 
 
+def percentile_ranks(frame: pd.DataFrame) -> pd.DataFrame:
+    """Percentile rank of each value in its column: ``frame.astype(float).rank(pct=True)``, faster.
+
+    Ties get the average of their ranks, divided by the number of values that are not NaN; NaN stays
+    NaN. The same arithmetic as pandas (an integer sum of ranks divided by the ties, then by the
+    count), so the same floats, from one sort of the distinct values per column.
+    """
+    values = frame.to_numpy(dtype=float, na_value=np.nan)
+    out = np.full(values.shape, np.nan)
+    for j in range(values.shape[1]):
+        col = values[:, j]
+        ok = ~np.isnan(col)
+        n = int(ok.sum())
+        if not n:
+            continue
+        _, inverse, ties = np.unique(col[ok], return_inverse=True, return_counts=True)
+        first = np.cumsum(ties) - ties  # ranks before each distinct value
+        average = (ties * first + ties * (ties + 1) // 2) / ties
+        out[ok, j] = average[inverse] / n
+    return pd.DataFrame(out, index=frame.index, columns=frame.columns)
+
+
 def segment_effects(customers: pd.DataFrame, segments, *, features=None, categorical=None) -> pd.DataFrame:
     """Standardised difference of each segment from the whole customer base, on percentile ranks.
 
@@ -207,7 +230,7 @@ def segment_effects(customers: pd.DataFrame, segments, *, features=None, categor
     """
     labels = _labels(segments, customers, "segments", minimum=1)
     features, _ = _columns(customers, features, categorical)
-    ranks = customers[features].astype(float).rank(pct=True)
+    ranks = percentile_ranks(customers[features])
     std = ranks.std(ddof=0)
     effects = (ranks.groupby(labels).mean() - ranks.mean()) / std.where(std > 0)
     return effects.rename_axis("segment")

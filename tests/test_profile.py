@@ -15,6 +15,7 @@ from seglib.plots._profile import plot_feature_bars, plot_profile_heatmap, plot_
 from seglib.profile import (
     describe_segments,
     feature_indices,
+    percentile_ranks,
     profile_long,
     profile_segments,
     read_result,
@@ -460,3 +461,23 @@ def test_stability_columns_with_unmeasured_segments(data):
     assert np.isnan(profile.at[4, "mean_jaccard"])
     with pytest.raises(InputError, match="verdict"):
         profile_segments(customers, seg, stability=table.drop(columns="verdict"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 40), st.integers(1, 4))
+def test_percentile_ranks_are_pandas_ranks_to_the_bit(seed, n, n_cols):
+    """Ties (few distinct values), NaN, infinities, -0.0 and all-NaN columns: the same floats."""
+    rng = np.random.default_rng(seed)
+    pool = np.array([np.nan, -np.inf, np.inf, -0.0, 0.0, 1.0, 2.5, -3.0, 1e300, 5e-324])
+    cols = {}
+    for j in range(n_cols):
+        kind = rng.integers(3)
+        if kind == 0:
+            cols[f"c{j}"] = rng.choice(pool, n)
+        elif kind == 1:
+            cols[f"c{j}"] = np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n).round(1))
+        else:
+            cols[f"c{j}"] = rng.integers(0, 3, n).astype(bool)
+    frame = pd.DataFrame(cols, index=pd.Index([f"k{i}" for i in range(n)], name="customer_key"))
+    expected = frame.astype(float).rank(pct=True)
+    pd.testing.assert_frame_equal(percentile_ranks(frame), expected, check_exact=True)
