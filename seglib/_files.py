@@ -112,7 +112,10 @@ def _formatted_floats(df: pd.DataFrame, fmt: str) -> pd.DataFrame:
         if not (isinstance(dtype, np.dtype) and dtype.kind == "f"):
             continue
         values = df.iloc[:, i].to_numpy()
-        text = np.array([fmt % v for v in values.tolist()], dtype=object)
+        # each distinct value (by its bits: 0.0 and -0.0 print differently) is formatted once
+        bits, inverse = np.unique(values.astype(np.float64).view(np.int64), return_inverse=True)
+        distinct = np.array([fmt % v for v in bits.view(np.float64).tolist()], dtype=object)
+        text = distinct[inverse.reshape(-1)]
         text[np.isnan(values)] = ""
         out = df.copy(deep=False) if out is None else out
         out.isetitem(i, text)

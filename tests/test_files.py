@@ -60,6 +60,7 @@ def test_write_csv_formats_floats_as_pandas_does(tmp_path, fmt):
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.standard_normal(500) * 10.0 ** rng.integers(-12, 16, 500),
                              [np.nan, np.inf, -np.inf, -0.0, 0.0, 0.1 + 0.2, 1e300, 5e-324, 2.0]])
+    values = np.concatenate([values, values[::-3], [-0.0, 0.0, -0.0]])  # repeats: formatted once each
     df = pd.DataFrame({"id": [f"c{i}" for i in range(len(values))], "x": values,
                        "n": np.arange(len(values)), "f32": np.clip(values, -3e38, 3e38).astype(np.float32),
                        "y": values[::-1].copy()})
