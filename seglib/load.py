@@ -559,8 +559,12 @@ def _sniff_delimiter(text: str) -> str:
     return best if counts[best] > 0 else ","
 
 
-def _read_csv(path: Path, compression: str | None, encoding: str | None):
-    """Read a CSV as text; returns (frame, encoding used, malformed data-row numbers, separator)."""
+def _read_csv(path: Path, compression: str | None, encoding: str | None, request=None):
+    """Read a CSV as text; returns (frame, encoding used, malformed data-row numbers, separator).
+
+    ``request`` (checked ``columns``): when given, the fast reader converts only the columns it maps
+    (the others are parsed, never held); the frame may then lack unmapped columns.
+    """
     head, text = _head_text(path, compression, encoding or "utf-8")
     if not text.strip().strip("\ufeff"):
         raise InputError(f"{path}: the file is empty")
@@ -577,10 +581,16 @@ def _read_csv(path: Path, compression: str | None, encoding: str | None):
     except csv.Error:
         header = []  # not a readable CSV: parsing says why
     _check_unique_header(path, header)
+    keep = None
+    if request is not None:
+        try:
+            keep = set(resolve_columns([c.strip().lstrip("\ufeff") for c in header], request).values())
+        except InputError:
+            keep = None  # load_transactions says what is missing, on the columns read
     tried = [encoding] if encoding else list(_ENCODINGS)
     for enc in tried:
         try:
-            df, malformed = _parse_csv(path, compression, enc, sep)
+            df, malformed = _parse_csv(path, compression, enc, sep, keep)
         except UnicodeError:
             logger.info("%s is not %s; trying the next encoding", path, enc)
             continue
@@ -598,12 +608,14 @@ def _has_byte(path: Path, compression, byte: bytes, block: int = 1 << 24) -> boo
         return any(byte in chunk for chunk in iter(lambda: fh.read(block), b""))
 
 
-def _parse_csv_arrow(path: Path, compression, enc: str, sep: str) -> pd.DataFrame | None:
+def _parse_csv_arrow(path: Path, compression, enc: str, sep: str, keep=None) -> pd.DataFrame | None:
     """The fast path of :func:`_parse_csv`: pyarrow's multi-threaded reader, every column as text.
 
     Returns the frame pandas' reader would give (same names, values and ``str`` dtype), or None when
     the file needs pandas' rules: a header that is quoted, has empty or repeated names, or any line
     pyarrow refuses (a wrong number of fields, undecodable bytes). The caller then reads it with pandas.
+    ``keep``: the (stripped) column names to convert, None for all; every line is still parsed and
+    checked.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -628,7 +640,9 @@ def _parse_csv_arrow(path: Path, compression, enc: str, sep: str) -> pd.DataFram
                                              ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.large_string() for n in names},
                                                  null_values=[], strings_can_be_null=False,
-                                                 quoted_strings_can_be_null=False),
+                                                 quoted_strings_can_be_null=False,
+                                                 include_columns=None if keep is None else [
+                                                     n for n in names if n.strip().lstrip("\ufeff") in keep]),
         )
     except (pa.ArrowException, OSError, ValueError, LookupError, UnicodeError) as exc:
         logger.debug("%s: read by pandas (%s)", path, exc)
@@ -639,8 +653,8 @@ def _parse_csv_arrow(path: Path, compression, enc: str, sep: str) -> pd.DataFram
     return frame
 
 
-def _parse_csv(path: Path, compression, enc: str, sep: str):
-    fast = _parse_csv_arrow(path, compression, enc, sep)
+def _parse_csv(path: Path, compression, enc: str, sep: str, keep=None):
+    fast = _parse_csv_arrow(path, compression, enc, sep, keep)
     if fast is not None:
         return fast, []
     kw = dict(
@@ -774,7 +788,8 @@ def load_transactions(
     if kind == "parquet":
         table, used = _read_parquet(path), "utf-8"  # Parquet strings are UTF-8 by specification
     else:
-        table, used, malformed, delimiter = _read_csv(path, "gzip" if kind == "gzip" else None, encoding)
+        table, used, malformed, delimiter = _read_csv(path, "gzip" if kind == "gzip" else None, encoding,
+                                                      request)
     table.index = pd.RangeIndex(1, len(table) + 1, name="row")
     if "\x00bad" in table.columns:
         table = table[~table.pop("\x00bad").to_numpy(dtype=bool)]

@@ -234,6 +234,12 @@ AWKWARD_CSV = {
     "bom_and_cr": "\ufeffcustomerID,transactionDate,sale_price_after_promo\r1,2016-01-02,2\r",
     "malformed": "customerID,transactionDate,sale_price_after_promo\n1,2016-01-02,2\n2,2016-01-03,3,9\n4\n",
     "latin1": "customerID,transactionDate,sale_price_after_promo\ncafé,2016-01-02,2\n",
+    # columns no role maps are parsed (and checked) but not converted by the fast reader
+    "unmapped_columns": 'customerID,store_description,transactionDate,note,sale_price_after_promo\n'
+                        '1,"A, B",2016-01-02,"x\ny",3\n2,C,2016-01-03,,4\n',
+    "unmapped_malformed": "customerID,extra,transactionDate,sale_price_after_promo\n1,a,2016-01-02,3\n"
+                          "2,b,2016-01-03,4,9\n",
+    "padded_header": " customerID , transactionDate,sale_price_after_promo,extra\n1,2016-01-02,3,z\n",
 }
 
 
