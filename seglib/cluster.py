@@ -48,6 +48,7 @@ __all__ = [
     "METHODS",
     "MASS_METHODS",
     "PrototypeClustering",
+    "fit_cut",
     "StabilityResult",
     "assign_segments",
     "segments_frame",
@@ -695,6 +696,25 @@ class PrototypeClustering(BaseEstimator):
         """Segment of each customer from its best-matching unit (see :func:`assign_segments`)."""
         check_is_fitted(self, "unit_labels_")
         return assign_segments(bmu, self.unit_labels_, ids=ids)
+
+
+def fit_cut(weights, hits, unit_sums, *, topology: str = "rectangular", random_state=0,
+            **settings) -> PrototypeClustering:
+    """The step-03 cut of both backends: a :class:`PrototypeClustering` of the step's settings, fitted.
+
+    ``settings`` are the cluster step's run parameters (``method``, ``n_clusters``, ``max_d``,
+    ``hit_weighting``, ``connectivity``, ``consolidate``, ``k_min``, ``k_max``; others, such as
+    ``assign`` or ``n_stability_runs``, are ignored here). A given ``max_d`` wins: the tree is then cut
+    by distance and ``n_clusters`` is ignored, so a user who reads a height off the dendrogram need
+    not also clear ``n_clusters``. ``hits`` and ``unit_sums`` (:func:`unit_sums`, summed over
+    partitions on Dask) are those of all the customers; ``topology`` is the map's.
+    """
+    names = set(PrototypeClustering().get_params()) - {"topology", "random_state"}
+    chosen = {k: v for k, v in settings.items() if k in names}
+    if chosen.get("max_d") is not None:
+        chosen["n_clusters"] = None
+    pc = PrototypeClustering(**chosen, topology=topology, random_state=random_state)
+    return pc.fit(weights, hits, unit_sums=unit_sums)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,37 +1,13 @@
-"""The Dask backend: the same pipeline on transaction logs that do not fit in one machine's memory.
+"""The Dask backend: data-parallel plumbing around the steps' public building blocks.
 
-Every step reuses the in-memory building blocks; only *where* they run changes. The data stay on the
-workers, in partitions held in memory there; the client holds only small things (counts, statistics,
-the SOM's weights). What runs where:
-
-* **read + clean**, one task per input file: :func:`~seglib.load.load_transactions`,
-  :func:`~seglib.clean.clean_partition`, then :func:`~seglib.features.customer_partials`; the lines
-  never leave their task. Collected: each file's :class:`~seglib.clean.CleaningReport` (summed) and,
-  first, its last valid day (the default ``as_of`` is their maximum, computed before any age).
-* **combine**: the partials are shuffled by customer, then :func:`~seglib.features.combine_partials`
-  per partition. Collected: distinct customer counts.
-* **features**: :func:`~seglib.features.finalize_customers` per partition (the customer table,
-  persisted). Collected: per-column counts, min, max and sums, exact medians (a few histogram passes),
-  which ``fit_from_stats`` of :class:`~seglib.features.FeatureBuilder` and
-  :class:`~seglib.features.FeatureScaler` turns into the fitted pipeline (the in-memory fit's own last
-  step, so the rules are the same); the scaled matrix is computed per partition and persisted.
-* **SOM**: :func:`~seglib.som.epoch_stats` per partition, every epoch. Collected: per-unit sums and
-  counts; the weights live on the client.
-* **cluster**: hits per unit by reduction; the prototype tree on the client (it is small); segments by
-  :func:`~seglib.som.best_units` per partition.
-* **write**: one ``result/part-NNNNN`` file per partition; ``result.csv`` and the profile are made on
-  the client when the customers fit there (``max_collect``).
-
-The batch SOM is the in-memory engine's algorithm with the data spread out: each epoch maps
-:func:`~seglib.som.epoch_stats` over the partitions and adds the small results on the client *in
-partition order*, then :func:`~seglib.som.update_weights`; the initialisation (PCA of moments computed by
-reduction) and the sigma schedule are the same, so both backends give the same map up to floating-point
-order, and the same seed gives the same result whatever the number of workers.
-
-:func:`run_dask` runs it all into a run folder; :func:`seglib.runner.run_segmentation` chooses the
-backend (this module never runs the in-memory pipeline). The step functions (:func:`clean_dask`,
-:func:`customer_features`, :func:`fit_som`, :func:`cluster_dask`, :func:`write_results`) mirror
-:mod:`seglib.steps`. ``docs/dask.md`` shows how to run on a local cluster or an existing one.
+The data stay on the workers, in partitions (:class:`Partitions`); this module maps the step modules'
+functions over them (:func:`~seglib.clean.clean_partition`, :func:`~seglib.features.customer_partials`,
+:func:`~seglib.features.finalize_customers`, :func:`~seglib.som.epoch_stats`, ...), reduces their
+small results in partition order and hands them to the same fits as the in-memory path
+(``fit_from_stats``, :meth:`~seglib.som.SOM.fit_stats`, :func:`~seglib.cluster.fit_cut`,
+:func:`~seglib.som.map_quality`), so both backends give the same results. :func:`run_dask` runs it all
+into a run folder; :func:`seglib.runner.run_segmentation` chooses the backend. What runs where, what
+is collected, sizing and the benchmark: ``docs/dask.md``.
 
 Needs the optional extra ``dask`` (``pip install "seglib[dask]"``: dask[dataframe], distributed).
 """
@@ -56,7 +32,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from seglib._files import atomic_path, write_json
+from seglib._files import atomic_path
 from seglib.clean import (
     CleaningReport,
     check_ages,
@@ -68,10 +44,10 @@ from seglib.clean import (
     plausible_bounds,
 )
 from seglib.cluster import (
-    ASSIGN,
     PrototypeClustering,
     add_starts_stats,
     customer_means,
+    fit_cut,
     majority_of,
     nearest_segment,
     segments_frame,
@@ -83,26 +59,25 @@ from seglib.config import Layout
 from seglib.errors import InputError, ParameterError, check_int, check_option
 from seglib.features import (
     COUNT_PREFIXES,
-    SCALERS,
     FeatureBuilder,
     FeatureScaler,
-    add_indicators,
     categories,
     combine_partials,
     customer_partials,
     descriptor_columns,
     finalize_customers,
-    pipeline_to_dict,
-    signed_log1p,
+    fit_builder_from_blocks,
+    fit_scaler_from_blocks,
+    scale_block,
     transaction_key,
 )
 from seglib.load import AMOUNT_FROM, REQUIRED_ROLES, ROLES, data_files, load_transactions
-from seglib.params import default
+from seglib.params import default, defaults, effective
 from seglib.som import (
     SOM,
     best_units,
     epoch_stats,
-    explained_variance,
+    map_quality,
     reduce_moments,
 )
 
@@ -558,153 +533,6 @@ def _finalize(part: pd.DataFrame, as_of, meta: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(columns=meta.columns)  # n_stores even when this partition knows no store
 
 
-def _model_frame(part, indicators, features, medians=None) -> pd.DataFrame:
-    """The builder's model matrix of a customer partition (imputed when ``medians`` is given)."""
-    frame = add_indicators(part, indicators)[features]
-    return frame if medians is None else frame.fillna(medians)
-
-
-def _transformed(part, indicators, features, medians, log1p) -> pd.DataFrame:
-    """The model matrix with the scaler's signed log1p applied (what the scaler's statistics are of)."""
-    frame = _model_frame(part, indicators, features, medians)
-    return frame.assign(**{c: signed_log1p(frame[c]) for c in log1p})
-
-
-def _column_stats(part, prepare, shift=None) -> pd.DataFrame:
-    """Per column: count, missing, min, max, sum (of ``x - shift``), sum of squares, whole numbers."""
-    x = prepare(part).astype(float)
-    if shift is not None:
-        x = x - shift
-    return pd.DataFrame({"count": x.count(), "missing": x.isna().sum(), "min": x.min(), "max": x.max(),
-                         "sum": x.sum(), "sumsq": (x * x).sum(),
-                         "whole": (x.isna() | (x == np.round(x))).all()})
-
-
-def _reduce_stats(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Column statistics of the whole table from the partitions' (summed in partition order)."""
-    out = parts[0].copy()
-    for s in parts[1:]:
-        for c in ("count", "missing", "sum", "sumsq"):
-            out[c] = out[c] + s[c]
-        out["min"] = np.fmin(out["min"], s["min"])
-        out["max"] = np.fmax(out["max"], s["max"])
-        out["whole"] = out["whole"] & s["whole"]
-    return out
-
-
-def _refine(part, prepare, histograms, collect, bins):
-    """One pass of :func:`_order_statistics` over a partition."""
-    frame = prepare(part)
-    hist, values = [], []
-    for col, lo, hi in histograms:
-        x = frame[col].to_numpy(dtype=float)
-        x = x[(x >= lo) & (x <= hi)]
-        b = np.minimum(((x - lo) / (hi - lo) * bins).astype(np.int64), bins - 1)
-        hist.append(pd.Series(x).groupby(b).agg(["size", "min", "max"]))
-    for col, lo, hi in collect:
-        x = frame[col].to_numpy(dtype=float)
-        values.append(x[(x >= lo) & (x <= hi)])
-    return hist, values
-
-
-def _order_statistics(parts: Partitions, prepare, requests, stats, *, bins=4096, small=100_000) -> list:
-    """Exact order statistics of distributed columns: the ``k``-th smallest (0-based) non-missing value.
-
-    ``requests`` is a list of ``(column, k)``; ``stats`` has each column's ``min`` and ``max``. Each pass
-    histograms the values of the current interval of every request into ``bins`` bins (with each bin's
-    min and max), keeps the bin holding rank ``k`` (bins are monotone, so a bin is exactly the values
-    between its min and max), until the interval holds at most ``small`` values, which are then
-    collected and sorted, or a single value (ties). A few passes over the table, nothing large moved.
-    """
-    state = [{"col": c, "k": k, "lo": stats.at[c, "min"], "hi": stats.at[c, "max"], "below": 0,
-              "n": int(stats.at[c, "count"]), "value": None} for c, k in requests]
-    while True:
-        for s in state:
-            if s["value"] is None and s["lo"] == s["hi"]:
-                s["value"] = float(s["lo"])
-        todo = [s for s in state if s["value"] is None]
-        if not todo:
-            return [s["value"] for s in state]
-        wide = [s for s in todo if s["n"] > small]
-        narrow = [s for s in todo if s["n"] <= small]
-        results = parts.reduce(_refine, prepare=prepare, bins=bins,
-                               histograms=[(s["col"], s["lo"], s["hi"]) for s in wide],
-                               collect=[(s["col"], s["lo"], s["hi"]) for s in narrow])
-        for j, s in enumerate(wide):
-            h = pd.concat([r[0][j] for r in results]).groupby(level=0).agg(
-                {"size": "sum", "min": "min", "max": "max"})
-            cum = h["size"].cumsum().to_numpy()
-            i = int(np.searchsorted(cum, s["k"] - s["below"], side="right"))
-            s["below"] += int(cum[i - 1]) if i else 0
-            s["lo"], s["hi"], s["n"] = float(h["min"].iloc[i]), float(h["max"].iloc[i]), int(cum[i] - (
-                cum[i - 1] if i else 0))
-        for j, s in enumerate(narrow):
-            values = np.sort(np.concatenate([r[1][j] for r in results]))
-            s["value"] = float(values[s["k"] - s["below"]])
-
-
-def _medians(parts, prepare, stats) -> dict:
-    """Exact medians (pandas' definition: the mean of the two middle values for an even count)."""
-    requests = []
-    for col in stats.index:
-        n = int(stats.at[col, "count"])
-        requests += [(col, (n - 1) // 2), (col, n // 2)] if n else []
-    values = iter(_order_statistics(parts, prepare, requests, stats))
-    return {c: ((next(values) + next(values)) / 2 if stats.at[c, "count"] else np.nan) for c in stats.index}
-
-
-def _percentiles(parts, prepare, stats, q: float) -> dict:
-    """Exact ``np.nanpercentile(x, q)`` (linear interpolation) of every column."""
-    pos = {c: q / 100 * (int(stats.at[c, "count"]) - 1) for c in stats.index}
-    requests = [(c, math.floor(p)) for c, p in pos.items()] + [(c, math.ceil(p)) for c, p in pos.items()]
-    values = _order_statistics(parts, prepare, requests, stats)
-    n = len(pos)
-    out = {}
-    for i, (c, p) in enumerate(pos.items()):
-        a, b, t = values[i], values[n + i], p - math.floor(p)
-        out[c] = b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t  # numpy's _lerp
-    return out
-
-
-def _fit_builder(customers: Partitions, cleaned: DaskClean, indicators, exclude, bases) -> FeatureBuilder:
-    """A fitted ``FeatureBuilder("customer")``: its statistics by reductions, then ``fit_from_stats``."""
-    builder = FeatureBuilder("customer", as_of=cleaned.as_of, indicators=indicators, exclude=exclude,
-                             bases=bases)
-    features, indicators = builder.candidate_features(customers.meta.columns)
-    prepare = partial(_model_frame, indicators=indicators, features=features)
-    stats = _reduce_stats(customers.reduce(_column_stats, prepare=prepare))
-    stats["median"] = pd.Series(_medians(customers, prepare, stats))
-    return builder.fit_from_stats(stats, as_of=cleaned.as_of, programmes=cleaned.programmes,
-                                  genders=cleaned.genders, transaction_key=cleaned.transaction_key)
-
-
-def _fit_scaler(customers: Partitions, builder: FeatureBuilder, scaler, log1p, balance,
-                weights) -> FeatureScaler:
-    """A fitted :class:`FeatureScaler`: its statistics by reductions, then ``fit_from_stats``."""
-    fitted = FeatureScaler(scaler, log1p=log1p, balance=balance, weights=dict(weights) if weights else None)
-    names = list(builder.feature_names_)
-    imputed = partial(_model_frame, indicators=builder.indicators_, features=names, medians=builder.medians_)
-    prepare = partial(_transformed, indicators=builder.indicators_, features=names, medians=builder.medians_,
-                      log1p=fitted.check_columns(names))  # bad parameters fail before any pass
-    inputs = _reduce_stats(customers.reduce(_column_stats, prepare=imputed))
-    stats = _reduce_stats(customers.reduce(_column_stats, prepare=prepare))
-    if scaler == "standard":  # two passes, as scikit-learn's StandardScaler: the mean, then deviations
-        mean = stats["sum"] / stats["count"]
-        dev = _reduce_stats(customers.reduce(_column_stats, prepare=prepare, shift=mean))
-        stats = stats.assign(mean=mean, dev_sum=dev["sum"], dev_sumsq=dev["sumsq"])
-    elif scaler == "robust":  # exact quartiles, a few histogram passes
-        stats["median"] = pd.Series(_medians(customers, prepare, stats))
-        for name, q in (("q25", 25.0), ("q75", 75.0)):
-            stats[name] = pd.Series(_percentiles(customers, prepare, stats, q))
-    return fitted.fit_from_stats(inputs, stats)
-
-
-def _scale(part, builder_state, scaler) -> pd.DataFrame:
-    indicators, features, medians = builder_state
-    frame = _model_frame(part, indicators, features, medians)
-    return pd.DataFrame(scaler.transform(frame), index=part.index, columns=list(scaler.feature_names_in_))
-
-
 def customer_features(
     cleaned: DaskClean,
     *,
@@ -720,9 +548,9 @@ def customer_features(
     """Customer table, fitted feature pipeline and scaled matrix, all on the workers.
 
     The same as the pandas backend's ``feature_pipeline("customer", ...)`` fitted on the whole data: the
-    statistics the fits need (:data:`~seglib.features.BUILDER_STATS`, then
-    :data:`~seglib.features.INPUT_STATS` and :data:`~seglib.features.SCALER_STATS`; medians and
-    quartiles exact, see :func:`_order_statistics`) come from reductions over the partitions, and the
+    statistics the fits need (:func:`~seglib.features.fit_builder_from_blocks`,
+    :func:`~seglib.features.fit_scaler_from_blocks`; medians and quartiles exact) come from reductions
+    over the partitions, and the
     builder's and scaler's ``fit_from_stats`` set the fitted attributes, as in memory. The customer
     table and the scaled matrix stay on the workers (persisted), never collected.
 
@@ -749,12 +577,15 @@ def customer_features(
     meta = finalize_customers(sample.set_index(["customer_key", "store"]), cleaned.as_of).iloc[:0]
     customers = Partitions(partials.map(_finalize, as_of=cleaned.as_of, meta=meta), meta)
     n_customers = sum(customers.reduce(len))
-    builder = _fit_builder(customers, cleaned, indicators, exclude, bases)
-    fitted = _fit_scaler(customers, builder, scaler, log1p, balance, weights)
-    state = (builder.indicators_, builder.feature_names_, builder.medians_)
-    X = Partitions(customers.map(_scale, builder_state=state, scaler=fitted),
-                   pd.DataFrame(columns=builder.feature_names_, dtype=float,
-                                index=meta.index[:0]))
+    builder = fit_builder_from_blocks(
+        FeatureBuilder("customer", as_of=cleaned.as_of, indicators=indicators, exclude=exclude, bases=bases),
+        customers.reduce, meta.columns, as_of=cleaned.as_of, programmes=cleaned.programmes,
+        genders=cleaned.genders, transaction_key=cleaned.transaction_key)
+    fitted = fit_scaler_from_blocks(FeatureScaler(scaler, log1p=log1p, balance=balance,
+                                                  weights=dict(weights) if weights else None),
+                                    customers.reduce, builder)
+    X = Partitions(customers.map(scale_block, builder=builder, scaler=fitted),
+                   pd.DataFrame(columns=builder.feature_names_, dtype=float, index=meta.index[:0]))
     logger.info("%d customers, %d features: %s", n_customers, len(builder.feature_names_),
                 ", ".join(builder.feature_names_))
     pipe = Pipeline([("features", builder), ("scale", fitted)])
@@ -899,7 +730,6 @@ class DaskClusters:
     clustering: PrototypeClustering
     segments: Partitions  # index customer_key: customer_id, bmu, som_row, som_col, segment
     hits: np.ndarray  # customers per unit, shape (rows, cols)
-    quality: dict  # quantization / topographic error, explained variance, empty units
     segment_means: np.ndarray | None = None  # customer-level segments' means (assign="customer")
     unit_segments: np.ndarray | None = None  # each unit's majority segment (what the map and model keep)
 
@@ -938,47 +768,23 @@ def _customer_means(X, pc: PrototypeClustering) -> np.ndarray:
     return customer_means(stats_of, pc, row=row)
 
 
-def _quality(X, som) -> tuple:
-    x = X.to_numpy()
-    if not len(x):
-        return 0, 0.0, 0.0, 0.0
-    _, dist = som.predict(x, return_distance=True)
-    te = som.topographic_error(x)
-    return len(x), float(dist.sum()), float((dist**2).sum()), te * len(x)
-
-
 def _unit_sums(part, weights) -> np.ndarray:
     x = part.to_numpy()
     return unit_sums(x, best_units(x, weights), len(weights))
 
 
-def cluster_dask(
-    som: SOM,
-    features: DaskFeatures,
-    *,
-    client=None,
-    method: str = default("method"),
-    n_clusters: int | str | None = default("n_clusters"),
-    max_d: float | None = default("max_d"),
-    hit_weighting=default("hit_weighting"),
-    connectivity: bool = default("connectivity"),
-    consolidate: bool = default("consolidate"),
-    assign: str = default("assign"),
-    k_min: int = default("k_min"),
-    k_max: int = default("k_max"),
-    seed: int = default("seed"),
-) -> DaskClusters:
+def cluster_dask(som: SOM, features: DaskFeatures, *, client=None, **parameters) -> DaskClusters:
     """Cluster the prototypes (on the client: they are few) with hits from a reduction; assign customers.
 
-    Parameters are those of :func:`seglib.steps.cluster_step`: give ``max_d`` to cut by distance
-    (``n_clusters`` is then ignored), else ``n_clusters`` cuts by count. The customers' sums per unit
-    (:func:`seglib.cluster.unit_sums`, the only thing consolidation and ``n_clusters="auto"`` need from
-    the customers) are one reduction over the partitions; the rest runs on the client, with the same
-    functions as in memory. With ``assign="customer"`` every iteration of the customer-level
-    consolidation is one more reduction (per-segment sums over the partitions). The segments (best
-    unit and segment of every customer) stay on the workers, in the partitions of ``features``.
+    ``parameters`` are run parameters (:mod:`seglib.params`; the cluster step's and ``seed``, the
+    registry's defaults for the others), as for :func:`seglib.steps.cluster_step`. The customers' sums
+    per unit (:func:`seglib.cluster.unit_sums`, all that consolidation and ``n_clusters="auto"`` need
+    from the customers) are one reduction; the cut is :func:`seglib.cluster.fit_cut` on the client.
+    With ``assign="customer"`` every iteration of the customer-level consolidation is one more
+    reduction (per-segment sums). The segments (best unit and segment of every customer) stay on the
+    workers, in the partitions of ``features``.
     """
-    check_option("assign", assign, ASSIGN)
+    values = effective(parameters)
     client = _client(client)
     X = features.X
     hits = hit_map(som, X, client=client)
@@ -986,13 +792,9 @@ def cluster_dask(
     sums = np.zeros(codebook.shape)
     for part_sums in X.reduce(_unit_sums, weights=codebook):  # added in partition order
         sums += part_sums
-    if max_d is not None:
-        n_clusters = None
-    pc = PrototypeClustering(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
-                             connectivity=connectivity, topology=som.topology, consolidate=consolidate,
-                             k_min=k_min, k_max=k_max, random_state=seed)
-    pc.fit(som.weights_, hits, unit_sums=sums)
-    means = _customer_means(X, pc) if assign == "customer" and pc.consolidate else None
+    pc = fit_cut(som.weights_, hits, sums, topology=som.topology, random_state=values["seed"],
+                 **{n: values[n] for n in defaults("cluster")})
+    means = _customer_means(X, pc) if values["assign"] == "customer" and pc.consolidate else None
     ints = {c: pd.Series(dtype="int64") for c in ("bmu", "som_row", "som_col", "segment")}
     meta = pd.DataFrame({"customer_id": features.customers.meta["customer_id"], **ints}, index=X.meta.index)
     segments = Partitions(features.customers.map(_assign, X, weights=codebook, unit_labels=pc.unit_labels_,
@@ -1001,18 +803,7 @@ def cluster_dask(
     if means is not None:  # each unit's majority segment, as seglib.cluster.unit_majority
         counts = sum(segments.reduce(_unit_segment_counts, units=len(codebook), k=int(pc.n_clusters_)))
         unit_segments = majority_of(counts, unit_segments)
-    worker_som = copy.copy(som)
-    worker_som.n_jobs = 1  # one thread per task: the cluster's workers are the parallelism
-    parts = X.reduce(_quality, som=worker_som)
-    n = sum(p[0] for p in parts)
-    _, cov, _ = _moments(X)
-    quality = {
-        "quantization_error": sum(p[1] for p in parts) / n,
-        "topographic_error": sum(p[3] for p in parts) / n,
-        "empty_unit_share": float((hits == 0).mean()),
-        "explained_variance": explained_variance(sum(p[2] for p in parts), cov, n),
-    }
-    return DaskClusters(clustering=pc, segments=segments, hits=hits, quality=quality, segment_means=means,
+    return DaskClusters(clustering=pc, segments=segments, hits=hits, segment_means=means,
                         unit_segments=unit_segments)
 
 
@@ -1212,37 +1003,7 @@ def run_dask(
     data,
     out_dir,
     *,
-    columns: dict | None = default("columns"),
-    date_format: str | None = default("date_format"),
-    dob_format: str | None = default("dob_format"),
     encoding: str | None = None,
-    as_of=default("as_of"),
-    min_age: int = default("min_age"),
-    max_age: int = default("max_age"),
-    min_date=default("min_date"),
-    max_date=default("max_date"),
-    max_amount: float | None = default("max_amount"),
-    scaler: str = default("scaler"),
-    engine: str = default("engine"),
-    map_shape=default("map_shape"),
-    n_epochs: int = default("n_epochs"),
-    sigma: float | None = default("sigma"),
-    sigma_end: float = default("sigma_end"),
-    seed: int = default("seed"),
-    topology: str = default("topology"),
-    bases=default("bases"),
-    feature_weights: dict | None = default("feature_weights"),
-    method: str = default("method"),
-    n_clusters: int | str | None = default("n_clusters"),
-    max_d: float | None = default("max_d"),
-    hit_weighting=default("hit_weighting"),
-    connectivity: bool = default("connectivity"),
-    consolidate: bool = default("consolidate"),
-    assign: str = default("assign"),
-    k_min: int = default("k_min"),
-    k_max: int = default("k_max"),
-    n_stability_runs: int = default("n_stability_runs"),
-    currency: str | None = default("currency"),
     scheduler=None,
     n_workers: int | None = None,
     memory_limit="auto",
@@ -1251,61 +1012,57 @@ def run_dask(
     max_collect: int = MAX_COLLECT,
     write_clean: bool = False,
     progress: bool = True,
+    **parameters,
 ) -> DaskRun:
     """Run clean -> features -> scale -> SOM -> clustering -> assignment -> results on a Dask cluster.
 
-    Writes into ``out_dir`` (a :class:`~seglib.config.Layout`, like a pandas run): ``cleaning_report.json``,
-    ``processed/features.json``, ``processed/som/``, ``processed/clustering.json``,
-    ``processed/metrics.json``, ``result/part-NNNNN.parquet`` (one per partition), ``segments.csv``, and
-    ``result.csv`` when the customers fit on the client (``max_collect``), else a seeded sample of them
-    for the notebooks (``processed/sample.json``, see :func:`write_results`); with ``write_clean=True``
-    also ``interim/transactions/part-NNNNN.parquet`` (the cleaned lines of each file).
+    Writes into ``out_dir`` what a pandas run writes (a :class:`~seglib.config.Layout`; see
+    ``docs/dask.md``): ``cleaning_report.json``, ``processed/`` (``features.json``, ``som/``,
+    ``clustering.json``, ``stability.json``, ``metrics.json``), ``result/part-NNNNN.parquet`` (one per
+    partition), ``segments.csv``, ``model/``, and ``result.csv`` when the customers fit on the client
+    (``max_collect``), else a seeded sample of them for the notebooks (``processed/sample.json``, see
+    :func:`write_results`); with ``write_clean=True`` also ``interim/transactions/part-NNNNN.parquet``.
 
     Parameters
     ----------
     data : str, path or list
-        Files, a folder or a glob pattern, see :func:`data_files` and :func:`clean_dask`.
+        Files, a folder or a glob pattern, see :func:`seglib.load.data_files` and :func:`clean_dask`.
     out_dir : str or path
         The run folder.
-    columns, date_format, dob_format, encoding, as_of, min_age, max_age, min_date, max_date, max_amount
-        Reading and cleaning, as :func:`seglib.steps.clean_step`.
-    scaler, engine, map_shape, n_epochs, sigma, sigma_end, seed, topology, bases, feature_weights
-        Features and SOM, as :func:`seglib.steps.som_step`; ``engine`` must be ``"batch"`` (the only
-        engine that trains by reductions).
-    method, n_clusters, max_d, hit_weighting, connectivity, consolidate, assign, k_min, k_max
-    n_stability_runs
-        Clustering, as :func:`seglib.steps.cluster_step`. The stability of the kept segments is
-        measured on the client (:func:`seglib.steps.measure_stability`) on the customers collected in
-        key order, as the pandas backend does, or on a seeded sample of ``max_collect`` customers.
+    encoding
+        Of the input files, see :func:`~seglib.load.load_transactions` (None: detected).
     scheduler, n_workers, memory_limit
         The cluster, see :func:`dask_client`: None starts a local cluster (one single-threaded worker
         process per core by default); ``"tcp://host:8786"`` uses a running one.
     npartitions
         Partitions of the customer tables, see :func:`clean_dask`.
     parts_format, max_collect
-        See :func:`write_results`.
+        See :func:`write_results`. The stability of the kept segments is measured on the client
+        (:func:`seglib.steps.measure_stability`) on the customers collected in key order, as the
+        pandas backend does, or on a seeded sample of ``max_collect`` customers.
     write_clean : bool, default False
         Also write the cleaned lines (the pandas backend's ``transactions.parquet``, in parts).
     progress : bool, default True
         Progress bars over the files and the SOM epochs.
+    **parameters
+        Run parameters (:mod:`seglib.params`: names, defaults, allowed values), checked before any
+        work; ``engine`` must be ``"batch"`` (the only engine that trains by reductions).
 
     Returns
     -------
     DaskRun
-        With ``timings``: seconds per stage (clean, features, som, cluster, write) and ``som_epochs``, the
-        SOM's epoch loop alone (the data persisted).
+        With ``timings``: seconds per stage (clean, features, som, cluster, stability, write) and
+        ``som_epochs``, the SOM's epoch loop alone (the data persisted).
     """
-    from seglib.steps import measure_stability, read_stability, record_metrics, write_clustering
+    from seglib import steps
 
-    check_option("engine (Dask backend)", engine, ["batch"])
-    shape = None if map_shape is None else tuple(int(v) for v in map_shape)
-    som = SOM(shape, engine="batch", n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end, topology=topology,
-              random_state=seed, progress=progress)
+    values = effective(parameters)
+    check_option("engine (Dask backend)", values["engine"], ["batch"])
+    som = steps.make_som(values, progress=progress)
     som.check_params()  # fail before reading anything
-    check_option("scaler", scaler, SCALERS)
     check_option("parts_format", parts_format, PART_FORMATS)
     layout = Layout.for_run(out_dir).makedirs()
-    timings = {}
+    seed, timings = values["seed"], {}
 
     def lap(name):
         nonlocal clock
@@ -1315,56 +1072,47 @@ def run_dask(
 
     with dask_client(scheduler, n_workers=n_workers, memory_limit=memory_limit) as client:
         clock = time.perf_counter()
-        cleaned = clean_dask(data, client=client, columns=columns, date_format=date_format,
-                             dob_format=dob_format, encoding=encoding, as_of=as_of, min_age=min_age,
-                             max_age=max_age, min_date=min_date, max_date=max_date, max_amount=max_amount,
-                             npartitions=npartitions, progress=progress,
+        cleaned = clean_dask(data, client=client, **{n: values[n] for n in defaults("clean")},
+                             encoding=encoding, npartitions=npartitions, progress=progress,
                              clean_dir=layout.interim / "transactions" if write_clean else None)
-        cleaned.report.to_json(layout.cleaning_report)
+        steps.write_cleaning(layout, cleaned.report, backend="dask")
         lap("clean")
-        features = customer_features(cleaned, client=client, scaler=scaler, bases=bases,
-                                     weights=feature_weights)
+        features = customer_features(cleaned, client=client, scaler=values["scaler"], bases=values["bases"],
+                                     weights=values["feature_weights"])
         cleaned.partials = None  # the customer table is persisted: free the partials
         wait(features.X.futures)
         lap("features")
         som, timings["som_epochs"] = _fit_som(features.X, som, client, progress)
+        worker_som = copy.copy(som)
+        worker_som.n_jobs = 1  # one thread per task: the cluster's workers are the parallelism
+        quality = map_quality(worker_som, features.X.reduce)
         lap("som")
-        clusters = cluster_dask(som, features, client=client, method=method, n_clusters=n_clusters,
-                                max_d=max_d, hit_weighting=hit_weighting, connectivity=connectivity,
-                                consolidate=consolidate, assign=assign, k_min=k_min, k_max=k_max, seed=seed)
+        clusters = cluster_dask(som, features, client=client, **values)
         lap("cluster")
-        X_kept, kept = _stability_customers(features, clusters, max_collect, seed) if n_stability_runs else \
-            (None, None)
-        measure_stability(layout, X_kept, kept, som, clusters.clustering, n_runs=n_stability_runs, seed=seed,
-                          progress=progress, assign=assign)
+        n_runs = values["n_stability_runs"]
+        X_kept, kept = _stability_customers(features, clusters, max_collect, seed) if n_runs else (None, None)
+        steps.measure_stability(layout, X_kept, kept, som, clusters.clustering, n_runs=n_runs, seed=seed,
+                          progress=progress, assign=values["assign"])
         lap("stability")
         parts, result, profile = write_results(features, clusters, out_dir, id_column=cleaned.id_column,
                                                as_of=cleaned.as_of, parts_format=parts_format,
                                                max_collect=max_collect, seed=seed,
-                                               stability=read_stability(layout), currency=currency)
+                                               stability=steps.read_stability(layout),
+                                               currency=values["currency"])
         lap("write")
         # training distances for the saved model's novelty threshold: a seeded sample of customers
         seeds = [seed * 100_003 + i for i in range(features.X.npartitions)]
         frac = min(1.0, MODEL_SAMPLE / max(features.n_customers, 1))
         X_sample = np.concatenate(features.X.reduce(_sample_rows, seeds, frac=frac))
-    write_json(layout.features_spec, pipeline_to_dict(features.pipeline))
-    som.save(layout.som_dir)
-    pc = clusters.clustering
-    write_clustering(layout, pc, assign=assign, segment_means=clusters.segment_means)
-    report = cleaned.report
-    record_metrics(layout, backend="dask", rows_read=report.rows_read, rows_kept=report.rows_kept,
-                   customers_kept=report.customers_kept, as_of=str(report.as_of),
-                   features=features.feature_names, bases=features.feature_names,
-                   descriptors=descriptor_columns(features.customers.meta.columns, features.feature_names,
-                                                  features.pipeline["features"].dropped_),
-                   map_shape=list(som.map_shape_), **clusters.quality,
-                   n_segments=int(pc.n_clusters_), cophenetic_correlation=float(pc.cophenetic_corr_),
-                   segment_sizes={str(k): int(v) for k, v in profile["customers"].items()},
+    steps.write_som(layout, features.pipeline, som, features.customers.meta.columns, quality)
+    pc, report = clusters.clustering, cleaned.report
+    steps.write_clusters(layout, pc, assign=values["assign"], segment_means=clusters.segment_means,
+                   sizes=profile["customers"],
                    segment_names={str(k): str(v) for k, v in profile["name"].items()})
-    _save_model(layout, features.pipeline, som, clusters, profile, X_sample, cleaned, columns)
+    _save_model(layout, features.pipeline, som, clusters, profile, X_sample, cleaned, values["columns"])
     return DaskRun(layout=layout, report=report, pipeline=features.pipeline, som=som, clustering=pc,
                    hits=clusters.hits, n_customers=features.n_customers, parts=parts, result=result,
-                   profile=profile, quality=clusters.quality, timings=timings)
+                   profile=profile, quality=quality, timings=timings)
 
 
 def _kept_rows(X, segments, seed, frac):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,15 @@ __all__ = [
     "DESCRIPTORS",
     "is_descriptor",
     "descriptor_columns",
+    "model_frame",
+    "column_stats",
+    "add_column_stats",
+    "order_statistics",
+    "exact_medians",
+    "exact_percentiles",
+    "fit_builder_from_blocks",
+    "fit_scaler_from_blocks",
+    "scale_block",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1250,3 +1260,164 @@ def pipeline_from_dict(data: dict) -> Pipeline:
         raise ModelFormatError("feature pipeline data needs 'features' and 'scale'")
     return Pipeline([("features", FeatureBuilder.from_dict(data["features"])),
                      ("scale", FeatureScaler.from_dict(data["scale"]))])
+
+
+# ----------------------------------------------------------------------------------------------------
+# fitting from the statistics of blocks of customers (the Dask backend's partitions)
+#
+# ``reduce(func, **kwargs)`` returns ``[func(block, **kwargs) for block in blocks]`` in a fixed block
+# order, as for :func:`seglib.som.reduce_moments`; a block is a part of the customer table
+# (:func:`finalize_customers`). The fits end in ``fit_from_stats``, as the in-memory fits do.
+
+
+def model_frame(customers: pd.DataFrame, indicators, features, medians=None) -> pd.DataFrame:
+    """The builder's model matrix of a block of customers (imputed when ``medians`` is given)."""
+    frame = add_indicators(customers, indicators)[features]
+    return frame if medians is None else frame.fillna(medians)
+
+
+def _transformed(customers, indicators, features, medians, log1p) -> pd.DataFrame:
+    """The model matrix with the scaler's signed log1p applied (what the scaler's statistics are of)."""
+    frame = model_frame(customers, indicators, features, medians)
+    return frame.assign(**{c: signed_log1p(frame[c]) for c in log1p})
+
+
+def column_stats(block, prepare, shift=None) -> pd.DataFrame:
+    """Per column of ``prepare(block)``: count, missing, min, max, sum (of ``x - shift``), sum of
+    squares, whole numbers. Add blocks' with :func:`add_column_stats`."""
+    x = prepare(block).astype(float)
+    if shift is not None:
+        x = x - shift
+    return pd.DataFrame({"count": x.count(), "missing": x.isna().sum(), "min": x.min(), "max": x.max(),
+                         "sum": x.sum(), "sumsq": (x * x).sum(),
+                         "whole": (x.isna() | (x == np.round(x))).all()})
+
+
+def add_column_stats(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Column statistics of the whole table from the blocks' :func:`column_stats` (added in order)."""
+    out = parts[0].copy()
+    for s in parts[1:]:
+        for c in ("count", "missing", "sum", "sumsq"):
+            out[c] = out[c] + s[c]
+        out["min"] = np.fmin(out["min"], s["min"])
+        out["max"] = np.fmax(out["max"], s["max"])
+        out["whole"] = out["whole"] & s["whole"]
+    return out
+
+
+def _refine(block, prepare, histograms, collect, bins):
+    """One pass of :func:`order_statistics` over a block."""
+    frame = prepare(block)
+    hist, values = [], []
+    for col, lo, hi in histograms:
+        x = frame[col].to_numpy(dtype=float)
+        x = x[(x >= lo) & (x <= hi)]
+        b = np.minimum(((x - lo) / (hi - lo) * bins).astype(np.int64), bins - 1)
+        hist.append(pd.Series(x).groupby(b).agg(["size", "min", "max"]))
+    for col, lo, hi in collect:
+        x = frame[col].to_numpy(dtype=float)
+        values.append(x[(x >= lo) & (x <= hi)])
+    return hist, values
+
+
+def order_statistics(reduce, prepare, requests, stats, *, bins=4096, small=100_000) -> list:
+    """Exact order statistics of columns spread over blocks: the ``k``-th smallest (0-based) non-missing
+    value of ``prepare(block)[column]`` over all blocks.
+
+    ``requests`` is a list of ``(column, k)``; ``stats`` has each column's ``count``, ``min`` and ``max``
+    (:func:`add_column_stats`). Each pass histograms the values of the current interval of every request
+    into ``bins`` bins (with each bin's min and max), keeps the bin holding rank ``k`` (bins are
+    monotone, so a bin is exactly the values between its min and max), until the interval holds at
+    most ``small`` values, which are then collected and sorted, or a single value (ties). A few passes
+    over the table, nothing large moved; more ``bins`` means fewer passes and larger results.
+    """
+    state = [{"col": c, "k": k, "lo": stats.at[c, "min"], "hi": stats.at[c, "max"], "below": 0,
+              "n": int(stats.at[c, "count"]), "value": None} for c, k in requests]
+    while True:
+        for s in state:
+            if s["value"] is None and s["lo"] == s["hi"]:
+                s["value"] = float(s["lo"])
+        todo = [s for s in state if s["value"] is None]
+        if not todo:
+            return [s["value"] for s in state]
+        wide = [s for s in todo if s["n"] > small]
+        narrow = [s for s in todo if s["n"] <= small]
+        results = reduce(_refine, prepare=prepare, bins=bins,
+                         histograms=[(s["col"], s["lo"], s["hi"]) for s in wide],
+                         collect=[(s["col"], s["lo"], s["hi"]) for s in narrow])
+        for j, s in enumerate(wide):
+            h = pd.concat([r[0][j] for r in results]).groupby(level=0).agg(
+                {"size": "sum", "min": "min", "max": "max"})
+            cum = h["size"].cumsum().to_numpy()
+            i = int(np.searchsorted(cum, s["k"] - s["below"], side="right"))
+            s["below"] += int(cum[i - 1]) if i else 0
+            s["lo"], s["hi"], s["n"] = float(h["min"].iloc[i]), float(h["max"].iloc[i]), int(cum[i] - (
+                cum[i - 1] if i else 0))
+        for j, s in enumerate(narrow):
+            values = np.sort(np.concatenate([r[1][j] for r in results]))
+            s["value"] = float(values[s["k"] - s["below"]])
+
+
+def exact_medians(reduce, prepare, stats) -> dict:
+    """Exact medians of every column of ``stats`` (pandas' definition: the mean of the two middle
+    values for an even count; NaN without values), by :func:`order_statistics`."""
+    requests = []
+    for col in stats.index:
+        n = int(stats.at[col, "count"])
+        requests += [(col, (n - 1) // 2), (col, n // 2)] if n else []
+    values = iter(order_statistics(reduce, prepare, requests, stats))
+    return {c: ((next(values) + next(values)) / 2 if stats.at[c, "count"] else np.nan) for c in stats.index}
+
+
+def exact_percentiles(reduce, prepare, stats, q: float) -> dict:
+    """Exact ``np.nanpercentile(x, q)`` (linear interpolation) of every column of ``stats``."""
+    pos = {c: q / 100 * (int(stats.at[c, "count"]) - 1) for c in stats.index}
+    requests = [(c, math.floor(p)) for c, p in pos.items()] + [(c, math.ceil(p)) for c, p in pos.items()]
+    values = order_statistics(reduce, prepare, requests, stats)
+    n = len(pos)
+    out = {}
+    for i, (c, p) in enumerate(pos.items()):
+        a, b, t = values[i], values[n + i], p - math.floor(p)
+        out[c] = b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t  # numpy's _lerp
+    return out
+
+
+def fit_builder_from_blocks(builder: FeatureBuilder, reduce, columns, *, as_of, programmes=None,
+                            genders=None, transaction_key=None) -> FeatureBuilder:
+    """Fit ``builder`` (``level="customer"``) on a customer table in blocks: :data:`BUILDER_STATS` (exact
+    medians) by reductions, then :meth:`FeatureBuilder.fit_from_stats`. ``columns`` are the table's."""
+    features, indicators = builder.candidate_features(columns)
+    prepare = partial(model_frame, indicators=indicators, features=features)
+    stats = add_column_stats(reduce(column_stats, prepare=prepare))
+    stats["median"] = pd.Series(exact_medians(reduce, prepare, stats))
+    return builder.fit_from_stats(stats, as_of=as_of, programmes=programmes, genders=genders,
+                                  transaction_key=transaction_key)
+
+
+def fit_scaler_from_blocks(scaler: FeatureScaler, reduce, builder: FeatureBuilder) -> FeatureScaler:
+    """Fit ``scaler`` on the fitted ``builder``'s model matrix of a customer table in blocks: the
+    statistics :meth:`FeatureScaler.fit_from_stats` needs (:data:`INPUT_STATS`, ``SCALER_STATS[scaler]``),
+    by reductions. ``"minmax"`` takes one pass; ``"standard"`` two, as scikit-learn's StandardScaler
+    (the mean, then the deviations); ``"robust"`` a few more for its exact quartiles. The in-memory
+    :meth:`FeatureScaler.fit` computes the same statistics with scikit-learn's operations."""
+    names = list(builder.feature_names_)
+    state = dict(indicators=builder.indicators_, features=names, medians=builder.medians_)
+    prepare = partial(_transformed, **state, log1p=scaler.check_columns(names))  # bad parameters fail first
+    inputs = add_column_stats(reduce(column_stats, prepare=partial(model_frame, **state)))
+    stats = add_column_stats(reduce(column_stats, prepare=prepare))
+    if scaler.scaler == "standard":
+        mean = stats["sum"] / stats["count"]
+        dev = add_column_stats(reduce(column_stats, prepare=prepare, shift=mean))
+        stats = stats.assign(mean=mean, dev_sum=dev["sum"], dev_sumsq=dev["sumsq"])
+    elif scaler.scaler == "robust":
+        stats["median"] = pd.Series(exact_medians(reduce, prepare, stats))
+        for name, q in (("q25", 25.0), ("q75", 75.0)):
+            stats[name] = pd.Series(exact_percentiles(reduce, prepare, stats, q))
+    return scaler.fit_from_stats(inputs, stats)
+
+
+def scale_block(customers: pd.DataFrame, builder: FeatureBuilder, scaler: FeatureScaler) -> pd.DataFrame:
+    """The scaled features of a block of customers (the fitted pipeline's output, as a frame)."""
+    frame = model_frame(customers, builder.indicators_, builder.feature_names_, builder.medians_)
+    return pd.DataFrame(scaler.transform(frame), index=customers.index,
+                        columns=list(scaler.feature_names_in_))

@@ -63,6 +63,8 @@ __all__ = [
     "neighbor_pairs",
     "epoch_stats",
     "explained_variance",
+    "quality_sums",
+    "map_quality",
     "update_weights",
     "best_units",
     "u_matrix",
@@ -158,6 +160,40 @@ def explained_variance(sq_dist_sum: float, cov, n_samples: int) -> float:
     have no variance. ``SOM.explained_variance`` and the Dask backend's quality figures use it."""
     total = np.trace(cov) * (n_samples - 1)
     return float(1.0 - sq_dist_sum / total) if total > 0 else float("nan")
+
+
+def quality_sums(block, som) -> tuple:
+    """A block's share of :func:`map_quality`: ``(rows, summed best-unit distance, summed squared
+    distance, rows with a topographic error, hits per unit)``; these add up over blocks."""
+    x = np.asarray(block, dtype=np.float64)
+    units = int(np.prod(som.map_shape_))
+    if not len(x):
+        return 0, 0.0, 0.0, 0.0, np.zeros(units, dtype=np.int64)
+    bmu, dist = som.predict(x, return_distance=True)
+    return (len(x), float(dist.sum()), float((dist**2).sum()), som.topographic_error(x) * len(x),
+            np.bincount(bmu, minlength=units))
+
+
+def map_quality(som, reduce) -> dict:
+    """The quality figures of a fitted map on its training rows, as both backends record them in step 02.
+
+    ``quantization_error`` (mean best-unit distance), ``topographic_error`` (share of rows whose two
+    best units are not neighbours), ``empty_unit_share`` and ``explained_variance``
+    (:func:`explained_variance`), from :func:`quality_sums` and :func:`moment_sums` of every block.
+    ``reduce(func, **kwargs)`` returns ``[func(block, **kwargs) for block in blocks]`` in a fixed order:
+    ``lambda f, **kw: [f(X, **kw)]`` in memory, a reduction over partitions on Dask. How to read them:
+    see the ``SOM`` methods of the same names (``docs/som.md``).
+    """
+    parts = reduce(quality_sums, som=som)
+    n = sum(p[0] for p in parts)
+    hits = sum(p[4] for p in parts)
+    _, cov, _ = reduce_moments(reduce)
+    return {
+        "quantization_error": sum(p[1] for p in parts) / n,
+        "topographic_error": sum(p[3] for p in parts) / n,
+        "empty_unit_share": float((np.asarray(hits) == 0).mean()),
+        "explained_variance": explained_variance(sum(p[2] for p in parts), cov, n),
+    }
 
 
 def _principal_axes(cov) -> tuple[np.ndarray, np.ndarray]:

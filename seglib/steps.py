@@ -28,12 +28,13 @@ from seglib._files import atomic_path, write_json
 from seglib.config import Layout, display_path
 from seglib.errors import InputError
 from seglib.notebook import default_data, save_figure  # noqa: F401  save_figure: for older notebook cells
-from seglib.params import check_parameter, default
+from seglib.params import check_parameter, default, defaults
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["clean_step", "load_clean", "load_som", "load_clusters", "som_step", "cluster_step",
-           "profile_step", "record_metrics", "write_clustering", "Sample", "cut_settings", "read_sample"]
+           "profile_step", "record_metrics", "make_som", "write_cleaning", "write_clustering",
+           "write_clusters", "write_som", "Sample", "cut_settings", "read_sample"]
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -282,11 +283,17 @@ def clean_step(
     clean.attrs["id_column"] = mapping.get("customer_id", DEFAULT_COLUMNS["customer_id"])
     clean.attrs["source"] = report.source
     write_parquet(clean, layout.clean_transactions)
-    report.to_json(layout.cleaning_report)
-    record_metrics(layout, rows_read=report.rows_read, rows_kept=report.rows_kept,
-                   customers_kept=report.customers_kept, as_of=str(report.as_of), columns=mapping)
+    write_cleaning(layout, report, columns=mapping)
     logger.info("cleaned %s: %d of %d rows kept", path, report.rows_kept, report.rows_read)
     return CleanStep(raw=raw, clean=clean, report=report, layout=layout)
+
+
+def write_cleaning(layout: Layout, report, **metrics) -> None:
+    """Step 01's records, as both backends write them: ``cleaning_report.json`` and, in
+    ``metrics.json``, the rows read and kept, the customers kept, ``as_of`` and any other ``metrics``."""
+    report.to_json(layout.cleaning_report)
+    record_metrics(layout, rows_read=report.rows_read, rows_kept=report.rows_kept,
+                   customers_kept=report.customers_kept, as_of=str(report.as_of), **metrics)
 
 
 def load_clean(out_dir: str | os.PathLike | None = None):
@@ -330,14 +337,18 @@ class SomStep:
         return SOM.original(random_state=self.som.random_state, progress=False).fit(self.X.to_numpy())
 
 
-def _make_som(engine, map_shape, n_epochs, sigma, sigma_end, seed, progress, topology="rectangular"):
+def make_som(parameters: dict, *, progress: bool = True):
+    """The unfitted :class:`~seglib.som.SOM` of run parameters (``engine``, ``map_shape``, ``n_epochs``,
+    ``sigma``, ``sigma_end``, ``seed``, ``topology``; the registry's defaults for those absent), as both
+    backends train it."""
     from seglib.som import SOM
 
-    shape = None if map_shape is None else tuple(int(v) for v in map_shape)
-    if engine == "original":
-        return SOM.original(random_state=seed, progress=progress, topology=topology)
-    return SOM(shape, engine=engine, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end,
-               topology=topology, random_state=seed, progress=progress)
+    p = {**defaults("som"), **parameters}
+    if p["engine"] == "original":
+        return SOM.original(random_state=p["seed"], progress=progress, topology=p["topology"])
+    shape = None if p["map_shape"] is None else tuple(int(v) for v in p["map_shape"])
+    return SOM(shape, engine=p["engine"], n_epochs=p["n_epochs"], sigma=p["sigma"], sigma_end=p["sigma_end"],
+               topology=p["topology"], random_state=p["seed"], progress=progress)
 
 
 def som_step(
@@ -366,7 +377,8 @@ def som_step(
     (original units, every feature: bases and descriptors), ``scaled.parquet`` (the bases),
     ``features.json`` and ``som/``; records the quality figures, the bases and the descriptors.
     """
-    from seglib.features import customer_table, descriptor_columns, feature_pipeline, pipeline_to_dict
+    from seglib.features import customer_table, feature_pipeline
+    from seglib.som import map_quality
 
     layout = Layout.for_run(out_dir).makedirs()
     if clean is None:
@@ -380,24 +392,31 @@ def som_step(
     X = pd.DataFrame(scaled, index=matrix.index, columns=names)
     customers = customers.reindex(matrix.index)
     customers.attrs = {"as_of": str(as_of), "id_column": clean.attrs.get("id_column", "customerID")}
-    som = _make_som(engine, map_shape, n_epochs, sigma, sigma_end, seed, progress, topology).fit(X.to_numpy())
+    settings = dict(engine=engine, map_shape=map_shape, n_epochs=n_epochs, sigma=sigma, sigma_end=sigma_end,
+                    seed=seed, topology=topology)
+    som = make_som(settings, progress=progress).fit(X.to_numpy())
 
     write_parquet(customers, layout.customers, index=True)
     write_parquet(X, layout.scaled, index=True)
     layout.sample.unlink(missing_ok=True)  # the tables hold every customer
-    write_json(layout.features_spec, pipeline_to_dict(pipe))
-    som.save(layout.som_dir)
     Xa = X.to_numpy()
-    record_metrics(
-        layout, features=names, bases=names,
-        descriptors=descriptor_columns(customers.columns, names, pipe["features"].dropped_),
-        map_shape=list(som.weights_.shape[:2]),
-        quantization_error=float(som.quantization_error(Xa)),
-        topographic_error=float(som.topographic_error(Xa)),
-        empty_unit_share=float(som.empty_unit_share(Xa)),
-        explained_variance=float(som.explained_variance(Xa)),
-    )
+    write_som(layout, pipe, som, customers.columns, map_quality(som, lambda func, **kw: [func(Xa, **kw)]))
     return SomStep(customers=customers, X=X, pipeline=pipe, som=som, layout=layout)
+
+
+def write_som(layout: Layout, pipeline, som, customer_columns, quality: dict) -> None:
+    """Step 02's model artifacts, as both backends write them: ``features.json`` (the fitted feature
+    pipeline), ``som/`` and, in ``metrics.json``, the bases, the descriptors (the columns of the
+    customer table that only describe the segments), the map's shape and its ``quality``
+    (:func:`seglib.som.map_quality`)."""
+    from seglib.features import descriptor_columns, pipeline_to_dict
+
+    names = list(pipeline["features"].feature_names_)
+    write_json(layout.features_spec, pipeline_to_dict(pipeline))
+    som.save(layout.som_dir)
+    record_metrics(layout, features=names, bases=names,
+                   descriptors=descriptor_columns(customer_columns, names, pipeline["features"].dropped_),
+                   map_shape=list(som.map_shape_), **{k: float(v) for k, v in quality.items()})
 
 
 def load_som(out_dir: str | os.PathLike | None = None) -> SomStep:
@@ -511,7 +530,7 @@ def cluster_step(
     sampled customers the run's segments (``ClusterStep.run_cut``), another cut is consolidated
     customer by customer on the sample; k-selection and stability work on the sample.
     """
-    from seglib.cluster import customer_segments, segments_frame
+    from seglib.cluster import customer_segments, fit_cut, segments_frame
 
     assign = check_parameter("assign", assign)
     layout = Layout.for_run(out_dir).makedirs()
@@ -520,12 +539,9 @@ def cluster_step(
     som, X = som_step.som, som_step.X.to_numpy()
     bmu = som.predict(X)
     hits, sums = _unit_stats(som_step, X, bmu)
-    if max_d is not None:
-        n_clusters = None
-    pc = _clustering(dict(method=method, n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting,
-                          connectivity=connectivity, topology=som.topology, consolidate=consolidate,
-                          k_min=k_min, k_max=k_max), seed)
-    pc.fit(som.weights_, hits, unit_sums=sums)
+    pc = fit_cut(som.weights_, hits, sums, topology=som.topology, random_state=seed, method=method,
+                 n_clusters=n_clusters, max_d=max_d, hit_weighting=hit_weighting, connectivity=connectivity,
+                 consolidate=consolidate, k_min=k_min, k_max=k_max)
     run_cut = _is_run_cut(som_step.sample, pc, assign)
     if run_cut:
         labels, means = som_step.sample.segments_of(X, bmu, pc)
@@ -534,16 +550,13 @@ def cluster_step(
     segments = segments_frame(som_step.customers["customer_id"], bmu, som.weights_.shape[:2], pc.unit_labels_,
                               som_step.X.index, segment=labels)
     write_parquet(segments, layout.segments, index=True)
-    write_clustering(layout, pc, assign=assign, segment_means=means)
     sizes = segments["segment"].value_counts().sort_index()
     if run_cut:
         sizes = som_step.sample.segment_customers  # exact
-    exact = {} if som_step.sample is not None and not run_cut else {  # a new cut's sizes are the sample's
-        "segment_sizes": {str(k): int(v) for k, v in sizes.items()}}
-    record_metrics(
-        layout, n_segments=int(pc.n_clusters_), cophenetic_correlation=float(pc.cophenetic_corr_),
-        silhouette=_silhouette(X, segments["segment"].to_numpy(), seed=seed), **exact,
-    )
+    elif som_step.sample is not None:
+        sizes = None  # a new cut's sizes on the sample are not the run's: not recorded
+    write_clusters(layout, pc, assign=assign, segment_means=means, sizes=sizes,
+                   silhouette=_silhouette(X, segments["segment"].to_numpy(), seed=seed))
     stability = measure_stability(layout, som_step.X, segments["segment"], som, pc, n_runs=n_stability_runs,
                                   seed=seed, progress=progress, assign=assign)
     return ClusterStep(som_step=som_step, clustering=pc, segments=segments, hits=hits, layout=layout,
@@ -600,11 +613,16 @@ def read_stability(layout: Layout) -> pd.DataFrame:
     return stability_summary(json.loads(layout.stability.read_text()))
 
 
-def _clustering(settings: dict, seed: int):
-    """The :class:`~seglib.cluster.PrototypeClustering` of the step's settings (``random_state`` = seed)."""
-    from seglib.cluster import PrototypeClustering
-
-    return PrototypeClustering(**settings, random_state=seed)
+def write_clusters(layout: Layout, clustering, *, assign: str, segment_means, sizes, **metrics) -> None:
+    """Step 03's records, as both backends write them: ``clustering.json`` (:func:`write_clustering`)
+    and, in ``metrics.json``, the number of segments, the cophenetic correlation, ``sizes`` (customers
+    per segment, a Series indexed by segment; None records none) and any other ``metrics`` (e.g.
+    ``silhouette``)."""
+    write_clustering(layout, clustering, assign=assign, segment_means=segment_means)
+    if sizes is not None:
+        metrics["segment_sizes"] = {str(k): int(v) for k, v in sizes.items()}
+    record_metrics(layout, n_segments=int(clustering.n_clusters_),
+                   cophenetic_correlation=float(clustering.cophenetic_corr_), **metrics)
 
 
 def write_clustering(layout: Layout, clustering, *, assign: str = "unit", segment_means=None) -> Path:

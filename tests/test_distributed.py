@@ -22,8 +22,6 @@ from sklearn.metrics import adjusted_rand_score  # noqa: E402
 from seglib.distributed import (  # noqa: E402
     Partitions,
     _at_most,
-    _medians,
-    _order_statistics,
     clean_dask,
     customer_features,
     dask_client,
@@ -32,6 +30,7 @@ from seglib.distributed import (  # noqa: E402
     run_dask,
 )
 from seglib.errors import InputError, ParameterError  # noqa: E402
+from seglib.features import exact_medians, order_statistics  # noqa: E402
 from seglib.load import data_files  # noqa: E402
 from seglib.profile import read_result  # noqa: E402
 from seglib.runner import BACKENDS, check_backend, run_segmentation  # noqa: E402
@@ -372,9 +371,9 @@ def test_order_statistics_are_exact(client, seed):
                          index=["x", "y"])
     ordered = np.sort(values[np.isfinite(values)])
     ranks = [0, 1, 100, len(ordered) // 2, len(ordered) - 1]
-    got = _order_statistics(parts, _identity, [("x", k) for k in ranks], stats, bins=8, small=20)
+    got = order_statistics(parts.reduce, _identity, [("x", k) for k in ranks], stats, bins=8, small=20)
     assert got == [ordered[k] for k in ranks]
-    medians = _medians(parts, _identity, stats)
+    medians = exact_medians(parts.reduce, _identity, stats)
     assert medians == pytest.approx({"x": np.nanmedian(values), "y": -np.nanmedian(values)}, rel=0, abs=0)
 
 

@@ -94,11 +94,32 @@ def test_run_segmentation_takes_exactly_the_registry_parameters_with_their_defau
 
 
 @pytest.mark.parametrize("function", [steps.clean_step, steps.som_step, steps.cluster_step,
-                                      distributed.run_dask, distributed.clean_dask, distributed.cluster_dask])
+                                      distributed.clean_dask])
 def test_step_signatures_use_the_registry_defaults(function):
     shared = {n: p.default for n, p in inspect.signature(function).parameters.items() if n in params.names()}
     assert shared, function.__name__
     assert shared == {n: params.default(n) for n in shared}
+
+
+@pytest.mark.parametrize("step", ["clean", "som", "cluster", "profile"])
+def test_each_step_takes_its_registry_parameters(step):
+    """The runner passes each step the registry's parameters of that step (``params.defaults(step)``)."""
+    function = {"clean": steps.clean_step, "som": steps.som_step, "cluster": steps.cluster_step,
+                "profile": steps.profile_step}[step]
+    assert set(params.defaults(step)) <= set(inspect.signature(function).parameters)
+
+
+def test_the_dask_backend_takes_the_registry_parameters_by_name(tmp_path):
+    """run_dask and cluster_dask take ``**parameters`` and check them against the registry first."""
+    for function in (distributed.run_dask, distributed.cluster_dask):
+        kinds = {p.kind for p in inspect.signature(function).parameters.values()}
+        assert inspect.Parameter.VAR_KEYWORD in kinds
+        assert not set(inspect.signature(function).parameters) & set(params.names())
+    with pytest.raises(ParameterError, match="unknown parameter 'n_cluster'"):
+        distributed.run_dask(tmp_path, tmp_path / "run", n_cluster=4)
+    with pytest.raises(ParameterError, match="n_epochs"):
+        distributed.run_dask(tmp_path, tmp_path / "run", n_epochs=0)
+    assert not (tmp_path / "run").exists()  # nothing started nor written
 
 
 def test_the_readme_table_is_current():
