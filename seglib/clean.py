@@ -65,6 +65,8 @@ __all__ = [
     "plausibility_stats",
     "combine_plausibility_stats",
     "plausible_bounds",
+    "reference_bounds",
+    "file_plausibility_stats",
     "Plausible",
     "DEFAULT_MIN_AGE",
     "DEFAULT_MAX_AGE",
@@ -886,6 +888,36 @@ def plausible_bounds(stats: dict, *, min_date=None, max_date=None, max_amount=No
     return Plausible(lo, hi, max_amount, as_of)
 
 
+def reference_bounds(stats: dict, source: str, *, as_of=None, min_date=None, max_date=None,
+                     max_amount=None) -> tuple[pd.Timestamp, Plausible]:
+    """``as_of`` and the plausible bounds of an input, from its :func:`plausibility_stats` (of the whole
+    input, or its files' combined with :func:`combine_plausibility_stats`): what both backends clean
+    with. A given ``as_of`` or bound is kept; None derives it (:func:`plausible_bounds`). Raises
+    :class:`InputError` naming ``source`` when no row can be kept (then no ``as_of`` can be derived)."""
+    bounds = plausible_bounds(stats, min_date=min_date, max_date=max_date, max_amount=max_amount)
+    if as_of is None:
+        if bounds.as_of is None:
+            raise InputError(f"{source}: no row has a customer id, a parseable date and a numeric amount "
+                             f"within the plausible bounds ({bounds.settings()})")
+        as_of = bounds.as_of
+        logger.info("as_of = %s (the day after the last kept transaction of %s)", as_of.date(), source)
+    return as_of, bounds
+
+
+def file_plausibility_stats(path, columns=None, *, date_format: str | None = None,
+                            encoding: str | None = None) -> dict:
+    """:func:`plausibility_stats` of a file, reading only the roles they need (the required ones and
+    those an amount may be derived from): what the Dask backend sums over the files before cleaning."""
+    columns = dict(columns or {})
+    light = {r: (columns.get(r) if r in REQUIRED_ROLES else None)
+             for r in ROLES if r not in REQUIRED_ROLES + AMOUNT_FROM or r in columns}
+    for role in AMOUNT_FROM:
+        if role in columns:
+            light[role] = columns[role]
+    raw = load_transactions(path, light, date_format=date_format, encoding=encoding)
+    return plausibility_stats(raw, date_format)
+
+
 def default_as_of(raw: pd.DataFrame, date_format: str | None = None) -> pd.Timestamp | None:
     """The day after the last transaction among rows that will be kept, with the default bounds.
 
@@ -1161,17 +1193,9 @@ def clean_transactions(
     ids = _Ids.of(work["customer_id"])
     dates, amounts = parse_dates(work["date"], date_format), parse_amounts(work["amount"])
     _require_values(raw, work, date_format, source, ids.keys, dates, amounts)
-    bounds = plausible_bounds(_stats(ids.keys, dates, amounts), min_date=min_date, max_date=max_date,
-                              max_amount=max_amount)
+    as_of, bounds = reference_bounds(_stats(ids.keys, dates, amounts), source, as_of=as_of,
+                                     min_date=min_date, max_date=max_date, max_amount=max_amount)
     del dates, amounts
-    if as_of is None:
-        if bounds.as_of is None:
-            raise InputError(
-                f"{source}: no row has a customer id, a parseable date and a numeric amount within the "
-                f"plausible bounds ({bounds.settings()})"
-            )
-        as_of = bounds.as_of
-        logger.info("as_of = %s (the day after the last kept transaction)", as_of.date())
     clean, report = _clean(
         raw,
         as_of,

@@ -40,8 +40,8 @@ from seglib.clean import (
     check_bounds,
     clean_partition,
     combine_plausibility_stats,
-    plausibility_stats,
-    plausible_bounds,
+    file_plausibility_stats,
+    reference_bounds,
 )
 from seglib.cluster import (
     PrototypeClustering,
@@ -56,30 +56,25 @@ from seglib.cluster import (
     unit_sums,
 )
 from seglib.config import Layout
-from seglib.errors import InputError, ParameterError, check_int, check_option
+from seglib.errors import InputError, ParameterError, check_bool, check_int, check_option
 from seglib.features import (
-    COUNT_PREFIXES,
-    FeatureBuilder,
-    FeatureScaler,
     categories,
-    combine_partials,
+    combine_block,
+    conform_partials,
     customer_partials,
+    customers_meta,
     descriptor_columns,
-    finalize_customers,
+    feature_pipeline,
+    finalize_block,
     fit_builder_from_blocks,
     fit_scaler_from_blocks,
+    partials_meta,
     scale_block,
     transaction_key,
 )
-from seglib.load import AMOUNT_FROM, REQUIRED_ROLES, ROLES, data_files, load_transactions
+from seglib.load import data_files, load_transactions
 from seglib.params import default, defaults, effective
-from seglib.som import (
-    SOM,
-    best_units,
-    epoch_stats,
-    map_quality,
-    reduce_moments,
-)
+from seglib.som import SOM, best_units, epoch_stats, map_quality, reduce_moments
 
 try:
     import dask
@@ -88,21 +83,8 @@ try:
 except ImportError:  # the optional extra is not installed; _require_dask says how to get it
     dd = None
 
-__all__ = [
-    "Partitions",
-    "DaskClean",
-    "DaskFeatures",
-    "DaskClusters",
-    "DaskRun",
-    "dask_client",
-    "clean_dask",
-    "customer_features",
-    "fit_som",
-    "hit_map",
-    "cluster_dask",
-    "write_results",
-    "run_dask",
-]
+__all__ = ["Partitions", "DaskClean", "DaskFeatures", "DaskClusters", "DaskRun", "dask_client", "clean_dask",
+           "customer_features", "fit_som", "hit_map", "cluster_dask", "write_results", "run_dask"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +94,8 @@ PART_FORMATS = ("parquet", "csv")
 MAX_COLLECT = 1_000_000
 #: (customer, store) rows per partition of the customer tables aimed at when ``npartitions=None``.
 CUSTOMERS_PER_PARTITION = 200_000
-#: glibc's mmap and trim thresholds in local workers. Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536``
-#: (to give memory back to the system early), which also pins the mmap threshold at 128 KB: every large
-#: temporary is then a fresh mmap, or heap given back and taken again, page-faulted each time. That made
-#: ``epoch_stats`` 1.5-4x slower in a worker than in a plain process; 16 MB for both keeps the SOM's
-#: temporaries (a few MB per chunk) on the heap, for at most 16 MB held per worker.
+#: glibc's mmap and trim thresholds in local workers: Dask's default made ``epoch_stats`` 1.5-4x slower in
+#: a worker than in a plain process (``docs/dask.md``, "An existing cluster").
 MALLOC_THRESHOLD = 16 * 2**20
 _PART = re.compile(r"part-\d{5}\.(parquet|csv)")
 
@@ -143,23 +122,16 @@ def dask_client(scheduler=None, *, n_workers: int | None = None, memory_limit="a
     Parameters
     ----------
     scheduler : None, str or distributed.Client
-        None: start a ``LocalCluster`` of processes with one thread each (the SOM's matrix products run
-        single-threaded, so processes use the cores best), closed at the end. An address such as
-        ``"tcp://host:8786"``: connect to a running scheduler (started with ``dask scheduler`` and
-        ``dask worker``); the cluster is left running. A ``Client``: used as is and left open.
+        None: a ``LocalCluster`` of single-threaded worker processes (the SOM's matrix products use the
+        cores best so), closed at the end. ``"tcp://host:8786"``: a running scheduler, left running. A
+        ``Client``: used as is and left open.
     n_workers : int, optional
-        Workers of the local cluster; None uses one per core. Only with ``scheduler=None``.
+        Workers of the local cluster; None: one per core.
     memory_limit : str or int, default "auto"
-        Memory limit per local worker (e.g. ``"4GB"``); "auto" shares the machine's memory. A worker
-        spills to disk at 60% of it and is restarted at 95%: give each worker at least 2 GB, more than
-        5x the size of one input file (one file is one task) plus its share of the customer table
-        (about 0.5 KB per customer). Only with ``scheduler=None``.
+        Per local worker (e.g. ``"4GB"``); "auto" shares the machine's memory. Give each at least 2 GB
+        and 5x the size of one input file (sizing: ``docs/dask.md``).
     dashboard_address : str, default ":8787"
-        Address of the local cluster's dashboard (":0" picks a free port).
-
-    Yields
-    ------
-    distributed.Client
+        Of the local cluster (":0" picks a free port).
     """
     _require_dask()
     if isinstance(scheduler, Client):
@@ -276,12 +248,8 @@ def _as_partitions(client, data) -> Partitions:
 
 @dataclass
 class DaskClean:
-    """What the cleaning step produced: the summed report and per-(customer, store) partial aggregates.
-
-    The cleaned lines themselves never leave their task (optionally they are written to ``clean_dir``):
-    each file's lines become :func:`~seglib.features.customer_partials`, combined across files after a
-    shuffle by customer, so every customer's rows are in one partition of ``partials``.
-    """
+    """What the cleaning step produced: the summed report and per-(customer, store) partial aggregates
+    (:func:`~seglib.features.customer_partials` of each file, combined after a shuffle by customer)."""
 
     partials: Partitions  # columns customer_key, store, then PARTIAL_AGGREGATES / count columns
     report: CleaningReport
@@ -293,29 +261,11 @@ class DaskClean:
     files: list
 
 
-def _light_columns(columns) -> dict:
-    """The role mapping with every optional role disabled but those an amount may be derived from
-    (reads only what ``as_of`` and the plausibility bounds need)."""
-    columns = dict(columns or {})
-    light = {r: (columns.get(r) if r in REQUIRED_ROLES else None)
-             for r in ROLES if r not in REQUIRED_ROLES + AMOUNT_FROM or r in columns}
-    for role in AMOUNT_FROM:
-        if role in columns:
-            light[role] = columns[role]
-    return light
-
-
 def _file_info(path, columns, date_format, dob_format, encoding) -> dict:
     raw = load_transactions(path, columns, date_format=date_format, dob_format=dob_format, encoding=encoding)
     attrs = raw.attrs
     return {"roles": list(raw.columns), "mapping": attrs["columns"], "date_format": attrs["date_format"],
             "dob_format": attrs["dob_format"]}
-
-
-def _file_stats(path, columns, date_format, encoding) -> dict:
-    """The file's :func:`~seglib.clean.plausibility_stats` (small tables that add up across files)."""
-    raw = load_transactions(path, _light_columns(columns), date_format=date_format, encoding=encoding)
-    return plausibility_stats(raw, date_format)
 
 
 def _clean_file(path, part, *, roles, columns, as_of, date_format, dob_format, encoding, min_age, max_age,
@@ -348,110 +298,60 @@ def _clean_file(path, part, *, roles, columns, as_of, date_format, dob_format, e
     return partials, (report, dropped, found, transaction_key(clean))
 
 
-def _conform(partials, meta: pd.DataFrame) -> pd.DataFrame:
-    """Partials with the columns of ``meta`` (count columns absent from this file are 0)."""
-    if partials is None:
-        return meta.copy()
-    missing = {c: 0.0 for c in meta.columns if c not in partials.columns}
-    return partials.assign(**missing)[list(meta.columns)].astype(meta.dtypes.to_dict())
-
-
-def _combine(part: pd.DataFrame) -> pd.DataFrame:
-    """One row per (customer_key, store) of a partition holding all rows of its customers."""
-    part = part.sort_values(["customer_key", "store", "part"], kind="stable")  # fixed order of the sums
-    combined = combine_partials(part.drop(columns="part").set_index(["customer_key", "store"]))
-    return combined.reset_index()
-
-
 def _distinct_customers(part: pd.DataFrame, dropped) -> tuple[int, int]:
     keys = pd.unique(part["customer_key"])
     return len(keys), int(np.isin(dropped, np.asarray(keys, dtype=object)).sum())
 
 
-def clean_dask(
-    data,
-    *,
-    client=None,
-    columns: dict | None = default("columns"),
-    date_format: str | None = default("date_format"),
-    dob_format: str | None = default("dob_format"),
-    encoding: str | None = None,
-    as_of=default("as_of"),
-    min_age: int = default("min_age"),
-    max_age: int = default("max_age"),
-    drop_duplicates: bool = False,
-    min_date=None,
-    max_date=None,
-    max_amount: float | None = None,
-    npartitions: int | None = None,
-    clean_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> DaskClean:
+def clean_dask(data, *, client=None, encoding: str | None = None, drop_duplicates: bool = False,
+               npartitions: int | None = None, clean_dir: str | os.PathLike | None = None,
+               progress: bool = True, **parameters) -> DaskClean:
     """Read and clean every file on the workers (the rules of :mod:`seglib.clean`), one task per file.
 
     Parameters
     ----------
     data : str, path or list
-        Files to read, see :func:`data_files`. Each file is one task, so files should be 50-500 MB
-        (split a bigger file, e.g. with ``split -l``). A transaction must not span two files (files
-        cut by date, store or customer never split one), or it is counted twice.
+        Files (:func:`~seglib.load.data_files`) of 50-500 MB each (one file is one task). A transaction
+        must not span two files (files cut by date, store or customer never split one).
     client : distributed.Client, optional
         Default: the current client (see :func:`dask_client`).
-    columns, date_format, dob_format, encoding
-        See :func:`~seglib.load.load_transactions`. The formats are detected on the first file when
-        None and then used for every file.
-    as_of : str or date-like, optional
-        Reference date of ages. None: the day after the last kept transaction of all files.
-    min_age, max_age, drop_duplicates, min_date, max_date, max_amount
-        See :func:`~seglib.clean.clean_transactions`. Duplicates are found within a file. The
-        plausibility bounds and ``as_of`` are derived by a first pass over the files (each file's
-        :func:`~seglib.clean.plausibility_stats`, combined exactly), so they equal the pandas
-        backend's; the pass is skipped when ``as_of`` and all three bounds are given.
+    encoding, drop_duplicates
+        See :func:`~seglib.clean.clean_file` (duplicates are found within a file).
     npartitions : int, optional
-        Partitions of the customer tables (after the shuffle by customer). None: about
-        :data:`CUSTOMERS_PER_PARTITION` customers each, whatever the cluster, so the same data and seed
-        give the same bits on any cluster. Give at least two per worker thread to keep every worker busy
-        (sums over more partitions differ in the last bits).
+        Partitions of the customer tables. None: about :data:`CUSTOMERS_PER_PARTITION` customers each,
+        so the same data give the same bits on any cluster; else at least two per worker thread.
     clean_dir : str or path, optional
         Also write each file's cleaned lines as ``<clean_dir>/part-NNNNN.parquet``.
     progress : bool, default True
-        Show a progress bar over the files.
-
-    Returns
-    -------
-    DaskClean
-        Its ``report`` is the sum of the files' reports (``rows_read == rows_kept + dropped``), with
-        the distinct customers counted on the combined table.
+        A progress bar over the files.
+    **parameters
+        The clean step's run parameters (:mod:`seglib.params`), as :func:`seglib.steps.clean_step`. The
+        formats are detected on the first file. ``as_of`` and the plausibility bounds, when not given,
+        come from every file's :func:`~seglib.clean.plausibility_stats` (a first pass), as in memory.
     """
+    values = {n: effective(parameters)[n] for n in defaults("clean")}
+    columns, date_format, dob_format = values["columns"], values["date_format"], values["dob_format"]
     client = _client(client)
     files = data_files(data)
-    if as_of is not None:
-        as_of = check_as_of(as_of)
-    min_age, max_age = check_ages(min_age, max_age)
-    min_date, max_date, max_amount = check_bounds(min_date, max_date, max_amount)
-    if not isinstance(drop_duplicates, (bool, np.bool_)):
-        raise ParameterError(f"drop_duplicates={drop_duplicates!r} is not valid; give True or False")
-    _check_npartitions(npartitions)
+    as_of = None if values["as_of"] is None else check_as_of(values["as_of"])
+    min_age, max_age = check_ages(values["min_age"], values["max_age"])
+    min_date, max_date, max_amount = check_bounds(values["min_date"], values["max_date"],
+                                                  values["max_amount"])
+    drop_duplicates = check_bool("drop_duplicates", drop_duplicates)
+    check_int("npartitions", npartitions, minimum=1, allow_none=True)
     info = client.submit(_file_info, files[0], columns, date_format, dob_format, encoding).result()
     date_format, dob_format = info["date_format"], info["dob_format"]
     if as_of is None or min_date is None or max_date is None or max_amount is None:
-        stats = client.gather(client.map(_file_stats, files, columns=columns, date_format=date_format,
-                                         encoding=encoding))
-        bounds = plausible_bounds(combine_plausibility_stats(stats), min_date=min_date, max_date=max_date,
-                                  max_amount=max_amount)
+        stats = client.gather(client.map(file_plausibility_stats, files, columns=columns,
+                                         date_format=date_format, encoding=encoding))
+        as_of, bounds = reference_bounds(combine_plausibility_stats(stats), str(data), as_of=as_of,
+                                         min_date=min_date, max_date=max_date, max_amount=max_amount)
         min_date, max_date, max_amount = bounds.min_date, bounds.max_date, bounds.max_amount
-        if as_of is None:
-            if bounds.as_of is None:
-                raise InputError(f"{data}: no row has a customer id, a parseable date and a numeric amount "
-                                 f"within the plausible bounds ({bounds.settings()})")
-            as_of = bounds.as_of
-            logger.info("as_of = %s (the day after the last kept transaction of %d files)", as_of.date(),
-                        len(files))
     if clean_dir is not None:
         Path(clean_dir).mkdir(parents=True, exist_ok=True)
     futures = client.map(_clean_file, files, range(len(files)), roles=info["roles"], columns=columns,
                          as_of=as_of, date_format=date_format, dob_format=dob_format, encoding=encoding,
-                         min_age=min_age, max_age=max_age, drop_duplicates=bool(drop_duplicates),
+                         min_age=min_age, max_age=max_age, drop_duplicates=drop_duplicates,
                          clean_dir=None if clean_dir is None else str(clean_dir), min_date=min_date,
                          max_date=max_date, max_amount=max_amount)
     for _ in tqdm(as_completed(futures), total=len(futures), desc="cleaning files", unit="file",
@@ -464,14 +364,15 @@ def clean_dask(
     if report.rows_kept == 0:
         raise InputError(f"{data}: no row is left after cleaning ({report.rows_dropped})")
     programmes, genders = (_union(s[2][i] for s in small) for i in (0, 1))
-    meta = _partials_meta(client, partial_futures, [s[0].rows_kept for s in small], programmes, genders)
-    conformed = client.map(_conform, partial_futures, meta=meta)
+    first = next(f for f, s in zip(partial_futures, small) if s[0].rows_kept)
+    meta = partials_meta(client.submit(lambda p: p.iloc[:0], first).result(), programmes, genders)
+    conformed = client.map(conform_partials, partial_futures, meta=meta)
     n_rows = sum(client.gather(client.map(len, conformed)))
     n_parts = npartitions or max(1, math.ceil(n_rows / CUSTOMERS_PER_PARTITION))
     frame = dd.from_delayed(conformed, meta=meta, verify_meta=False).shuffle(on="customer_key",
                                                                              npartitions=n_parts)
-    combined_meta = _combine(meta)
-    partials = Partitions(_partitions_of(client, frame.map_partitions(_combine, meta=combined_meta)),
+    combined_meta = combine_block(meta)
+    partials = Partitions(_partitions_of(client, frame.map_partitions(combine_block, meta=combined_meta)),
                           combined_meta)
     del conformed, partial_futures, frame
     # customers read = those kept + those whose rows were all dropped in a file and who are kept in none
@@ -494,20 +395,6 @@ def _union(lists) -> list | None:
     return sorted(set().union(*lists)) if lists else None
 
 
-def _check_npartitions(npartitions) -> None:
-    check_int("npartitions", npartitions, minimum=1, allow_none=True)
-
-
-def _partials_meta(client, futures, kept, programmes, genders) -> pd.DataFrame:
-    """Empty partials frame with every file's columns, count columns in sorted order."""
-    first = next(f for f, k in zip(futures, kept) if k)
-    head = client.submit(lambda p: p.iloc[:0], first).result()
-    base = [c for c in head.columns if not c.startswith(COUNT_PREFIXES) and c != "part"]
-    counts = [f"programme_{p}" for p in programmes or []] + [f"gender_{g}" for g in genders or []]
-    meta = head.reindex(columns=base + counts + ["part"])
-    return meta.astype({c: "float64" for c in counts} | {"part": "int64"})
-
-
 # ----------------------------------------------------------------------------------------------------
 # step 02: customer table, feature builder and scaler from reductions, the scaled matrix
 
@@ -526,78 +413,29 @@ class DaskFeatures:
         return list(self.X.meta.columns)
 
 
-def _finalize(part: pd.DataFrame, as_of, meta: pd.DataFrame) -> pd.DataFrame:
-    if part.empty:
-        return meta.copy()
-    table = finalize_customers(part.set_index(["customer_key", "store"]), as_of)
-    return table.reindex(columns=meta.columns)  # n_stores even when this partition knows no store
+def customer_features(cleaned: DaskClean, pipeline: Pipeline | None = None, *, client=None) -> DaskFeatures:
+    """Customer table, fitted feature pipeline and scaled matrix, all on the workers (persisted).
 
-
-def customer_features(
-    cleaned: DaskClean,
-    *,
-    client=None,
-    scaler: str = default("scaler"),
-    indicators=("age",),
-    exclude=(),
-    bases="behaviour",
-    log1p="auto",
-    balance="auto",
-    weights: dict | None = None,
-) -> DaskFeatures:
-    """Customer table, fitted feature pipeline and scaled matrix, all on the workers.
-
-    The same as the pandas backend's ``feature_pipeline("customer", ...)`` fitted on the whole data: the
-    statistics the fits need (:func:`~seglib.features.fit_builder_from_blocks`,
-    :func:`~seglib.features.fit_scaler_from_blocks`; medians and quartiles exact) come from reductions
-    over the partitions, and the
-    builder's and scaler's ``fit_from_stats`` set the fitted attributes, as in memory. The customer
-    table and the scaled matrix stay on the workers (persisted), never collected.
-
-    Parameters
-    ----------
-    cleaned : DaskClean
-        Output of :func:`clean_dask`.
-    client : distributed.Client, optional
-        Default: the current client.
-    scaler, log1p, balance, weights
-        See :class:`~seglib.features.FeatureScaler` (``"standard"`` needs two passes, ``"minmax"`` one,
-        ``"robust"`` a few more for its exact quartiles).
-    indicators, exclude, bases
-        See :class:`~seglib.features.FeatureBuilder` (``bases``: the features that form the segments;
-        the customer table keeps every feature, descriptors included, for the profiles).
-
-    Returns
-    -------
-    DaskFeatures
+    ``pipeline`` is the unfitted :func:`seglib.features.feature_pipeline` (``level="customer"``; default
+    its defaults), fitted as in memory but from reductions over the partitions
+    (:func:`~seglib.features.fit_builder_from_blocks`, :func:`~seglib.features.fit_scaler_from_blocks`:
+    medians and quartiles exact). ``client``: default, the current one.
     """
     client = _client(client)
     partials = cleaned.partials
-    sample = _sample_partials(partials.meta, has_store="store" in cleaned.transaction_key)
-    meta = finalize_customers(sample.set_index(["customer_key", "store"]), cleaned.as_of).iloc[:0]
-    customers = Partitions(partials.map(_finalize, as_of=cleaned.as_of, meta=meta), meta)
+    meta = customers_meta(partials.meta, cleaned.as_of, has_store="store" in cleaned.transaction_key)
+    customers = Partitions(partials.map(finalize_block, as_of=cleaned.as_of, meta=meta), meta)
     n_customers = sum(customers.reduce(len))
-    builder = fit_builder_from_blocks(
-        FeatureBuilder("customer", as_of=cleaned.as_of, indicators=indicators, exclude=exclude, bases=bases),
-        customers.reduce, meta.columns, as_of=cleaned.as_of, programmes=cleaned.programmes,
-        genders=cleaned.genders, transaction_key=cleaned.transaction_key)
-    fitted = fit_scaler_from_blocks(FeatureScaler(scaler, log1p=log1p, balance=balance,
-                                                  weights=dict(weights) if weights else None),
-                                    customers.reduce, builder)
+    pipe = feature_pipeline("customer", as_of=cleaned.as_of) if pipeline is None else pipeline
+    builder = fit_builder_from_blocks(pipe["features"].set_params(as_of=cleaned.as_of), customers.reduce,
+                                      meta.columns, as_of=cleaned.as_of, programmes=cleaned.programmes,
+                                      genders=cleaned.genders, transaction_key=cleaned.transaction_key)
+    fitted = fit_scaler_from_blocks(pipe["scale"], customers.reduce, builder)
     X = Partitions(customers.map(scale_block, builder=builder, scaler=fitted),
                    pd.DataFrame(columns=builder.feature_names_, dtype=float, index=meta.index[:0]))
     logger.info("%d customers, %d features: %s", n_customers, len(builder.feature_names_),
                 ", ".join(builder.feature_names_))
-    pipe = Pipeline([("features", builder), ("scale", fitted)])
     return DaskFeatures(customers=customers, X=X, pipeline=pipe, n_customers=n_customers)
-
-
-def _sample_partials(meta: pd.DataFrame, has_store: bool) -> pd.DataFrame:
-    """A one-row partials frame (to learn the customer table's columns from ``finalize_customers``)."""
-    row = {c: (pd.Timestamp("2000-01-01") if pd.api.types.is_datetime64_any_dtype(t) else
-               1.0 if pd.api.types.is_numeric_dtype(t) else "x") for c, t in meta.dtypes.items()}
-    row["store"] = "x" if has_store else pd.NA
-    return pd.DataFrame([row]).astype(meta.dtypes.to_dict())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -652,58 +490,29 @@ def _epoch_totals(X: Partitions, weights, exact=False, groups=None):
     return sums, counts, sum_dist
 
 
-def _moments(X: Partitions):
-    """Mean, covariance (ddof=1) and rows of the table: :func:`seglib.som.reduce_moments` over the
-    partitions."""
-    return reduce_moments(X.reduce)
-
-
 def fit_som(X, som: SOM | None = None, *, client=None, progress: bool | None = None) -> SOM:
-    """Train a batch SOM on a distributed matrix; returns a fitted :class:`~seglib.som.SOM`.
-
-    The same algorithm as ``SOM(engine="batch").fit``: moments by reduction, the same initialisation and
-    sigma schedule; each epoch maps :func:`~seglib.som.epoch_stats` over the partitions, adds the
-    per-unit sums and counts on the client (in partition order, so the result does not depend on the
-    number of workers), and updates the weights there. The returned SOM works like any other (predict,
-    plots, ``save``); the time per epoch is logged.
-
-    Parameters
-    ----------
-    X : Partitions or dask DataFrame
-        Scaled features (e.g. ``DaskFeatures.X``); persisted first if it is a lazy dask DataFrame.
-    som : SOM, optional
-        The settings (unfitted; it is fitted in place and returned). Default ``SOM()``. Only
-        ``engine="batch"``: MiniSom's online updates are sequential.
-    client : distributed.Client, optional
-    progress : bool, optional
-        Progress bar over the epochs; None uses ``som.progress``.
-    """
+    """Train a batch SOM (default ``SOM()``, fitted in place) on a distributed matrix (:class:`Partitions`
+    or a dask DataFrame, persisted first): :meth:`~seglib.som.SOM.fit_stats` with moments and epoch
+    statistics reduced over the partitions in partition order, so the map is ``SOM.fit``'s and does not
+    depend on the workers. ``progress``: a bar over the epochs (None: ``som.progress``)."""
     return _fit_som(X, som, client, progress)[0]
 
 
 def _fit_som(X, som, client, progress) -> tuple[SOM, float]:
-    """:func:`fit_som`, also returning the seconds of the epoch loop (data persisted, no moments).
-
-    BLAS is pinned to one thread in the client: after each small product of ``update_weights``, idle
-    OpenBLAS threads spin, and on 2 cores that took a whole core from the workers (2 workers were then
-    no faster than one).
-    """
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _train(X, som, client, progress)
-
-
-def _train(X, som, client, progress) -> tuple[SOM, float]:
+    """:func:`fit_som`, also returning the seconds of the epoch loop. BLAS is pinned to one thread in the
+    client: idle OpenBLAS threads spinning after each ``update_weights`` took a core from the workers."""
     client = _client(client)
     X = _as_partitions(client, X)
     som = SOM() if som is None else som
     check_option("engine (Dask backend)", som.engine, ["batch"])
     if progress is not None:
         som.progress = progress
-    mean, cov, n = _moments(X)
-    groups = _local_groups(X)
-    started = time.perf_counter()
-    som.fit_stats(partial(_epoch_totals, X, groups=groups), mean, cov, n)
-    seconds = time.perf_counter() - started
+    with threadpool_limits(limits=1, user_api="blas"):
+        mean, cov, n = reduce_moments(X.reduce)
+        groups = _local_groups(X)
+        started = time.perf_counter()
+        som.fit_stats(partial(_epoch_totals, X, groups=groups), mean, cov, n)
+        seconds = time.perf_counter() - started
     logger.info("SOM %dx%d (batch on Dask, %s) trained on %d x %d: %d epochs in %.2f s, "
                 "quantization error %.4f -> %.4f", *som.map_shape_, som.weights_.dtype, n, len(mean),
                 len(som.sigmas_), seconds, som.history_[0], som.history_[-1])
@@ -774,16 +583,11 @@ def _unit_sums(part, weights) -> np.ndarray:
 
 
 def cluster_dask(som: SOM, features: DaskFeatures, *, client=None, **parameters) -> DaskClusters:
-    """Cluster the prototypes (on the client: they are few) with hits from a reduction; assign customers.
-
-    ``parameters`` are run parameters (:mod:`seglib.params`; the cluster step's and ``seed``, the
-    registry's defaults for the others), as for :func:`seglib.steps.cluster_step`. The customers' sums
-    per unit (:func:`seglib.cluster.unit_sums`, all that consolidation and ``n_clusters="auto"`` need
-    from the customers) are one reduction; the cut is :func:`seglib.cluster.fit_cut` on the client.
-    With ``assign="customer"`` every iteration of the customer-level consolidation is one more
-    reduction (per-segment sums). The segments (best unit and segment of every customer) stay on the
-    workers, in the partitions of ``features``.
-    """
+    """Cluster the prototypes on the client (:func:`seglib.cluster.fit_cut`) with hits and unit sums
+    from reductions; assign every customer on the workers (``segments``, in the partitions of
+    ``features``). ``parameters``: run parameters (:mod:`seglib.params`), as
+    :func:`seglib.steps.cluster_step`; with ``assign="customer"`` each consolidation iteration is one
+    more reduction."""
     values = effective(parameters)
     client = _client(client)
     X = features.X
@@ -1077,8 +881,9 @@ def run_dask(
                              clean_dir=layout.interim / "transactions" if write_clean else None)
         steps.write_cleaning(layout, cleaned.report, backend="dask")
         lap("clean")
-        features = customer_features(cleaned, client=client, scaler=values["scaler"], bases=values["bases"],
-                                     weights=values["feature_weights"])
+        pipe = feature_pipeline("customer", scaler=values["scaler"], bases=values["bases"],
+                                weights=values["feature_weights"])
+        features = customer_features(cleaned, pipe, client=client)
         cleaned.partials = None  # the customer table is persisted: free the partials
         wait(features.X.futures)
         lap("features")

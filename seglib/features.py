@@ -80,6 +80,11 @@ __all__ = [
     "fit_builder_from_blocks",
     "fit_scaler_from_blocks",
     "scale_block",
+    "partials_meta",
+    "conform_partials",
+    "combine_block",
+    "customers_meta",
+    "finalize_block",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1421,3 +1426,52 @@ def scale_block(customers: pd.DataFrame, builder: FeatureBuilder, scaler: Featur
     frame = model_frame(customers, builder.indicators_, builder.feature_names_, builder.medians_)
     return pd.DataFrame(scaler.transform(frame), index=customers.index,
                         columns=list(scaler.feature_names_in_))
+
+
+# ----------------------------------------------------------------------------------------------------
+# per-(customer, store) partial aggregates in blocks (the Dask backend: one block per input file, then
+# the blocks of a shuffle by customer)
+
+
+def partials_meta(head: pd.DataFrame, programmes, genders) -> pd.DataFrame:
+    """The empty partials frame of every block: the columns of ``head`` (a block's
+    :func:`customer_partials` with a ``part`` column, the block's number), with a count column for each
+    programme and gender seen in any block, in sorted order."""
+    base = [c for c in head.columns if not c.startswith(COUNT_PREFIXES) and c != "part"]
+    counts = [f"programme_{p}" for p in programmes or []] + [f"gender_{g}" for g in genders or []]
+    meta = head.reindex(columns=base + counts + ["part"])
+    return meta.astype({c: "float64" for c in counts} | {"part": "int64"})
+
+
+def conform_partials(partials, meta: pd.DataFrame) -> pd.DataFrame:
+    """A block's partials with the columns of ``meta`` (count columns absent from this block are 0)."""
+    if partials is None:
+        return meta.copy()
+    missing = {c: 0.0 for c in meta.columns if c not in partials.columns}
+    return partials.assign(**missing)[list(meta.columns)].astype(meta.dtypes.to_dict())
+
+
+def combine_block(block: pd.DataFrame) -> pd.DataFrame:
+    """One row per (customer_key, store) of a block holding all the partials of its customers
+    (:func:`combine_partials`, summed in a fixed order: by key, store, then the ``part`` they came from)."""
+    block = block.sort_values(["customer_key", "store", "part"], kind="stable")
+    combined = combine_partials(block.drop(columns="part").set_index(["customer_key", "store"]))
+    return combined.reset_index()
+
+
+def customers_meta(combined_meta: pd.DataFrame, as_of, *, has_store: bool) -> pd.DataFrame:
+    """The empty customer table (:func:`finalize_customers`) of combined partials with the columns of
+    ``combined_meta``, learnt from one made-up row."""
+    row = {c: (pd.Timestamp("2000-01-01") if pd.api.types.is_datetime64_any_dtype(t) else
+               1.0 if pd.api.types.is_numeric_dtype(t) else "x") for c, t in combined_meta.dtypes.items()}
+    row["store"] = "x" if has_store else pd.NA
+    sample = pd.DataFrame([row]).astype(combined_meta.dtypes.to_dict())
+    return finalize_customers(sample.set_index(["customer_key", "store"]), as_of).iloc[:0]
+
+
+def finalize_block(block: pd.DataFrame, as_of, meta: pd.DataFrame) -> pd.DataFrame:
+    """The customer table of a block of combined partials, with the columns of ``meta``
+    (:func:`customers_meta`; ``n_stores`` even when this block knows no store)."""
+    if block.empty:
+        return meta.copy()
+    return finalize_customers(block.set_index(["customer_key", "store"]), as_of).reindex(columns=meta.columns)

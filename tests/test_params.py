@@ -93,8 +93,7 @@ def test_run_segmentation_takes_exactly_the_registry_parameters_with_their_defau
     assert {n: tracking[n].default for n in params.defaults("track")} == params.defaults("track")
 
 
-@pytest.mark.parametrize("function", [steps.clean_step, steps.som_step, steps.cluster_step,
-                                      distributed.clean_dask])
+@pytest.mark.parametrize("function", [steps.clean_step, steps.som_step, steps.cluster_step])
 def test_step_signatures_use_the_registry_defaults(function):
     shared = {n: p.default for n, p in inspect.signature(function).parameters.items() if n in params.names()}
     assert shared, function.__name__
@@ -110,8 +109,8 @@ def test_each_step_takes_its_registry_parameters(step):
 
 
 def test_the_dask_backend_takes_the_registry_parameters_by_name(tmp_path):
-    """run_dask and cluster_dask take ``**parameters`` and check them against the registry first."""
-    for function in (distributed.run_dask, distributed.cluster_dask):
+    """The Dask steps take ``**parameters`` and check them against the registry first."""
+    for function in (distributed.run_dask, distributed.clean_dask, distributed.cluster_dask):
         kinds = {p.kind for p in inspect.signature(function).parameters.values()}
         assert inspect.Parameter.VAR_KEYWORD in kinds
         assert not set(inspect.signature(function).parameters) & set(params.names())
