@@ -818,45 +818,33 @@ def run_dask(
     progress: bool = True,
     **parameters,
 ) -> DaskRun:
-    """Run clean -> features -> scale -> SOM -> clustering -> assignment -> results on a Dask cluster.
-
-    Writes into ``out_dir`` what a pandas run writes (a :class:`~seglib.config.Layout`; see
-    ``docs/dask.md``): ``cleaning_report.json``, ``processed/`` (``features.json``, ``som/``,
-    ``clustering.json``, ``stability.json``, ``metrics.json``), ``result/part-NNNNN.parquet`` (one per
-    partition), ``segments.csv``, ``model/``, and ``result.csv`` when the customers fit on the client
-    (``max_collect``), else a seeded sample of them for the notebooks (``processed/sample.json``, see
-    :func:`write_results`); with ``write_clean=True`` also ``interim/transactions/part-NNNNN.parquet``.
+    """The whole pipeline on a Dask cluster, into the run folder ``out_dir``: what a pandas run writes,
+    plus ``result/part-NNNNN.parquet`` (one per partition); ``result.csv`` only up to ``max_collect``
+    customers, above it a seeded sample of them for notebooks 03-04 (``processed/sample.json``, see
+    :func:`write_results`; ``docs/dask.md``, "What it writes").
 
     Parameters
     ----------
     data : str, path or list
-        Files, a folder or a glob pattern, see :func:`seglib.load.data_files` and :func:`clean_dask`.
-    out_dir : str or path
-        The run folder.
-    encoding
-        Of the input files, see :func:`~seglib.load.load_transactions` (None: detected).
+        Files, a folder or a glob pattern (:func:`clean_dask`).
+    encoding, npartitions
+        See :func:`clean_dask`.
     scheduler, n_workers, memory_limit
-        The cluster, see :func:`dask_client`: None starts a local cluster (one single-threaded worker
-        process per core by default); ``"tcp://host:8786"`` uses a running one.
-    npartitions
-        Partitions of the customer tables, see :func:`clean_dask`.
+        The cluster (:func:`dask_client`): None starts a local one; ``"tcp://host:8786"`` uses a running one.
     parts_format, max_collect
-        See :func:`write_results`. The stability of the kept segments is measured on the client
-        (:func:`seglib.steps.measure_stability`) on the customers collected in key order, as the
-        pandas backend does, or on a seeded sample of ``max_collect`` customers.
+        See :func:`write_results`; the stability check runs on the collected customers, in key order as
+        in memory, or on a seeded sample of ``max_collect``.
     write_clean : bool, default False
-        Also write the cleaned lines (the pandas backend's ``transactions.parquet``, in parts).
+        Also write the cleaned lines (``interim/transactions/part-NNNNN.parquet``).
     progress : bool, default True
         Progress bars over the files and the SOM epochs.
     **parameters
-        Run parameters (:mod:`seglib.params`: names, defaults, allowed values), checked before any
-        work; ``engine`` must be ``"batch"`` (the only engine that trains by reductions).
+        Run parameters (:mod:`seglib.params`), checked before any work; ``engine`` must be ``"batch"``.
 
     Returns
     -------
     DaskRun
-        With ``timings``: seconds per stage (clean, features, som, cluster, stability, write) and
-        ``som_epochs``, the SOM's epoch loop alone (the data persisted).
+        ``timings``: seconds per stage and ``som_epochs`` (the epoch loop alone).
     """
     from seglib import steps
 

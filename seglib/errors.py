@@ -57,6 +57,22 @@ def _bounds(minimum, maximum) -> str:
     return ""
 
 
+def _check_number(name, value, convert, what: str, minimum, maximum, allow_none: bool):
+    """``convert(value)`` when ``convert`` is given (the value has the right type) and the result lies
+    within the inclusive bounds; None when ``allow_none``; else :class:`ParameterError` saying ``what``
+    was expected."""
+    if value is None and allow_none:
+        return None
+    ok = convert is not None
+    if ok:
+        value = convert(value)
+        ok = (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        expected = what + _bounds(minimum, maximum) + (" or None" if allow_none else "")
+        raise ParameterError(f"{name}={value!r} is not valid; expected {expected}")
+    return value
+
+
 def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None,
               allow_none: bool = False) -> int | None:
     """Return ``value`` as an ``int``; raise :class:`ParameterError` unless it is an integer in range.
@@ -76,16 +92,8 @@ def check_int(name: str, value, *, minimum: int | None = None, maximum: int | No
     allow_none : bool, default False
         ``None`` is valid (and returned as is).
     """
-    if value is None and allow_none:
-        return None
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if ok:
-        value = int(value)
-        ok = (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
-    if not ok:
-        expected = "an integer" + _bounds(minimum, maximum) + (" or None" if allow_none else "")
-        raise ParameterError(f"{name}={value!r} is not valid; expected {expected}")
-    return value
+    return _check_number(name, value, int if ok else None, "an integer", minimum, maximum, allow_none)
 
 
 def check_float(name: str, value, *, minimum: float | None = None, maximum: float | None = None,
@@ -95,16 +103,8 @@ def check_float(name: str, value, *, minimum: float | None = None, maximum: floa
     Integers are accepted (``1`` -> ``1.0``); booleans, strings, NaN and infinities are not.
     ``minimum`` / ``maximum`` are inclusive; ``allow_none`` makes ``None`` valid.
     """
-    if value is None and allow_none:
-        return None
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        value = float(value)
-        ok = (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
-    if not ok:
-        expected = "a finite number" + _bounds(minimum, maximum) + (" or None" if allow_none else "")
-        raise ParameterError(f"{name}={value!r} is not valid; expected {expected}")
-    return value
+    return _check_number(name, value, float if ok else None, "a finite number", minimum, maximum, allow_none)
 
 
 def check_bool(name: str, value) -> bool:

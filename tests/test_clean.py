@@ -684,3 +684,22 @@ def test_plots_draw_on_a_given_axes_and_handle_missing_data(small_clean):
     assert "no date-of-birth" in plot_age_distribution(no_dob).texts[0].get_text()
     with pytest.raises(InputError, match="customer_key"):
         plot_transactions_per_customer(pd.DataFrame({"date": []}))
+
+
+def test_reference_bounds_of_a_files_stats_are_the_cleaners(tmp_path):
+    """as_of and the bounds from a file's stats (what the Dask backend sums) are clean_file's."""
+    from seglib.clean import file_plausibility_stats, reference_bounds
+
+    raw = log_frame(date={3: "1900-01-01", 30: "2099-01-01"}, amount={9: "1e308", 40: "abc"})
+    path = tmp_path / "log.csv"
+    raw.to_csv(path, index=False)
+    stats = file_plausibility_stats(path, {"customer_id": "customer_id", "date": "date", "amount": "amount"},
+                                    date_format="%Y-%m-%d")
+    pd.testing.assert_frame_equal(stats["days"], plausibility_stats(raw, "%Y-%m-%d")["days"])
+    as_of, bounds = reference_bounds(stats, str(path))
+    _, report = clean_transactions(raw)
+    assert str(as_of.date()) == report.as_of and bounds.max_amount == report.settings["max_amount"]
+    given, _ = reference_bounds(stats, str(path), as_of="2020-01-01")
+    assert given == "2020-01-01"  # a given as_of is kept
+    with pytest.raises(InputError, match="log.csv: no row has a customer id"):
+        reference_bounds(stats, str(path), max_amount=1e-9)

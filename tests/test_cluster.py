@@ -773,3 +773,20 @@ def test_the_app_preview_of_a_cut_is_what_a_run_at_that_k_keeps():
         assert np.array_equal(labels, kept)
         np.testing.assert_array_equal(means, kept_means)
     assert len(starts_for(pc, np.roll(pc.unit_labels_, 1))) == 1  # not the tree's consolidation: as given
+
+
+def test_fit_cut_lets_a_given_max_d_win_and_ignores_the_steps_other_settings(planted):
+    """The one cut rule of both backends (seglib.cluster.fit_cut)."""
+    from seglib.cluster import fit_cut, unit_sums
+
+    sums = unit_sums(planted["X"], planted["bmu"], ROWS * COLS)
+    by_k = fit_cut(planted["weights"], planted["hits"], sums, random_state=0, n_clusters=4, assign="customer",
+                   n_stability_runs=3)
+    assert by_k.n_clusters_ == 4 and by_k.max_d is None
+    height = float(np.mean(by_k.max_d_range_))
+    by_d = fit_cut(planted["weights"], planted["hits"], sums, random_state=0, n_clusters=9, max_d=height)
+    assert by_d.n_clusters is None and by_d.max_d == height  # n_clusters ignored
+    assert by_d.n_clusters_ == 4
+    assert adjusted_rand_score(by_d.unit_labels_, by_k.unit_labels_) == 1.0
+    hexagonal = fit_cut(planted["weights"], planted["hits"], sums, topology="hexagonal", n_clusters=4)
+    assert hexagonal.topology == "hexagonal"

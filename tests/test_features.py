@@ -668,3 +668,99 @@ def test_builder_given_the_customer_table_gives_the_same_matrix(seed):
         FeatureBuilder(level="transaction").fit_transform(data, customers=customer_table(data))
     with pytest.raises(ParameterError, match="as_of"):
         FeatureBuilder().fit_transform(data, customers=customer_table(data, as_of="2030-01-01"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# fitting from blocks of customers (what the Dask backend reduces over its partitions)
+
+
+@pytest.mark.parametrize("scaler", ["standard", "minmax", "robust"])
+@pytest.mark.parametrize("n_blocks", [1, 3])
+def test_fits_from_blocks_match_the_in_memory_fit(scaler, n_blocks):
+    from seglib.features import (
+        categories,
+        fit_builder_from_blocks,
+        fit_scaler_from_blocks,
+        scale_block,
+        transaction_key,
+    )
+
+    clean = random_clean(7, n_lines=400)
+    as_of = clean.attrs["as_of"]
+    customers = customer_table(clean)
+    expected = feature_pipeline("customer", as_of=as_of, scaler=scaler)
+    matrix = expected["features"].fit_transform(clean, customers=customers)
+    scaled = expected["scale"].fit_transform(matrix)
+    blocks = [customers.iloc[i::n_blocks] for i in range(n_blocks)]
+
+    def reduce(func, **kwargs):
+        return [func(block, **kwargs) for block in blocks]
+
+    got = feature_pipeline("customer", as_of=as_of, scaler=scaler)
+    programmes, genders = categories(clean)
+    builder = fit_builder_from_blocks(got["features"], reduce, customers.columns, as_of=as_of,
+                                      programmes=programmes, genders=genders,
+                                      transaction_key=transaction_key(clean))
+    fitted = fit_scaler_from_blocks(got["scale"], reduce, builder)
+    for key in ("feature_names_", "imputed_", "dropped_", "indicators_"):
+        assert getattr(builder, key) == getattr(expected["features"], key), key
+    assert builder.medians_ == pytest.approx(expected["features"].medians_, rel=1e-12)
+    assert fitted.log1p_ == expected["scale"].log1p_ and fitted.balanced_ == expected["scale"].balanced_
+    np.testing.assert_allclose(fitted.center_, expected["scale"].center_, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fitted.scale_, expected["scale"].scale_, rtol=1e-12, atol=1e-12)
+    X = pd.concat([scale_block(b, builder, fitted) for b in blocks]).reindex(matrix.index)
+    np.testing.assert_allclose(X.to_numpy(), scaled, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_exact_order_statistics_of_blocks(seed):
+    from seglib.features import (
+        add_column_stats,
+        column_stats,
+        exact_medians,
+        exact_percentiles,
+        order_statistics,
+    )
+
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.lognormal(0, 2, 2001), 1)  # heavy tail and many ties
+    values[rng.random(values.size) < 0.1] = np.nan
+    blocks = [pd.DataFrame({"x": chunk}) for chunk in np.array_split(values, 4)]
+
+    def reduce(func, **kwargs):
+        return [func(block, **kwargs) for block in blocks]
+
+    stats = add_column_stats(reduce(column_stats, prepare=lambda b: b))
+    assert stats.at["x", "count"] == np.isfinite(values).sum()
+    assert stats.at["x", "sum"] == pytest.approx(np.nansum(values))
+    ordered = np.sort(values[np.isfinite(values)])
+    ranks = [0, 7, len(ordered) // 3, len(ordered) - 1]
+    assert order_statistics(reduce, lambda b: b, [("x", k) for k in ranks], stats, bins=8, small=16) == \
+        [ordered[k] for k in ranks]
+    assert exact_medians(reduce, lambda b: b, stats)["x"] == np.nanmedian(values)
+    assert exact_percentiles(reduce, lambda b: b, stats, 25.0)["x"] == pytest.approx(
+        np.nanpercentile(values, 25.0), rel=1e-15)
+
+
+def test_partial_blocks_combine_to_the_customer_table(clean):
+    """Blocks of partials (one per file), conformed, combined and finalised: the in-memory table."""
+    from seglib.features import (
+        categories,
+        combine_block,
+        conform_partials,
+        customers_meta,
+        finalize_block,
+        partials_meta,
+    )
+
+    early, late = clean[clean["date"] <= "2016-01-05"], clean[clean["date"] > "2016-01-05"]
+    blocks = [customer_partials(c).reset_index().assign(part=i) for i, c in enumerate((early, late))]
+    programmes, genders = categories(clean)
+    meta = partials_meta(blocks[0].iloc[:0], programmes, genders)
+    combined = combine_block(pd.concat([conform_partials(b, meta) for b in blocks]))
+    table_meta = customers_meta(combine_block(meta), AS_OF, has_store=True)
+    got = finalize_block(combined, AS_OF, table_meta)
+    assert list(got.columns) == list(table_meta.columns)
+    expected = customer_table(clean)
+    pd.testing.assert_frame_equal(got[expected.columns], expected, check_dtype=False)
+    assert finalize_block(combined.iloc[:0], AS_OF, table_meta).empty
