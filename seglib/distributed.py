@@ -577,9 +577,11 @@ def _customer_means(X, pc: PrototypeClustering) -> np.ndarray:
     return customer_means(stats_of, pc, row=row)
 
 
-def _unit_sums(part, weights) -> np.ndarray:
+def _unit_stats(part, weights) -> tuple[np.ndarray, np.ndarray]:
+    """A partition's customers and summed features per unit (:func:`seglib.cluster.unit_sums`)."""
     x = part.to_numpy()
-    return unit_sums(x, best_units(x, weights), len(weights))
+    bmu = best_units(x, weights)
+    return np.bincount(bmu, minlength=len(weights)), unit_sums(x, bmu, len(weights))
 
 
 def cluster_dask(som: SOM, features: DaskFeatures, *, client=None, **parameters) -> DaskClusters:
@@ -591,11 +593,11 @@ def cluster_dask(som: SOM, features: DaskFeatures, *, client=None, **parameters)
     values = effective(parameters)
     client = _client(client)
     X = features.X
-    hits = hit_map(som, X, client=client)
     codebook = som.weights_.reshape(-1, som.n_features_in_)
-    sums = np.zeros(codebook.shape)
-    for part_sums in X.reduce(_unit_sums, weights=codebook):  # added in partition order
-        sums += part_sums
+    hits, sums = np.zeros(len(codebook), dtype=np.int64), np.zeros(codebook.shape)
+    for part_hits, part_sums in X.reduce(_unit_stats, weights=codebook):  # added in partition order
+        hits, sums = hits + part_hits, sums + part_sums
+    hits = hits.reshape(som.map_shape_)
     pc = fit_cut(som.weights_, hits, sums, topology=som.topology, random_state=values["seed"],
                  **{n: values[n] for n in defaults("cluster")})
     means = _customer_means(X, pc) if values["assign"] == "customer" and pc.consolidate else None
