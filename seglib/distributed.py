@@ -887,7 +887,7 @@ def run_dask(
         n_runs = values["n_stability_runs"]
         X_kept, kept = _stability_customers(features, clusters, max_collect, seed) if n_runs else (None, None)
         steps.measure_stability(layout, X_kept, kept, som, clusters.clustering, n_runs=n_runs, seed=seed,
-                          progress=progress, assign=values["assign"])
+                                progress=progress, assign=values["assign"])
         lap("stability")
         parts, result, profile = write_results(features, clusters, out_dir, id_column=cleaned.id_column,
                                                as_of=cleaned.as_of, parts_format=parts_format,
@@ -902,8 +902,8 @@ def run_dask(
     steps.write_som(layout, features.pipeline, som, features.customers.meta.columns, quality)
     pc, report = clusters.clustering, cleaned.report
     steps.write_clusters(layout, pc, assign=values["assign"], segment_means=clusters.segment_means,
-                   sizes=profile["customers"],
-                   segment_names={str(k): str(v) for k, v in profile["name"].items()})
+                         sizes=profile["customers"],
+                         segment_names={str(k): str(v) for k, v in profile["name"].items()})
     _save_model(layout, features.pipeline, som, clusters, profile, X_sample, cleaned, values["columns"])
     return DaskRun(layout=layout, report=report, pipeline=features.pipeline, som=som, clustering=pc,
                    hits=clusters.hits, n_customers=features.n_customers, parts=parts, result=result,

@@ -808,6 +808,20 @@ def test_fit_stats_default_shape_and_bad_input(X):
         SOM(engine="minisom", progress=False).fit_stats(totals, mean, cov, n)
 
 
+@pytest.mark.parametrize("n_blocks", [1, 4])
+def test_map_quality_from_blocks_matches_the_estimators_figures(X, fitted, n_blocks):
+    """What both backends record in step 02: the SOM's own figures, however the rows are split."""
+    from seglib.som import map_quality
+
+    blocks = np.array_split(X, n_blocks)
+    quality = map_quality(fitted, lambda func, **kw: [func(b, **kw) for b in blocks])
+    assert quality["quantization_error"] == pytest.approx(fitted.quantization_error(X), rel=1e-9)
+    assert quality["topographic_error"] == pytest.approx(fitted.topographic_error(X), rel=1e-9)
+    assert quality["empty_unit_share"] == fitted.empty_unit_share(X)
+    assert quality["explained_variance"] == pytest.approx(fitted.explained_variance(X), rel=1e-9)
+    assert 0 <= quality["topographic_error"] <= 1 and quality["explained_variance"] < 1
+
+
 # ---------------------------------------------------------------------------------- the compiled kernel
 
 numba = pytest.importorskip("numba")
@@ -973,17 +987,3 @@ def test_kernel_sums_in_groups_of_chunks_are_the_same_bits(kernel, monkeypatch):
     monkeypatch.setattr(som_module, "_KERNEL_PARTS_BYTES", 8 * 63 * 7 * 10)  # 10 chunks per group
     got = epoch_stats(X, som.weights_, chunk_size=3)
     assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
-
-
-@pytest.mark.parametrize("n_blocks", [1, 4])
-def test_map_quality_from_blocks_matches_the_estimators_figures(X, fitted, n_blocks):
-    """What both backends record in step 02: the SOM's own figures, however the rows are split."""
-    from seglib.som import map_quality
-
-    blocks = np.array_split(X, n_blocks)
-    quality = map_quality(fitted, lambda func, **kw: [func(b, **kw) for b in blocks])
-    assert quality["quantization_error"] == pytest.approx(fitted.quantization_error(X), rel=1e-9)
-    assert quality["topographic_error"] == pytest.approx(fitted.topographic_error(X), rel=1e-9)
-    assert quality["empty_unit_share"] == fitted.empty_unit_share(X)
-    assert quality["explained_variance"] == pytest.approx(fitted.explained_variance(X), rel=1e-9)
-    assert 0 <= quality["topographic_error"] <= 1 and quality["explained_variance"] < 1
