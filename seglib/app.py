@@ -688,6 +688,7 @@ class App:
                                      connectivity=values["connectivity"], n_clusters=self.n_clusters,
                                      max_d=None, consolidate=values["consolidate"],
                                      assign=values["assign"], n_stability_runs=values["n_stability_runs"],
+                                     stability_sample=values["stability_sample"],
                                      seed=values["seed"],
                                      out_dir=out)
         self._measured.append((cluster.segments["segment"].to_numpy(), cluster.stability_table()))

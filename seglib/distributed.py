@@ -887,7 +887,8 @@ def run_dask(
         n_runs = values["n_stability_runs"]
         X_kept, kept = _stability_customers(features, clusters, max_collect, seed) if n_runs else (None, None)
         steps.measure_stability(layout, X_kept, kept, som, clusters.clustering, n_runs=n_runs, seed=seed,
-                                progress=progress, assign=values["assign"])
+                                progress=progress, assign=values["assign"],
+                                sample_size=values["stability_sample"])
         lap("stability")
         parts, result, profile = write_results(features, clusters, out_dir, id_column=cleaned.id_column,
                                                as_of=cleaned.as_of, parts_format=parts_format,

@@ -249,6 +249,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("n_stability_runs", "int", 5,
           "resamples for the stability check of the kept segments (verdicts in segments.csv); 0: skip it",
           "cluster", minimum=0),
+    Param("stability_sample", "int", 20000,
+          "customers drawn (with replacement) per stability resample, at most: all of them up to this "
+          "many; fewer make the check faster on large data and, if anything, stricter", "cluster",
+          minimum=100),
     # ---- profile (notebook 04)
     Param("currency", "str", None,
           "symbol or code written before amounts in the summary and profile tables (EUR, $, INR); "

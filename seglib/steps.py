@@ -509,6 +509,7 @@ def cluster_step(
     k_max: int = default("k_max"),
     seed: int = default("seed"),
     n_stability_runs: int = default("n_stability_runs"),
+    stability_sample: int = default("stability_sample"),
     out_dir: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> ClusterStep:
@@ -519,9 +520,9 @@ def cluster_step(
     ``consolidate`` refines the cut by k-means iterations on the customers, unit by unit, and then
     (``assign="customer"``) customer by customer from every unit-level start, the most compact result
     kept (:func:`seglib.cluster.customer_means`; ``ClusterStep.segment_means`` holds the means the saved
-    model scores with). Then measures the
-    stability of the kept segments over ``n_stability_runs`` resamples (:func:`measure_stability`;
-    0 skips it). Writes ``segments.parquet``, ``clustering.json`` and ``stability.json``; records the
+    model scores with). Then measures the stability of the kept segments over ``n_stability_runs``
+    resamples of at most ``stability_sample`` customers each (:func:`measure_stability`; 0 runs skips
+    it). Writes ``segments.parquet``, ``clustering.json`` and ``stability.json``; records the
     cophenetic correlation, the silhouette of the customers, the segment sizes and each segment's
     mean Jaccard.
 
@@ -558,7 +559,7 @@ def cluster_step(
     write_clusters(layout, pc, assign=assign, segment_means=means, sizes=sizes,
                    silhouette=_silhouette(X, segments["segment"].to_numpy(), seed=seed))
     stability = measure_stability(layout, som_step.X, segments["segment"], som, pc, n_runs=n_stability_runs,
-                                  seed=seed, progress=progress, assign=assign)
+                                  seed=seed, progress=progress, assign=assign, sample_size=stability_sample)
     return ClusterStep(som_step=som_step, clustering=pc, segments=segments, hits=hits, layout=layout,
                        stability=stability, segment_means=means, run_cut=run_cut)
 
@@ -575,25 +576,28 @@ def _is_run_cut(sample: Sample | None, clustering, assign: str) -> bool:
 
 
 def measure_stability(layout: Layout, X, kept, som, clustering, *, n_runs: int, seed: int = 0,
-                      progress: bool = False, assign: str = default("assign")):
+                      progress: bool = False, assign: str = default("assign"),
+                      sample_size: int = default("stability_sample")):
     """Stability of the kept segments (:func:`seglib.cluster.segment_stability`); ``stability.json``.
 
     The reference is ``kept``, the segment of every customer as written to ``result.csv``; each of
     the ``n_runs`` resamples re-runs the segmentation (:func:`seglib.cluster.som_reclusterer`: the
     SOM with the same parameters, then the same cut and the same ``assign``). Records ``stability``
     (segment -> mean Jaccard) in the metrics. ``n_runs=0`` measures nothing, removes a stale
-    ``stability.json`` and returns None. Both backends call it on the same customers in the same
-    order (sorted by key), so they write the same file.
+    ``stability.json`` and returns None. Each resample draws at most ``sample_size`` customers
+    (``stability_sample``; an m-out-of-n bootstrap above it). Both backends call it on the same
+    customers in the same order (sorted by key), so they write the same file.
     """
     from seglib.cluster import segment_stability, som_reclusterer
 
     n_runs = check_parameter("n_stability_runs", n_runs)
+    sample_size = check_parameter("stability_sample", sample_size)
     if n_runs == 0:
         layout.stability.unlink(missing_ok=True)
         record_metrics(layout, stability=None)
         return None
     result = segment_stability(kept, som_reclusterer(X, som, clustering, assign=assign), n_runs=n_runs,
-                               random_state=seed, progress=progress)
+                               random_state=seed, progress=progress, sample_size=sample_size)
     data = result.to_dict()
     write_json(layout.stability, data)
     record_metrics(layout, stability={s: v["mean_jaccard"] for s, v in data["segments"].items()})

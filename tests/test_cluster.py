@@ -494,6 +494,30 @@ def test_stability_is_seeded():
     assert not a.in_sample.equals(c.in_sample)
 
 
+def test_stability_sample_size_bounds_each_draw():
+    """sample_size draws at most that many customers per run (an m-out-of-n bootstrap); at or above n
+    it is the full bootstrap, to the bit."""
+    X = np.random.default_rng(1).normal(size=(300, 2))
+    som, clustering = KMeansSOM(map_shape=(3, 4), random_state=0), PrototypeClustering(n_clusters=4)
+    kept = _kept(X, som, clustering)
+    sizes = []
+    inner = som_reclusterer(X, som, clustering)
+
+    def recluster(sample, seed):
+        sizes.append(len(sample))
+        return inner(sample, seed)
+
+    small = segment_stability(kept, recluster, n_runs=3, random_state=2, progress=False, sample_size=120)
+    assert sizes == [120, 120, 120]
+    assert (small.in_sample.sum() <= 120).all()
+    full = segment_stability(kept, inner, n_runs=2, random_state=2, progress=False)
+    same = segment_stability(kept, inner, n_runs=2, random_state=2, progress=False, sample_size=10_000)
+    pd.testing.assert_frame_equal(full.jaccard, same.jaccard)
+    pd.testing.assert_frame_equal(full.in_sample, same.in_sample)
+    with pytest.raises(ParameterError, match="sample_size"):
+        segment_stability(kept, inner, sample_size=1, progress=False)
+
+
 def test_verdicts_follow_hennig_and_round_trip():
     jaccard = pd.DataFrame({1: [0.8, 0.7, 0.55, np.nan], 2: [0.9, 0.7, 0.4, np.nan]},
                            index=pd.RangeIndex(1, 5, name="segment"))
