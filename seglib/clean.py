@@ -22,6 +22,7 @@ A distributed backend cleans each partition and adds the reports (``report_a + r
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -340,28 +341,20 @@ def _implausible_amount(df, s):
     return (df["amount"].abs() <= s.max_amount).to_numpy(dtype=bool), {}
 
 
-@_rule(
-    "quantity_unparseable",
-    "change",
-    "parse the quantity as a number; empty or non-numeric quantities become missing",
-    role="quantity",
-)
-def _quantity_unparseable(df, s):
-    q = parse_amounts(df["quantity"])
-    failed = q.isna() & (df["quantity"].str.strip() != "")
-    return df.assign(quantity=q), int(failed.sum())
+def _number_rule(column: str, what: str, plural: str):
+    """Register the change rule that parses an optional numeric column (``quantity``, ``unit_price``)."""
+
+    def parse(df, s):
+        values = parse_amounts(df[column])
+        failed = values.isna() & (df[column].str.strip() != "")
+        return df.assign(**{column: values}), int(failed.sum())
+
+    _rule(f"{column}_unparseable", "change",
+          f"parse the {what} as a number; empty or non-numeric {plural} become missing", role=column)(parse)
 
 
-@_rule(
-    "unit_price_unparseable",
-    "change",
-    "parse the unit price as a number; empty or non-numeric prices become missing",
-    role="unit_price",
-)
-def _unit_price_unparseable(df, s):
-    p = parse_amounts(df["unit_price"])
-    failed = p.isna() & (df["unit_price"].str.strip() != "")
-    return df.assign(unit_price=p), int(failed.sum())
+_number_rule("quantity", "quantity", "quantities")
+_number_rule("unit_price", "unit price", "prices")
 
 
 @_rule(
@@ -1227,17 +1220,10 @@ def clean_file(
     path: str | os.PathLike,
     columns=None,
     *,
-    as_of=None,
-    min_age: float = DEFAULT_MIN_AGE,
-    max_age: float = DEFAULT_MAX_AGE,
     date_format: str | None = None,
     dob_format: str | None = None,
     encoding: str | None = None,
-    drop_duplicates: bool = False,
-    min_date=None,
-    max_date=None,
-    max_amount: float | None = None,
-    progress: bool = False,
+    **options,
 ) -> tuple[pd.DataFrame, CleaningReport]:
     """Load a file and clean it: :func:`~seglib.load.load_transactions`, then :func:`clean_transactions`.
 
@@ -1245,8 +1231,10 @@ def clean_file(
     ----------
     path, columns, date_format, dob_format, encoding
         See :func:`~seglib.load.load_transactions` (the formats are detected when None).
-    as_of, min_age, max_age, drop_duplicates, min_date, max_date, max_amount, progress
-        See :func:`clean_transactions`.
+    **options
+        ``as_of``, ``min_age``, ``max_age``, ``drop_duplicates``, ``min_date``, ``max_date``,
+        ``max_amount``, ``progress``: see :func:`clean_transactions` (an unknown name is a TypeError
+        there, before the file is read).
 
     Returns
     -------
@@ -1255,16 +1243,7 @@ def clean_file(
         Its ``source`` and ``input_encoding`` come from the file; ``malformed_line`` counts the lines
         the loader could not split.
     """
+    inspect.signature(clean_transactions).bind(None, **options)  # a misspelt option fails before any work
     raw = load_transactions(path, columns, date_format=date_format, dob_format=dob_format, encoding=encoding)
-    return clean_transactions(
-        raw,
-        as_of=as_of,
-        min_age=min_age,
-        max_age=max_age,
-        drop_duplicates=drop_duplicates,
-        min_date=min_date,
-        max_date=max_date,
-        max_amount=max_amount,
-        progress=progress,
-    )
+    return clean_transactions(raw, **options)
 
