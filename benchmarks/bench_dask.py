@@ -55,8 +55,7 @@ def _child(args) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from seglib.distributed import run_dask
-    from seglib.runner import run_segmentation
+    from seglib.runner import run_dask, run_segmentation
 
     if args.child == "probe":
         print(_probe())
@@ -93,7 +92,7 @@ def _som_epochs(workers: int, rows: int, partitions: int, memory_limit: str, fit
     """Seconds of 10 SOM epochs on a persisted (rows x 21) matrix, best of ``fits`` trainings."""
     import pandas as pd
 
-    from seglib.distributed import Partitions, _fit_som, dask_client, wait
+    from seglib.distributed import Partitions, dask_client, fit_som, wait
     from seglib.som import SOM
 
     per_part = -(-rows // partitions)
@@ -101,8 +100,12 @@ def _som_epochs(workers: int, rows: int, partitions: int, memory_limit: str, fit
         futures = client.map(_random_part, range(partitions), rows=per_part)
         wait(futures)
         X = Partitions(futures, pd.DataFrame(columns=range(21), dtype=float))
-        seconds = [_fit_som(X, SOM((15, 15), random_state=0, progress=False), client, False)[1]
-                   for _ in range(fits)]
+        seconds = []
+        for _ in range(fits):
+            timings = {}
+            fit_som(X, SOM((15, 15), random_state=0, progress=False), client=client, progress=False,
+                    timings=timings)
+            seconds.append(timings["som_epochs"])
     return {"seconds": seconds, "rows": per_part * partitions}
 
 

@@ -5,16 +5,15 @@ functions over them (:func:`~seglib.clean.clean_partition`, :func:`~seglib.featu
 :func:`~seglib.features.finalize_customers`, :func:`~seglib.som.epoch_stats`, ...), reduces their
 small results in partition order and hands them to the same fits as the in-memory path
 (``fit_from_stats``, :meth:`~seglib.som.SOM.fit_stats`, :func:`~seglib.cluster.fit_cut`,
-:func:`~seglib.som.map_quality`), so both backends give the same results. :func:`run_dask` runs it all
-into a run folder; :func:`seglib.runner.run_segmentation` chooses the backend. What runs where, what
-is collected, sizing and the benchmark: ``docs/dask.md``.
+:func:`~seglib.som.map_quality`), so both backends give the same results. :func:`seglib.runner.run_dask`
+sequences the steps into a run folder with these primitives and the steps' writers, and
+:func:`seglib.runner.run_segmentation` chooses the backend. More: ``docs/dask.md``.
 
 Needs the optional extra ``dask`` (``pip install "seglib[dask]"``: dask[dataframe], distributed).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import operator
@@ -22,7 +21,7 @@ import os
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -55,7 +54,6 @@ from seglib.cluster import (
     unit_segment_counts,
     unit_sums,
 )
-from seglib.config import Layout
 from seglib.errors import InputError, ParameterError, check_bool, check_int, check_option
 from seglib.features import (
     categories,
@@ -63,7 +61,6 @@ from seglib.features import (
     conform_partials,
     customer_partials,
     customers_meta,
-    descriptor_columns,
     feature_pipeline,
     finalize_block,
     fit_builder_from_blocks,
@@ -73,8 +70,8 @@ from seglib.features import (
     transaction_key,
 )
 from seglib.load import data_files, load_transactions
-from seglib.params import default, defaults, effective
-from seglib.som import SOM, best_units, epoch_stats, map_quality, reduce_moments
+from seglib.params import defaults, effective
+from seglib.som import SOM, best_units, epoch_stats, reduce_moments
 
 try:
     import dask
@@ -83,15 +80,14 @@ try:
 except ImportError:  # the optional extra is not installed; _require_dask says how to get it
     dd = None
 
-__all__ = ["Partitions", "DaskClean", "DaskFeatures", "DaskClusters", "DaskRun", "dask_client", "clean_dask",
-           "customer_features", "fit_som", "hit_map", "cluster_dask", "write_results", "run_dask"]
+__all__ = ["Partitions", "DaskClean", "DaskFeatures", "DaskClusters", "dask_client", "clean_dask",
+           "customer_features", "fit_som", "hit_map", "cluster_dask", "write_parts", "collect_customers",
+           "segment_totals", "sample_rows"]
 
 logger = logging.getLogger(__name__)
 
 #: Formats of the per-partition result files.
 PART_FORMATS = ("parquet", "csv")
-#: Default ``max_collect``: up to this many customers, result.csv and the profile are made on the client.
-MAX_COLLECT = 1_000_000
 #: (customer, store) rows per partition of the customer tables aimed at when ``npartitions=None``.
 CUSTOMERS_PER_PARTITION = 200_000
 #: glibc's mmap and trim thresholds in local workers: Dask's default made ``epoch_stats`` 1.5-4x slower in
@@ -433,6 +429,7 @@ def customer_features(cleaned: DaskClean, pipeline: Pipeline | None = None, *, c
     fitted = fit_scaler_from_blocks(pipe["scale"], customers.reduce, builder)
     X = Partitions(customers.map(scale_block, builder=builder, scaler=fitted),
                    pd.DataFrame(columns=builder.feature_names_, dtype=float, index=meta.index[:0]))
+    wait(X.futures)
     logger.info("%d customers, %d features: %s", n_customers, len(builder.feature_names_),
                 ", ".join(builder.feature_names_))
     return DaskFeatures(customers=customers, X=X, pipeline=pipe, n_customers=n_customers)
@@ -490,16 +487,13 @@ def _epoch_totals(X: Partitions, weights, exact=False, groups=None):
     return sums, counts, sum_dist
 
 
-def fit_som(X, som: SOM | None = None, *, client=None, progress: bool | None = None) -> SOM:
+def fit_som(X, som: SOM | None = None, *, client=None, progress: bool | None = None,
+            timings: dict | None = None) -> SOM:
     """Train a batch SOM (default ``SOM()``, fitted in place) on a distributed matrix (:class:`Partitions`
     or a dask DataFrame, persisted first): :meth:`~seglib.som.SOM.fit_stats` with moments and epoch
     statistics reduced over the partitions in partition order, so the map is ``SOM.fit``'s and does not
-    depend on the workers. ``progress``: a bar over the epochs (None: ``som.progress``)."""
-    return _fit_som(X, som, client, progress)[0]
-
-
-def _fit_som(X, som, client, progress) -> tuple[SOM, float]:
-    """:func:`fit_som`, also returning the seconds of the epoch loop. BLAS is pinned to one thread in the
+    depend on the workers. ``progress``: a bar over the epochs (None: ``som.progress``). ``timings``: a
+    dict that gets the seconds of the epoch loop as ``"som_epochs"``. BLAS is pinned to one thread in the
     client: idle OpenBLAS threads spinning after each ``update_weights`` took a core from the workers."""
     client = _client(client)
     X = _as_partitions(client, X)
@@ -513,10 +507,12 @@ def _fit_som(X, som, client, progress) -> tuple[SOM, float]:
         started = time.perf_counter()
         som.fit_stats(partial(_epoch_totals, X, groups=groups), mean, cov, n)
         seconds = time.perf_counter() - started
+    if timings is not None:
+        timings["som_epochs"] = seconds
     logger.info("SOM %dx%d (batch on Dask, %s) trained on %d x %d: %d epochs in %.2f s, "
                 "quantization error %.4f -> %.4f", *som.map_shape_, som.weights_.dtype, n, len(mean),
                 len(som.sigmas_), seconds, som.history_[0], som.history_[-1])
-    return som, seconds
+    return som
 
 
 def hit_map(som: SOM, X, *, client=None) -> np.ndarray:
@@ -541,6 +537,7 @@ class DaskClusters:
     hits: np.ndarray  # customers per unit, shape (rows, cols)
     segment_means: np.ndarray | None = None  # customer-level segments' means (assign="customer")
     unit_segments: np.ndarray | None = None  # each unit's majority segment (what the map and model keep)
+    unit_sums: np.ndarray | None = None  # per-unit sums of the scaled features (units, features), exact
 
 
 def _assign(customers, X, weights, unit_labels, map_shape, means=None) -> pd.DataFrame:
@@ -610,11 +607,11 @@ def cluster_dask(som: SOM, features: DaskFeatures, *, client=None, **parameters)
         counts = sum(segments.reduce(_unit_segment_counts, units=len(codebook), k=int(pc.n_clusters_)))
         unit_segments = majority_of(counts, unit_segments)
     return DaskClusters(clustering=pc, segments=segments, hits=hits, segment_means=means,
-                        unit_segments=unit_segments)
+                        unit_segments=unit_segments, unit_sums=sums)
 
 
 # ----------------------------------------------------------------------------------------------------
-# step 04: result parts, result.csv and the profile
+# step 04: result parts, and the customers the client collects
 
 
 def _write_part(customers, segments, path, id_column, fmt) -> int:
@@ -630,58 +627,55 @@ def _write_part(customers, segments, path, id_column, fmt) -> int:
     return len(table)
 
 
-def _sample(customers, segments, seed, X, frac):
-    """A seeded sample of a partition's customers: their rows of the customer table, segments and ``X``
-    (the mask of :func:`_kept_rows` for the same seed)."""
-    keep = np.random.default_rng(seed).random(len(customers)) < frac
-    return customers[keep], segments[keep], X[keep]
+def write_parts(features: DaskFeatures, clusters: DaskClusters, folder, *, id_column: str = "customerID",
+                parts_format: str = "parquet") -> list[Path]:
+    """Write ``<folder>/part-NNNNN.<fmt>``, one per partition, each the
+    :func:`~seglib.profile.result_table` of its customers (the columns of ``result.csv``); older parts
+    in ``folder`` are removed. ``parts_format``: ``"parquet"`` (smaller, keeps dtypes) or ``"csv"``
+    (as ``result.csv``). Returns the paths, in partition order."""
+    check_option("parts_format", parts_format, PART_FORMATS)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if _PART.fullmatch(old.name):
+            old.unlink()
+    paths = [folder / f"part-{i:05d}.{parts_format}" for i in range(features.customers.npartitions)]
+    features.customers.reduce(_write_part, clusters.segments, [str(p) for p in paths], id_column=id_column,
+                              fmt=parts_format)
+    return paths
 
 
-def _segment_unit_sums(X, segments, n_units) -> np.ndarray:
-    """Per-unit sums of a partition's scaled features (:func:`seglib.cluster.unit_sums`, by the best units
-    of ``segments``)."""
-    return unit_sums(X.to_numpy(), segments["bmu"].to_numpy(), n_units)
+def _sample(part, seed, *others, frac) -> list:
+    """A seeded sample of a partition's rows: those of ``part`` and of the aligned ``others`` (the
+    customer table, the segments, ``X``) that a draw of probability ``frac`` per row keeps."""
+    keep = np.random.default_rng(seed).random(len(part)) < frac
+    return [frame[keep] for frame in (part, *others)]
 
 
-def _write_tables(layout: Layout, table: pd.DataFrame, scaled: pd.DataFrame, seg: pd.DataFrame) -> None:
-    """Step 02-03's tables as the pandas backend writes them, in key order, so notebooks 03 and 04 open
-    the run: ``customers.parquet``, ``scaled.parquet``, ``segments.parquet``."""
-    from seglib.steps import write_parquet
-
-    scaled = scaled.sort_index(kind="mergesort")
-    for frame, path in ((table, layout.customers), (scaled, layout.scaled), (seg, layout.segments)):
-        ordered = frame.reindex(scaled.index)
-        ordered.attrs = frame.attrs
-        write_parquet(ordered, path, index=True)
+def _seeds(X: Partitions, seed: int) -> list[int]:
+    """One seed per partition, derived from the run's ``seed``."""
+    return [seed * 100_003 + i for i in range(X.npartitions)]
 
 
-def _write_sample(layout, features: DaskFeatures, clusters: DaskClusters, sample_size: int,
-                  sums: pd.DataFrame, seed: int) -> None:
-    """``processed/sample.json`` (:class:`seglib.steps.Sample`): exact hits, unit sums, segment sizes and
-    revenue beside the sampled tables, and the run's cut."""
-    from seglib.steps import Sample, cut_settings, write_sample
+def collect_customers(features: DaskFeatures, clusters: DaskClusters, max_collect: int, seed: int
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The customer table, the segments and the scaled features collected on the client.
 
-    pc = clusters.clustering
-    unit_total = np.zeros((clusters.hits.size, len(features.feature_names)))
-    for part in features.X.reduce(_segment_unit_sums, clusters.segments, n_units=clusters.hits.size):
-        unit_total += part  # in partition order: the sums cluster_dask fitted the cut with
-    assign = "customer" if clusters.segment_means is not None else "unit"
-    write_sample(layout, Sample(
-        n_customers=features.n_customers, sample_size=sample_size, hits=clusters.hits, unit_sums=unit_total,
-        cut=cut_settings(pc, assign), unit_labels=np.asarray(pc.unit_labels_),
-        unit_segments=np.asarray(clusters.unit_segments), segment_means=clusters.segment_means,
-        segment_customers=sums["customers"].astype("int64"),
-        segment_revenue=sums["money"].astype(float) if "monetary" in features.customers.meta else None,
-        seed=seed))
+    Every customer (partition order) when there are at most ``max_collect`` (plan on about 1.5 KB of
+    client memory each); else a seeded sample of at most ``max_collect`` in key order
+    (:func:`seglib.steps.at_most` of the partitions' seeded draws): the same seed gives the same sample
+    on any cluster of the same partitions.
+    """
+    from seglib.steps import at_most
 
-
-def _sample_rows(X: pd.DataFrame, seed, frac) -> np.ndarray:
-    keep = np.random.default_rng(seed).random(len(X)) < frac
-    return X.to_numpy(dtype=float)[keep]
-
-
-#: Customers whose best-unit distances define the saved model's novelty threshold (a seeded sample).
-MODEL_SAMPLE = 200_000
+    check_int("max_collect", max_collect, minimum=1)
+    customers, segments, X = features.customers, clusters.segments, features.X
+    if features.n_customers <= max_collect:
+        return customers.compute(), segments.compute(), X.compute()
+    parts = customers.reduce(_sample, _seeds(X, seed), segments, X, frac=max_collect / features.n_customers)
+    scaled = at_most(pd.concat([p[2] for p in parts]), max_collect, seed)
+    return (pd.concat([p[0] for p in parts]).reindex(scaled.index),
+            pd.concat([p[1] for p in parts]).reindex(scaled.index), scaled)
 
 
 def _segment_sums(customers, segments, money):
@@ -690,268 +684,16 @@ def _segment_sums(customers, segments, money):
                          "money": spend.groupby(segments["segment"]).sum()}).fillna(0)
 
 
-def write_results(
-    features: DaskFeatures,
-    clusters: DaskClusters,
-    out_dir,
-    *,
-    id_column: str = "customerID",
-    as_of=None,
-    parts_format: str = "parquet",
-    max_collect: int = MAX_COLLECT,
-    seed: int = default("seed"),
-    stability: pd.DataFrame | None = None,
-    currency: str | None = default("currency"),
-) -> tuple[list[Path], Path | None, pd.DataFrame]:
-    """Write ``result/part-NNNNN.<fmt>`` per partition, plus ``result.csv`` and ``segments.csv``.
-
-    Each part is a :func:`~seglib.profile.result_table` of its customers (the columns of ``result.csv``).
-    When there are at most ``max_collect`` customers, the customer table is collected and ``result.csv``
-    and the profile (``segments.csv``) are exactly the pandas backend's; the run folder then also gets
-    the tables steps 02-03 write (``processed/customers.parquet``, ``scaled.parquet``,
-    ``segments.parquet``, in key order), so notebooks 03 and 04 open it (:func:`seglib.steps.load_clusters`)
-    without cleaning or training again. Above ``max_collect`` there is no ``result.csv`` (read the
-    parts); the three tables hold a seeded random sample of at most ``max_collect`` customers (the one
-    the stability check used), the profile is computed on it with exact segment sizes and revenue
-    shares from a reduction, and ``processed/sample.json`` (:class:`seglib.steps.Sample`) keeps what
-    is exact beside the sample (hits, per-unit sums, the run's cut and segment sizes), so notebooks 03
-    and 04 open this run too, on the sample, and say so.
-
-    Parameters
-    ----------
-    parts_format : {"parquet", "csv"}, default "parquet"
-        Format of the parts. Parquet is smaller and keeps dtypes; CSV matches ``result.csv``.
-    max_collect : int, default :data:`MAX_COLLECT`
-        Most customers collected on the client, for result.csv and the profile: plan on about 1.5 KB of
-        client memory each (1M customers peaked at 1.6 GB in the benchmark). At least 1.
-    stability : DataFrame, optional
-        Per-segment stability (:func:`seglib.steps.read_stability`), for the profile's ``mean_jaccard``
-        and ``stability`` columns. Age and gender (the features not among the map's bases) are
-        profiled as descriptors, as in the pandas backend.
-
-    Returns
-    -------
-    parts, result, profile
-        The part files, the path of result.csv (None when not written) and the profile.
-    """
-    from seglib.profile import profile_segments, result_table, with_exact_sizes, write_result, write_segments
-
-    check_option("parts_format", parts_format, PART_FORMATS)
-    check_int("max_collect", max_collect, minimum=1)
-    layout = Layout.for_run(out_dir).makedirs()
-    folder = layout.root / "result"
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.iterdir():
-        if _PART.fullmatch(old.name):
-            old.unlink()
-    customers, segments = features.customers, clusters.segments
-    paths = [folder / f"part-{i:05d}.{parts_format}" for i in range(customers.npartitions)]
-    customers.reduce(_write_part, segments, [str(p) for p in paths], id_column=id_column, fmt=parts_format)
-    attrs = {"as_of": str(as_of), "id_column": id_column}
-    dropped = features.pipeline["features"].dropped_
-    describe = dict(descriptors=descriptor_columns(customers.meta.columns, features.feature_names, dropped),
-                    stability=stability)
-    n = features.n_customers
-    if n <= max_collect:
-        table, seg = customers.compute(), segments.compute()
-        table.attrs = attrs
-        layout.sample.unlink(missing_ok=True)  # the tables hold every customer
-        _write_tables(layout, table, seg=seg, scaled=features.X.compute())
-        rows = result_table(table, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
-        result = write_result(layout.result, rows)
-        profile = profile_segments(table, seg["segment"], **describe)
-        from seglib.summary import write_summary  # the summary needs every customer: collected runs only
-
-        write_summary(layout, customers=table, labels=seg["segment"], names=profile["name"],
-                      stability=profile, descriptors=describe["descriptors"], currency=currency)
-    else:
-        logger.info("%d customers > max_collect=%d: no result.csv (read %s); profile of a sample", n,
-                    max_collect, folder)
-        result = None
-        seeds = [seed * 100_003 + i for i in range(customers.npartitions)]
-        parts = customers.reduce(_sample, segments, seeds, features.X, frac=max_collect / n)
-        scaled = _at_most(pd.concat([p[2] for p in parts]), max_collect, seed)
-        table = pd.concat([p[0] for p in parts]).reindex(scaled.index)
-        seg = pd.concat([p[1] for p in parts]).reindex(scaled.index)
-        table.attrs = attrs
-        _write_tables(layout, table, seg=seg, scaled=scaled)
-        sums = pd.concat(customers.reduce(_segment_sums, segments, money="monetary")).groupby(level=0).sum()
-        profile = profile_segments(table, seg["segment"], **describe)
-        profile = with_exact_sizes(profile, sums["customers"], sums["money"])
-        _write_sample(layout, features, clusters, len(table), sums, seed)
-    write_segments(layout.segments_csv, profile)
-    return paths, result, profile
+def segment_totals(features: DaskFeatures, clusters: DaskClusters, money: str = "monetary") -> pd.DataFrame:
+    """Exact customers and summed ``money`` per segment over every customer (index: segment), a reduction
+    (for :func:`seglib.profile.with_exact_sizes` when the client holds a sample)."""
+    parts = features.customers.reduce(_segment_sums, clusters.segments, money=money)
+    return pd.concat(parts).groupby(level=0).sum()
 
 
-# ----------------------------------------------------------------------------------------------------
-# the whole pipeline
-
-
-@dataclass
-class DaskRun:
-    """What :func:`run_dask` produced (the files are in ``layout``)."""
-
-    layout: Layout
-    report: CleaningReport
-    pipeline: Pipeline
-    som: SOM
-    clustering: PrototypeClustering
-    hits: np.ndarray
-    n_customers: int
-    parts: list
-    result: Path | None
-    profile: pd.DataFrame
-    quality: dict
-    timings: dict = field(default_factory=dict)  # seconds per stage, and som_epochs (the epoch loop)
-
-
-def run_dask(
-    data,
-    out_dir,
-    *,
-    encoding: str | None = None,
-    scheduler=None,
-    n_workers: int | None = None,
-    memory_limit="auto",
-    npartitions: int | None = None,
-    parts_format: str = "parquet",
-    max_collect: int = MAX_COLLECT,
-    write_clean: bool = False,
-    progress: bool = True,
-    **parameters,
-) -> DaskRun:
-    """The whole pipeline on a Dask cluster, into the run folder ``out_dir``: what a pandas run writes,
-    plus ``result/part-NNNNN.parquet`` (one per partition); ``result.csv`` only up to ``max_collect``
-    customers, above it a seeded sample of them for notebooks 03-04 (``processed/sample.json``, see
-    :func:`write_results`; ``docs/dask.md``, "What it writes").
-
-    Parameters
-    ----------
-    data : str, path or list
-        Files, a folder or a glob pattern (:func:`clean_dask`).
-    encoding, npartitions
-        See :func:`clean_dask`.
-    scheduler, n_workers, memory_limit
-        The cluster (:func:`dask_client`): None starts a local one; ``"tcp://host:8786"`` uses a running one.
-    parts_format, max_collect
-        See :func:`write_results`; the stability check runs on the collected customers, in key order as
-        in memory, or on a seeded sample of ``max_collect``.
-    write_clean : bool, default False
-        Also write the cleaned lines (``interim/transactions/part-NNNNN.parquet``).
-    progress : bool, default True
-        Progress bars over the files and the SOM epochs.
-    **parameters
-        Run parameters (:mod:`seglib.params`), checked before any work; ``engine`` must be ``"batch"``.
-
-    Returns
-    -------
-    DaskRun
-        ``timings``: seconds per stage and ``som_epochs`` (the epoch loop alone).
-    """
-    from seglib import steps
-
-    values = effective(parameters)
-    check_option("engine (Dask backend)", values["engine"], ["batch"])
-    som = steps.make_som(values, progress=progress)
-    som.check_params()  # fail before reading anything
-    check_option("parts_format", parts_format, PART_FORMATS)
-    layout = Layout.for_run(out_dir).makedirs()
-    seed, timings = values["seed"], {}
-
-    def lap(name):
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = now - clock
-        clock = now
-
-    with dask_client(scheduler, n_workers=n_workers, memory_limit=memory_limit) as client:
-        clock = time.perf_counter()
-        cleaned = clean_dask(data, client=client, **{n: values[n] for n in defaults("clean")},
-                             encoding=encoding, npartitions=npartitions, progress=progress,
-                             clean_dir=layout.interim / "transactions" if write_clean else None)
-        steps.write_cleaning(layout, cleaned.report, backend="dask")
-        lap("clean")
-        pipe = feature_pipeline("customer", scaler=values["scaler"], bases=values["bases"],
-                                weights=values["feature_weights"])
-        features = customer_features(cleaned, pipe, client=client)
-        cleaned.partials = None  # the customer table is persisted: free the partials
-        wait(features.X.futures)
-        lap("features")
-        som, timings["som_epochs"] = _fit_som(features.X, som, client, progress)
-        worker_som = copy.copy(som)
-        worker_som.n_jobs = 1  # one thread per task: the cluster's workers are the parallelism
-        quality = map_quality(worker_som, features.X.reduce)
-        lap("som")
-        clusters = cluster_dask(som, features, client=client, **values)
-        lap("cluster")
-        n_runs = values["n_stability_runs"]
-        X_kept, kept = _stability_customers(features, clusters, max_collect, seed) if n_runs else (None, None)
-        steps.measure_stability(layout, X_kept, kept, som, clusters.clustering, n_runs=n_runs, seed=seed,
-                                progress=progress, assign=values["assign"],
-                                sample_size=values["stability_sample"])
-        lap("stability")
-        parts, result, profile = write_results(features, clusters, out_dir, id_column=cleaned.id_column,
-                                               as_of=cleaned.as_of, parts_format=parts_format,
-                                               max_collect=max_collect, seed=seed,
-                                               stability=steps.read_stability(layout),
-                                               currency=values["currency"])
-        lap("write")
-        # training distances for the saved model's novelty threshold: a seeded sample of customers
-        seeds = [seed * 100_003 + i for i in range(features.X.npartitions)]
-        frac = min(1.0, MODEL_SAMPLE / max(features.n_customers, 1))
-        X_sample = np.concatenate(features.X.reduce(_sample_rows, seeds, frac=frac))
-    steps.write_som(layout, features.pipeline, som, features.customers.meta.columns, quality)
-    pc, report = clusters.clustering, cleaned.report
-    steps.write_clusters(layout, pc, assign=values["assign"], segment_means=clusters.segment_means,
-                         sizes=profile["customers"],
-                         segment_names={str(k): str(v) for k, v in profile["name"].items()})
-    _save_model(layout, features.pipeline, som, clusters, profile, X_sample, cleaned, values["columns"])
-    return DaskRun(layout=layout, report=report, pipeline=features.pipeline, som=som, clustering=pc,
-                   hits=clusters.hits, n_customers=features.n_customers, parts=parts, result=result,
-                   profile=profile, quality=quality, timings=timings)
-
-
-def _kept_rows(X, segments, seed, frac):
-    keep = np.random.default_rng(seed).random(len(X)) < frac if frac < 1 else slice(None)
-    return X[keep], segments["segment"][keep]
-
-
-def _stability_customers(features: DaskFeatures, clusters: DaskClusters, max_collect: int, seed: int):
-    """Scaled features and kept segment of the customers the stability check uses, sorted by key.
-
-    Every customer when they fit on the client (``max_collect``): the rows and the order of the pandas
-    backend, so both write the same ``stability.json``; else a seeded sample of at most ``max_collect``,
-    the one :func:`write_results` writes (same seeds, same mask, :func:`_at_most`), so notebook 03 on
-    the run's cut measures the same stability.
-    """
-    n = features.n_customers
-    seeds = [seed * 100_003 + i for i in range(features.X.npartitions)]
-    parts = features.X.reduce(_kept_rows, clusters.segments, seeds, frac=min(1.0, max_collect / max(n, 1)))
-    X = _at_most(pd.concat([p[0] for p in parts]), max_collect, seed)
-    kept = pd.concat([p[1] for p in parts]).reindex(X.index)
-    return X, kept
-
-
-def _at_most(X: pd.DataFrame, max_collect: int, seed: int) -> pd.DataFrame:
-    """``X`` sorted by key, cut to ``max_collect`` rows by a seeded draw when the partitions' Bernoulli
-    samples (about ``max_collect`` rows) drew more."""
-    X = X.sort_index(kind="mergesort")
-    if len(X) <= max_collect:
-        return X
-    keep = np.sort(np.random.default_rng([seed, 100_003]).choice(len(X), max_collect, replace=False))
-    return X.iloc[keep]
-
-
-def _save_model(layout, pipeline, som, clusters: DaskClusters, profile, X_sample, cleaned: DaskClean,
-                columns) -> None:
-    """``model/``: the fitted segmentation, as :func:`seglib.steps.profile_step` saves it."""
-    from seglib.load import read_header, resolve_columns
-    from seglib.segmentation import Segmentation
-
-    first = cleaned.files[0]
-    mapping = resolve_columns(read_header(first) or [], columns, source=str(first))
-    Segmentation.from_fitted(
-        pipeline, som, clusters.unit_segments, profile["name"], X_sample, columns=mapping,
-        clean_settings=cleaned.report.settings or None, id_column=cleaned.id_column,
-        segment_means=clusters.segment_means,
-    ).save(layout.model_dir)
+def sample_rows(X: Partitions, size: int, seed: int) -> np.ndarray:
+    """About ``size`` rows of ``X`` (all when it has fewer) as one array, a seeded draw per partition
+    (the training distances of the saved model's novelty threshold)."""
+    n = sum(X.reduce(len))
+    parts = X.reduce(_sample, _seeds(X, seed), frac=min(1.0, size / max(n, 1)))
+    return np.concatenate([p[0].to_numpy(dtype=float) for p in parts])

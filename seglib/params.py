@@ -15,7 +15,7 @@ To add a parameter:
 
 1. add one :class:`Param` to :data:`PARAMETERS` in its step's section (the step that first reads it);
 2. use it in that step's ``*_step`` signature (:mod:`seglib.steps`) with ``default("name")``, and in
-   :func:`seglib.runner.run_segmentation` / :func:`seglib.distributed.run_dask` (their keyword
+   :func:`seglib.runner.run_segmentation` / :func:`seglib.runner.run_dask` (their keyword
    parameters are the registry's names: ``tests/test_params.py`` checks it);
 3. declare it in the ``parameters`` cell of the notebook of its step, with the registry's default
    (``name: type = default  # help``), and pass it to the step there;

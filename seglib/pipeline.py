@@ -611,7 +611,7 @@ def segment(
         period of ``data`` (one file), in memory, into ``<run>/tracking/`` (see :func:`track_step`).
     **dask_options
         ``scheduler`` (None: a local cluster; or ``"tcp://host:8786"``), ``n_workers``,
-        ``memory_limit``, ... (see :func:`seglib.distributed.run_dask`).
+        ``memory_limit``, ... (see :func:`seglib.runner.run_dask`).
     """
     from seglib import runner
     from seglib.load import data_files

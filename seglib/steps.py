@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["clean_step", "load_clean", "load_som", "load_clusters", "som_step", "cluster_step",
            "profile_step", "record_metrics", "make_som", "write_cleaning", "write_clustering",
-           "write_clusters", "write_som", "Sample", "cut_settings", "read_sample"]
+           "write_clusters", "write_som", "Sample", "cut_settings", "read_sample", "write_sample", "at_most",
+           "write_tables", "save_model"]
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -218,6 +219,42 @@ def read_sample(layout: Layout) -> Sample | None:
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{layout.sample}: not a sample description written by `seglib segment --backend "
                          f"dask` ({type(exc).__name__}: {exc}); run the segmentation again") from None
+
+
+def at_most(X: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+    """``X`` sorted by key, cut to ``size`` rows by a seeded draw when it has more: a sample of the
+    customers drawn a bit generously (e.g. seeded Bernoulli draws per partition of about ``size`` rows)
+    brought to exactly ``size`` at most, the same rows for the same seed."""
+    X = X.sort_index(kind="mergesort")
+    if len(X) <= size:
+        return X
+    keep = np.sort(np.random.default_rng([seed, 100_003]).choice(len(X), size, replace=False))
+    return X.iloc[keep]
+
+
+def write_tables(layout: Layout, customers: pd.DataFrame, X: pd.DataFrame, segments: pd.DataFrame) -> None:
+    """The customer tables of steps 02-03 as the notebooks read them, every one in key order:
+    ``customers.parquet`` (original units), ``scaled.parquet`` (``X``) and ``segments.parquet`` (each
+    frame's ``attrs`` kept). For a backend that makes them all at once (the Dask runner)."""
+    X = X.sort_index(kind="mergesort")
+    for frame, path in ((customers, layout.customers), (X, layout.scaled), (segments, layout.segments)):
+        ordered = frame.reindex(X.index)
+        ordered.attrs = frame.attrs
+        write_parquet(ordered, path, index=True)
+
+
+def save_model(layout: Layout, pipeline, som, unit_segments, names, X, *, columns=None, clean_settings=None,
+               id_column: str = "customerID", segment_means=None):
+    """``model/``: the fitted segmentation (:meth:`seglib.segmentation.Segmentation.from_fitted`, whose
+    parameters these are; ``X``: the scaled training rows, or a sample of them, that set the novelty
+    threshold), as both backends save it. Returns the model."""
+    from seglib.segmentation import Segmentation
+
+    model = Segmentation.from_fitted(pipeline, som, unit_segments, names, X, columns=columns,
+                                     clean_settings=clean_settings or None, id_column=id_column,
+                                     segment_means=segment_means)
+    model.save(layout.model_dir)
+    return model
 
 
 def write_sample(layout: Layout, sample: Sample) -> Path:
@@ -779,10 +816,7 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     metrics = record_metrics(layout, segment_names={str(k): str(v) for k, v in profile["name"].items()})
     settings = (CleaningReport.from_json(layout.cleaning_report).settings
                 if layout.cleaning_report.is_file() else None)
-    model = Segmentation.from_fitted(
-        som_step.pipeline, som_step.som, cluster_step.unit_segments, profile["name"], som_step.X,
-        columns=metrics.get("columns"), clean_settings=settings or None, id_column=id_column,
-        segment_means=cluster_step.segment_means,
-    )
-    model.save(layout.model_dir)
+    model = save_model(layout, som_step.pipeline, som_step.som, cluster_step.unit_segments, profile["name"],
+                       som_step.X, columns=metrics.get("columns"), clean_settings=settings,
+                       id_column=id_column, segment_means=cluster_step.segment_means)
     return ProfileStep(profile=profile, result=result, layout=layout, model=model, cards=cards)

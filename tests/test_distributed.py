@@ -21,19 +21,17 @@ from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
 from seglib.distributed import (  # noqa: E402
     Partitions,
-    _at_most,
     clean_dask,
     customer_features,
     dask_client,
     fit_som,
     hit_map,
-    run_dask,
 )
 from seglib.errors import InputError, ParameterError  # noqa: E402
 from seglib.features import exact_medians, order_statistics  # noqa: E402
 from seglib.load import data_files  # noqa: E402
 from seglib.profile import read_result  # noqa: E402
-from seglib.runner import BACKENDS, check_backend, run_segmentation  # noqa: E402
+from seglib.runner import BACKENDS, check_backend, run_dask, run_segmentation  # noqa: E402
 from seglib.som import SOM  # noqa: E402
 from seglib.synthetic import write_parts  # noqa: E402
 
@@ -262,17 +260,6 @@ def test_notebooks_03_and_04_open_a_run_above_max_collect_on_its_sample(sampled,
         "segments.csv", "cleaning_report.json", "processed/features.json", "processed/sample.json"]
     assert {k: after[k] for k in full} == {k: before[k] for k in full}
     assert not layout.result.exists() and not layout.clean_transactions.exists()
-
-
-def test_the_sample_holds_at_most_max_collect_customers_in_key_order():
-    keys = [f"k{i:03d}" for i in np.random.default_rng(1).permutation(50)]
-    frame = pd.DataFrame({"x": np.arange(50.0)}, index=keys)
-    for limit in (10, 49, 50, 80):
-        got = _at_most(frame, limit, SEED)
-        assert len(got) == min(limit, 50) and got.index.is_monotonic_increasing and got.index.is_unique
-        assert set(got.index) <= set(frame.index) and (got["x"] == frame.loc[got.index, "x"]).all()
-        pd.testing.assert_frame_equal(got, _at_most(frame, limit, SEED))  # seeded
-    assert not _at_most(frame, 10, SEED).index.equals(_at_most(frame, 10, SEED + 1).index)
 
 
 def test_stability_on_a_sample_above_max_collect(sampled):

@@ -110,14 +110,14 @@ def test_each_step_takes_its_registry_parameters(step):
 
 def test_the_dask_backend_takes_the_registry_parameters_by_name(tmp_path):
     """The Dask steps take ``**parameters`` and check them against the registry first."""
-    for function in (distributed.run_dask, distributed.clean_dask, distributed.cluster_dask):
+    for function in (runner.run_dask, distributed.clean_dask, distributed.cluster_dask):
         kinds = {p.kind for p in inspect.signature(function).parameters.values()}
         assert inspect.Parameter.VAR_KEYWORD in kinds
         assert not set(inspect.signature(function).parameters) & set(params.names())
     with pytest.raises(ParameterError, match="unknown parameter 'n_cluster'"):
-        distributed.run_dask(tmp_path, tmp_path / "run", n_cluster=4)
+        runner.run_dask(tmp_path, tmp_path / "run", n_cluster=4)
     with pytest.raises(ParameterError, match="n_epochs"):
-        distributed.run_dask(tmp_path, tmp_path / "run", n_epochs=0)
+        runner.run_dask(tmp_path, tmp_path / "run", n_epochs=0)
     assert not (tmp_path / "run").exists()  # nothing started nor written
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from seglib import config, notebook, steps
@@ -60,3 +62,32 @@ def test_the_project_layout_is_built_with_defaults_and_a_warning(tmp_path, monke
     with caplog.at_level(logging.WARNING, logger="seglib.steps"):
         steps.load_clusters(None)  # now present: read, not rebuilt
     assert not caplog.records
+
+
+def test_the_sample_holds_at_most_max_collect_customers_in_key_order():
+    keys = [f"k{i:03d}" for i in np.random.default_rng(1).permutation(50)]
+    frame = pd.DataFrame({"x": np.arange(50.0)}, index=keys)
+    for limit in (10, 49, 50, 80):
+        got = steps.at_most(frame, limit, 3)
+        assert len(got) == min(limit, 50) and got.index.is_monotonic_increasing and got.index.is_unique
+        assert set(got.index) <= set(frame.index) and (got["x"] == frame.loc[got.index, "x"]).all()
+        pd.testing.assert_frame_equal(got, steps.at_most(frame, limit, 3))  # seeded
+    assert not steps.at_most(frame, 10, 3).index.equals(steps.at_most(frame, 10, 3 + 1).index)
+
+
+
+
+def test_write_tables_writes_the_three_tables_in_key_order(tmp_path):
+    """The tables a backend makes at once (the Dask runner) are written as the notebooks read them."""
+    keys = [f"k{i:02d}" for i in np.random.default_rng(2).permutation(20)]
+    customers = pd.DataFrame({"customer_id": keys, "spend": np.arange(20.0)}, index=keys)
+    customers.attrs = {"as_of": "2017-01-01", "id_column": "customerID"}
+    X = pd.DataFrame({"a": np.arange(20.0) / 2}, index=keys)
+    segments = pd.DataFrame({"segment": np.arange(20) % 3 + 1}, index=keys[::-1])
+    layout = config.Layout.for_run(tmp_path / "run").makedirs()
+    steps.write_tables(layout, customers, X, segments)
+    got = [pd.read_parquet(p) for p in (layout.customers, layout.scaled, layout.segments)]
+    for frame, original in zip(got, (customers, X, segments)):
+        assert list(frame.index) == sorted(keys)
+        pd.testing.assert_frame_equal(frame, original.loc[sorted(keys)], check_names=False)
+    assert got[0].attrs == customers.attrs
