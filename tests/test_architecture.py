@@ -125,6 +125,17 @@ def test_one_runner_chooses_the_backend():
     assert "distributed" in seglib_imports("runner") and "steps" in seglib_imports("runner")
 
 
+def test_the_dask_module_is_plumbing_only():
+    """The order of the steps and the run folder's records live in the runner and the steps' writers:
+    the Dask module writes none of them, and stays small (issue 16: at most 700 lines)."""
+    source = (PACKAGE / "distributed.py").read_text()
+    writers = r"\b(write_cleaning|write_som|write_clusters|measure_stability|write_sample|write_tables|" \
+              r"save_model|write_segments|write_summary|record_metrics|Segmentation)\b"
+    assert not re.findall(writers, source)
+    lines = len(source.splitlines())
+    assert lines <= 700, f"seglib/distributed.py has {lines} lines; move what is not Dask plumbing out"
+
+
 def test_the_summary_sits_beside_the_profile_and_labels_stand_alone():
     """summary reads the profile (step 04) and is read by the steps and the pipeline, never the reverse."""
     assert not seglib_imports("summary") & set(ON_TOP)
