@@ -22,10 +22,14 @@ from sklearn.metrics import adjusted_rand_score  # noqa: E402
 from seglib.distributed import (  # noqa: E402
     Partitions,
     clean_dask,
+    cluster_dask,
+    collect_customers,
     customer_features,
     dask_client,
     fit_som,
     hit_map,
+    sample_rows,
+    segment_totals,
 )
 from seglib.errors import InputError, ParameterError  # noqa: E402
 from seglib.features import exact_medians, order_statistics  # noqa: E402
@@ -318,6 +322,41 @@ def test_steps_are_deterministic_and_hits_match_in_memory(client, data):
     hits = hit_map(a, features.X, client=client)
     np.testing.assert_array_equal(hits, a.hit_map(X))
     assert hits.sum() == features.n_customers == len(X)
+
+
+def test_what_the_client_collects(client, data):
+    """``collect_customers``: every customer up to ``max_collect``, else a seeded sample of at most that
+    many in key order, rows aligned across the three tables; ``segment_totals`` and ``sample_rows``
+    agree with the collected tables; the epoch loop's seconds reach ``timings``."""
+    cleaned = clean_dask(data["glob"], client=client, npartitions=3, progress=False)
+    features = customer_features(cleaned, client=client)
+    timings = {}
+    som = fit_som(features.X, SOM((5, 4), random_state=0, n_epochs=3), client=client, progress=False,
+                  timings=timings)
+    assert timings["som_epochs"] > 0
+    clusters = cluster_dask(som, features, client=client, n_clusters=4, n_stability_runs=0)
+    n = features.n_customers
+    table, seg, X = collect_customers(features, clusters, n, SEED)
+    assert len(table) == len(seg) == len(X) == n and set(X.index) == set(features.X.compute().index)
+    totals = segment_totals(features, clusters)
+    pd.testing.assert_series_equal(totals["customers"].astype("int64"),
+                                   seg["segment"].value_counts().sort_index().astype("int64"),
+                                   check_names=False)
+    np.testing.assert_allclose(totals["money"].sum(), table["monetary"].fillna(0).sum())
+    for size in (50, n // 2):
+        t, s, x = collect_customers(features, clusters, size, SEED)
+        assert len(x) <= size and x.index.is_monotonic_increasing and x.index.is_unique
+        assert t.index.equals(x.index) and s.index.equals(x.index)
+        pd.testing.assert_frame_equal(x, X.loc[x.index])
+        pd.testing.assert_series_equal(s["segment"], seg.loc[x.index, "segment"])
+        assert collect_customers(features, clusters, size, SEED)[2].index.equals(x.index)  # seeded
+    assert not collect_customers(features, clusters, 50, SEED + 1)[2].index.equals(
+        collect_customers(features, clusters, 50, SEED)[2].index)
+    rows = sample_rows(features.X, 10 * n, SEED)
+    assert rows.shape == X.shape
+    assert 0 < len(sample_rows(features.X, n // 4, SEED)) < n
+    with pytest.raises(ParameterError, match="max_collect"):
+        collect_customers(features, clusters, 0, SEED)
 
 
 def test_hexagonal_som_on_dask_is_the_in_memory_one(client, data):
