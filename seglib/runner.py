@@ -245,26 +245,23 @@ def run_dask(
         table.attrs = {"as_of": str(cleaned.as_of), "id_column": cleaned.id_column}
         descriptors = descriptor_columns(features.customers.meta.columns, features.feature_names,
                                          features.pipeline["features"].dropped_)
+        steps.write_tables(layout, table, scaled, seg)  # in key order, as the notebooks read them
+        profile = profile_segments(table, seg["segment"], descriptors=descriptors,
+                                   stability=steps.read_stability(layout))
         if n <= max_collect:
             layout.sample.unlink(missing_ok=True)  # the tables hold every customer
-            steps.write_tables(layout, table, scaled, seg)
             rows = result_table(table, seg["segment"], seg["som_row"], seg["som_col"],
                                 id_column=cleaned.id_column)
             result = write_result(layout.result, rows)
-            profile = profile_segments(table, seg["segment"], descriptors=descriptors,
-                                       stability=steps.read_stability(layout))
             from seglib.summary import write_summary  # the summary needs every customer: collected runs only
 
             write_summary(layout, customers=table, labels=seg["segment"], names=profile["name"],
                           stability=profile, descriptors=descriptors, currency=values["currency"])
-        else:
+        else:  # a sample: exact sizes and revenue shares, and sample.json with what is exact beside it
             logger.info("%d customers > max_collect=%d: no result.csv (read %s); profile of a sample", n,
                         max_collect, layout.root / "result")
             result = None
-            steps.write_tables(layout, table, scaled, seg)
             sums = dk.segment_totals(features, clusters)
-            profile = profile_segments(table, seg["segment"], descriptors=descriptors,
-                                       stability=steps.read_stability(layout))
             profile = with_exact_sizes(profile, sums["customers"], sums["money"])
             pc, money = clusters.clustering, "monetary" in features.customers.meta
             steps.write_sample(layout, steps.Sample(
