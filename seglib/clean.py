@@ -290,32 +290,29 @@ def _missing_customer_id(df, s):
     return (_keys_of(df) != "").to_numpy(dtype=bool), {}
 
 
-@_drop_rule("missing_date", "drop rows with an empty transaction date")
-def _missing_date(df, s):
-    return (df["date"].str.strip() != "").to_numpy(dtype=bool), {}
+def _required_value_rules(column: str, what: str, parse, how: str):
+    """Register the two drop rules of a required value (``date``, ``amount``): empty, then unparseable.
+
+    ``parse(values, settings)`` returns the parsed Series, missing where the text does not parse.
+    """
+
+    def missing(df, s):
+        return (df[column].str.strip() != "").to_numpy(dtype=bool), {}
+
+    def unparseable(df, s):
+        parsed = parse(df[column], s)
+        return parsed.notna().to_numpy(), {column: parsed}
+
+    _drop_rule(f"missing_{column}", f"drop rows with an empty {what}")(missing)
+    _drop_rule(f"unparseable_{column}", how)(unparseable)
 
 
-@_drop_rule(
-    "unparseable_date",
+_required_value_rules(
+    "date", "transaction date", lambda values, s: parse_dates(values, s.date_format),
     "parse the transaction date with the detected or given format; drop rows where it fails",
 )
-def _unparseable_date(df, s):
-    parsed = parse_dates(df["date"], s.date_format)
-    return parsed.notna().to_numpy(), {"date": parsed}
-
-
-@_drop_rule("missing_amount", "drop rows with an empty amount")
-def _missing_amount(df, s):
-    return (df["amount"].str.strip() != "").to_numpy(dtype=bool), {}
-
-
-@_drop_rule(
-    "unparseable_amount",
-    "parse the amount as a number; drop rows where it is not a finite number",
-)
-def _unparseable_amount(df, s):
-    amount = parse_amounts(df["amount"])
-    return amount.notna().to_numpy(), {"amount": amount}
+_required_value_rules("amount", "amount", lambda values, s: parse_amounts(values),
+                      "parse the amount as a number; drop rows where it is not a finite number")
 
 
 @_drop_rule(
