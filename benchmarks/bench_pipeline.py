@@ -27,28 +27,16 @@ import argparse
 import functools
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _measure import best_time, peak_mb
+
 #: Customers per line asked for: the generator writes about 10.3 lines per customer (1.03M for 100,000).
 LINES_PER_CUSTOMER = 10
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def best_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def dataset(lines: int, cache: Path) -> Path:

@@ -54,3 +54,14 @@ def renamed_export():
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    """Runs go to a throwaway ``reports/`` folder (never the project's, where ``make run`` leaves one)."""
+    from seglib import pipeline
+
+    folder = tmp_path_factory.mktemp("reports")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "REPORTS_DIR", folder)
+        yield folder

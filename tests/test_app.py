@@ -27,12 +27,10 @@ from seglib.load import DEFAULT_COLUMNS, ROLES, guess_columns
 
 
 @pytest.fixture(scope="module", autouse=True)
-def no_project_runs(tmp_path_factory):
+def no_project_runs(reports):
     """An empty ``reports/`` for every test here: an App given no run must start from the upload,
     whatever runs the checkout holds (``make run`` before ``make test`` leaves one in reports/latest)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "REPORTS_DIR", tmp_path_factory.mktemp("reports"))
-        yield
+    return reports
 
 
 @pytest.fixture(scope="module")

@@ -28,15 +28,6 @@ def small_data(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def reports(tmp_path_factory):
-    """Runs go to a throwaway reports/ folder (never the project's)."""
-    folder = tmp_path_factory.mktemp("reports")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "REPORTS_DIR", folder)
-        yield folder
-
-
 FAST = {"n_stability_runs": 2, "k_max": 8}
 
 

@@ -74,14 +74,6 @@ def model_is_finite(model_dir: Path) -> None:
 CASES = [("no optional role", ()), *[(f"only {r}", (r,)) for r in OPTIONAL], ("all roles", tuple(OPTIONAL))]
 
 
-@pytest.fixture(scope="module")
-def reports(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("reports")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "REPORTS_DIR", folder)
-        yield folder
-
-
 def run_notebooks_here(data: Path, run: Path, parameters: dict) -> Path:
     """Execute the four notebooks' code cells in this process, as papermill would (parameters injected
     after each notebook's parameters cell), without a kernel: the same code on any log in a second.
