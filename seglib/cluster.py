@@ -692,6 +692,25 @@ class PrototypeClustering(BaseEstimator):
         self.segment_sizes_ = np.bincount(relabelled - 1, weights=self.unit_hits_, minlength=k)
         return self
 
+    def adopt(self, unit_labels) -> bool:
+        """Take the unit-level segments a run recorded (``clustering.json``, ``sample.json``), when they
+        are one of this clustering's starts (``unit_starts_``, up to numbering); returns whether it did.
+
+        A clustering refitted with a run's settings, hits and unit sums finds the same starts, but its
+        ``unit_labels_`` is the unit-level winner, while the run kept the start whose customer-level
+        consolidation won (:func:`customer_means`, :meth:`use_start`): adopting the recorded labels gives
+        the tree, the cut and the map the run's segments and numbers. False (nothing changed) when the
+        labels are none of the starts: the map or its customers are not the run's.
+        """
+        check_is_fitted(self, "unit_labels_")
+        run = np.asarray(unit_labels).ravel().astype(np.int64)
+        if run.shape != self.unit_labels_.shape or run.min() < 1 or run.max() != self.n_clusters_:
+            return False
+        if not any(adjusted_rand_score(np.ravel(start), run) == 1.0 for start in self.unit_starts_):
+            return False
+        self.use_start(run, np.arange(self.n_clusters_))
+        return bool(np.array_equal(self.unit_labels_, run))
+
     def assign(self, bmu, *, ids=None):
         """Segment of each customer from its best-matching unit (see :func:`assign_segments`)."""
         check_is_fitted(self, "unit_labels_")

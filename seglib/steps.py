@@ -178,22 +178,10 @@ class Sample:
         return settings == self.cut
 
     def match(self, clustering) -> bool:
-        """Number ``clustering`` (fitted with the run's settings, hits and unit sums) as the run numbered
-        its segments (customer-level consolidation may renumber them by size); False when its units do
-        not form the run's segments (then nothing is changed)."""
-        labels, run = np.asarray(clustering.unit_labels_).ravel(), self.unit_labels.ravel()
-        if labels.shape != run.shape or clustering.n_clusters_ != run.max():
-            return False
-        order = np.zeros(clustering.n_clusters_, dtype=np.int64)
-        for old in range(1, clustering.n_clusters_ + 1):
-            new = np.unique(run[labels == old])
-            if len(new) != 1:
-                return False
-            order[new[0] - 1] = old - 1
-        if sorted(order.tolist()) != list(range(clustering.n_clusters_)):
-            return False
-        clustering.renumber_segments(order)
-        return bool((np.asarray(clustering.unit_labels_).ravel() == run).all())
+        """Give ``clustering`` (fitted with the run's settings, hits and unit sums) the run's unit-level
+        segments and numbers (:meth:`~seglib.cluster.PrototypeClustering.adopt`); False when its units
+        do not form the run's segments (then nothing is changed)."""
+        return clustering.adopt(self.unit_labels)
 
     def segments_of(self, X, bmu, clustering):
         """The run's segment of each customer (rows of ``X``, best units ``bmu``) and the segment means:
@@ -704,6 +692,9 @@ def load_clusters(out_dir: str | os.PathLike | None = None) -> ClusterStep:
     settings = {name: info[name] for name in PrototypeClustering().get_params() if name in info}
     pc = PrototypeClustering(**{**settings, "topology": som_step.som.topology})
     pc.fit(som_step.som.weights_, hits, unit_sums=sums)
+    if "unit_labels_" in info and not pc.adopt(info["unit_labels_"]):
+        logger.warning("%s: the recorded segments are not those of a refit on the map's files (did the "
+                       "map change?): the tree and the map show the refit's", layout.clustering)
     means = info.get("segment_means_")  # absent in older runs: whole units
     assign = info.get("assign") or ("unit" if means is None else "customer")
     run_cut = _is_run_cut(som_step.sample, pc, assign)

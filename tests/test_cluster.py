@@ -814,3 +814,34 @@ def test_fit_cut_lets_a_given_max_d_win_and_ignores_the_steps_other_settings(pla
     assert adjusted_rand_score(by_d.unit_labels_, by_k.unit_labels_) == 1.0
     hexagonal = fit_cut(planted["weights"], planted["hits"], sums, topology="hexagonal", n_clusters=4)
     assert hexagonal.topology == "hexagonal"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_refit_adopts_the_recorded_segments_of_the_start_that_won(seed):
+    """The run keeps the start whose customer-level consolidation won, which need not be the refit's
+    unit-level winner: adopting the recorded labels gives the refit the run's units, cut and numbers."""
+    from seglib.cluster import customer_segments, unit_sums
+
+    X, bmu, pc = _overlapping(seed)
+    customer_segments(X, bmu, pc, "customer")  # the run: unit_labels_ now the winning start
+    hits = np.bincount(bmu, minlength=pc.unit_labels_.size)
+    refit = clone(pc).fit(pc.test_weights, hits, unit_sums=unit_sums(X, bmu, hits.size))
+    assert not np.array_equal(refit.unit_labels_, pc.unit_labels_)  # the case: another start won
+    assert refit.adopt(pc.unit_labels_)
+    np.testing.assert_array_equal(refit.unit_labels_, pc.unit_labels_)
+    np.testing.assert_array_equal(refit.cut_labels_, pc.cut_labels_)
+    np.testing.assert_array_equal(refit.segment_sizes_, pc.segment_sizes_)
+
+
+def test_a_refit_refuses_segments_that_are_none_of_its_starts():
+    from seglib.cluster import unit_sums
+
+    X, bmu, pc = _overlapping(1)
+    hits = np.bincount(bmu, minlength=pc.unit_labels_.size)
+    refit = clone(pc).fit(pc.test_weights, hits, unit_sums=unit_sums(X, bmu, hits.size))
+    before = refit.unit_labels_.copy()
+    other = np.roll(before, 1)  # the same sizes in labels, other units: no start has them
+    assert not any(adjusted_rand_score(np.ravel(s), other) == 1.0 for s in refit.unit_starts_)
+    assert not refit.adopt(other)
+    assert not refit.adopt(before[:-1])  # wrong length
+    np.testing.assert_array_equal(refit.unit_labels_, before)

@@ -60,8 +60,11 @@ def test_the_project_layout_is_built_with_defaults_and_a_warning(tmp_path, monke
     assert clusters.segments["segment"].nunique() == clusters.clustering.n_clusters_
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="seglib.steps"):
-        steps.load_clusters(None)  # now present: read, not rebuilt
+        again = steps.load_clusters(None)  # now present: read, not rebuilt
     assert not caplog.records
+    # read back, the tree and the map have the segments step 03 kept (the start that won), not a refit's
+    for name in ("unit_labels_", "cut_labels_", "segment_sizes_"):
+        np.testing.assert_array_equal(getattr(again.clustering, name), getattr(clusters.clustering, name))
 
 
 def test_the_sample_holds_at_most_max_collect_customers_in_key_order():
@@ -73,8 +76,6 @@ def test_the_sample_holds_at_most_max_collect_customers_in_key_order():
         assert set(got.index) <= set(frame.index) and (got["x"] == frame.loc[got.index, "x"]).all()
         pd.testing.assert_frame_equal(got, steps.at_most(frame, limit, 3))  # seeded
     assert not steps.at_most(frame, 10, 3).index.equals(steps.at_most(frame, 10, 3 + 1).index)
-
-
 
 
 def test_write_tables_writes_the_three_tables_in_key_order(tmp_path):
