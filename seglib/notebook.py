@@ -35,8 +35,9 @@ def default_data(data_path: str | os.PathLike | None = None) -> Path:
     return DEFAULT_DATA
 
 
-def save_figure(fig, layout: Layout, name: str, *, dpi: int = 110, show: bool = False) -> Path:
-    """Save ``fig`` as ``<figures>/<name>.png`` and ``<name>.svg`` beside it (atomically); return the PNG.
+def save_figure(fig, layout: Layout, name: str, *, dpi: int = 110, show: bool = False) -> Path | None:
+    """Save ``fig`` as ``<figures>/<name>.png`` and ``<name>.svg`` beside it (atomically); return the PNG
+    (None with ``show=True``, so a notebook cell ending with it shows the picture, not a path).
 
     The SVG scales for print and slides. Neither carries a software version or date, so re-executing
     a notebook changes no bytes.
@@ -77,6 +78,7 @@ def save_figure(fig, layout: Layout, name: str, *, dpi: int = 110, show: bool = 
 
         display(Image(data=path.read_bytes(), format="png"))
         plt.close(fig)
+        return None
     return path
 
 

@@ -157,7 +157,8 @@ def test_save_figure_show_displays_the_saved_png_and_closes_the_figure(tmp_path,
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda *objs, **kwargs: shown.extend(objs))
     fig = _constrained_figure()
-    png = save_figure(fig, Layout.for_run(tmp_path), "x", show=True)
+    assert save_figure(fig, Layout.for_run(tmp_path), "x", show=True) is None  # a cell shows no path
+    png = Layout.for_run(tmp_path).figures / "x.png"
     assert len(shown) == 1 and shown[0].data == png.read_bytes()  # the file, not another rendering
     assert not plt.fignum_exists(fig.number)
     shown.clear()
