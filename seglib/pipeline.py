@@ -570,7 +570,7 @@ def write_run_json(run_dir: Path, parameters: dict, inputs: list[Path], timings:
         "features": metrics.pop("features", []),
         "bases": metrics.pop("bases", []),
         "descriptors": metrics.pop("descriptors", []),
-        "segment_sizes": metrics.pop("segment_sizes", {}),
+        "segment_sizes": metrics.pop("segment_sizes", None) or {},
         "metrics": metrics,
     }
     return write_json(run_dir / "run.json", info)

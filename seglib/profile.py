@@ -635,12 +635,17 @@ def with_exact_sizes(profile: pd.DataFrame, customers, revenue=None) -> pd.DataF
     without a count gets 0. Returns a copy.
     """
     out = profile.copy()
-    counts = pd.Series(customers).reindex(out.index, fill_value=0)
+    customers = pd.Series(customers)
+    absent = customers.index.difference(out.index)
+    if len(absent):
+        logger.warning("segments %s (%s customers in all) have no customer in the sample: not profiled",
+                       ", ".join(map(str, absent)), ", ".join(str(int(customers[s])) for s in absent))
+    counts = customers.reindex(out.index, fill_value=0)
     out["customers"] = counts.astype("int64")
-    out["customer_share"] = counts / pd.Series(customers).sum()
+    out["customer_share"] = counts / customers.sum()
     if "revenue_share" in out and revenue is not None:
-        money = pd.Series(revenue).reindex(out.index, fill_value=0)
-        out["revenue_share"] = money / money.sum()
+        money = pd.Series(revenue)
+        out["revenue_share"] = money.reindex(out.index, fill_value=0) / money.sum()
     return out
 
 

@@ -645,10 +645,14 @@ def read_stability(layout: Layout) -> pd.DataFrame:
 def write_clusters(layout: Layout, clustering, *, assign: str, segment_means, sizes, **metrics) -> None:
     """Step 03's records, as both backends write them: ``clustering.json`` (:func:`write_clustering`)
     and, in ``metrics.json``, the number of segments, the cophenetic correlation, ``sizes`` (customers
-    per segment, a Series indexed by segment; None records none) and any other ``metrics`` (e.g.
-    ``silhouette``)."""
+    per segment, a Series indexed by segment) and any other ``metrics`` (e.g. ``silhouette``).
+    ``sizes=None`` (a new cut on a sample: its sizes are not the run's) clears the sizes and the segment
+    names recorded before, which belonged to another cut."""
     write_clustering(layout, clustering, assign=assign, segment_means=segment_means)
-    if sizes is not None:
+    if sizes is None:
+        metrics["segment_sizes"] = None
+        metrics.setdefault("segment_names", None)
+    else:
         metrics["segment_sizes"] = {str(k): int(v) for k, v in sizes.items()}
     record_metrics(layout, n_segments=int(clustering.n_clusters_),
                    cophenetic_correlation=float(clustering.cophenetic_corr_), **metrics)

@@ -481,3 +481,18 @@ def test_percentile_ranks_are_pandas_ranks_to_the_bit(seed, n, n_cols):
     frame = pd.DataFrame(cols, index=pd.Index([f"k{i}" for i in range(n)], name="customer_key"))
     expected = frame.astype(float).rank(pct=True)
     pd.testing.assert_frame_equal(percentile_ranks(frame), expected, check_exact=True)
+
+
+def test_exact_sizes_share_every_customer_and_name_a_segment_the_sample_missed(caplog):
+    from seglib.profile import with_exact_sizes
+
+    profile = pd.DataFrame({"customers": [7, 3], "customer_share": [0.7, 0.3], "revenue_share": [0.8, 0.2],
+                            "name": ["a", "b"]}, index=pd.Index([1, 2], name="segment"))
+    customers, revenue = {1: 100, 2: 50, 3: 10}, {1: 1000.0, 2: 500.0, 3: 100.0}
+    with caplog.at_level("WARNING", logger="seglib.profile"):
+        out = with_exact_sizes(profile, customers, revenue)
+    assert out["customers"].tolist() == [100, 50]
+    np.testing.assert_allclose(out["customer_share"], [100 / 160, 50 / 160])
+    np.testing.assert_allclose(out["revenue_share"], [1000 / 1600, 500 / 1600])  # both over every customer
+    assert any("segments 3" in r.getMessage() and "10" in r.getMessage() for r in caplog.records)
+    assert out["name"].tolist() == ["a", "b"] and profile["customers"].tolist() == [7, 3]  # a copy

@@ -92,3 +92,23 @@ def test_write_tables_writes_the_three_tables_in_key_order(tmp_path):
         assert list(frame.index) == sorted(keys)
         pd.testing.assert_frame_equal(frame, original.loc[sorted(keys)], check_names=False)
     assert got[0].attrs == customers.attrs
+
+
+def test_a_cut_without_sizes_clears_the_sizes_and_names_of_the_cut_before(tmp_path):
+    """A new cut on a Dask run's sample records no sizes (they would be the sample's): metrics.json must
+    not keep the run's sizes and names beside the new cut's number of segments."""
+    import json
+
+    from seglib.cluster import PrototypeClustering
+
+    layout = config.Layout.for_run(tmp_path).makedirs()
+    weights = np.random.default_rng(0).normal(size=(4, 5, 3))
+    run = PrototypeClustering(n_clusters=4, consolidate=False).fit(weights)
+    steps.write_clusters(layout, run, assign="unit", segment_means=None,
+                         sizes=pd.Series({1: 5, 2: 3, 3: 2, 4: 1}),
+                         segment_names={"1": "a", "2": "b", "3": "c", "4": "d"})
+    new = PrototypeClustering(n_clusters=3, consolidate=False).fit(weights)
+    steps.write_clusters(layout, new, assign="unit", segment_means=None, sizes=None)
+    metrics = json.loads(layout.metrics.read_text())
+    assert metrics["n_segments"] == 3
+    assert metrics["segment_sizes"] is None and metrics["segment_names"] is None
