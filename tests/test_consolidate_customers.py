@@ -15,7 +15,6 @@ from seglib.cluster import (
     consolidate_customers,
     customer_segments,
     nearest_segment,
-    number_like,
     off_majority_share,
     segment_stats,
     starts_stats,
@@ -144,7 +143,14 @@ def test_customer_segments_keep_the_tree_numbered_like_the_final_segments():
         assert order.tolist() == list(range(5)) and winner == 0
         np.testing.assert_allclose(again, means, atol=1e-9)
         # the cut drawn on the tree carries the final numbers: it matches the unit-level segments
-        assert np.array_equal(pc.cut_labels_, number_like(pc.cut_labels_, pc.unit_labels_, pc.unit_hits_))
+        # (cut segment s <-> final segment s is a one-to-one matching of largest customer overlap)
+        from scipy.optimize import linear_sum_assignment
+
+        k = pc.n_clusters_
+        overlap = np.zeros((k + 1, k + 1))
+        np.add.at(overlap, (pc.cut_labels_, pc.unit_labels_), pc.unit_hits_)
+        rows, cols = linear_sum_assignment(-overlap[1:, 1:])
+        assert np.trace(overlap[1:, 1:]) == pytest.approx(overlap[1:, 1:][rows, cols].sum())
         # "unit" (or the plain cut) leaves customers with their unit's segment
         assert np.array_equal(customer_segments(X, bmu, pc, "unit")[0], pc.assign(bmu))
         assert customer_segments(X, bmu, pc, "unit")[1] is None
