@@ -54,7 +54,6 @@ __all__ = [
     "segments_frame",
     "consolidate",
     "consolidate_by_customer",
-    "consolidate_customers",
     "nearest_segment",
     "customer_segments",
     "unit_majority",
@@ -64,7 +63,6 @@ __all__ = [
     "segment_stats",
     "add_segment_stats",
     "update_centres",
-    "refine_centres",
     "best_of_starts",
     "customer_means",
     "starts_stats",
@@ -1011,25 +1009,22 @@ class SegmentStats:
     """What one Lloyd iteration needs from a block of customers (sums add up over blocks).
 
     ``sums`` (k, F) and ``counts`` (k,) are the customers' scaled features and numbers per nearest
-    segment; ``moved`` counts the customers whose nearest segment differs under the previous means;
-    ``far`` is (squared distance to its own mean, global row) of the customer farthest from its mean,
+    segment; ``far`` is (squared distance to its own mean, global row) of the customer farthest from its mean,
     where an empty segment is re-seeded; ``sse`` is the customers' sum of squared distances to their
     nearest mean (the within-segment sum of squares once the means are their customers' means).
     """
 
     sums: np.ndarray
     counts: np.ndarray
-    moved: int
     far: tuple[float, int]
     sse: float = 0.0
 
 
-def segment_stats(X, centres, previous=None, *, offset: int = 0) -> SegmentStats:
+def segment_stats(X, centres, *, offset: int = 0) -> SegmentStats:
     """:class:`SegmentStats` of the customers ``X`` (rows ``offset..``) under the means ``centres``.
 
-    The map step of :func:`consolidate_customers`, per block of customers: the in-memory path calls
-    it on all customers, the Dask backend on every partition and adds the results
-    (:func:`add_segment_stats`).
+    One Lloyd iteration's map step on a block of customers (:func:`starts_stats` applies it to every
+    start; blocks add up with :func:`add_segment_stats`).
     """
     X = np.asarray(X, dtype=float)
     C = np.asarray(centres, dtype=float)
@@ -1038,13 +1033,12 @@ def segment_stats(X, centres, previous=None, *, offset: int = 0) -> SegmentStats
     sums = np.zeros((k, X.shape[1]))
     np.add.at(sums, lab, X)
     counts = np.bincount(lab, minlength=k).astype(float)
-    moved = 0 if previous is None else int((nearest_segment(X, previous) - 1 != lab).sum())
     far, sse = (-1.0, -1), 0.0
     if len(X):
         d = ((X - C[lab]) ** 2).sum(axis=1)
         i = int(np.argmax(d))
         far, sse = (float(d[i]), offset + i), float(d.sum())
-    return SegmentStats(sums, counts, moved, far, sse)
+    return SegmentStats(sums, counts, far, sse)
 
 
 def add_segment_stats(parts) -> SegmentStats:
@@ -1054,8 +1048,8 @@ def add_segment_stats(parts) -> SegmentStats:
     for p in parts:
         if p.far[0] > far[0]:  # strictly: the first (lowest) row wins a tie
             far = p.far
-    return SegmentStats(sum(p.sums for p in parts), sum(p.counts for p in parts),
-                        sum(p.moved for p in parts), far, float(sum(p.sse for p in parts)))
+    return SegmentStats(sum(p.sums for p in parts), sum(p.counts for p in parts), far,
+                        float(sum(p.sse for p in parts)))
 
 
 def starts_stats(X, starts, *, offset: int = 0) -> list[SegmentStats]:
@@ -1073,7 +1067,7 @@ def add_starts_stats(parts) -> list[SegmentStats]:
 
 
 def update_centres(stats: SegmentStats, centres, row) -> np.ndarray:
-    """The update step of :func:`consolidate_customers`, shared by both backends.
+    """The update step of the Lloyd iterations (:func:`best_of_starts`), shared by both backends.
 
     Each segment's new mean is the mean of the customers nearest to it. A segment left without
     customers is re-seeded at the customer farthest from its own mean (``row(i)`` returns the scaled
@@ -1089,35 +1083,14 @@ def update_centres(stats: SegmentStats, centres, row) -> np.ndarray:
     return C
 
 
-def consolidate_customers(stats_of, centres, *, row, max_iter: int = 100):
-    """Lloyd iterations on the customers from ``centres``; returns the final segment means.
-
-    ``stats_of(centres, previous)`` gives the :class:`SegmentStats` of all customers (in memory:
-    :func:`segment_stats` of X; Dask: the sum over partitions); ``row(i)`` returns customer i's
-    scaled features (for re-seeding an empty segment). Iterations stop when no customer changes
-    its nearest mean: the means are then the means of their customers (a fixed point), and every
-    customer's segment is :func:`nearest_segment` of these means.
-    """
-    C = np.asarray(centres, dtype=float)
-    previous = None
-    for it in range(max_iter):
-        stats = stats_of(C, previous)
-        if previous is not None and stats.moved == 0 and (stats.counts > 0).all():
-            logger.debug("customer consolidation settled after %d iterations", it)
-            return C
-        previous, C = C, update_centres(stats, C, row)
-    logger.warning("customer consolidation did not settle in %d iterations", max_iter)
-    return C
-
-
 def consolidate_by_customer(X, labels, *, max_iter: int = 100):
     """Continue consolidation customer by customer: k-means on the customers from given segments.
 
     The unit-level consolidation (:func:`consolidate`) keeps every map unit whole; with few
     customers per unit that cannot reach k-means' optimum and its segments change from one sample to
     the next. Starting from the means of ``labels`` (the unit-level segments of every customer),
-    Lloyd iterations move customers one by one (:func:`consolidate_customers`); the customers'
-    within-segment sum of squares never increases. Deterministic (no random start).
+    Lloyd iterations move customers one by one (:func:`best_of_starts` with this one start); the
+    customers' within-segment sum of squares never increases. Deterministic (no random start).
 
     Parameters
     ----------
@@ -1139,22 +1112,9 @@ def consolidate_by_customer(X, labels, *, max_iter: int = 100):
     lab = np.asarray(labels).ravel().astype(np.int64)
     if X.ndim != 2 or len(lab) != len(X) or len(X) == 0 or lab.min() < 1:
         raise InputError(f"labels: expected one segment 1..k per customer ({len(X)}), got {lab.shape}")
-    C, _ = refine_centres(lambda c, prev: segment_stats(X, c, prev), start_centres(X, lab),
-                          row=lambda i: X[i], max_iter=max_iter)
+    C = best_of_starts(lambda starts: starts_stats(X, starts), [start_centres(X, lab)], row=lambda i: X[i],
+                       max_iter=max_iter)[0]
     return nearest_segment(X, C), C
-
-
-def refine_centres(stats_of, centres, *, row, max_iter: int = 100):
-    """:func:`consolidate_customers`, then the means ordered by their customers, largest first.
-
-    Returns ``(means, order)``: segment ``j + 1`` is the one started from ``centres[order[j]]``.
-    Both backends call it (``stats_of`` as in :func:`consolidate_customers`); every customer's
-    segment is then :func:`nearest_segment` of the returned means.
-    """
-    C = consolidate_customers(stats_of, centres, row=row, max_iter=max_iter)
-    counts = stats_of(C, None).counts
-    order = np.lexsort((np.arange(len(C)), -counts))  # largest first, then the earlier segment
-    return C[order], order
 
 
 #: Within-segment sums of squares closer than this (relative) count as equal in :func:`best_of_starts`:
@@ -1173,7 +1133,7 @@ def best_of_starts(stats_of, starts, *, row, max_iter: int = 100, prune: float |
     ``stats_of(list_of_means)`` gives the :class:`SegmentStats` of all customers under each set of
     means (in memory: :func:`starts_stats` of X; Dask: the sum over partitions, one pass for all
     starts); ``row(i)`` returns customer i's scaled features (to re-seed an empty segment). Each start
-    iterates as :func:`consolidate_customers` until its means reproduce themselves (no customer changes
+    iterates (:func:`update_centres`) until its means reproduce themselves (no customer changes
     its nearest mean); a start whose means become exactly those of an earlier start stops there (it
     would reach the same fixed point), so starts that meet cost nothing more. Then the start whose
     fixed point has the smallest sum of squared distances of the customers to their nearest mean wins;
@@ -1295,11 +1255,11 @@ def refine_units(X, unit_labels, clustering):
 
 
 def start_centres(X, labels) -> np.ndarray:
-    """Mean of each start segment 1..k of the customers (the first means of :func:`consolidate_customers`)."""
+    """Mean of each start segment 1..k of the customers (the first means of the Lloyd iterations)."""
     X = np.asarray(X, dtype=float)
     lab = np.asarray(labels).ravel().astype(np.int64)
     k = int(lab.max())
-    return update_centres(SegmentStats(*_label_sums(X, lab - 1, k), 0, (-1.0, -1)),
+    return update_centres(SegmentStats(*_label_sums(X, lab - 1, k), (-1.0, -1)),
                           np.zeros((k, X.shape[1])), lambda i: X[i])
 
 

@@ -12,7 +12,6 @@ from seglib.cluster import (
     add_segment_stats,
     best_of_starts,
     consolidate_by_customer,
-    consolidate_customers,
     customer_segments,
     nearest_segment,
     off_majority_share,
@@ -89,20 +88,21 @@ def test_nearest_segment_is_batch_independent_with_ties_to_the_lowest_segment():
 def test_block_statistics_add_up_to_those_of_all_customers():
     X, unit_level = _map(2)
     C = np.stack([X[unit_level == s].mean(axis=0) for s in range(1, int(unit_level.max()) + 1)])
-    prev = C + 0.3
-    whole = segment_stats(X, C, prev)
+    whole = segment_stats(X, C)
     cuts = [0, 100, 555, 900, len(X)]
-    parts = add_segment_stats(segment_stats(X[a:b], C, prev, offset=a) for a, b in zip(cuts, cuts[1:]))
+    parts = add_segment_stats(segment_stats(X[a:b], C, offset=a) for a, b in zip(cuts, cuts[1:]))
     np.testing.assert_allclose(parts.sums, whole.sums, atol=1e-9)
-    assert np.array_equal(parts.counts, whole.counts) and parts.moved == whole.moved
-    assert parts.far == whole.far
-    # the loop fed by blocks finds the same means as the loop fed by all customers
-    def blocks(c, p):
-        return add_segment_stats(segment_stats(X[a:b], c, p, offset=a) for a, b in zip(cuts, cuts[1:]))
-    by_blocks = consolidate_customers(blocks, C, row=lambda i: X[i])
-    in_memory = consolidate_customers(lambda c, p: segment_stats(X, c, p), C, row=lambda i: X[i])
-    assert np.array_equal(nearest_segment(X, by_blocks), nearest_segment(X, in_memory))
+    assert np.array_equal(parts.counts, whole.counts) and parts.far == whole.far
     assert isinstance(whole, SegmentStats)
+
+    # the loop fed by blocks finds the same means as the loop fed by all customers
+    def blocks(starts):
+        return [add_segment_stats(segment_stats(X[a:b], c, offset=a) for a, b in zip(cuts, cuts[1:]))
+                for c in starts]
+
+    by_blocks = best_of_starts(blocks, [C], row=lambda i: X[i])[0]
+    in_memory = best_of_starts(lambda starts: starts_stats(X, starts), [C], row=lambda i: X[i])[0]
+    assert np.array_equal(nearest_segment(X, by_blocks), nearest_segment(X, in_memory))
 
 
 def test_bad_labels_are_refused():
