@@ -81,7 +81,7 @@ except ImportError:  # the optional extra is not installed; _require_dask says h
     dd = None
 
 __all__ = ["Partitions", "DaskClean", "DaskFeatures", "DaskClusters", "dask_client", "clean_dask",
-           "customer_features", "fit_som", "hit_map", "cluster_dask", "write_parts", "collect_customers",
+           "customer_features", "fit_som", "cluster_dask", "write_parts", "collect_customers",
            "segment_totals", "sample_rows"]
 
 logger = logging.getLogger(__name__)
@@ -439,10 +439,10 @@ def customer_features(cleaned: DaskClean, pipeline: Pipeline | None = None, *, c
 # step 02: the batch SOM, one map + reduce per epoch
 
 
-def _epoch(parts, weights, exact=False) -> list:
+def _epoch(parts, weights) -> list:
     """``epoch_stats`` of each partition of a group (BLAS runs one thread in a dask worker: its nanny sets
     OPENBLAS_NUM_THREADS=1 and the like)."""
-    return [epoch_stats(part.to_numpy(), weights, exact=exact) for part in parts]
+    return [epoch_stats(part.to_numpy(), weights) for part in parts]
 
 
 def _local_groups(X: Partitions) -> list[tuple[str | None, list[int]]]:
@@ -467,12 +467,12 @@ def _local_groups(X: Partitions) -> list[tuple[str | None, list[int]]]:
     return groups
 
 
-def _epoch_totals(X: Partitions, weights, exact=False, groups=None):
+def _epoch_totals(X: Partitions, weights, groups=None):
     """``epoch_stats`` of the whole table: the partitions' results added in partition order (so the sums
     do not depend on which worker computed what)."""
     client = X.futures[0].client
     groups = _local_groups(X) if groups is None else groups
-    tasks = [client.submit(_epoch, [X.futures[i] for i in indexes], weights, exact,
+    tasks = [client.submit(_epoch, [X.futures[i] for i in indexes], weights,
                            workers=worker and [worker], allow_other_workers=True)
              for worker, indexes in groups]
     stats = {}
@@ -513,15 +513,6 @@ def fit_som(X, som: SOM | None = None, *, client=None, progress: bool | None = N
                 "quantization error %.4f -> %.4f", *som.map_shape_, som.weights_.dtype, n, len(mean),
                 len(som.sigmas_), seconds, som.history_[0], som.history_[-1])
     return som
-
-
-def hit_map(som: SOM, X, *, client=None) -> np.ndarray:
-    """Rows won by each unit, shape ``(rows, cols)``: ``SOM.hit_map`` as a reduction over partitions (best
-    units settled exactly, as ``SOM.predict``: the same counts whatever the partitions)."""
-    client = _client(client)
-    counts = _epoch_totals(_as_partitions(client, X), som.weights_.reshape(-1, som.n_features_in_),
-                           exact=True)[1]
-    return counts.reshape(som.map_shape_)
 
 
 # ----------------------------------------------------------------------------------------------------

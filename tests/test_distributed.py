@@ -27,7 +27,6 @@ from seglib.distributed import (  # noqa: E402
     customer_features,
     dask_client,
     fit_som,
-    hit_map,
     sample_rows,
     segment_totals,
 )
@@ -319,7 +318,7 @@ def test_steps_are_deterministic_and_hits_match_in_memory(client, data):
     b = fit_som(features.X.to_dask(), SOM((6, 5), random_state=0, n_epochs=4), client=client, progress=False)
     np.testing.assert_array_equal(a.weights_, b.weights_)
     X = features.X.compute().to_numpy()
-    hits = hit_map(a, features.X, client=client)
+    hits = cluster_dask(a, features, client=client, n_clusters=4, n_stability_runs=0).hits
     np.testing.assert_array_equal(hits, a.hit_map(X))
     assert hits.sum() == features.n_customers == len(X)
 
