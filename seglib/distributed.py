@@ -321,11 +321,16 @@ def clean_dask(data, *, client=None, encoding: str | None = None, drop_duplicate
     progress : bool, default True
         A progress bar over the files.
     **parameters
-        The clean step's run parameters (:mod:`seglib.params`), as :func:`seglib.steps.clean_step`. The
-        formats are detected on the first file. ``as_of`` and the plausibility bounds, when not given,
-        come from every file's :func:`~seglib.clean.plausibility_stats` (a first pass), as in memory.
+        The clean step's run parameters (:mod:`seglib.params`), as :func:`seglib.steps.clean_step` (any
+        other name is a ParameterError listing them). The formats are detected on the first file.
+        ``as_of`` and the plausibility bounds, when not given, come from every file's
+        :func:`~seglib.clean.plausibility_stats` (a first pass), as in memory.
     """
-    values = {n: effective(parameters)[n] for n in defaults("clean")}
+    step = defaults("clean")
+    if set(parameters) - set(step):
+        raise ParameterError(f"clean_dask: {', '.join(repr(n) for n in parameters if n not in step)} not a "
+                             f"parameter of the clean step; valid ones: {', '.join(step)}")
+    values = effective(parameters)
     columns, date_format, dob_format = values["columns"], values["date_format"], values["dob_format"]
     client = _client(client)
     files = data_files(data)

@@ -424,6 +424,10 @@ def test_bad_parameters_and_inputs(client, data, tmp_path):
     with pytest.raises(ParameterError, match="batch"):
         fit_som(Partitions(client.scatter([pd.DataFrame({"a": [0.0, 1.0]})]), pd.DataFrame({"a": []})),
                 SOM(engine="minisom"), client=client)
+    for name in ("n_clusters", "min_aeg"):  # another step's parameter, a misspelt one: before reading a file
+        with pytest.raises(ParameterError, match=rf"'{name}' not a parameter of the clean step; "
+                                                 r"valid ones: columns, .*\bas_of\b.*\bmax_age\b"):
+            clean_dask(tmp_path / "nothing-*.csv", client=client, progress=False, **{name: 8})
     odd = pd.read_csv(data["parts"][0], dtype=str, keep_default_na=False).drop(columns="Gender")
     odd.to_csv(tmp_path / "part-00009.csv", index=False)
     with pytest.raises(InputError, match="part-00009.csv.*same columns"):
