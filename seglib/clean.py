@@ -220,11 +220,7 @@ class _Ids:
 
     @classmethod
     def of(cls, ids: pd.Series) -> "_Ids":
-        text = as_text(ids)
-        codes, uniques = pd.factorize(text, use_na_sentinel=False)
-        unique_keys = _key(pd.Series(uniques, dtype=text.dtype))
-        keys = pd.Series(unique_keys.to_numpy()[codes], index=ids.index, dtype=unique_keys.dtype,
-                         name=ids.name)
+        keys, codes, unique_keys = by_value(as_text(ids), _key, return_codes=True)
         return cls(codes, unique_keys, keys)
 
     def key_set(self, codes=None) -> frozenset:

@@ -16,6 +16,7 @@ from seglib.load import (
     DEFAULT_COLUMNS,
     REQUIRED_ROLES,
     ROLES,
+    by_value,
     detect_date_format,
     load_transactions,
     parse_dates,
@@ -257,3 +258,21 @@ def test_fast_reader_gives_pandas_frame(tmp_path, monkeypatch, name, gz):
     slow = load_transactions(path)
     pd.testing.assert_frame_equal(fast, slow)
     assert fast.attrs == slow.attrs
+
+
+def test_by_value_calls_func_once_per_distinct_value_and_can_return_the_codes():
+    values = pd.Series(["b", "a", "b", "", "a", "c"], index=[10, 11, 12, 13, 14, 15], name="id")
+    seen = []
+
+    def upper(u):
+        seen.append(u.tolist())
+        return u.str.upper()
+
+    plain = by_value(values, upper)
+    result, codes, per_value = by_value(values, upper, return_codes=True)
+    assert seen == [["b", "a", "", "c"]] * 2  # the distinct values, in order of appearance, once per call
+    expected = values.str.upper()
+    pd.testing.assert_series_equal(plain, expected)
+    pd.testing.assert_series_equal(result, expected)
+    np.testing.assert_array_equal(np.asarray(per_value)[codes], expected.to_numpy())
+    assert len(per_value) == len(set(values)) and codes.max() == len(per_value) - 1
