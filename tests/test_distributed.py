@@ -384,9 +384,11 @@ def test_existing_cluster_by_address(client, data):
             pass
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_order_statistics_are_exact(client, seed):
-    rng = np.random.default_rng(seed)
+def test_order_statistics_are_exact_over_partitions_on_workers(client):
+    """The histogram passes of ``order_statistics`` / ``exact_medians`` through ``Partitions.reduce`` on
+    a real client (partitions spread over two workers): the exact values. The algorithm itself, over
+    several seeds, is tested in memory (tests/test_features.py::test_exact_order_statistics_of_blocks)."""
+    rng = np.random.default_rng(0)
     values = np.round(rng.lognormal(0, 2, 3001), 1)  # heavy tail and many ties
     values[rng.random(values.size) < 0.1] = np.nan
     frames = [pd.DataFrame({"x": chunk, "y": -chunk}) for chunk in np.array_split(values, 5)]
