@@ -4,10 +4,10 @@ The data stay on the workers, in partitions (:class:`Partitions`); this module m
 functions over them (:func:`~seglib.clean.clean_partition`, :func:`~seglib.features.customer_partials`,
 :func:`~seglib.features.finalize_customers`, :func:`~seglib.som.epoch_stats`, ...), reduces their
 small results in partition order and hands them to the same fits as the in-memory path
-(``fit_from_stats``, :meth:`~seglib.som.SOM.fit_stats`, :func:`~seglib.cluster.fit_cut`,
-:func:`~seglib.som.map_quality`), so both backends give the same results. :func:`seglib.runner.run_dask`
-sequences the steps into a run folder with these primitives and the steps' writers, and
-:func:`seglib.runner.run_segmentation` chooses the backend. More: ``docs/dask.md``.
+(``fit_from_stats``, :meth:`~seglib.som.SOM.fit_stats`, :func:`~seglib.cluster.fit_cut`), so both
+backends give the same results. :func:`seglib.runner.run_dask` sequences the steps into a run folder with
+these primitives (and :func:`~seglib.som.map_quality` over :meth:`Partitions.reduce`) and the steps'
+writers, and :func:`seglib.runner.run_segmentation` chooses the backend. More: ``docs/dask.md``.
 
 Needs the optional extra ``dask`` (``pip install "seglib[dask]"``: dask[dataframe], distributed).
 """
