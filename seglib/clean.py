@@ -879,7 +879,10 @@ def reference_bounds(stats: dict, source: str, *, as_of=None, min_date=None, max
     """``as_of`` and the plausible bounds of an input, from its :func:`plausibility_stats` (of the whole
     input, or its files' combined with :func:`combine_plausibility_stats`): what both backends clean
     with. A given ``as_of`` or bound is kept; None derives it (:func:`plausible_bounds`). Raises
-    :class:`InputError` naming ``source`` when no row can be kept (then no ``as_of`` can be derived)."""
+    :class:`InputError` naming ``source`` when no row can be kept (then no ``as_of`` can be derived), and
+    :class:`~seglib.errors.ParameterError` when a given ``as_of`` is not a date (:func:`check_as_of`, which
+    also makes it a Timestamp)."""
+    as_of = None if as_of is None else check_as_of(as_of)
     bounds = plausible_bounds(stats, min_date=min_date, max_date=max_date, max_amount=max_amount)
     if as_of is None:
         if bounds.as_of is None:

@@ -35,7 +35,6 @@ from seglib._files import atomic_path
 from seglib.clean import (
     CleaningReport,
     check_ages,
-    check_as_of,
     check_bounds,
     clean_partition,
     combine_plausibility_stats,
@@ -334,7 +333,7 @@ def clean_dask(data, *, client=None, encoding: str | None = None, drop_duplicate
     columns, date_format, dob_format = values["columns"], values["date_format"], values["dob_format"]
     client = _client(client)
     files = data_files(data)
-    as_of = None if values["as_of"] is None else check_as_of(values["as_of"])
+    as_of = values["as_of"]  # checked by effective; a Timestamp from reference_bounds or clean_partition
     min_age, max_age = check_ages(values["min_age"], values["max_age"])
     min_date, max_date, max_amount = check_bounds(values["min_date"], values["max_date"],
                                                   values["max_amount"])

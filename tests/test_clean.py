@@ -700,6 +700,9 @@ def test_reference_bounds_of_a_files_stats_are_the_cleaners(tmp_path):
     _, report = clean_transactions(raw)
     assert str(as_of.date()) == report.as_of and bounds.max_amount == report.settings["max_amount"]
     given, _ = reference_bounds(stats, str(path), as_of="2020-01-01")
-    assert given == "2020-01-01"  # a given as_of is kept
+    assert isinstance(given, pd.Timestamp) and given == pd.Timestamp("2020-01-01")  # kept, as a Timestamp
+    assert reference_bounds(stats, str(path), as_of=pd.Timestamp("2020-01-01 13:00"))[0] == given  # midnight
+    with pytest.raises(ParameterError, match="as_of='today' is not a date"):
+        reference_bounds(stats, str(path), as_of="today")
     with pytest.raises(InputError, match="log.csv: no row has a customer id"):
         reference_bounds(stats, str(path), max_amount=1e-9)
