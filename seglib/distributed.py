@@ -686,9 +686,10 @@ def segment_totals(features: DaskFeatures, clusters: DaskClusters, money: str = 
     return pd.concat(parts).groupby(level=0).sum()
 
 
-def sample_rows(X: Partitions, size: int, seed: int) -> np.ndarray:
+def sample_rows(X: Partitions, size: int, seed: int, *, n_rows: int) -> np.ndarray:
     """About ``size`` rows of ``X`` (all when it has fewer) as one array, a seeded draw per partition
-    (the training distances of the saved model's novelty threshold)."""
-    n = sum(X.reduce(len))
-    parts = X.reduce(_sample, _seeds(X, seed), frac=min(1.0, size / max(n, 1)))
+    (the training distances of the saved model's novelty threshold). ``n_rows``: the rows of ``X``
+    (``DaskFeatures.n_customers``), which set the share drawn."""
+    n_rows = check_int("n_rows", n_rows, minimum=0)
+    parts = X.reduce(_sample, _seeds(X, seed), frac=min(1.0, size / max(n_rows, 1)))
     return np.concatenate([p[0].to_numpy(dtype=float) for p in parts])

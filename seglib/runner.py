@@ -273,7 +273,7 @@ def run_dask(
                 seed=seed))
         write_segments(layout.segments_csv, profile)
         lap("write")
-        X_sample = dk.sample_rows(features.X, MODEL_SAMPLE, seed)  # the model's novelty threshold
+        X_sample = dk.sample_rows(features.X, MODEL_SAMPLE, seed, n_rows=n)  # the model's novelty threshold
     steps.write_som(layout, features.pipeline, som, features.customers.meta.columns, quality)
     pc, report = clusters.clustering, cleaned.report
     steps.write_clusters(layout, pc, assign=values["assign"], segment_means=clusters.segment_means,

@@ -351,9 +351,13 @@ def test_what_the_client_collects(client, data):
         assert collect_customers(features, clusters, size, SEED)[2].index.equals(x.index)  # seeded
     assert not collect_customers(features, clusters, 50, SEED + 1)[2].index.equals(
         collect_customers(features, clusters, 50, SEED)[2].index)
-    rows = sample_rows(features.X, 10 * n, SEED)
+    rows = sample_rows(features.X, 10 * n, SEED, n_rows=n)
     assert rows.shape == X.shape
-    assert 0 < len(sample_rows(features.X, n // 4, SEED)) < n
+    some = sample_rows(features.X, n // 4, SEED, n_rows=n)
+    assert 0 < len(some) < n
+    np.testing.assert_array_equal(some, sample_rows(features.X, n // 4, SEED, n_rows=n))  # seeded
+    with pytest.raises(ParameterError, match="n_rows"):
+        sample_rows(features.X, n // 4, SEED, n_rows=-1)
     with pytest.raises(ParameterError, match="max_collect"):
         collect_customers(features, clusters, 0, SEED)
 
