@@ -381,7 +381,7 @@ def clean_dask(data, *, client=None, encoding: str | None = None, drop_duplicate
     kept = sum(c[0] for c in counts)
     report.customers_kept, report.customers_read = kept, kept + len(dropped) - sum(c[1] for c in counts)
     report.source = str(data) if isinstance(data, (str, os.PathLike)) else f"{len(files)} files"
-    tkey = next((s[3] for s in small if s[0].rows_kept), small[0][3])
+    tkey = next(s[3] for s in small if s[0].rows_kept)  # one is: rows_kept == 0 raised above
     logger.info("cleaned %d files: %d rows read, %d kept, %d customers; dropped %s", len(files),
                 report.rows_read, report.rows_kept, kept, {k: v for k, v in report.rows_dropped.items() if v}
                 or "none")
