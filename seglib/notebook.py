@@ -13,6 +13,7 @@ from pathlib import Path
 
 from seglib._files import atomic_path
 from seglib.config import DEFAULT_CUSTOMERS, DEFAULT_DATA, DEFAULT_DATA_SEED, Layout, resolve
+from seglib.params import as_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def profile_note(step) -> str:
     if not changes:
         return text + ("The cut's settings are the run's but for the seed: these segments were consolidated "
                        "on the sample and their sizes and shares are the sample's. " + kept)
-    options = " ".join(f"-p {k} {'null' if v is None else v}" for k, (_, v) in changes.items())
+    options = " ".join(f"-p {k} {as_yaml(v)}" for k, (_, v) in changes.items())
     said = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items())
     return text + (f"You changed the cut in notebook 03 ({said}): these segments exist for the sample only, "
                    "and their sizes and shares are the sample's. To give them to every customer, segment "
