@@ -231,14 +231,14 @@ def run_dask(
         lap("som")
         clusters = dk.cluster_dask(som, features, client=client, **values)
         lap("cluster")
-        n, n_runs = features.n_customers, values["n_stability_runs"]
+        n = features.n_customers
         # every customer (at most max_collect), else a seeded sample: for the stability check and the tables
         table, seg, scaled = dk.collect_customers(features, clusters, max_collect, seed)
         X_kept = scaled.sort_index(kind="mergesort")  # in key order, as in memory
-        steps.measure_stability(layout, X_kept if n_runs else None,
-                                seg["segment"].reindex(X_kept.index) if n_runs else None, som,
-                                clusters.clustering, n_runs=n_runs, seed=seed, progress=progress,
-                                assign=values["assign"], sample_size=values["stability_sample"])
+        steps.measure_stability(layout, X_kept, seg["segment"].reindex(X_kept.index), som,
+                                clusters.clustering, n_runs=values["n_stability_runs"], seed=seed,
+                                progress=progress, assign=values["assign"],
+                                sample_size=values["stability_sample"])
         lap("stability")
         parts = dk.write_parts(features, clusters, layout.root / "result", id_column=cleaned.id_column,
                                parts_format=parts_format)
@@ -269,8 +269,7 @@ def run_dask(
                 cut=steps.cut_settings(pc, "customer" if clusters.segment_means is not None else "unit"),
                 unit_labels=np.asarray(pc.unit_labels_), unit_segments=np.asarray(clusters.unit_segments),
                 segment_means=clusters.segment_means, segment_customers=sums["customers"].astype("int64"),
-                segment_revenue=sums["money"].astype(float) if money else None,
-                seed=seed))
+                segment_revenue=sums["money"].astype(float) if money else None))
         write_segments(layout.segments_csv, profile)
         lap("write")
         X_sample = dk.sample_rows(features.X, MODEL_SAMPLE, seed, n_rows=n)  # the model's novelty threshold

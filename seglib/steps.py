@@ -142,13 +142,11 @@ class Sample:
     segment_means: np.ndarray | None  # the run's segment means (assign="customer"), else None
     segment_customers: pd.Series  # customers per segment, exact (index: segment 1..k)
     segment_revenue: pd.Series | None  # revenue per segment, exact; None without an amount
-    seed: int = 0
 
     def to_dict(self) -> dict:
         series = (lambda s: None if s is None else dict(zip(map(str, s.index), s.tolist())))  # noqa: E731
         return {
             "n_customers": int(self.n_customers), "sample_size": int(self.sample_size),
-            "seed": int(self.seed),
             "cut": self.cut, "hits": np.asarray(self.hits).tolist(),
             "unit_sums": np.asarray(self.unit_sums, dtype=float).tolist(),
             "unit_labels": np.asarray(self.unit_labels).ravel().tolist(),
@@ -171,7 +169,7 @@ class Sample:
                    unit_segments=np.asarray(data["unit_segments"], dtype=np.int64),
                    segment_means=None if means is None else np.asarray(means, dtype=float),
                    segment_customers=series(data["segment_customers"], "int64"),
-                   segment_revenue=series(data["segment_revenue"], "float64"), seed=int(data.get("seed", 0)))
+                   segment_revenue=series(data["segment_revenue"], "float64"))
 
     def is_run_cut(self, settings: dict) -> bool:
         """True when ``settings`` (:func:`cut_settings`) are the run's cut."""
