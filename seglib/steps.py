@@ -786,13 +786,13 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     id_column = customers.attrs.get("id_column") or "customerID"
     result = result_table(customers, seg["segment"], seg["som_row"], seg["som_col"], id_column=id_column)
     sample = som_step.sample
+    if sample is not None and cluster_step.run_cut:
+        profile = with_exact_sizes(profile, sample.segment_customers, sample.segment_revenue)
+    if stability is None and {"stability", "mean_jaccard", "jaccard"} & set(profile.columns):
+        stability = profile  # the per-segment stability the profile carries (segments.csv columns)
+    cards = segment_cards(customers, seg["segment"], names=profile["name"], stability=stability,
+                          currency=currency, descriptors=descriptors)
     if sample is not None:
-        if cluster_step.run_cut:
-            profile = with_exact_sizes(profile, sample.segment_customers, sample.segment_revenue)
-        if stability is None and {"stability", "mean_jaccard", "jaccard"} & set(profile.columns):
-            stability = profile
-        cards = segment_cards(customers, seg["segment"], names=profile["name"], stability=stability,
-                              currency=currency, descriptors=descriptors)
         model = Segmentation.load(layout.root) if (layout.model_dir / "model.json").is_file() else None
         info = json.loads(layout.clustering.read_text()) if layout.clustering.is_file() else {}
         cut = cut_settings(cluster_step.clustering, info.get("assign") or "unit")
@@ -801,10 +801,6 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
                            sample=sample, run_cut=cluster_step.run_cut, cut=cut)
     write_result(layout.result, result)
     write_segments(layout.segments_csv, profile)
-    if stability is None and {"stability", "mean_jaccard", "jaccard"} & set(profile.columns):
-        stability = profile  # the per-segment stability the profile carries (segments.csv columns)
-    cards = segment_cards(customers, seg["segment"], names=profile["name"], stability=stability,
-                          currency=currency, descriptors=descriptors)
     write_summary(layout, cards)
     metrics = record_metrics(layout, segment_names={str(k): str(v) for k, v in profile["name"].items()})
     settings = (CleaningReport.from_json(layout.cleaning_report).settings
