@@ -11,6 +11,7 @@ import shutil
 import zipfile
 
 import matplotlib.pyplot as plt
+import numba
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +19,7 @@ from minisom import MiniSom
 from sklearn.datasets import make_blobs
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+import seglib.som as som_module
 from seglib.errors import InputError, ModelFormatError, ParameterError
 from seglib.plots._som import plot_component_planes, plot_hit_map, plot_training_curve, plot_u_matrix
 from seglib.som import (
@@ -823,10 +825,6 @@ def test_map_quality_from_blocks_matches_the_estimators_figures(X, fitted, n_blo
 
 
 # ---------------------------------------------------------------------------------- the compiled kernel
-
-numba = pytest.importorskip("numba")
-import seglib.som as som_module  # noqa: E402
-
 
 @pytest.fixture
 def kernel(monkeypatch):
