@@ -66,12 +66,11 @@ def first_call(cache_dir: str | None) -> dict:
         "import time; t = time.perf_counter(); import numba; imported = time.perf_counter() - t\n"
         "import numpy as np, seglib.som as S\n"
         "X = np.random.default_rng(0).standard_normal((1000, 15)).astype(np.float32)\n"
-        "S.KERNEL_MIN_ROWS = 0\n"
         "t = time.perf_counter(); S.epoch_stats(X, X[:225]); first = time.perf_counter() - t\n"
         "assert S._kernel() is not None\n"
         "print(imported, first)\n"
     )
-    env = dict(os.environ)
+    env = dict(os.environ, SEGLIB_NUMBA="1")  # the kernel at any size
     if cache_dir:
         env["NUMBA_CACHE_DIR"] = cache_dir
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
@@ -141,13 +140,17 @@ def main(argv=None) -> int:
             return S._epoch_totals(X, W, chunks=chunks, mapper=mapper, n_threads=threads)
 
     def with_kernel(on: bool, fn):
-        S.KERNEL_MIN_ROWS = 0 if on else 2**62
+        """``fn()`` with the kernel on or off, by ``SEGLIB_NUMBA`` (which wins over the row threshold)."""
+        saved = os.environ.get("SEGLIB_NUMBA")
+        os.environ["SEGLIB_NUMBA"] = "1" if on else "0"
         try:
             return fn()
         finally:
-            S.KERNEL_MIN_ROWS = default_min_rows
+            if saved is None:
+                del os.environ["SEGLIB_NUMBA"]
+            else:
+                os.environ["SEGLIB_NUMBA"] = saved
 
-    default_min_rows = S.KERNEL_MIN_ROWS
     if S._kernel() is None:
         print("numba is not available: nothing to compare")
         return 1

@@ -7,6 +7,7 @@ compare. Data are seeded planted blobs, small enough for the whole file to run i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import zipfile
 
@@ -828,21 +829,27 @@ def test_map_quality_from_blocks_matches_the_estimators_figures(X, fitted, n_blo
 
 @pytest.fixture
 def kernel(monkeypatch):
-    """Every epoch and best-unit search through the numba kernel (its row threshold set to 0)."""
+    """Every epoch and best-unit search through the numba kernel (its row threshold set to 0; a
+    ``SEGLIB_NUMBA`` in the environment must not turn it off)."""
     monkeypatch.setattr(som_module, "KERNEL_MIN_ROWS", 0)
+    monkeypatch.delenv("SEGLIB_NUMBA", raising=False)
     fn = som_module._kernel()
     assert fn is not None, "numba is installed: the kernel must build"
     return fn
 
 
 def _numpy(fn):
-    """``fn()`` with the kernel off (numpy path)."""
-    saved = som_module.KERNEL_MIN_ROWS
-    som_module.KERNEL_MIN_ROWS = 2**62
+    """``fn()`` with the kernel off (numpy path): ``SEGLIB_NUMBA=0``, which wins over the row threshold
+    (``SEGLIB_NUMBA=1`` would use the kernel at any size, whatever ``KERNEL_MIN_ROWS``)."""
+    saved = os.environ.get("SEGLIB_NUMBA")
+    os.environ["SEGLIB_NUMBA"] = "0"
     try:
         return fn()
     finally:
-        som_module.KERNEL_MIN_ROWS = saved
+        if saved is None:
+            del os.environ["SEGLIB_NUMBA"]
+        else:
+            os.environ["SEGLIB_NUMBA"] = saved
 
 
 def _trained(dtype="float32", seed=0, n=3000, n_features=7):
@@ -974,7 +981,8 @@ def test_small_data_never_imports_numba():
             "X = np.random.default_rng(0).normal(size=(3000, 6))\n"
             "som = SOM(progress=False).fit(X); som.predict(X); som.topographic_error(X)\n"
             "print('numba' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    env = {key: value for key, value in os.environ.items() if key != "SEGLIB_NUMBA"}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "False"
 
 
