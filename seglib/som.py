@@ -399,7 +399,8 @@ def _augmented(codebook: np.ndarray) -> np.ndarray:
 
 class _Codebook:
     """A codebook prepared for best-unit searches: the augmented matrix of the fast scores, the
-    float64 prototypes of the exact distances, and the largest prototype norm (for the tolerance)."""
+    float64 prototypes of the exact distances, the largest prototype norm and the scale of the
+    near-tie bound ``4 (F + 4) eps`` (eps of the weights' dtype; see :func:`_nearest`)."""
 
     def __init__(self, codebook: np.ndarray):
         self.augmented = _augmented(codebook)
@@ -407,6 +408,7 @@ class _Codebook:
         norms = np.einsum("ij,ij->i", self.exact, self.exact)
         self.max_norm = float(np.sqrt(norms.max())) if len(norms) else 0.0
         self.eps = float(np.finfo(self.augmented.dtype).eps)
+        self.tol_scale = 4.0 * (codebook.shape[1] + 4) * self.eps
 
     def __len__(self) -> int:
         return len(self.augmented)
@@ -459,7 +461,7 @@ def _nearest(scores: np.ndarray, x: np.ndarray, cb: _Codebook, k: int = 1):
     runner_up = flat[rows * units + second] if k == 2 else scores.min(axis=1)
     flat[at] = top
     norm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))  # the bound needs no exactness
-    tol = 4.0 * (x.shape[1] + 4) * cb.eps * (norm + cb.max_norm) ** 2
+    tol = cb.tol_scale * (norm + cb.max_norm) ** 2
     # k=1: a row is settled when its runner-up is beyond the bound; k=2: every row is checked
     need = rows if k == 2 else np.flatnonzero(runner_up <= top + tol)
     if need.size:
@@ -810,7 +812,7 @@ def _kernel_run(X, codebook, chunks, n_threads, with_sums):
     part_counts = np.zeros(shape[:2], dtype=np.int64)
     part_dist = np.zeros(shape[0])
     # the bound of _nearest, a little wider: recomputing more rows exactly never changes the answer
-    tol_scale = 4.0 * (n_features + 4) * cb.eps * (1.0 + 1e-6)
+    tol_scale = cb.tol_scale * (1.0 + 1e-6)
     try:
         with _kernel_lock:  # one parallel region at a time (numba's default threading layer needs it)
             before = numba.get_num_threads()
