@@ -524,14 +524,10 @@ def epoch_stats(X_chunk, weights, *, chunk_size: int | None = None,
     ``exact=True`` to the bit, and ``sum_dist`` sums exact float64 distances (equal to numpy's figure
     to ~1e-6 relative). The thread count never changes a result.
     """
-    cb = _Codebook(_flat(weights))
+    codebook = _flat(weights)
     X_chunk = np.asarray(X_chunk)
-    chunks = _row_chunks(len(X_chunk), chunk_size or _auto_chunk_size(len(cb)))
-    if _use_kernel(len(X_chunk)):
-        totals = _kernel_totals(X_chunk, _flat(weights), chunks, _n_threads(-1))
-        if totals is not None:
-            return totals
-    return _add_stats([_chunk_stats(X_chunk[s], cb, exact) for s in chunks], cb.augmented)
+    chunks = _row_chunks(len(X_chunk), chunk_size or _auto_chunk_size(len(codebook)))
+    return _epoch_totals(X_chunk, codebook, exact, chunks=chunks, mapper=map)  # chunks one after another
 
 
 def _chunk_stats(x, cb: _Codebook, exact: bool = False):
