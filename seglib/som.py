@@ -745,7 +745,7 @@ _KERNEL_PY = {"scores": _kernel_scores, "body": _kernel_body}
 
 
 def _kernel():
-    """The compiled kernel, or None when numba is missing, turned off or fails (logged at DEBUG)."""
+    """The compiled kernel, or None when numba is missing or fails (logged at DEBUG)."""
     if "fn" in _kernel_state:
         return _kernel_state["fn"]
     with _build_lock:
@@ -755,23 +755,19 @@ def _kernel():
 
 
 def _build_kernel():
-    fn = None
-    if os.environ.get("SEGLIB_NUMBA", "1") == "0":
-        logger.debug("SEGLIB_NUMBA=0: the SOM kernel is off, numpy computes the epochs")
-    else:
-        try:
-            import numba
+    """Import numba and compile the kernel (``SEGLIB_NUMBA=0`` is settled before: :func:`_use_kernel`)."""
+    try:
+        import numba
 
-            globals()["_prange"] = numba.prange
-            try:
-                fn = _compile_kernel(numba, cache=True)
-            except RuntimeError as exc:  # no writable cache location (a read-only install)
-                logger.debug("numba cannot cache the SOM kernel (%s): compiled in memory", exc)
-                fn = _compile_kernel(numba, cache=False)
-        except Exception as exc:  # noqa: BLE001 - any failure means: use numpy
-            logger.debug("numba unavailable (%s): numpy computes the SOM epochs", exc)
-            fn = None
-    return fn
+        globals()["_prange"] = numba.prange
+        try:
+            return _compile_kernel(numba, cache=True)
+        except RuntimeError as exc:  # no writable cache location (a read-only install)
+            logger.debug("numba cannot cache the SOM kernel (%s): compiled in memory", exc)
+            return _compile_kernel(numba, cache=False)
+    except Exception as exc:  # noqa: BLE001 - any failure means: use numpy
+        logger.debug("numba unavailable (%s): numpy computes the SOM epochs", exc)
+        return None
 
 
 def _compile_kernel(numba, cache: bool):
