@@ -127,9 +127,8 @@ def repetition(data: Path, work: Path, name: str, checkout: Path | None = None) 
     for nb, seconds in run["timings"].items():
         cells = cell_times(run_dir / nb)
         notebooks[nb] = dict(wall=seconds, **cells, overhead=seconds - cells["figures"] - cells["compute"])
-    in_notebooks = sum(run["timings"].values())
     return dict(kernel=kernel, segment_wall=segment_wall, segment_cpu=segment_cpu, run=run, outside=outside,
-                notebooks=notebooks, before_after=run["wall"] - in_notebooks)
+                notebooks=notebooks)
 
 
 def cpu(rep: dict) -> float:
