@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     runner_up = scores.min(axis=1)
     flat[at] = top
     norm = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
-    tol = 4.0 * (X.shape[1] + 4) * cb.eps * (norm + cb.max_norm) ** 2
+    tol = cb.tol_scale * (norm + cb.max_norm) ** 2
     refined = int((runner_up <= top + tol).sum())
     changed = int((S._nearest(scores, X, cb)[0] != first).sum())
     e, p = min(times["exact"]), min(times["plain"])

@@ -1192,7 +1192,7 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         epoch_totals : callable
-            ``epoch_totals(weights, exact=False) -> (sums, counts, sum_dist)``: :func:`epoch_stats` of
+            ``epoch_totals(weights) -> (sums, counts, sum_dist)``: :func:`epoch_stats` of
             all the training rows for the flat weights ``(units, n_features)``, summed in a fixed order
             (so the map does not depend on how the rows are spread).
         mean, cov : arrays of shape (n_features,) and (n_features, n_features)
