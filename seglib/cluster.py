@@ -598,12 +598,7 @@ class PrototypeClustering(BaseEstimator):
             self.cut_labels_ = cut(Z, n_clusters=self.n_clusters, max_d=self.max_d, hits=h)
             how = f"max_d = {self.max_d:g}" if self.max_d is not None else f"n_clusters = {self.n_clusters}"
             self.k_reason_ = f"k = {int(self.cut_labels_.max())}: set by {how}."
-        self.unit_labels_, self.unit_starts_ = self.cut_labels_, [self.cut_labels_]
-        if self.consolidate:
-            h = self.unit_hits_
-            self.unit_labels_, self.unit_starts_ = consolidate(
-                self.cut_labels_, self.unit_means_, h, self.unit_means_ * h[:, None], n_init=self.n_init,
-                random_state=self.random_state, return_starts=True)
+        self.unit_labels_, self.unit_starts_ = self.segments_for(self.cut_labels_, return_starts=True)
         self.cut_labels_ = number_like(self.cut_labels_, self.unit_labels_, self.unit_hits_)
         self.n_clusters_ = int(self.unit_labels_.max())
         self.max_d_range_ = distance_range_for_k(Z, self.n_clusters_)
@@ -624,25 +619,27 @@ class PrototypeClustering(BaseEstimator):
                     self.n_clusters_, self.method, self.hit_weighting_, self.cophenetic_corr_)
         return self
 
-    def segments_for(self, cut_labels):
+    def segments_for(self, cut_labels, *, return_starts: bool = False):
         """Final segments of units for a cut of this tree: consolidated when ``consolidate``, else as is.
 
-        What the sliders of :class:`seglib.widgets.ClusterExplorer` show for any cut.
+        What the sliders of :class:`seglib.widgets.ClusterExplorer` show for any cut, and what
+        :meth:`fit` keeps for its own cut. With ``return_starts``, also every distinct unit-level result
+        of the consolidation (:func:`consolidate`; ``[labels]`` without consolidation).
         """
         check_is_fitted(self, "linkage_")
         labels = np.asarray(cut_labels).ravel()
         if not self.consolidate:
-            return labels
+            return (labels, [labels]) if return_starts else labels
         h = self.unit_hits_
         return consolidate(labels, self.unit_means_, h, self.unit_means_ * h[:, None], n_init=self.n_init,
-                           random_state=self.random_state)
+                           random_state=self.random_state, return_starts=return_starts)
 
     def renumber_segments(self, order) -> "PrototypeClustering":
         """Renumber the fitted segments: new segment ``j + 1`` is old segment ``order[j] + 1``.
 
-        :func:`customer_segments` calls it when consolidating customer by customer changes the order
-        of the segments' sizes, so the tree, the cut and the map keep the numbers (and colours) of
-        the segments the customers get. Returns self.
+        :meth:`use_start` calls it when the start that won the customer-level consolidation is the
+        unit-level segments renumbered, so the tree, the cut and the map keep the numbers (and colours)
+        of the segments the customers get. Returns self.
         """
         check_is_fitted(self, "unit_labels_")
         order = np.asarray(order, dtype=np.int64)
@@ -1234,11 +1231,8 @@ def starts_for(clustering, unit_labels) -> list[np.ndarray]:
     labels = np.asarray(unit_labels).ravel()
     if not clustering.consolidate:
         return [labels]
-    h = clustering.unit_hits_
-    tree_cut = cut(clustering.linkage_, n_clusters=int(labels.max()), hits=h)
-    best, starts = consolidate(tree_cut, clustering.unit_means_, h, clustering.unit_means_ * h[:, None],
-                               n_init=clustering.n_init, random_state=clustering.random_state,
-                               return_starts=True)
+    tree_cut = cut(clustering.linkage_, n_clusters=int(labels.max()), hits=clustering.unit_hits_)
+    best, starts = clustering.segments_for(tree_cut, return_starts=True)
     return starts if np.array_equal(best, labels) else [labels]
 
 
