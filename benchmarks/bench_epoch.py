@@ -141,15 +141,8 @@ def main(argv=None) -> int:
 
     def with_kernel(on: bool, fn):
         """``fn()`` with the kernel on or off, by ``SEGLIB_NUMBA`` (which wins over the row threshold)."""
-        saved = os.environ.get("SEGLIB_NUMBA")
-        os.environ["SEGLIB_NUMBA"] = "1" if on else "0"
-        try:
+        with S.kernel_switch(on):
             return fn()
-        finally:
-            if saved is None:
-                del os.environ["SEGLIB_NUMBA"]
-            else:
-                os.environ["SEGLIB_NUMBA"] = saved
 
     if S._kernel() is None:
         print("numba is not available: nothing to compare")

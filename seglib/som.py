@@ -62,6 +62,7 @@ __all__ = [
     "grid_adjacency",
     "neighbor_pairs",
     "epoch_stats",
+    "kernel_switch",
     "explained_variance",
     "quality_sums",
     "map_quality",
@@ -776,6 +777,22 @@ def _compile_kernel(numba, cache: bool):
     body = numba.njit(parallel=True, cache=cache, nogil=True)(_KERNEL_PY["body"])
     globals()["_kernel_scores"] = scores  # the name the body calls
     return body
+
+
+@contextmanager
+def kernel_switch(on: bool):
+    """Within the block, the SOM kernel is on at any size (``on=True``) or off (``False``): it sets
+    ``SEGLIB_NUMBA`` (which wins over :data:`KERNEL_MIN_ROWS`) and restores it after. For comparing the
+    two paths (tests, ``benchmarks/bench_epoch.py``); results are the same either way."""
+    saved = os.environ.get("SEGLIB_NUMBA")
+    os.environ["SEGLIB_NUMBA"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["SEGLIB_NUMBA"]
+        else:
+            os.environ["SEGLIB_NUMBA"] = saved
 
 
 def _use_kernel(n_rows: int) -> bool:

@@ -841,15 +841,8 @@ def kernel(monkeypatch):
 def _numpy(fn):
     """``fn()`` with the kernel off (numpy path): ``SEGLIB_NUMBA=0``, which wins over the row threshold
     (``SEGLIB_NUMBA=1`` would use the kernel at any size, whatever ``KERNEL_MIN_ROWS``)."""
-    saved = os.environ.get("SEGLIB_NUMBA")
-    os.environ["SEGLIB_NUMBA"] = "0"
-    try:
+    with som_module.kernel_switch(False):
         return fn()
-    finally:
-        if saved is None:
-            del os.environ["SEGLIB_NUMBA"]
-        else:
-            os.environ["SEGLIB_NUMBA"] = saved
 
 
 def _trained(dtype="float32", seed=0, n=3000, n_features=7):
@@ -929,6 +922,19 @@ def test_kernel_results_do_not_depend_on_threads_or_runs(kernel):
     fits = [SOM((9, 7), n_epochs=3, progress=False, n_jobs=jobs).fit(X) for jobs in (1, 2)]
     assert np.array_equal(fits[0].weights_, fits[1].weights_)
     assert np.array_equal(fits[0].history_, fits[1].history_)
+
+
+def test_kernel_switch_forces_the_path_and_restores_the_setting(monkeypatch):
+    monkeypatch.delenv("SEGLIB_NUMBA", raising=False)
+    with som_module.kernel_switch(True):
+        assert som_module._use_kernel(10) is True  # at any size
+    with som_module.kernel_switch(False):
+        assert som_module._use_kernel(10**9) is False
+    assert "SEGLIB_NUMBA" not in os.environ
+    monkeypatch.setenv("SEGLIB_NUMBA", "0")
+    with som_module.kernel_switch(True):
+        assert os.environ["SEGLIB_NUMBA"] == "1"
+    assert os.environ["SEGLIB_NUMBA"] == "0"
 
 
 def test_without_numba_or_with_a_failing_kernel_numpy_computes(monkeypatch, caplog):
