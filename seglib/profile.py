@@ -34,6 +34,7 @@ __all__ = [
     "profile_segments",
     "segment_effects",
     "percentile_ranks",
+    "checked_effects",
     "describe_segments",
     "feature_indices",
     "profile_long",
@@ -236,6 +237,23 @@ def segment_effects(customers: pd.DataFrame, segments, *, features=None, categor
     return effects.rename_axis("segment")
 
 
+def checked_effects(effects: pd.DataFrame, segments, features) -> pd.DataFrame:
+    """``effects[features]`` after checking it is a :func:`segment_effects` table of ``segments``.
+
+    Raises :class:`InputError` when a feature has no column or the index is not the segments (sorted).
+    """
+    if not isinstance(effects, pd.DataFrame):
+        raise InputError(f"effects must be a DataFrame from segment_effects; got {type(effects).__name__}")
+    missing = [f for f in features if f not in effects.columns]
+    if missing:
+        raise InputError(f"effects has no column {', '.join(map(repr, missing))}; expected segment_effects "
+                         "of the same customers (one column per profiled feature)")
+    if not np.array_equal(np.asarray(effects.index), np.asarray(segments)):
+        raise InputError(f"effects is indexed by segments {list(effects.index)}; expected {list(segments)} "
+                         "(segment_effects of the same labels)")
+    return effects[list(features)]
+
+
 def describe_segments(
     effects: pd.DataFrame,
     *,
@@ -382,6 +400,7 @@ def profile_segments(
     min_effect: float = 0.5,
     descriptors=None,
     stability: pd.DataFrame | None = None,
+    effects: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Profile each segment in original units: size, value, features, categories, description.
 
@@ -425,6 +444,11 @@ def profile_segments(
         Per-segment stability (:meth:`seglib.cluster.StabilityResult.summary`: ``mean_jaccard`` and
         ``verdict``), written as the ``mean_jaccard`` and ``stability`` columns after ``who``;
         segments it lacks get NaN and ``"not measured"``.
+    effects : DataFrame, optional
+        :func:`segment_effects` of these customers and segments, when the caller has them already
+        (step 04 shares them with :func:`seglib.summary.segment_cards`): its columns must include
+        every profiled feature and its index be the segments. None computes them here. Passing the
+        effects of other customers or labels gives wrong names: they are not recomputed to check.
 
     Returns
     -------
@@ -484,7 +508,10 @@ def profile_segments(
         b.index = out.index
     profile = pd.concat(blocks, axis=1)
 
-    effects = segment_effects(customers, labels, features=features, categorical=categorical)
+    if effects is None:
+        effects = segment_effects(customers, labels, features=features, categorical=categorical)
+    else:
+        effects = checked_effects(effects, out.index, features)
     rules = dict(words=words, n_terms=n_terms, min_effect=min_effect)
     if stability is not None:
         missing = [c for c in ("mean_jaccard", "verdict") if c not in stability.columns]

@@ -729,12 +729,13 @@ class ProfileStep:
         return self.sample is None
 
 
-def segment_profile(cluster_step: ClusterStep, *, stability=None) -> pd.DataFrame:
+def segment_profile(cluster_step: ClusterStep, *, stability=None, effects=None) -> pd.DataFrame:
     """The segments' profile as step 04 writes it: names and descriptions from the bases only.
 
     Age and gender (the descriptors, when the map did not use them) describe the segments in a
     ``who`` column but never name them, so notebook 03's map legend and notebook 04's tables give a
-    segment the same name.
+    segment the same name. ``effects``: the :func:`seglib.profile.segment_effects` of the step's
+    customers and segments when the caller has them (see :func:`profile_segments`).
     """
     from seglib.features import descriptor_columns
     from seglib.profile import profile_segments
@@ -744,7 +745,7 @@ def segment_profile(cluster_step: ClusterStep, *, stability=None) -> pd.DataFram
     descriptors = descriptor_columns(customers.columns, som_step.feature_names,
                                      som_step.pipeline["features"].dropped_)
     return profile_segments(customers, cluster_step.segments["segment"], descriptors=descriptors,
-                            stability=stability)
+                            stability=stability, effects=effects)
 
 
 def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.PathLike | None = None,
@@ -769,7 +770,7 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     """
     from seglib.clean import CleaningReport
     from seglib.features import descriptor_columns
-    from seglib.profile import result_table, with_exact_sizes, write_result, write_segments
+    from seglib.profile import result_table, segment_effects, with_exact_sizes, write_result, write_segments
     from seglib.segmentation import Segmentation
     from seglib.summary import segment_cards, write_summary
 
@@ -780,7 +781,9 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     customers = cluster_step.som_step.customers
     seg = cluster_step.segments
     som_step = cluster_step.som_step
-    profile = segment_profile(cluster_step, stability=read_stability(layout))
+    effects = segment_effects(customers, seg["segment"])  # once: the profile and the cards share them
+    profile = segment_profile(cluster_step, stability=read_stability(layout), effects=effects)
+    cards_profile = profile  # the cards need its names, descriptions and features: the sample's, as profiled
     descriptors = descriptor_columns(customers.columns, som_step.feature_names,
                                      som_step.pipeline["features"].dropped_)
     id_column = customers.attrs.get("id_column") or "customerID"
@@ -791,7 +794,7 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     if stability is None and {"stability", "mean_jaccard", "jaccard"} & set(profile.columns):
         stability = profile  # the per-segment stability the profile carries (segments.csv columns)
     cards = segment_cards(customers, seg["segment"], names=profile["name"], stability=stability,
-                          currency=currency, descriptors=descriptors)
+                          currency=currency, descriptors=descriptors, profile=cards_profile, effects=effects)
     if sample is not None:
         model = Segmentation.load(layout.root) if (layout.model_dir / "model.json").is_file() else None
         info = json.loads(layout.clustering.read_text()) if layout.clustering.is_file() else {}

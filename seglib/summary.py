@@ -337,6 +337,8 @@ def segment_cards(
     money: str | None = "monetary",
     n_behaviours: int = 4,
     descriptors=None,
+    profile: pd.DataFrame | None = None,
+    effects: pd.DataFrame | None = None,
 ) -> list[dict]:
     """The figures of one summary card per segment, from the customer table in memory.
 
@@ -369,6 +371,15 @@ def segment_cards(
         ``segments.csv``. Default: the columns whose role in :mod:`seglib.labels` is ``descriptor``.
     n_behaviours : int, default=4
         Behaviours listed per card, strongest difference first. 3-4 is what a reader retains.
+    profile : DataFrame, optional
+        :func:`seglib.profile.profile_segments` of these customers and labels with these
+        ``descriptors`` and ``money`` (``segments.csv``'s table, as step 04 computes it): the cards
+        take the segments, generated names, descriptions and features from it instead of profiling
+        again. None profiles here.
+    effects : DataFrame, optional
+        :func:`seglib.profile.segment_effects` of these customers and labels (at least the profiled
+        features): reused instead of recomputed. None computes them here. Neither is checked
+        against the customers: pass those of the same table and labels.
 
     Returns
     -------
@@ -399,10 +410,19 @@ def segment_cards(
     if descriptors is None:
         descriptors = [c for c in customers.columns if _labels.feature_info(c).role == "descriptor"]
     descriptors = [str(c) for c in descriptors if c in customers.columns]
-    profile = profile_segments(customers, labels, money=money, descriptors=descriptors or None)
+    if profile is None:
+        profile = profile_segments(customers, labels, money=money, descriptors=descriptors or None)
     seg_labels = pd.Series(_positional_labels(customers, labels), index=customers.index)
+    if not np.array_equal(np.unique(seg_labels.to_numpy()), np.asarray(profile.index)):
+        raise InputError(f"profile has segments {list(profile.index)}; the labels have "
+                         f"{np.unique(seg_labels.to_numpy()).tolist()} (pass the profile of the same labels)")
     features = [c for c in customers.columns if f"{c}_index" in profile.columns]
-    effects = segment_effects(customers, seg_labels.to_numpy(), features=features)
+    if effects is None:
+        effects = segment_effects(customers, seg_labels.to_numpy(), features=features)
+    else:
+        from seglib.profile import checked_effects
+
+        effects = checked_effects(effects, profile.index, features)
     behaviour = [c for c in features if c not in descriptors]
     descriptor = [c for c in features if c in descriptors]
     if names is not None:

@@ -463,6 +463,26 @@ def test_stability_columns_with_unmeasured_segments(data):
         profile_segments(customers, seg, stability=table.drop(columns="verdict"))
 
 
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_profile_from_precomputed_effects_is_the_same(k):
+    customers, _ = make_customers(n=120, seed=k)
+    seg = pd.Series(np.arange(len(customers)) % k + 1, index=customers.index)
+    for descriptors in (None, ["age"]):
+        expected = profile_segments(customers, seg, descriptors=descriptors)
+        given_effects = profile_segments(customers, seg, descriptors=descriptors,
+                                         effects=segment_effects(customers, seg))
+        pd.testing.assert_frame_equal(given_effects, expected, check_exact=True)
+    one = customers.iloc[:1]
+    pd.testing.assert_frame_equal(profile_segments(one, [1], effects=segment_effects(one, [1])),
+                                  profile_segments(one, [1]), check_exact=True)
+    with pytest.raises(InputError, match="effects is indexed"):
+        profile_segments(customers, seg, effects=segment_effects(customers, seg + 1))
+    with pytest.raises(InputError, match="no column 'age'"):
+        profile_segments(customers, seg, effects=segment_effects(customers, seg).drop(columns="age"))
+    with pytest.raises(InputError, match="DataFrame"):
+        profile_segments(customers, seg, effects=np.zeros((k, 3)))
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(0, 40), st.integers(1, 4))
 def test_percentile_ranks_are_pandas_ranks_to_the_bit(seed, n, n_cols):

@@ -169,6 +169,39 @@ def test_any_number_of_segments(k):
     assert page.count("class='card'") == k
 
 
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_cards_from_a_precomputed_profile_and_effects_are_the_same(k):
+    """Step 04 profiles once and passes the profile and effects on: the cards do not change."""
+    from seglib.profile import segment_effects
+
+    customers, seg = make_customers(n=300, seed=10 + k, k=k)
+    descriptors = ["age", "gender_female", "gender_male"]
+    expected = summary.segment_cards(customers, seg, descriptors=descriptors, currency="EUR")
+    profile = profile_segments(customers, seg, descriptors=descriptors)
+    effects = segment_effects(customers, seg)
+    shared = summary.segment_cards(customers, seg, descriptors=descriptors, currency="EUR",
+                                   profile=profile, effects=effects)
+    assert repr(shared) == repr(expected)  # every figure to the bit (repr: NaN equals NaN), every text
+    assert summary.segment_cards(customers, seg, descriptors=descriptors, currency="EUR",
+                                 profile=profile) == expected  # no NaN in these cards
+
+
+def test_a_profile_or_effects_of_other_labels_are_refused(data):
+    from seglib.errors import InputError
+    from seglib.profile import segment_effects
+
+    customers, seg = data
+    other = seg.where(seg != 4, 3)  # segments 1..3
+    with pytest.raises(InputError, match="profile has segments"):
+        summary.segment_cards(customers, other, profile=profile_segments(customers, seg))
+    with pytest.raises(InputError, match="effects is indexed"):
+        summary.segment_cards(customers, other, effects=segment_effects(customers, seg))
+    with pytest.raises(InputError, match="no column 'monetary'"):
+        summary.segment_cards(customers, seg,
+                              effects=segment_effects(customers, seg).drop(columns="monetary"))
+
+
 def test_optional_columns_may_all_be_missing(data):
     customers, seg = data
     bare = customers[["customer_id", "recency_days", "frequency", "monetary"]]
