@@ -189,18 +189,23 @@ def percentile_ranks(frame: pd.DataFrame) -> pd.DataFrame:
     count), so the same floats, from one sort of the distinct values per column.
     """
     values = frame.to_numpy(dtype=float, na_value=np.nan)
-    out = np.full(values.shape, np.nan)
+    # column-major: each column is contiguous in memory (a row-major column is read and written strided),
+    # and the DataFrame takes the array as its block without a copy
+    values = np.asfortranarray(values)
+    out = np.full(values.shape, np.nan, order="F")
     for j in range(values.shape[1]):
         col = values[:, j]
-        ok = ~np.isnan(col)
-        n = int(ok.sum())
+        nan = np.isnan(col)
+        ok = ~nan if nan.any() else slice(None)
+        x = col[ok]
+        n = len(x)
         if not n:
             continue
-        _, inverse, ties = np.unique(col[ok], return_inverse=True, return_counts=True)
+        _, inverse, ties = np.unique(x, return_inverse=True, return_counts=True)
         first = np.cumsum(ties) - ties  # ranks before each distinct value
         average = (ties * first + ties * (ties + 1) // 2) / ties
         out[ok, j] = average[inverse] / n
-    return pd.DataFrame(out, index=frame.index, columns=frame.columns)
+    return pd.DataFrame(out, index=frame.index, columns=frame.columns, copy=False)
 
 
 def segment_effects(customers: pd.DataFrame, segments, *, features=None, categorical=None) -> pd.DataFrame:
