@@ -247,20 +247,60 @@ def _typical(name: str, values: pd.Series) -> float:
     return float(v.mean() if _labels.is_rate(name) else v.median())
 
 
-def _compare(name: str, seg: pd.Series, base: pd.Series, currency, *, label: bool = True) -> tuple:
+class _Base:
+    """The customer table's columns as floats and the whole base's figures, each computed once.
+
+    A card compares a segment with every customer, feature by feature: the whole base's typical value,
+    mean and known values are the same for every segment, so they are computed on first use and kept.
+    Computed by the same pandas calls as for a single segment, so the figures are the same to the bit.
+    """
+
+    def __init__(self, customers: pd.DataFrame):
+        self.customers = customers
+        self._cache: dict = {}
+
+    def _get(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def column(self, name) -> pd.Series:
+        return self._get(("column", name), lambda: self.customers[name].astype(float))
+
+    def typical(self, name) -> float:
+        return self._get(("typical", name), lambda: _typical(name, self.column(name)))
+
+    def mean(self, name) -> float:
+        return self._get(("mean", name), lambda: float(self.column(name).mean()))
+
+    def known(self, name) -> np.ndarray:
+        return self._get(("known", name), lambda: self.column(name).dropna().to_numpy())
+
+    def visits(self):
+        return self._get(("visits",), lambda: _Visits.of(self.customers))
+
+
+def _compare(name: str, seg: pd.Series, base: pd.Series | None, currency, *, label: bool = True,
+             whole: _Base | None = None) -> tuple:
     """``(segment value, base value, "days since last visit: 12 days vs 57")``.
 
     Typical values (:func:`_typical`); when the two medians read the same (1 store vs 1) the means are
-    compared instead (``"stores visited: 1.4 stores vs 1.1 on average"``).
+    compared instead (``"stores visited: 1.4 stores vs 1.1 on average"``). ``whole``: the base is every
+    customer, whose figures ``whole`` keeps (``base`` is then not needed).
     """
     f = _labels.feature_info(name)
-    seg, base = seg.astype(float), base.astype(float)
-    a, b = _typical(name, seg), _typical(name, base)
+    seg = seg.astype(float)
+    if whole is None:
+        base = base.astype(float)
+        b, base_mean = _typical(name, base), lambda: float(base.mean())
+    else:
+        b, base_mean = whole.typical(name), lambda: whole.mean(name)
+    a = _typical(name, seg)
     text = _labels.format_value(name, a, currency=currency)
     other = _labels.format_value(name, b, currency=currency, unit=False)
     suffix = ""
     if text == _labels.format_value(name, b, currency=currency) and not _labels.is_rate(name):
-        a, b = float(seg.mean()), float(base.mean())
+        a, b = float(seg.mean()), base_mean()
         text = _labels.format_value(name, a, currency=currency, digits=1)
         other = _labels.format_value(name, b, currency=currency, unit=False, digits=1)
         suffix = " on average"
@@ -293,25 +333,46 @@ def visits_text(customers: pd.DataFrame, mask) -> str | None:
     group or the group has no repeat customer (``"one visit only: 89% vs 60%"``). None without the
     columns of :func:`visit_interval_days`.
     """
-    interval = visit_interval_days(customers)
-    if interval is None:
-        return None
-    mask = np.asarray(mask, dtype=bool)
-    visits = customers["frequency"].astype(float)
-    known = visits.notna().to_numpy()
-    one = (visits <= 1).to_numpy()
-    one_seg = one[mask & known].mean() if (mask & known).any() else float("nan")
-    one_all = one[known].mean() if known.any() else float("nan")
-    fmt = functools.partial(_labels.format_value, "one_visit_share")
-    once = f"one visit only: {fmt(one_seg)} vs {fmt(one_all)}"
-    seg_i, all_i = interval[mask].dropna(), interval.dropna()
-    if not len(seg_i) or not len(all_i) or one_seg > 0.5:
-        return once
-    a, b = float(seg_i.median()), float(all_i.median())
-    digits = 1 if min(a, b) < 10 and round(a) == round(b) else None  # "every 3.4 days vs 3.1"
-    text = (f"visits every {_labels.format_value('visit_interval_days', a, digits=digits)} vs "
-            f"{_labels.format_value('visit_interval_days', b, unit=False, digits=digits)}")
-    return text + (f"; {once}" if max(one_seg, one_all) >= 0.05 else "")
+    visits = _Visits.of(customers)
+    return None if visits is None else visits.text(mask)
+
+
+@dataclass(frozen=True)
+class _Visits:
+    """What :func:`visits_text` says of the whole base, computed once for every group."""
+
+    interval: pd.Series  # visit_interval_days
+    known: np.ndarray  # visits known
+    one: np.ndarray  # one visit only
+    one_all: float
+    all_median: float | None  # median interval of every repeat customer, None without one
+
+    @classmethod
+    def of(cls, customers: pd.DataFrame) -> _Visits | None:
+        interval = visit_interval_days(customers)
+        if interval is None:
+            return None
+        visits = customers["frequency"].astype(float)
+        known = visits.notna().to_numpy()
+        one = (visits <= 1).to_numpy()
+        all_i = interval.dropna()
+        return cls(interval, known, one, one[known].mean() if known.any() else float("nan"),
+                   float(all_i.median()) if len(all_i) else None)
+
+    def text(self, mask) -> str:
+        mask = np.asarray(mask, dtype=bool)
+        known, one, one_all = self.known, self.one, self.one_all
+        one_seg = one[mask & known].mean() if (mask & known).any() else float("nan")
+        fmt = functools.partial(_labels.format_value, "one_visit_share")
+        once = f"one visit only: {fmt(one_seg)} vs {fmt(one_all)}"
+        seg_i = self.interval[mask].dropna()
+        if not len(seg_i) or self.all_median is None or one_seg > 0.5:
+            return once
+        a, b = float(seg_i.median()), self.all_median
+        digits = 1 if min(a, b) < 10 and round(a) == round(b) else None  # "every 3.4 days vs 3.1"
+        text = (f"visits every {_labels.format_value('visit_interval_days', a, digits=digits)} vs "
+                f"{_labels.format_value('visit_interval_days', b, unit=False, digits=digits)}")
+        return text + (f"; {once}" if max(one_seg, one_all) >= 0.05 else "")
 
 
 def _gender_mix(customers: pd.DataFrame, mask: np.ndarray) -> str | None:
@@ -432,11 +493,17 @@ def segment_cards(
         spend = customers[money].astype(float).fillna(0.0)
         total, revenue = float(spend.sum()), spend.groupby(seg_labels.to_numpy()).sum()
     n_total = len(customers)
+    # from here on rows are selected by position: on a plain 0..n-1 index a mask is cheap (a text index
+    # would be taken along), and the whole base's figures are computed once, not once per segment
+    lab = seg_labels.to_numpy()
+    customers = customers.reset_index(drop=True)
+    whole = _Base(customers)
+    masks = {int(s): lab == s for s in profile.index}
 
     cards = []
     for s in profile.index:
         s = int(s)
-        mask = (seg_labels == s).to_numpy()
+        mask = masks[s]
         n = int(mask.sum())
         share = n / n_total
         card = {
@@ -464,17 +531,17 @@ def segment_cards(
         )
         card["behaviours"] = []
         for c in ranked[:n_behaviours]:
-            base = customers[c].astype(float)
-            seg_v, base_v, text = _compare(c, base[mask], base, currency)
-            if c == "frequency":  # as an interval where the data allow: "visits every 41 days vs 96"
-                text = visits_text(customers, mask) or text
+            base = whole.column(c)
+            seg_v, base_v, text = _compare(c, base[mask], None, currency, whole=whole)
+            if c == "frequency" and whole.visits() is not None:  # "visits every 41 days vs 96"
+                text = whole.visits().text(mask) or text
             card["behaviours"].append(
                 {
                     "feature": c,
                     "label": _labels.label(c, currency=currency),
                     "segment": seg_v,
                     "base": base_v,
-                    "percentile": _percentile(base.dropna().to_numpy(), float(base[mask].median())),
+                    "percentile": _percentile(whole.known(c), float(base[mask].median())),
                     "effect": float(row[c]),
                     "text": text,
                 }
@@ -483,13 +550,13 @@ def segment_cards(
         for c in descriptor:
             if str(c).startswith("gender_"):
                 continue
-            v = customers.loc[mask, c].astype(float)
+            v = whole.column(c)[mask]
             if v.notna().any():
                 card["descriptors"].append(
                     {
                         "feature": c,
                         "label": _labels.label(c),
-                        "text": _compare(c, v, customers[c], currency)[2],
+                        "text": _compare(c, v, None, currency, whole=whole)[2],
                     }
                 )
         mix = _gender_mix(customers, mask)
@@ -499,7 +566,7 @@ def segment_cards(
         card["stability"] = {"verdict": verdict, "jaccard": jaccard}
         card["action"] = _action(card, row, features)
         cards.append(card)
-    _add_closest(cards, effects, behaviour, customers, seg_labels, currency)
+    _add_closest(cards, effects, behaviour, whole, masks, currency)
     for card in cards:
         card["description"] = _sentence(card, profile.at[card["segment"], "description"])
     return cards
@@ -542,7 +609,7 @@ def _action(card: dict, effects_row: pd.Series, features: list) -> dict:
     }
 
 
-def _add_closest(cards, effects, behaviour, customers, seg_labels, currency) -> None:
+def _add_closest(cards, effects, behaviour, whole: _Base, masks: dict, currency) -> None:
     """Per card, the segment with the nearest behaviour effects and the behaviour that separates them most."""
     cols = [c for c in behaviour if c in effects.columns]
     E = effects[cols].astype(float).fillna(0.0)
@@ -557,14 +624,8 @@ def _add_closest(cards, effects, behaviour, customers, seg_labels, currency) -> 
         o = int(min(others, key=lambda x: (round(float(d[x]), 9), x)))
         diff = (E.loc[s] - E.loc[o]).abs()
         feature = max(cols, key=lambda c: (round(float(diff[c]), 9), -cols.index(c)))
-        values = customers[feature].astype(float)
-        _, _, text = _compare(
-            feature,
-            values[(seg_labels == s).to_numpy()],
-            values[(seg_labels == o).to_numpy()],
-            currency,
-            label=False,
-        )
+        values = whole.column(feature)
+        _, _, text = _compare(feature, values[masks[s]], values[masks[o]], currency, label=False)
         card["closest"] = {
             "segment": o,
             "name": by_seg[o]["name"],
@@ -681,13 +742,20 @@ def cards_table(cards: list[dict]) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------ html
 
 
+def _figure(figsize):
+    """A figure and its Axes outside pyplot (no figure manager to create and close; the same SVG)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
 def _svg_data_uri(fig) -> str:
-    import matplotlib.pyplot as plt
+    import matplotlib as mpl
 
     buf = io.BytesIO()
-    with plt.rc_context({"svg.hashsalt": "seglib", "svg.fonttype": "none"}):
+    with mpl.rc_context({"svg.hashsalt": "seglib", "svg.fonttype": "none"}):
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -700,13 +768,12 @@ def _colors(cards) -> dict:
 
 def _overview_chart(cards) -> str | None:
     """Size vs value: share of customers (x) against value index (y), a bubble per segment."""
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import PercentFormatter
 
     if not cards or cards[0]["value_index"] is None:
         return None
     colors = _colors(cards)
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = _figure((6.4, 3.4))
     x = [c["customer_share"] for c in cards]
     y = [c["value_index"] for c in cards]
     ax.axhline(1.0, color="black", ls="--", lw=0.8)
@@ -744,12 +811,10 @@ def _overview_chart(cards) -> str | None:
 
 def _card_chart(card, color) -> str | None:
     """Where the segment's typical customer sits among all customers, per distinguishing behaviour."""
-    import matplotlib.pyplot as plt
-
     rows = [b for b in card["behaviours"] if np.isfinite(b["percentile"])]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(3.2, 0.45 + 0.32 * len(rows)))
+    fig, ax = _figure((3.2, 0.45 + 0.32 * len(rows)))
     y = np.arange(len(rows))[::-1]
     p = [b["percentile"] for b in rows]
     ax.barh(y, [v - 50 for v in p], left=50, color=color, height=0.6)

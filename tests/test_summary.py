@@ -111,6 +111,28 @@ def test_behaviours_are_the_strongest_differences_in_plain_units(data, cards):
         assert [d["feature"] for d in c["descriptors"]][:2] == ["promo_share", "age"]
 
 
+
+def test_card_figures_are_those_of_each_segment_against_the_whole_table(data, cards):
+    """The cards compute the whole base's figures once: they equal a direct computation to the bit."""
+    customers, seg = data
+    customers = customers.iloc[::-1]  # the text index in another order: the figures go by position
+    seg = seg.reindex(customers.index)
+    rates = {"promo_share", "return_share", "programme_Payback", "programme_T24Club"}
+    for card in summary.segment_cards(customers, seg, currency="EUR"):
+        mask = (seg == card["segment"]).to_numpy()
+        for b in card["behaviours"]:
+            col = customers[b["feature"]].astype(float)
+            rate = b["feature"] in rates
+            typical = (lambda v: v.dropna().mean()) if rate else (lambda v: v.dropna().median())
+            # the typical values (median; mean for shares), or the means when the medians read the same
+            expected = [(typical(col[mask]), typical(col)), (col[mask].mean(), col.mean())]
+            assert (b["segment"], b["base"]) in expected
+            known, v = col.dropna().to_numpy(), col[mask].median()
+            assert b["percentile"] == 100 * ((known < v).mean() + 0.5 * (known == v).mean())
+            if b["feature"] == "frequency":
+                assert b["text"] == summary.visits_text(customers, mask)
+        assert card["descriptors"][0]["text"].startswith("age: ")
+
 def test_visits_read_as_an_interval_and_one_visit_customers_are_said(data):
     customers, seg = data
     frequent = [c for c in summary.segment_cards(customers, seg) if c["segment"] % 2 == 1]
