@@ -281,6 +281,26 @@ def test_result_table_rows_columns_and_order():
         result_table(customers, seg, [-1] * len(seg), col)
 
 
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 3), st.text(st.characters(codec="utf-8"), max_size=4),
+                          st.sampled_from(["k1", "k2", "é", "K", "10", "9", "𝔘", ""])), max_size=30),
+       st.booleans())
+def test_result_order_is_a_stable_sort_by_segment_id_text_and_key_text(rows, missing):
+    """The fast (Arrow) order equals pandas' stable sort: code point order, duplicates kept in place."""
+    seg = [r[0] for r in rows]
+    ids = [r[1] for r in rows]
+    if missing and rows:  # a missing id: pandas' sort, missing last within the segment
+        ids[0] = None
+    customers = pd.DataFrame({"customer_id": pd.array(ids, dtype=object),
+                              "x": np.arange(len(rows), dtype=float)},
+                             index=pd.Index([r[2] for r in rows], name="customer_key", dtype=object))
+    table = result_table(customers, seg, [0] * len(rows), [0] * len(rows))
+    keys = pd.DataFrame({"segment": seg, "id": pd.Series(ids, dtype=object).astype(str),
+                         "key": customers.index.astype(str)}, columns=["segment", "id", "key"])
+    expected = keys.sort_values(["segment", "id", "key"], kind="mergesort").index
+    assert table["x"].tolist() == [float(i) for i in expected]
+
 def test_ids_are_neutralised_on_disk_and_round_trip(tmp_path):
     customers, seg, row, col = odd_customers()
     table = result_table(customers, seg, row, col)
