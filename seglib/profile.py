@@ -201,11 +201,29 @@ def percentile_ranks(frame: pd.DataFrame) -> pd.DataFrame:
         n = len(x)
         if not n:
             continue
-        _, inverse, ties = np.unique(x, return_inverse=True, return_counts=True)
+        inverse, ties = _distinct_order(x)
         first = np.cumsum(ties) - ties  # ranks before each distinct value
         average = (ties * first + ties * (ties + 1) // 2) / ties
         out[ok, j] = average[inverse] / n
     return pd.DataFrame(out, index=frame.index, columns=frame.columns, copy=False)
+
+
+def _distinct_order(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(x, return_inverse=True, return_counts=True)[1:]`` for floats without NaN, faster.
+
+    The distinct values are found by hashing (one pass) and only they are sorted; equal values (0.0 and
+    -0.0 too) share one position in the sorted order.
+    """
+    codes, distinct = pd.factorize(x)
+    order = np.argsort(distinct, kind="stable")
+    ordered = distinct[order]
+    new = np.empty(len(ordered), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    position = np.empty(len(distinct), dtype=np.intp)
+    position[order] = np.cumsum(new) - 1
+    inverse = position[codes]
+    return inverse, np.bincount(inverse, minlength=int(new.sum()))
 
 
 def segment_effects(customers: pd.DataFrame, segments, *, features=None, categorical=None) -> pd.DataFrame:
@@ -498,7 +516,11 @@ def profile_segments(
     index.loc[:, zero] = np.where(seg_mean.loc[:, zero] == 0, 1.0, np.nan)
     stats = {"median": by.median(), "mean": seg_mean, "index": index}
     blocks = [out]
-    blocks += [stats[s][[f]].set_axis([f"{f}_{s}"], axis=1) for f in features for s in STATS]
+    if len(set(features)) == len(features):  # one block of every <feature>_<stat> column
+        columns = {f"{f}_{s}": stats[s][f] for f in features for s in STATS}
+        blocks.append(pd.DataFrame(columns, index=out.index))
+    else:
+        blocks += [stats[s][[f]].set_axis([f"{f}_{s}"], axis=1) for f in features for s in STATS]
     for col in categorical:
         text = customers[col].astype(object).where(customers[col].notna(), "(missing)")
         shares = pd.crosstab(labels, text.to_numpy(), normalize="index")

@@ -523,6 +523,18 @@ def test_percentile_ranks_are_pandas_ranks_to_the_bit(seed, n, n_cols):
     pd.testing.assert_frame_equal(percentile_ranks(frame), expected, check_exact=True)
 
 
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([-0.0, 0.0, 1.0, -2.5, np.inf, -np.inf, 5e-324, 1e300]), max_size=50))
+def test_distinct_order_is_that_of_np_unique(values):
+    from seglib.profile import _distinct_order
+
+    x = np.array(values, dtype=float)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    got_inverse, got_counts = _distinct_order(x)
+    np.testing.assert_array_equal(got_inverse, inverse.reshape(-1))
+    np.testing.assert_array_equal(got_counts, counts)
+
 def test_exact_sizes_share_every_customer_and_name_a_segment_the_sample_missed(caplog):
     from seglib.profile import with_exact_sizes
 
