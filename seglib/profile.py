@@ -93,6 +93,10 @@ def _labels(values, customers: pd.DataFrame, name: str, minimum: int) -> np.ndar
     arr = np.asarray(values)
     if arr.ndim != 1 or len(arr) != len(customers):
         raise InputError(f"{name} has shape {arr.shape}; expected one value per customer ({len(customers)})")
+    if arr.dtype.kind in "iu":  # whole numbers already (the pipeline's labels): only the minimum to check
+        bad = arr < minimum
+        if not bad.any():
+            return arr.astype(np.int64)
     nums = pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(nums) | (nums != np.round(nums)) | (nums < minimum)
     if bad.any():
@@ -152,7 +156,8 @@ def _columns(customers: pd.DataFrame, features, categorical) -> tuple[list, list
 
 
 def _unit_interval(s: pd.Series) -> bool:
-    v = s.dropna().astype(float)
+    v = s.to_numpy(dtype=float, na_value=np.nan)
+    v = v[~np.isnan(v)]
     return len(v) > 0 and bool(((v >= 0) & (v <= 1)).all())
 
 
