@@ -783,7 +783,7 @@ def profile_step(cluster_step: ClusterStep | None = None, *, out_dir: str | os.P
     som_step = cluster_step.som_step
     effects = segment_effects(customers, seg["segment"])  # once: the profile and the cards share them
     profile = segment_profile(cluster_step, stability=read_stability(layout), effects=effects)
-    cards_profile = profile  # the cards need its names, descriptions and features: the sample's, as profiled
+    cards_profile = profile  # the cards take names, descriptions and features from it (before exact sizes)
     descriptors = descriptor_columns(customers.columns, som_step.feature_names,
                                      som_step.pipeline["features"].dropped_)
     id_column = customers.attrs.get("id_column") or "customerID"

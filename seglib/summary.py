@@ -439,8 +439,9 @@ def segment_cards(
         again. None profiles here.
     effects : DataFrame, optional
         :func:`seglib.profile.segment_effects` of these customers and labels (at least the profiled
-        features): reused instead of recomputed. None computes them here. Neither is checked
-        against the customers: pass those of the same table and labels.
+        features): reused instead of recomputed. None computes them here. Both must have the
+        labels' segments (else :class:`~seglib.errors.InputError`); that they come from these
+        customers is not checked: pass those of the same table and labels.
 
     Returns
     -------
