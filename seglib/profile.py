@@ -35,6 +35,7 @@ __all__ = [
     "segment_effects",
     "percentile_ranks",
     "checked_effects",
+    "segment_labels",
     "describe_segments",
     "feature_indices",
     "profile_long",
@@ -76,6 +77,15 @@ AVERAGE_DESCRIPTION, AVERAGE_NAME = "close to the average customer", "Average"
 
 
 # --------------------------------------------------------------------------- input checks
+
+
+def segment_labels(segments, customers: pd.DataFrame) -> np.ndarray:
+    """The segment labels as checked integers, one per customer row (>= 1).
+
+    A Series is aligned on the customer table's index (every customer needs a value); anything else is
+    read by position. Raises `InputError` for a missing customer, a non-whole number or a label below 1.
+    """
+    return _labels(segments, customers, "segments", minimum=1)
 
 
 def _labels(values, customers: pd.DataFrame, name: str, minimum: int) -> np.ndarray:
@@ -148,6 +158,9 @@ def _columns(customers: pd.DataFrame, features, categorical) -> tuple[list, list
         ]
     else:
         features = list(features)
+        dup = sorted({str(c) for c in features if features.count(c) > 1})
+        if dup:
+            raise InputError(f"features lists {', '.join(map(repr, dup))} more than once; expected each once")
         _require(customers, features, "features")
         text = [c for c in features if not _is_number(customers[c])]
         if text:
@@ -521,11 +534,8 @@ def profile_segments(
     index.loc[:, zero] = np.where(seg_mean.loc[:, zero] == 0, 1.0, np.nan)
     stats = {"median": by.median(), "mean": seg_mean, "index": index}
     blocks = [out]
-    if len(set(features)) == len(features):  # one block of every <feature>_<stat> column
-        columns = {f"{f}_{s}": stats[s][f] for f in features for s in STATS}
-        blocks.append(pd.DataFrame(columns, index=out.index))
-    else:
-        blocks += [stats[s][[f]].set_axis([f"{f}_{s}"], axis=1) for f in features for s in STATS]
+    columns = {f"{f}_{s}": stats[s][f] for f in features for s in STATS}  # one block, features unique
+    blocks.append(pd.DataFrame(columns, index=out.index))
     for col in categorical:
         text = customers[col].astype(object).where(customers[col].notna(), "(missing)")
         shares = pd.crosstab(labels, text.to_numpy(), normalize="index")

@@ -31,7 +31,7 @@ import pandas as pd
 from seglib import labels as _labels
 from seglib.cluster import STABLE, WEAK
 from seglib.errors import InputError, ParameterError
-from seglib.profile import profile_segments, segment_effects
+from seglib.profile import checked_effects, profile_segments, segment_effects, segment_labels
 
 __all__ = [
     "ACTION_RULES",
@@ -472,18 +472,17 @@ def segment_cards(
     if descriptors is None:
         descriptors = [c for c in customers.columns if _labels.feature_info(c).role == "descriptor"]
     descriptors = [str(c) for c in descriptors if c in customers.columns]
-    if profile is None:
+    given = profile is not None
+    if not given:
         profile = profile_segments(customers, labels, money=money, descriptors=descriptors or None)
-    seg_labels = pd.Series(_positional_labels(customers, labels), index=customers.index)
-    if not np.array_equal(np.unique(seg_labels.to_numpy()), np.asarray(profile.index)):
+    seg_labels = pd.Series(segment_labels(labels, customers), index=customers.index)
+    if given and not np.array_equal(np.unique(seg_labels.to_numpy()), np.asarray(profile.index)):
         raise InputError(f"profile has segments {list(profile.index)}; the labels have "
                          f"{np.unique(seg_labels.to_numpy()).tolist()} (pass the profile of the same labels)")
     features = [c for c in customers.columns if f"{c}_index" in profile.columns]
     if effects is None:
         effects = segment_effects(customers, seg_labels.to_numpy(), features=features)
     else:
-        from seglib.profile import checked_effects
-
         effects = checked_effects(effects, profile.index, features)
     behaviour = [c for c in features if c not in descriptors]
     descriptor = [c for c in features if c in descriptors]
@@ -534,8 +533,9 @@ def segment_cards(
         for c in ranked[:n_behaviours]:
             base = whole.column(c)
             seg_v, base_v, text = _compare(c, base[mask], None, currency, whole=whole)
-            if c == "frequency" and whole.visits() is not None:  # "visits every 41 days vs 96"
-                text = whole.visits().text(mask) or text
+            visits = whole.visits() if c == "frequency" else None
+            if visits is not None:  # "visits every 41 days vs 96"
+                text = visits.text(mask)
             card["behaviours"].append(
                 {
                     "feature": c,
@@ -571,18 +571,6 @@ def segment_cards(
     for card in cards:
         card["description"] = _sentence(card, profile.at[card["segment"], "description"])
     return cards
-
-
-def _positional_labels(customers: pd.DataFrame, labels) -> np.ndarray:
-    """Labels as a positional integer array (a Series is aligned on the customer index)."""
-    if isinstance(labels, pd.Series):
-        labels = labels.reindex(customers.index)
-    arr = np.asarray(labels)
-    if arr.ndim != 1 or len(arr) != len(customers):
-        raise InputError(
-            f"labels has shape {arr.shape}; expected one segment per customer ({len(customers)})"
-        )
-    return arr.astype(np.int64)
 
 
 def _action(card: dict, effects_row: pd.Series, features: list) -> dict:
@@ -676,7 +664,7 @@ def profile_table(
     customers = customers.drop(
         columns=[c for c in ("customer_id", "segment", "som_row", "som_col") if c in customers.columns]
     )
-    lab = _positional_labels(customers, labels)
+    lab = segment_labels(labels, customers)
     features = [
         c
         for c in customers.columns

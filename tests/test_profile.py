@@ -503,6 +503,12 @@ def test_profile_from_precomputed_effects_is_the_same(k):
     with pytest.raises(InputError, match="DataFrame"):
         profile_segments(customers, seg, effects=np.zeros((k, 3)))
 
+
+def test_a_feature_named_twice_is_refused(data):
+    customers, seg = data
+    with pytest.raises(InputError, match="'monetary' more than once"):
+        profile_segments(customers, seg, features=["monetary", "frequency", "monetary"])
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(0, 40), st.integers(1, 4))
 def test_percentile_ranks_are_pandas_ranks_to_the_bit(seed, n, n_cols):

@@ -117,12 +117,11 @@ def test_card_figures_are_those_of_each_segment_against_the_whole_table(data, ca
     customers, seg = data
     customers = customers.iloc[::-1]  # the text index in another order: the figures go by position
     seg = seg.reindex(customers.index)
-    rates = {"promo_share", "return_share", "programme_Payback", "programme_T24Club"}
     for card in summary.segment_cards(customers, seg, currency="EUR"):
         mask = (seg == card["segment"]).to_numpy()
         for b in card["behaviours"]:
             col = customers[b["feature"]].astype(float)
-            rate = b["feature"] in rates
+            rate = labels.is_rate(b["feature"])
             typical = (lambda v: v.dropna().mean()) if rate else (lambda v: v.dropna().median())
             # the typical values (median; mean for shares), or the means when the medians read the same
             expected = [(typical(col[mask]), typical(col)), (col[mask].mean(), col.mean())]
@@ -222,6 +221,12 @@ def test_a_profile_or_effects_of_other_labels_are_refused(data):
     with pytest.raises(InputError, match="no column 'monetary'"):
         summary.segment_cards(customers, seg,
                               effects=segment_effects(customers, seg).drop(columns="monetary"))
+    # a precomputed profile does not skip the check of the labels themselves
+    profile, effects = profile_segments(customers, seg), segment_effects(customers, seg)
+    with pytest.raises(InputError, match="whole numbers"):
+        summary.segment_cards(customers, seg.astype(float) + 0.5, profile=profile, effects=effects)
+    with pytest.raises(InputError, match="no value for 1 customers"):
+        summary.segment_cards(customers, seg.iloc[1:], profile=profile, effects=effects)
 
 
 def test_optional_columns_may_all_be_missing(data):
