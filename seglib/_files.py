@@ -101,8 +101,44 @@ def write_csv(path: str | os.PathLike, df: pd.DataFrame, *, index: bool = False,
         # pandas formats floats one Python call (and one NA test) per cell: ~8 us each; a list
         # comprehension per column writes the same bytes (``float_format % value``, "" for NaN) 20x faster
         safe = _formatted_floats(safe, kwargs.pop("float_format"))
-    text = safe.to_csv(index=index, **kwargs)
+    text = _arrow_csv(safe) if not index and kwargs == {"lineterminator": "\n"} else None
+    if text is None:
+        text = safe.to_csv(index=index, **kwargs)
     return atomic_write_text(path, text)
+
+
+def _arrow_csv(df: pd.DataFrame) -> str | None:
+    """``df.to_csv(index=False, lineterminator="\n")`` written by Arrow (10x faster), or None.
+
+    Only for what gives pandas' bytes: at least two columns with distinct text names, each of numpy
+    integers or of text (missing: empty cell), no cell or name that would need quotes (a delimiter, a
+    quote, a line break: Arrow refuses them unquoted, and pandas then writes the file).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    names = list(df.columns)
+    if len(names) < 2 or len(set(names)) < len(names) or not all(isinstance(n, str) for n in names):
+        return None  # one column: the csv module writes an empty cell as ""
+    columns = []
+    for i, dtype in enumerate(df.dtypes):
+        values = df.iloc[:, i]
+        if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+            columns.append(pa.array(values.to_numpy()))
+        elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+            try:  # text only: an object column holding numbers or bools is pandas' to write
+                columns.append(pa.array(values, type=pa.large_string(), from_pandas=True))
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                return None
+        else:
+            return None
+    sink = pa.BufferOutputStream()
+    try:
+        pa_csv.write_csv(pa.Table.from_arrays(columns, names=names), sink,
+                         pa_csv.WriteOptions(quoting_style="none", quoting_header="none"))
+    except pa.ArrowInvalid:  # a cell or name needs quotes
+        return None
+    return sink.getvalue().to_pybytes().decode("utf-8")
 
 
 def _formatted_floats(df: pd.DataFrame, fmt: str) -> pd.DataFrame:
@@ -112,10 +148,11 @@ def _formatted_floats(df: pd.DataFrame, fmt: str) -> pd.DataFrame:
         if not (isinstance(dtype, np.dtype) and dtype.kind == "f"):
             continue
         values = df.iloc[:, i].to_numpy()
-        # each distinct value (by its bits: 0.0 and -0.0 print differently) is formatted once
-        bits, inverse = np.unique(values.astype(np.float64).view(np.int64), return_inverse=True)
+        # each distinct value (by its bits: 0.0 and -0.0 print differently; found by hashing) is
+        # formatted once
+        codes, bits = pd.factorize(values.astype(np.float64).view(np.int64))
         distinct = np.array([fmt % v for v in bits.view(np.float64).tolist()], dtype=object)
-        text = distinct[inverse.reshape(-1)]
+        text = distinct[codes]
         text[np.isnan(values)] = ""
         out = df.copy(deep=False) if out is None else out
         out.isetitem(i, text)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seglib._files import atomic_path, neutralize_formulas, write_csv, write_json
 
@@ -91,3 +95,35 @@ def test_lean_arrow_memory_switches_the_pool_for_the_block_only():
     with pytest.raises(ZeroDivisionError), lean_arrow_memory():
         1 / 0  # an error inside restores the pool too
     assert pa.default_memory_pool().backend_name == before
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(-10**12, 10**12),
+                          st.one_of(st.none(), st.text(st.characters(codec="utf-8"), max_size=5)),
+                          st.sampled_from([0.5, -0.0, float("nan"), 1e300, 3.0])), max_size=20),
+       st.integers(1, 3), st.sampled_from(["text", "object", "names"]))
+def test_write_csv_bytes_are_pandas_whichever_writer_writes_them(tmp_path_factory, rows, n_columns, kind):
+    """Arrow writes the simple frames (ints, text, formatted floats), pandas the rest: the same bytes."""
+    import numpy as np
+
+    df = pd.DataFrame({"n": np.array([r[0] for r in rows], dtype=np.int64),
+                       "t": pd.Series([r[1] for r in rows], dtype="str" if kind == "text" else object),
+                       "x": np.array([r[2] for r in rows], dtype=float)}).iloc[:, :n_columns]
+    if kind == "object" and len(df):
+        df["o"] = [1] + ["a"] * (len(df) - 1)  # a number in a text column: pandas writes it
+    if kind == "names":
+        df.columns = [f"c,{i}" if i == 0 else f"c{i}" for i in range(df.shape[1])]  # a name needs quotes
+    path = write_csv(tmp_path_factory.mktemp("csv") / "t.csv", df, float_format="%.12g")
+    bare_cr = any("\r" in v for v in df.get("t", []) if isinstance(v, str))  # write_csv then quotes text
+    expected = neutralize_formulas(df).to_csv(index=False, lineterminator="\n", float_format="%.12g",
+                                              quoting=csv.QUOTE_NONNUMERIC if bare_cr else csv.QUOTE_MINIMAL)
+    assert path.read_text(encoding="utf-8") == expected
+
+
+def test_simple_frames_are_written_by_arrow_with_pandas_bytes(tmp_path, monkeypatch):
+    import numpy as np
+
+    df = pd.DataFrame({"id": ["a", "=b", None, "é"], "n": np.arange(4), "x": [0.1 + 0.2, np.nan, -0.0, 1e20]})
+    expected = neutralize_formulas(df).to_csv(index=False, lineterminator="\n", float_format="%.12g")
+    monkeypatch.setattr(pd.DataFrame, "to_csv", lambda *a, **k: pytest.fail("pandas wrote it"))
+    assert write_csv(tmp_path / "t.csv", df, float_format="%.12g").read_text(encoding="utf-8") == expected
