@@ -126,6 +126,10 @@ def _arrow_csv(df: pd.DataFrame) -> str | None:
         if isinstance(dtype, np.dtype) and dtype.kind in "iu":
             columns.append(pa.array(values.to_numpy()))
         elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+            if pd.api.types.is_object_dtype(dtype) and pd.api.types.infer_dtype(values, skipna=True) not in (
+                "string", "empty"
+            ):  # bytes, numbers, bools in an object column: pandas writes their str(); Arrow would not
+                return None
             try:  # text only: an object column holding numbers or bools is pandas' to write
                 columns.append(pa.array(values, type=pa.large_string(), from_pandas=True))
             except (pa.ArrowInvalid, pa.ArrowTypeError):

@@ -117,7 +117,7 @@ def test_write_csv_bytes_are_pandas_whichever_writer_writes_them(tmp_path_factor
     bare_cr = any("\r" in v for v in df.get("t", []) if isinstance(v, str))  # write_csv then quotes text
     expected = neutralize_formulas(df).to_csv(index=False, lineterminator="\n", float_format="%.12g",
                                               quoting=csv.QUOTE_NONNUMERIC if bare_cr else csv.QUOTE_MINIMAL)
-    assert path.read_text(encoding="utf-8") == expected
+    assert path.read_bytes().decode("utf-8") == expected  # read_text would turn a \r into \n
 
 
 def test_simple_frames_are_written_by_arrow_with_pandas_bytes(tmp_path, monkeypatch):
@@ -127,3 +127,11 @@ def test_simple_frames_are_written_by_arrow_with_pandas_bytes(tmp_path, monkeypa
     expected = neutralize_formulas(df).to_csv(index=False, lineterminator="\n", float_format="%.12g")
     monkeypatch.setattr(pd.DataFrame, "to_csv", lambda *a, **k: pytest.fail("pandas wrote it"))
     assert write_csv(tmp_path / "t.csv", df, float_format="%.12g").read_text(encoding="utf-8") == expected
+
+
+@pytest.mark.parametrize("cell", [b"x1", bytearray(b"x1"), 7, True])
+def test_an_object_column_of_non_text_is_left_to_pandas(tmp_path, cell):
+    """Arrow would decode bytes as text (``x1``); pandas writes their ``str()`` (``b'x1'``)."""
+    df = pd.DataFrame({"id": pd.Series([cell, "y"], dtype=object), "n": [1, 2]})
+    expected = neutralize_formulas(df).to_csv(index=False, lineterminator="\n")
+    assert write_csv(tmp_path / "t.csv", df).read_bytes().decode("utf-8") == expected
