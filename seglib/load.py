@@ -48,6 +48,7 @@ __all__ = [
     "resolve_columns",
     "guess_columns",
     "detect_date_format",
+    "distinct_counts",
     "parse_dates",
     "by_value",
     "about_source",
@@ -415,6 +416,32 @@ def parse_dates(values: pd.Series, fmt: str | None) -> pd.Series:
     return by_value(text, lambda u: _to_datetime(_digits_only(u), fmt))
 
 
+def distinct_counts(values: pd.Series) -> pd.Series:
+    """How many rows hold each distinct non-empty trimmed value, in order of first appearance.
+
+    ``text[text != ""].value_counts(sort=False)`` of the trimmed text of ``values``, computed on the
+    distinct values: each is trimmed once, and values that differ only by surrounding spaces are
+    counted together (at the first one's place). The index holds the values (text), the counts are
+    int64.
+    """
+    text = as_text(values)
+    codes, uniques = pd.factorize(text, use_na_sentinel=False)
+    counts = np.bincount(codes, minlength=len(uniques)).astype(np.int64)
+    trimmed = pd.Series(uniques, dtype=text.dtype).str.strip()
+    # the distinct values are in order of first appearance, so the first one trimming to a value is
+    # that value's first appearance
+    tcodes, tuniques = pd.factorize(trimmed, use_na_sentinel=False)
+    totals = np.zeros(len(tuniques), dtype=np.int64)
+    np.add.at(totals, tcodes, counts)
+    out = pd.Series(totals, index=pd.Index(tuniques, dtype=text.dtype), name="count")
+    return out[out.index != ""]
+
+
+#: Distinct values parsed first when trying a format (then this many times more, and so on): a format
+#: that cannot win any more is abandoned after its first values.
+_DETECT_STEP = 64
+
+
 def detect_date_format(values: pd.Series, formats=DATE_FORMATS) -> str | None:
     """Return the format of ``formats`` that parses the most non-empty values, or None.
 
@@ -422,16 +449,31 @@ def detect_date_format(values: pd.Series, formats=DATE_FORMATS) -> str | None:
     weighted by how often it occurs. Ties go to the earlier format (ISO, then day-first, then
     month-first), so ``01/02/2016`` alone reads as 1 February. Pass the format explicitly when a
     file is month-first and has no day above 12.
+
+    Each format parses the sample in growing slices and stops as soon as even parsing every value
+    left could not beat the best format so far: the choice is that of parsing everything (a value
+    parses or not on its own), at the cost of about one full parse when one format fits.
     """
-    text = as_text(values).str.strip()
-    counts = text[text != ""].value_counts(sort=False).iloc[:DETECT_SAMPLE]
+    counts = distinct_counts(values).iloc[:DETECT_SAMPLE]
     if counts.empty:
         return None
-    sample = _digits_only(pd.Series(counts.index, dtype=text.dtype))
+    sample = _digits_only(pd.Series(counts.index, dtype=counts.index.dtype))
     weights = counts.to_numpy()
+    ends, end = [], _DETECT_STEP
+    while end < len(sample):
+        ends.append(end)
+        end *= 16
+    ends.append(len(sample))
     best, best_n = None, 0
     for fmt in formats:
-        n = int(weights[_to_datetime(sample, fmt).notna().to_numpy()].sum())
+        n, left, start = 0, int(weights.sum()), 0
+        for end in ends:
+            w = weights[start:end]
+            n += int(w[_to_datetime(sample.iloc[start:end], fmt).notna().to_numpy()].sum())
+            left -= int(w.sum())
+            start = end
+            if n + left <= best_n:
+                break  # cannot parse more than the best format: it would lose the tie
         if n > best_n:
             best, best_n = fmt, n
     return best

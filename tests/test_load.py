@@ -14,10 +14,12 @@ from seglib.errors import InputError, ParameterError
 from seglib.load import (
     DATE_FORMATS,
     DEFAULT_COLUMNS,
+    DETECT_SAMPLE,
     REQUIRED_ROLES,
     ROLES,
     by_value,
     detect_date_format,
+    distinct_counts,
     load_transactions,
     parse_dates,
     resolve_columns,
@@ -208,6 +210,50 @@ def test_detect_date_format(values, expected):
 def test_detection_weights_values_by_frequency():
     values = pd.Series(["24/05/2016"] * 5 + ["05/24/2016", "05/25/2016"])
     assert detect_date_format(values) == "%d/%m/%Y"
+
+
+_DATE_POOL = ["2016-05-24", " 2016-05-24", "24/05/2016", "05/24/2016", "13/01/2017 ", "01/02/2016", "",
+              " ", "NANA", "2016-05-24 10:30:00", "24.05.2016", "20160524", "2016/05/24", "31/02/2016", "x1",
+              "1e5", "12-25-2016", "25-12-2016 10:00", "1700-01-01", "2300-01-01"]
+
+
+def _every_format_on_every_value(values):
+    """The definition of detect_date_format: each format parses the whole (weighted) sample."""
+    text = values.astype(str).str.strip()
+    counts = text[text != ""].value_counts(sort=False).iloc[:DETECT_SAMPLE]
+    best, best_n = None, 0
+    for fmt in DATE_FORMATS:
+        parsed = parse_dates(pd.Series(counts.index, dtype=text.dtype), fmt)
+        n = int(counts.to_numpy()[parsed.notna().to_numpy()].sum())
+        if n > best_n:
+            best, best_n = fmt, n
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_detection_stopping_early_picks_the_format_parsing_every_value_picks(seed):
+    """Formats that can no longer win stop parsing: the choice is that of parsing the whole sample."""
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        pool = rng.choice(_DATE_POOL, size=rng.integers(1, len(_DATE_POOL) + 1), replace=False)
+        values = pd.Series(rng.choice(pool, size=rng.integers(1, 300)))
+        assert detect_date_format(values) == _every_format_on_every_value(values), values.tolist()
+    # more distinct values than the first slice, the winner decided late in the sample
+    days = pd.date_range("2001-01-01", periods=400).strftime("%d/%m/%Y").tolist()
+    values = pd.Series(days[:300] + [d.replace("/", "-") for d in days[300:]] * 4)
+    assert detect_date_format(values) == _every_format_on_every_value(values) == "%d-%m-%Y"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_distinct_counts_are_the_value_counts_of_the_trimmed_non_empty_values(seed):
+    rng = np.random.default_rng(seed)
+    values = pd.Series(rng.choice([" a", "a", "a ", "b", "", "  ", "c", " b "], size=200))
+    text = values.str.strip()
+    expected = text[text != ""].value_counts(sort=False)
+    got = distinct_counts(values)
+    assert got.index.tolist() == expected.index.tolist()  # order of first appearance
+    assert got.tolist() == expected.tolist()
+    assert distinct_counts(pd.Series(["", " "])).empty and distinct_counts(pd.Series([], dtype=str)).empty
 
 
 def test_date_formats_prefer_iso_then_day_first():
