@@ -281,18 +281,26 @@ def categories(clean: pd.DataFrame) -> tuple[list[str] | None, list[str] | None]
     return found.get("discounts"), found.get("gender")
 
 
-def _one_hot(values: pd.Series, known: list[str], prefix: str, what: str, *, sep: str | None = None):
-    """0/1 columns ``prefix + name`` for the ``known`` names; unseen names are ignored with a warning.
-
-    Works on the few distinct values (factorised), so it costs one pass over the lines.
-    """
+def _one_hot_codes(values: pd.Series, known: list[str], what: str, *, sep: str | None = None,
+                   stacklevel: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, table)``: the 0/1 row of the ``known`` names of each distinct value (``table[codes]`` is
+    one row per line); unseen names are ignored with a warning."""
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
     names = [_names_of(v, sep) for v in uniques]
     unseen = sorted(set().union(*names) - set(known))
     if unseen:
         warnings.warn(f"{what} {unseen} not seen at fit time: ignored (refit the features to use them)",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=stacklevel)
     table = np.array([[k in n for k in known] for n in names], dtype=float).reshape(len(names), len(known))
+    return codes, table
+
+
+def _one_hot(values: pd.Series, known: list[str], prefix: str, what: str, *, sep: str | None = None):
+    """0/1 columns ``prefix + name`` for the ``known`` names; unseen names are ignored with a warning.
+
+    Works on the few distinct values (factorised), so it costs one pass over the lines.
+    """
+    codes, table = _one_hot_codes(values, known, what, sep=sep)
     return pd.DataFrame(table[codes], index=values.index, columns=[prefix + c for c in known])
 
 
@@ -300,30 +308,66 @@ def _one_hot(values: pd.Series, known: list[str], prefix: str, what: str, *, sep
 # customer level: lines -> transactions -> (customer, store) partials -> customers
 
 
-def _line_values(clean: pd.DataFrame, programmes, genders) -> pd.DataFrame:
-    """Per-line keys and additive numeric values (the first, row-wise stage)."""
-    amount = clean["amount"].astype(float)
-    v = pd.DataFrame({"customer_key": clean["customer_key"], "customer_id": clean["customer_id"]},
-                     index=clean.index)
-    v["store"] = clean["store"] if "store" in clean else pd.Series(pd.NA, index=clean.index, dtype="string")
-    for col in ("till", "transaction"):
-        if col in clean:
-            v[col] = clean[col]
-    v["date"] = clean["date"]
-    parts = [v, pd.DataFrame({"lines": 1.0, "amount": amount, "return_lines": (amount < 0).astype(float),
-                              "zero_lines": (amount == 0).astype(float)}, index=clean.index)]
+def _line_values(clean: pd.DataFrame, programmes, genders) -> dict[str, tuple[bool, np.ndarray]]:
+    """Per-line additive values (the first, row-wise stage): name -> (whole, values).
+
+    ``whole``: the values are 0 or 1 (line counts and flags), so their sums are whole numbers, exact in
+    any order of addition.
+    """
+    amount = clean["amount"].to_numpy(dtype=float)
+    v = {"lines": (True, np.ones(len(clean))), "amount": (False, amount),
+         "return_lines": (True, (amount < 0).astype(float)),
+         "zero_lines": (True, (amount == 0).astype(float))}
     if "is_promo" in clean:
-        parts.append(clean["is_promo"].fillna(False).astype(float).rename("promo_lines"))
+        v["promo_lines"] = (True, clean["is_promo"].fillna(False).to_numpy(dtype=float))
     if "quantity" in clean:  # items on the line; a missing quantity counts as one item
-        parts.append(clean["quantity"].astype(float).fillna(1.0).rename("items"))
+        v["items"] = (False, clean["quantity"].astype(float).fillna(1.0).to_numpy())
     if "age" in clean:
         age = clean["age"].astype(float)
-        parts.append(pd.DataFrame({"age_sum": age.fillna(0.0), "age_lines": age.notna().astype(float)}))
-    if programmes is not None and "discounts" in clean:
-        parts.append(_one_hot(clean["discounts"], programmes, "programme_", "discount programme(s)", sep=","))
-    if genders is not None and "gender" in clean:
-        parts.append(_one_hot(clean["gender"], genders, "gender_", "gender value(s)"))
-    return pd.concat(parts, axis=1)
+        v["age_sum"] = (False, age.fillna(0.0).to_numpy())
+        v["age_lines"] = (True, age.notna().to_numpy(dtype=float))
+    for col, known, prefix, what, sep in (
+            ("discounts", programmes, "programme_", "discount programme(s)", ","),
+            ("gender", genders, "gender_", "gender value(s)", None)):
+        if known is not None and col in clean:
+            codes, table = _one_hot_codes(clean[col], known, what, sep=sep, stacklevel=4)
+            v.update({prefix + name: (True, table[:, j][codes]) for j, name in enumerate(known)})
+    return v
+
+
+def _group_ids(codes: list[np.ndarray], sizes: list[int], *, sort: bool) -> np.ndarray:
+    """The group number of each row for the combination of its integer codes (``codes[i]`` in
+    ``[0, sizes[i])``): groups numbered in order of first appearance, or in sorted order of the codes
+    (``sort=True``): the numbers pandas' ``groupby(..., sort=sort)`` gives the groups."""
+    key = np.zeros(len(codes[0]), dtype=np.int64)
+    span = 1
+    for c, m in zip(codes, sizes):
+        if span * max(m, 1) >= 2**62:  # compress first: the numbers of the combinations so far
+            key, uniques = pd.factorize(key, sort=sort)
+            span = len(uniques)
+        key = key * max(m, 1) + c
+        span *= max(m, 1)
+    return pd.factorize(key, sort=sort)[0]
+
+
+def _first_rows(ids: np.ndarray, n_groups: int) -> np.ndarray:
+    """The first row of each group of ``ids``."""
+    first = np.full(n_groups, len(ids), dtype=np.int64)
+    np.minimum.at(first, ids, np.arange(len(ids), dtype=np.int64))
+    return first
+
+
+def _group_sums(values: dict, ids: np.ndarray, n_groups: int) -> dict[str, tuple[bool, np.ndarray]]:
+    """Sums of the ``values`` (:func:`_line_values`) per group: whole values by ``np.bincount``, the others
+    by pandas' grouped sum over the same group numbers (so the same additions in the same order as a
+    ``groupby().sum()``)."""
+    out = {}
+    for name, (whole, x) in values.items():
+        if whole:
+            out[name] = (True, np.bincount(ids, weights=x, minlength=n_groups))
+        else:
+            out[name] = (False, pd.Series(x).groupby(ids).sum().to_numpy())
+    return out
 
 
 def _aggregates(columns) -> dict[str, str]:
@@ -369,31 +413,48 @@ def customer_partials(clean: pd.DataFrame, *, programmes=None, genders=None) -> 
         found_programmes, found_genders = categories(clean)
         programmes = found_programmes if programmes is None else programmes
         genders = found_genders if genders is None else genders
-    v = _line_values(clean, programmes, genders)
+    values = _line_values(clean, programmes, genders)
     key = transaction_key(clean)
-    if "store" not in key:  # an all-NA store column keeps the (customer, store) partial shape
-        key.insert(1, "store")
-    sums = [c for c in v.columns if c not in key and c != "customer_id"]
     # group on integer codes of the text keys: codes in sorted order of the values (NA last) for the
     # columns whose order or minimum counts, so the groups, their order and every sum are those of
     # grouping on the text itself
-    uniques = {}
-    for col in ("customer_key", "store", "customer_id"):
-        codes, uniques[col] = pd.factorize(v[col], sort=True)
-        v[col] = np.where(codes < 0, len(uniques[col]), codes)
-    for col in set(key) - {"customer_key", "store", "date"}:
-        v[col] = pd.factorize(v[col])[0]  # NA: -1, one group as with dropna=False
-    txn = v.groupby(key, sort=False).agg(
-        customer_id=("customer_id", "min"), **{c: (c, "sum") for c in sums}).reset_index()
-    del v
-    partials = txn.groupby(["customer_key", "store"], sort=True).agg(
-        customer_id=("customer_id", "min"), first_date=("date", "min"), last_date=("date", "max"),
-        transactions=("date", "size"), **{c: (c, "sum") for c in sums})
-    partials["transactions"] = partials["transactions"].astype(float)
-    partials["customer_id"] = _decode(uniques["customer_id"], partials["customer_id"].to_numpy())
+    uniques, codes, sizes = {}, {}, {}
+    store = clean["store"] if "store" in clean else pd.Series(pd.NA, index=clean.index, dtype="string")
+    for col, text in (("customer_key", clean["customer_key"]), ("store", store),
+                      ("customer_id", clean["customer_id"])):
+        c, uniques[col] = pd.factorize(text, sort=True)
+        codes[col], sizes[col] = np.where(c < 0, len(uniques[col]), c), len(uniques[col]) + 1
+    for col in set(key) - {"customer_key", "store"}:
+        c, u = pd.factorize(clean[col])  # NA: -1, one group as with dropna=False
+        codes[col], sizes[col] = c + 1, len(u) + 1
+    # lines -> transactions (numbered in order of appearance, as groupby(sort=False))
+    txn_key = [c for c in key if c != "store"]
+    txn_key.insert(1, "store")
+    txn = _group_ids([codes[c] for c in txn_key], [sizes[c] for c in txn_key], sort=False)
+    n_txn = int(txn.max()) + 1
+    first = _first_rows(txn, n_txn)
+    txn_id = np.full(n_txn, sizes["customer_id"], dtype=np.int64)
+    np.minimum.at(txn_id, txn, codes["customer_id"])
+    txn_sums = _group_sums(values, txn, n_txn)
+    # transactions -> (customer, store), in sorted order of the codes (groupby(sort=True))
+    ck, st = codes["customer_key"][first], codes["store"][first]
+    part = _group_ids([ck, st], [sizes["customer_key"], sizes["store"]], sort=True)
+    n_part = int(part.max()) + 1
+    dates = clean["date"].iloc[first].reset_index(drop=True)
+    partial_id = np.full(n_part, sizes["customer_id"], dtype=np.int64)
+    np.minimum.at(partial_id, part, txn_id)
+    by_part = dates.groupby(part)
+    partials = pd.DataFrame({
+        "customer_id": _decode(uniques["customer_id"], partial_id),
+        "first_date": by_part.min().array,
+        "last_date": by_part.max().array,
+        "transactions": np.bincount(part, minlength=n_part).astype(float),
+        **{name: sums for name, (_, sums) in _group_sums(txn_sums, part, n_part).items()},
+    })
+    pfirst = _first_rows(part, n_part)
     partials.index = pd.MultiIndex.from_arrays(
-        [_decode(uniques[c], partials.index.get_level_values(c).to_numpy())
-         for c in ("customer_key", "store")], names=["customer_key", "store"])
+        [_decode(uniques["customer_key"], ck[pfirst]), _decode(uniques["store"], st[pfirst])],
+        names=["customer_key", "store"])
     return partials
 
 

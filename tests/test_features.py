@@ -189,11 +189,16 @@ def test_partials_equal_grouping_on_the_text_keys(seed):
     prefixed = rng.random(len(clean)) < 0.5  # one key, two ids ("7" and "BBID_7"): the minimum is kept
     clean["customer_id"] = clean["customer_id"].where(~prefixed, "BBID_" + clean["customer_key"])
     programmes, genders = categories(clean)
-    v = _line_values(clean, programmes, genders)
+    values = _line_values(clean, programmes, genders)
+    keys = ("customer_key", "customer_id", "store", "till", "transaction", "date")
+    v = pd.DataFrame({c: clean[c] for c in keys if c in clean} | {name: x for name, (_, x) in values.items()},
+                     index=clean.index)
+    if "store" not in v:
+        v.insert(2, "store", pd.Series(pd.NA, index=clean.index, dtype="string"))
     key = transaction_key(clean)
     if "store" not in key:
         key.insert(1, "store")
-    sums = [c for c in v.columns if c not in key and c != "customer_id"]
+    sums = list(values)
     txn = v.groupby(key, dropna=False, sort=False).agg(
         customer_id=("customer_id", "min"), **{c: (c, "sum") for c in sums}).reset_index()
     expected = txn.groupby(["customer_key", "store"], dropna=False, sort=True).agg(
