@@ -194,7 +194,8 @@ def _upper(s: pd.Series) -> pd.Series:
 
 
 def _key(u: pd.Series) -> pd.Series:
-    return u.str.strip().str.replace(ID_PREFIX, "", regex=True).str.strip()
+    # the pattern as text: pandas runs a compiled pattern through Python's re, value by value
+    return u.str.strip().str.replace(ID_PREFIX.pattern, "", regex=True).str.strip()
 
 
 def customer_key(ids: pd.Series) -> pd.Series:
@@ -210,25 +211,106 @@ _ID_CODE = "\x00id_code"
 class _Ids:
     """The customer ids of a frame factorised once: what every rule and count on ids shares.
 
-    ``codes`` numbers the distinct ids (as text) in order of appearance, ``unique_keys`` holds the key
-    of each distinct id (:func:`customer_key` of the uniques), ``keys`` the key of each row.
+    ``codes`` numbers the distinct ids (as text, ``unique_ids``) in order of appearance,
+    ``unique_keys`` holds the key of each distinct id (:func:`customer_key` of the uniques); ``keys``
+    is the key of each row (``index``, ``name``: those of the ids).
     """
 
     codes: np.ndarray
+    unique_ids: pd.Series
     unique_keys: pd.Series
-    keys: pd.Series
+    index: pd.Index
+    name: object = None
 
     @classmethod
     def of(cls, ids: pd.Series) -> "_Ids":
-        keys, codes, unique_keys = by_value(as_text(ids), _key, return_codes=True)
-        return cls(codes, unique_keys, keys)
+        text = as_text(ids)
+        codes, uniques = pd.factorize(text, use_na_sentinel=False)
+        unique_ids = pd.Series(uniques, dtype=text.dtype)
+        return cls(codes, unique_ids, _key(unique_ids), text.index, text.name)
+
+    @property
+    def keys(self) -> pd.Series:
+        """The key of each row."""
+        return _take(self.unique_keys, self.codes).set_axis(self.index).rename(self.name)
+
+    def has_key(self) -> np.ndarray:
+        """Whether each row has a non-empty key."""
+        return (self.unique_keys != "").to_numpy(dtype=bool)[self.codes]
 
     def key_set(self, codes=None) -> frozenset:
         """The distinct non-empty keys (of the rows whose id codes are ``codes``; all rows by default)."""
-        keys = self.unique_keys.to_numpy(dtype=object)
+        keys = self.unique_keys
         if codes is not None:
-            keys = keys[np.unique(codes)]
-        return frozenset(k for k in keys.tolist() if k != "")
+            present = np.zeros(len(keys), dtype=bool)
+            present[codes] = True
+            keys = keys[present]
+        return frozenset(keys.tolist()) - {""}
+
+
+def _take(values: pd.Series, codes: np.ndarray) -> pd.Series:
+    """``values`` at positions ``codes`` (same dtype), indexed 0..n-1."""
+    return values.iloc[codes].reset_index(drop=True)
+
+
+def _distinct(column: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """``(values, codes)``: the distinct values of ``column`` and the number of each row's value
+    (``values[codes]`` is the column), so a rule works once per distinct value.
+
+    The cleaner keeps the text columns of the frame it works on as categoricals (:func:`_coded`):
+    their categories (plus a missing value when some rows have none) and codes are used as they are;
+    any other column is factorised.
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        values = pd.Series(column.cat.categories)
+        if len(codes) and codes.min() < 0:
+            values = values.reindex(range(len(values) + 1))  # missing: one more value
+            codes = np.where(codes < 0, len(values) - 1, codes)
+        return values, codes
+    codes, uniques = pd.factorize(column, use_na_sentinel=False)
+    return pd.Series(uniques, dtype=column.dtype), codes
+
+
+def _as_column(like: pd.Series, values: pd.Series, codes: np.ndarray) -> pd.Series:
+    """A rule's result per distinct value (``values``, numbered as :func:`_distinct` numbered ``like``)
+    as a column over ``like``'s rows: a categorical when ``like`` is one (the values, which may now
+    repeat, are factorised again), else the values taken row by row."""
+    if isinstance(like.dtype, pd.CategoricalDtype):
+        vcodes, categories = pd.factorize(values)  # missing: -1
+        return pd.Series(pd.Categorical.from_codes(vcodes[codes], categories=categories, validate=False),
+                         index=like.index)
+    return _take(values, codes).set_axis(like.index)
+
+
+def _per_row(values, codes: np.ndarray, index) -> pd.Series:
+    """Numbers or dates per distinct value as a plain column (numpy dtype) over ``index``."""
+    return pd.Series(np.asarray(values)[codes], index=index)
+
+
+def _rows_where(flags: pd.Series, codes: np.ndarray) -> int:
+    """How many rows have a value whose flag is set."""
+    return int(np.bincount(codes, minlength=len(flags))[flags.to_numpy(dtype=bool)].sum())
+
+
+def _coded(work: pd.DataFrame, ids: _Ids) -> pd.DataFrame:
+    """The frame the cleaner works on: every text column factorised once into a categorical (the ids
+    with ``ids``' numbering), and the ids' codes as :data:`_ID_CODE`; each rule then works once per
+    distinct value (:func:`_distinct`)."""
+    out = {}
+    for col in work.columns:
+        if col == "row" or not pd.api.types.is_string_dtype(work[col].dtype):
+            out[col] = work[col]
+        elif col == "customer_id":
+            out[col] = pd.Categorical.from_codes(ids.codes, categories=pd.Index(ids.unique_ids),
+                                                 validate=False)
+        else:
+            codes, uniques = pd.factorize(work[col], use_na_sentinel=False)
+            out[col] = pd.Categorical.from_codes(codes, categories=pd.Index(uniques), validate=False)
+    kcodes, kuniques = pd.factorize(ids.unique_keys)
+    out["customer_key"] = pd.Categorical.from_codes(kcodes[ids.codes], categories=kuniques, validate=False)
+    out[_ID_CODE] = ids.codes
+    return pd.DataFrame(out, index=work.index)
 
 
 def _amount(u: pd.Series) -> pd.Series:
@@ -265,14 +347,38 @@ def _duplicated(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
 
     Two equal rows are equal on any subset of the columns: the rows that have a twin on a few
     discriminating columns are the only candidates, and duplicates among them are duplicates overall.
+    Rows are compared by the numbers of their values (:func:`_distinct`), combined into one integer.
     """
+    codes, sizes = {}, {}
+    for col in cols:
+        if col == _ID_CODE:
+            codes[col] = df[col].to_numpy()
+            sizes[col] = int(codes[col].max()) + 1 if len(df) else 1
+        else:
+            values, codes[col] = _distinct(df[col])
+            sizes[col] = max(len(values), 1)
+
+    def combined(columns, rows=None):
+        key, span = None, 1
+        for col in columns:
+            x = codes[col].astype(np.int64) if rows is None else codes[col][rows].astype(np.int64)
+            if key is None:
+                key, span = x, sizes[col]
+                continue
+            if span * sizes[col] >= 2**62:  # renumber the combinations so far (one to one)
+                key, uniques = pd.factorize(key)
+                span = len(uniques)
+            key, span = key * sizes[col] + x, span * sizes[col]
+        return pd.Series(key)
+
     first = [c for c in _DISTINCT_FIRST if c in cols][:3]
     if not first or len(first) == len(cols):
-        return df[cols].duplicated(keep="first").to_numpy()
-    candidates = df[first].duplicated(keep=False).to_numpy()
+        return combined(cols).duplicated(keep="first").to_numpy()
+    candidates = combined(first).duplicated(keep=False).to_numpy()
     dup = np.zeros(len(df), dtype=bool)
     if candidates.any():
-        dup[candidates] = df.loc[candidates, cols].duplicated(keep="first").to_numpy()
+        rows = np.flatnonzero(candidates)
+        dup[rows] = combined(cols, rows).duplicated(keep="first").to_numpy()
     return dup
 
 
@@ -293,10 +399,12 @@ def _required_value_rules(column: str, what: str, parse, how: str):
     """
 
     def missing(df, s):
-        return (df[column].str.strip() != "").to_numpy(dtype=bool), {}
+        values, codes = _distinct(df[column])
+        return (values.str.strip() != "").to_numpy(dtype=bool)[codes], {}
 
     def unparseable(df, s):
-        parsed = parse(df[column], s)
+        values, codes = _distinct(df[column])
+        parsed = _per_row(parse(values, s), codes, df.index)
         return parsed.notna().to_numpy(), {column: parsed}
 
     _drop_rule(f"missing_{column}", f"drop rows with an empty {what}")(missing)
@@ -338,9 +446,10 @@ def _number_rule(column: str, what: str, plural: str):
     """Register the change rule that parses an optional numeric column (``quantity``, ``unit_price``)."""
 
     def parse(df, s):
-        values = parse_amounts(df[column])
-        failed = values.isna() & (df[column].str.strip() != "")
-        return df.assign(**{column: values}), int(failed.sum())
+        text, codes = _distinct(df[column])
+        values = parse_amounts(text)
+        failed = values.isna() & (text.str.strip() != "")
+        return df.assign(**{column: _per_row(values, codes, df.index)}), _rows_where(failed, codes)
 
     _rule(f"{column}_unparseable", "change",
           f"parse the {what} as a number; empty or non-numeric {plural} become missing", role=column)(parse)
@@ -357,13 +466,20 @@ _number_rule("unit_price", "unit price", "prices")
 )
 def _strip_id_prefix(df, s):
     key = _keys_of(df)
-    return df.assign(customer_key=key), int((key != df["customer_id"]).sum())
+    ids, id_codes = _distinct(df["customer_id"])
+    keys, key_codes = _distinct(key)
+    key_of_id = np.zeros(len(ids), dtype=np.intp)
+    key_of_id[id_codes] = key_codes  # one key per id: every row of an id writes the same code
+    changed = pd.Series(_take(keys, key_of_id).to_numpy() != ids.to_numpy())
+    return df.assign(customer_key=key), _rows_where(changed, id_codes)
 
 
 @_rule("dob_placeholder", "change", "DOB placeholders ('NANA', 'NULL', ...) become missing", role="dob")
 def _dob_placeholder(df, s):
-    placeholder = _upper(df["dob"]).isin(MISSING_TOKENS)
-    return df.assign(dob=df["dob"].where(~placeholder, "")), int(placeholder.sum())
+    text, codes = _distinct(df["dob"])
+    placeholder = _upper(text).isin(MISSING_TOKENS)
+    return df.assign(dob=_as_column(df["dob"], text.where(~placeholder, ""), codes)), \
+        _rows_where(placeholder, codes)
 
 
 @_rule(
@@ -373,9 +489,10 @@ def _dob_placeholder(df, s):
     role="dob",
 )
 def _dob_unparseable(df, s):
-    parsed = parse_dates(df["dob"], s.dob_format)
-    failed = parsed.isna() & (df["dob"].str.strip() != "")
-    return df.assign(dob=parsed), int(failed.sum())
+    text, codes = _distinct(df["dob"])
+    parsed = parse_dates(text, s.dob_format)
+    failed = parsed.isna() & (text.str.strip() != "")
+    return df.assign(dob=_as_column(df["dob"], parsed, codes)), _rows_where(failed, codes)
 
 
 @_rule(
@@ -385,11 +502,12 @@ def _dob_unparseable(df, s):
     role="dob",
 )
 def _age_out_of_range(df, s):
-    dob, a = df["dob"], s.as_of
+    (dob, codes), a = _distinct(df["dob"]), s.as_of  # once per distinct date of birth
     before_birthday = (dob.dt.month > a.month) | ((dob.dt.month == a.month) & (dob.dt.day > a.day))
     age = (a.year - dob.dt.year - before_birthday.astype(float)).where(dob.notna())
     bad = age.notna() & ((age < s.min_age) | (age > s.max_age))
-    return df.assign(age=age.where(~bad).astype("float64")), int(bad.sum())
+    age = _per_row(age.where(~bad).astype("float64"), codes, df.index)
+    return df.assign(age=age), _rows_where(bad, codes)
 
 
 @_rule(
@@ -399,10 +517,10 @@ def _age_out_of_range(df, s):
     role="gender",
 )
 def _gender(df, s):
-    raw = df["gender"]
+    raw, codes = _distinct(df["gender"])
     out = raw.str.strip().str.lower()
     out = out.where(~((out == "") | out.str.upper().isin(MISSING_TOKENS)), "unknown")
-    return df.assign(gender=out), int((out != raw).sum())
+    return df.assign(gender=_as_column(df["gender"], out, codes)), _rows_where(out != raw, codes)
 
 
 @_rule(
@@ -412,9 +530,11 @@ def _gender(df, s):
     role="pincode",
 )
 def _pincode_placeholder(df, s):
-    text = df["pincode"].str.strip()
-    valid = by_value(text, lambda u: u.map(lambda v: bool(PINCODE.match(v))).astype(bool))
-    return df.assign(pincode=text.where(valid)), int((~valid & (text != "")).sum())
+    raw, codes = _distinct(df["pincode"])
+    text = raw.str.strip()
+    valid = text.map(lambda v: bool(PINCODE.match(v))).astype(bool)
+    return df.assign(pincode=_as_column(df["pincode"], text.where(valid), codes)), \
+        _rows_where(~valid & (text != ""), codes)
 
 
 @_rule(
@@ -425,10 +545,12 @@ def _pincode_placeholder(df, s):
     role="promo_code",
 )
 def _nonpromo(df, s):
-    text = df["promo_code"].str.strip()
+    raw, codes = _distinct(df["promo_code"])
+    text = raw.str.strip()
     none = _upper(text).isin(NO_PROMO_TOKENS)
     code = text.where(~none & (text != ""))
-    return df.assign(promo_code=code, is_promo=code.notna()), int(none.sum())
+    return df.assign(promo_code=_as_column(df["promo_code"], code, codes),
+                     is_promo=_per_row(code.notna(), codes, df.index)), _rows_where(none, codes)
 
 
 def _canonical_set(value: str) -> str:
@@ -443,21 +565,29 @@ def _canonical_set(value: str) -> str:
     role="discounts",
 )
 def _discount_set(df, s):
-    raw = df["discounts"]
-    out = by_value(raw, lambda u: u.map(_canonical_set).astype(raw.dtype))
-    return df.assign(discounts=out), int((out != raw).sum())
+    raw, codes = _distinct(df["discounts"])
+    out = raw.map(_canonical_set).astype(raw.dtype)
+    return df.assign(discounts=_as_column(df["discounts"], out, codes)), _rows_where(out != raw, codes)
+
+
+#: The values of ``line_type``.
+LINE_TYPES = ("sale", "zero", "return")
 
 
 @_rule("zero_price_line", "flag", "lines with amount 0: kept as line_type 'zero', not spend")
 def _zero_price_line(df, s):
-    zero = df["amount"] == 0
-    return df.assign(line_type=np.where(zero, "zero", "sale")), int(zero.sum())
+    zero = (df["amount"] == 0).to_numpy()
+    line_type = pd.Categorical.from_codes(zero.astype(np.int8), categories=LINE_TYPES)
+    return df.assign(line_type=pd.Series(line_type, index=df.index)), int(zero.sum())
 
 
 @_rule("return_line", "flag", "lines with a negative amount: kept as line_type 'return', not spend")
 def _return_line(df, s):
-    ret = df["amount"] < 0
-    return df.assign(line_type=df["line_type"].where(~ret, "return")), int(ret.sum())
+    ret = (df["amount"] < 0).to_numpy()
+    before = df["line_type"].astype(pd.CategoricalDtype(LINE_TYPES)).cat.codes.to_numpy()
+    codes = np.where(ret, LINE_TYPES.index("return"), before).astype(np.int8)
+    return df.assign(line_type=pd.Series(pd.Categorical.from_codes(codes, categories=LINE_TYPES),
+                                         index=df.index)), int(ret.sum())
 
 
 #: The cleaning rules, in the order they are applied.
@@ -751,16 +881,29 @@ def _source(raw) -> str:
 
 
 # ---------------------------------------------------------------------------------- cleaning
-def _stats(keys: pd.Series, dates: pd.Series, amounts: pd.Series) -> dict:
-    """:func:`plausibility_stats` of rows with these customer keys, parsed dates and amounts."""
-    ok = (dates.notna() & (keys != "") & amounts.notna()).to_numpy()
-    days = dates[ok].dt.normalize()
-    magnitude = amounts[ok].abs().to_numpy(dtype=float)
-    by_day = pd.DataFrame({"rows": np.ones(len(days), dtype=np.int64), "min_abs_amount": magnitude},
-                          index=pd.DatetimeIndex(days.to_numpy(), name="day"))
-    nonzero = magnitude[magnitude > 0]
-    decades = pd.Series(np.floor(np.log10(nonzero)).astype(np.int64)).value_counts().astype(np.int64)
-    return combine_plausibility_stats([{"days": by_day, "decades": decades}])
+def _stats(has_key: np.ndarray, dates: tuple[pd.Series, np.ndarray],
+           amounts: tuple[pd.Series, np.ndarray]) -> dict:
+    """:func:`plausibility_stats` of rows with these customer keys (``has_key``: a non-empty one), and
+    parsed dates and amounts given per distinct text (``(parsed values, codes)``, :func:`_distinct`).
+
+    Computed per (distinct date, distinct amount) pair of the rows: rows counted, smallest magnitudes
+    and decades, all exact whatever the order.
+    """
+    (day_values, day_codes), (amount_values, amount_codes) = dates, amounts
+    ok = has_key & day_values.notna().to_numpy()[day_codes] & amount_values.notna().to_numpy()[amount_codes]
+    day_codes, amount_codes = day_codes[ok], amount_codes[ok]
+    magnitude = amount_values.abs().to_numpy(dtype=float)
+    n_days = len(day_values)
+    rows = np.bincount(day_codes, minlength=n_days).astype(np.int64)
+    smallest = np.full(n_days, np.inf)
+    np.minimum.at(smallest, day_codes, magnitude[amount_codes])
+    seen = rows > 0
+    by_day = pd.DataFrame({"rows": rows[seen], "min_abs_amount": smallest[seen]},
+                          index=pd.DatetimeIndex(day_values[seen].dt.normalize().to_numpy(), name="day"))
+    counts = np.bincount(amount_codes, minlength=len(amount_values))
+    nonzero = (magnitude > 0) & (counts > 0)
+    decades = pd.Series(counts[nonzero], index=np.floor(np.log10(magnitude[nonzero])).astype(np.int64))
+    return combine_plausibility_stats([{"days": by_day, "decades": decades.groupby(level=0).sum()}])
 
 
 def plausibility_stats(raw: pd.DataFrame, date_format: str | None = None) -> dict:
@@ -777,8 +920,14 @@ def plausibility_stats(raw: pd.DataFrame, date_format: str | None = None) -> dic
     """
     work = _check_raw(raw, _source(raw))
     fmt = date_format or raw.attrs.get("date_format") or detect_date_format(work["date"])
-    return _stats(customer_key(work["customer_id"]), parse_dates(work["date"], fmt),
-                  parse_amounts(work["amount"]))
+    dates = _parsed(work["date"], lambda u: parse_dates(u, fmt))
+    return _stats(_Ids.of(work["customer_id"]).has_key(), dates, _parsed(work["amount"], parse_amounts))
+
+
+def _parsed(column: pd.Series, parse) -> tuple[pd.Series, np.ndarray]:
+    """``(parse(distinct values), codes)`` of a text column (see :func:`_distinct`)."""
+    values, codes = _distinct(column)
+    return parse(values), codes
 
 
 def combine_plausibility_stats(stats) -> dict:
@@ -922,12 +1071,13 @@ def _column(raw, role: str) -> str:
     return f"column {col!r} (role {role})" if col else f"column {role!r}"
 
 
-def _require_values(raw, work: pd.DataFrame, date_format, source: str, keys, dates, amounts) -> None:
+def _require_values(raw, work: pd.DataFrame, date_format, source: str, has_key, dates, amounts) -> None:
     """Raise when a required column has no usable value at all (the file cannot be cleaned).
 
-    ``keys``, ``dates``, ``amounts``: the customer keys, parsed dates and amounts of ``work``.
+    ``has_key``: whether each row of ``work`` has a customer key; ``dates``, ``amounts``: the parsed
+    distinct dates and amounts of ``work`` (each occurs in some row).
     """
-    if not (keys != "").any():
+    if not has_key.any():
         raise InputError(f"{source}: {_column(raw, 'customer_id')} has no non-empty customer id")
     if not dates.notna().any():
         examples = ", ".join(repr(v) for v in pd.unique(work["date"])[:3])
@@ -997,9 +1147,9 @@ def clean_partition(
 
 
 def _clean(raw_part, as_of, *, min_age, max_age, date_format, dob_format, drop_duplicates, malformed_rows,
-           min_date, max_date, max_amount, progress, work=None, ids=None):
-    """:func:`clean_partition`; ``work`` (``_check_raw(raw_part)``) and ``ids`` (``_Ids`` of its
-    ``customer_id``) when the caller has them already."""
+           min_date, max_date, max_amount, progress, work=None, ids=None, coded=None):
+    """:func:`clean_partition`; ``work`` (``_check_raw(raw_part)``), ``ids`` (``_Ids`` of its
+    ``customer_id``) and ``coded`` (``_coded(work, ids)``) when the caller has them already."""
     source = _source(raw_part)
     with about_source(raw_part.attrs.get("source") if isinstance(raw_part, pd.DataFrame) else None):
         as_of = check_as_of(as_of)
@@ -1036,8 +1186,10 @@ def _clean(raw_part, as_of, *, min_age, max_age, date_format, dob_format, drop_d
         derived={"amount": "quantity * unit_price"} if _derives_amount(raw_part) else {},
         keys_read=ids.key_set(),
     )
-    # the keys are computed once (the rules on ids use them); the codes follow the rows kept
-    df = work.assign(customer_key=ids.keys.set_axis(work.index), **{_ID_CODE: ids.codes})
+    # the text columns are factorised once and the keys computed once per id (the rules work on the
+    # distinct values); the codes follow the rows kept
+    df = _coded(work, ids) if coded is None else coded
+    chunks = {col: _chunk_lengths(work[col]) for col in _INPUT_CHUNKS if col in work}
     rules = [r for r in RULES if r.role is None or r.role in work.columns]
     alive = None  # rows kept by the drop rules so far; the frame is filtered once, after the last one
     for rule in tqdm(rules, desc="cleaning", disable=not progress, leave=False):
@@ -1064,7 +1216,7 @@ def _clean(raw_part, as_of, *, min_age, max_age, date_format, dob_format, drop_d
         df = df[alive]
     if malformed_rows:
         report.rows_dropped["malformed_line"] = int(malformed_rows)
-    clean = _assemble(df, work.columns)
+    clean = _assemble(df, work.columns, chunks)
     clean.attrs["as_of"] = report.as_of
     report.rows_kept = len(clean)
     report.keys_kept = ids.key_set(df[_ID_CODE].to_numpy())
@@ -1077,35 +1229,81 @@ def _derives_amount(raw) -> bool:
     return "amount" not in raw.columns and all(r in raw.columns for r in AMOUNT_FROM)
 
 
-def _assemble(df: pd.DataFrame, roles) -> pd.DataFrame:
-    """The output columns of the contract, in order, with their dtypes."""
+def _astype(column: pd.Series, dtype, *, empty_is_missing: bool = False) -> pd.Series:
+    """``column.astype(dtype)`` (with ``""`` made missing when ``empty_is_missing``), converted once per
+    distinct value of a categorical column (:func:`_coded`) and taken row by row."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        out = column.astype(dtype)
+        return out.replace("", pd.NA) if empty_is_missing else out
+    values, codes = _distinct(column)
+    values = values.astype(dtype)
+    if empty_is_missing:
+        values = values.replace("", pd.NA)
+    return _take(values, codes).set_axis(column.index)
+
+
+#: Output text columns that keep the Arrow chunks of their input column, less the rows dropped (the
+#: others are one chunk), as when every rule worked on the text itself: the Parquet writer falls back
+#: from dictionary to plain encoding at a point that depends on the chunks (a column of many distinct
+#: values, such as the ids), so the written file stays byte for byte the same.
+_INPUT_CHUNKS = ("customer_id", "gender", "pincode", "store", "till", "transaction", "product", "promo_code")
+
+
+def _chunk_lengths(column: pd.Series) -> list[int] | None:
+    """The lengths of the Arrow chunks of a text column (None when it is not Arrow-backed)."""
+    data = column.array.__arrow_array__() if hasattr(column.array, "__arrow_array__") else None
+    return None if data is None else [len(chunk) for chunk in getattr(data, "chunks", [data])]
+
+
+def _rechunk(column: pd.Series, lengths) -> pd.Series:
+    """``column`` (Arrow-backed text) with its data cut into chunks of these lengths (no copy)."""
+    import pyarrow as pa
+
+    data = column.array.__arrow_array__().combine_chunks()
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    pieces = [data.slice(a, b - a) for a, b in zip(offsets[:-1], offsets[1:])]
+    chunked = pa.chunked_array(pieces, type=data.type)
+    return pd.Series(pd.arrays.ArrowStringArray(chunked, dtype=column.dtype), index=column.index,
+                     name=column.name)
+
+
+def _assemble(df: pd.DataFrame, roles, chunks=None) -> pd.DataFrame:
+    """The output columns of the contract, in order, with their dtypes.
+
+    ``chunks``: column -> the chunk lengths of its input text (over the rows of ``df.index``'s positions
+    before any was dropped) for :data:`_INPUT_CHUNKS`.
+    """
     string = pd.StringDtype()
     out = {
         "row": df["row"].astype("int64"),
-        "customer_id": df["customer_id"].astype(string),
-        "customer_key": df["customer_key"].astype(string),
+        "customer_id": _astype(df["customer_id"], string),
+        "customer_key": _astype(df["customer_key"], string),
         "date": df["date"].astype("datetime64[ns]"),
         "amount": df["amount"].astype("float64"),
-        "line_type": df["line_type"].astype(string),
+        "line_type": _astype(df["line_type"], string),
     }
     if "dob" in roles:
-        out["dob"] = df["dob"].astype("datetime64[ns]")
+        out["dob"] = _astype(df["dob"], "datetime64[ns]")
         out["age"] = df["age"].astype("float64")
     if "gender" in roles:
-        out["gender"] = df["gender"].astype(string)
+        out["gender"] = _astype(df["gender"], string)
     if "pincode" in roles:
-        out["pincode"] = df["pincode"].astype(string)
+        out["pincode"] = _astype(df["pincode"], string)
     for role in ("store", "till", "transaction", "product"):
         if role in roles:
-            out[role] = df[role].astype(string).replace("", pd.NA)
+            out[role] = _astype(df[role], string, empty_is_missing=True)
     if "promo_code" in roles:
-        out["promo_code"] = df["promo_code"].astype(string)
+        out["promo_code"] = _astype(df["promo_code"], string)
         out["is_promo"] = df["is_promo"].astype(bool)
     if "discounts" in roles:
-        out["discounts"] = df["discounts"].astype(string)
+        out["discounts"] = _astype(df["discounts"], string)
     for role in AMOUNT_FROM:
         if role in roles:
             out[role] = df[role].astype("float64")
+    kept = df.index.to_numpy()
+    for col, lengths in (chunks or {}).items():
+        if col in out and lengths is not None and len(lengths) > 1:
+            out[col] = _rechunk(out[col], np.diff(np.searchsorted(kept, np.cumsum([0, *lengths]))))
     return pd.DataFrame(out).reset_index(drop=True)
 
 
@@ -1180,9 +1378,12 @@ def clean_transactions(
         raise InputError(f"{source}: no data rows to clean")
     date_format = date_format or raw.attrs.get("date_format") or detect_date_format(work["date"])
     ids = _Ids.of(work["customer_id"])
-    dates, amounts = parse_dates(work["date"], date_format), parse_amounts(work["amount"])
-    _require_values(raw, work, date_format, source, ids.keys, dates, amounts)
-    as_of, bounds = reference_bounds(_stats(ids.keys, dates, amounts), source, as_of=as_of,
+    coded = _coded(work, ids)
+    dates = _parsed(coded["date"], lambda u: parse_dates(u, date_format))
+    amounts = _parsed(coded["amount"], parse_amounts)
+    has_key = ids.has_key()
+    _require_values(raw, work, date_format, source, has_key, dates[0], amounts[0])
+    as_of, bounds = reference_bounds(_stats(has_key, dates, amounts), source, as_of=as_of,
                                      min_date=min_date, max_date=max_date, max_amount=max_amount)
     del dates, amounts
     clean, report = _clean(
@@ -1200,6 +1401,7 @@ def clean_transactions(
         progress=progress,
         work=work,
         ids=ids,
+        coded=coded,
     )
     dropped = {k: v for k, v in report.rows_dropped.items() if v}
     logger.info(

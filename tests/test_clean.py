@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from seglib.clean import (
     clean_partition,
     clean_transactions,
     combine_plausibility_stats,
+    customer_key,
     default_as_of,
     plausibility_stats,
     plausible_bounds,
@@ -238,6 +240,57 @@ def test_the_cleaner_equals_its_rules_applied_one_after_another(seed, drop):
     assert out["customer_key"].tolist() == df["customer_key"].tolist()
     assert out["date"].tolist() == df["date"].tolist() and out["amount"].tolist() == df["amount"].tolist()
     assert rep.customers_kept == df["customer_key"].nunique()
+    # the cleaner works once per distinct value, on categoricals: every output column is the same
+    from seglib.clean import _assemble
+
+    pd.testing.assert_frame_equal(out, _assemble(df, raw.columns), check_exact=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_duplicates_found_on_value_numbers_are_pandas_duplicates(seed):
+    """Rows compared by the numbers of their values, combined into one integer (renumbered when the
+    combinations would overflow), are duplicates exactly when pandas says so."""
+    from seglib.clean import _duplicated
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    df = pd.DataFrame({f"c{i}": rng.choice([f"v{j}" for j in range(int(rng.integers(1, 2000)))], size=n)
+                       for i in range(12)}, dtype=str)  # 12 columns of up to 2000 values: over 2**62
+    df = pd.concat([df, df.sample(80, random_state=seed)], ignore_index=True)
+    df["customer_id"], df["date"], df["amount"] = rng.choice(["a", "b"], len(df)), "2017-01-01", "1"
+    cols = list(df.columns)
+    np.testing.assert_array_equal(_duplicated(df, cols), df[cols].duplicated().to_numpy())
+    few = ["customer_id", "date"]
+    np.testing.assert_array_equal(_duplicated(df, few), df[few].duplicated().to_numpy())
+
+
+def test_text_columns_keep_the_chunks_of_their_input_less_the_dropped_rows(tmp_path):
+    """The Parquet writer's switch from dictionary to plain encoding depends on the Arrow chunks: the
+    cleaned text columns keep their input's chunks (less the dropped rows), as the text rules did."""
+    import pyarrow as pa
+
+    from seglib.clean import _chunk_lengths
+
+    raw = frame(customer_id=["A_1", "", "A_2", "A_3", "", "A_4", "A_5"],
+                store=["1", "2", "", "3", "4", "5", "6"])
+    text_dtype = pd.StringDtype("pyarrow", na_value=np.nan)
+    for col in raw.columns:
+        text = raw[col].astype(str).tolist()
+        chunked = pa.chunked_array([text[:2], text[2:5], text[5:]], type=pa.large_string())
+        raw[col] = pd.Series(pd.arrays.ArrowStringArray(chunked, dtype=text_dtype))
+    out, rep = clean(raw)
+    assert rep.rows_dropped["missing_customer_id"] == 2
+    assert _chunk_lengths(out["customer_id"]) == _chunk_lengths(out["store"]) == [1, 2, 2]
+    assert out["store"].tolist() == ["1", pd.NA, "3", "5", "6"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_customer_keys_are_the_ids_trimmed_without_their_prefix(seed):
+    rng = np.random.default_rng(seed)
+    parts = ["BBID_", "bbid_", "X_", "_", "A1_", " ", "7", "0042", "é_", "Ab_Cd_", "", "12_3"]
+    ids = pd.Series(["".join(rng.choice(parts, size=rng.integers(0, 4))) for _ in range(300)])
+    expected = [re.sub(r"^[A-Za-z]+_", "", v.strip()).strip() for v in ids]
+    assert customer_key(ids).tolist() == expected
 
 
 def test_rows_missing_a_required_field_are_dropped_with_their_reason():
