@@ -293,13 +293,18 @@ def _rows_where(flags: pd.Series, codes: np.ndarray) -> int:
     return int(np.bincount(codes, minlength=len(flags))[flags.to_numpy(dtype=bool)].sum())
 
 
+#: Identifier columns no rule changes: the cleaner keeps them as text (only duplicates compare them, on
+#: the few candidate rows).
+_KEPT_AS_TEXT = ("store", "till", "transaction", "product")
+
+
 def _coded(work: pd.DataFrame, ids: _Ids) -> pd.DataFrame:
-    """The frame the cleaner works on: every text column factorised once into a categorical (the ids
-    with ``ids``' numbering), and the ids' codes as :data:`_ID_CODE`; each rule then works once per
-    distinct value (:func:`_distinct`)."""
+    """The frame the cleaner works on: every text column a rule reads factorised once into a categorical
+    (the ids with ``ids``' numbering), and the ids' codes as :data:`_ID_CODE`; each rule then works
+    once per distinct value (:func:`_distinct`)."""
     out = {}
     for col in work.columns:
-        if col == "row" or not pd.api.types.is_string_dtype(work[col].dtype):
+        if col in ("row", *_KEPT_AS_TEXT) or not pd.api.types.is_string_dtype(work[col].dtype):
             out[col] = work[col]
         elif col == "customer_id":
             out[col] = pd.Categorical.from_codes(ids.codes, categories=pd.Index(ids.unique_ids),
@@ -349,26 +354,27 @@ def _duplicated(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
     discriminating columns are the only candidates, and duplicates among them are duplicates overall.
     Rows are compared by the numbers of their values (:func:`_distinct`), combined into one integer.
     """
-    codes, sizes = {}, {}
-    for col in cols:
-        if col == _ID_CODE:
-            codes[col] = df[col].to_numpy()
-            sizes[col] = int(codes[col].max()) + 1 if len(df) else 1
-        else:
-            values, codes[col] = _distinct(df[col])
-            sizes[col] = max(len(values), 1)
+    def numbers(col, rows):
+        """The codes of a column's values (of these rows only for a text column) and their count."""
+        column = df[col]
+        if col == _ID_CODE or isinstance(column.dtype, pd.CategoricalDtype):
+            x = column.to_numpy() if col == _ID_CODE else _distinct(column)[1]
+            x = x if rows is None else x[rows]
+            return x.astype(np.int64), int(x.max()) + 1 if len(x) else 1
+        values, x = _distinct(column if rows is None else column.iloc[rows])
+        return x.astype(np.int64), max(len(values), 1)
 
     def combined(columns, rows=None):
         key, span = None, 1
         for col in columns:
-            x = codes[col].astype(np.int64) if rows is None else codes[col][rows].astype(np.int64)
+            x, size = numbers(col, rows)
             if key is None:
-                key, span = x, sizes[col]
+                key, span = x, size
                 continue
-            if span * sizes[col] >= 2**62:  # renumber the combinations so far (one to one)
+            if span * size >= 2**62:  # renumber the combinations so far (one to one)
                 key, uniques = pd.factorize(key)
                 span = len(uniques)
-            key, span = key * sizes[col] + x, span * sizes[col]
+            key, span = key * size + x, span * size
         return pd.Series(key)
 
     first = [c for c in _DISTINCT_FIRST if c in cols][:3]
@@ -1216,7 +1222,7 @@ def _clean(raw_part, as_of, *, min_age, max_age, date_format, dob_format, drop_d
         df = df[alive]
     if malformed_rows:
         report.rows_dropped["malformed_line"] = int(malformed_rows)
-    clean = _assemble(df, work.columns, chunks)
+    clean = _assemble(df, work.columns, chunks, work["customer_id"])
     clean.attrs["as_of"] = report.as_of
     report.rows_kept = len(clean)
     report.keys_kept = ids.key_set(df[_ID_CODE].to_numpy())
@@ -1259,7 +1265,8 @@ def _rechunk(column: pd.Series, lengths) -> pd.Series:
     """``column`` (Arrow-backed text) with its data cut into chunks of these lengths (no copy)."""
     import pyarrow as pa
 
-    data = column.array.__arrow_array__().combine_chunks()
+    data = column.array.__arrow_array__()
+    data = data.chunk(0) if data.num_chunks == 1 else data.combine_chunks()
     offsets = np.concatenate([[0], np.cumsum(lengths)]).tolist()
     pieces = [data.slice(a, b - a) for a, b in zip(offsets[:-1], offsets[1:])]
     chunked = pa.chunked_array(pieces, type=data.type)
@@ -1267,16 +1274,23 @@ def _rechunk(column: pd.Series, lengths) -> pd.Series:
                      name=column.name)
 
 
-def _assemble(df: pd.DataFrame, roles, chunks=None) -> pd.DataFrame:
+def _assemble(df: pd.DataFrame, roles, chunks=None, ids=None) -> pd.DataFrame:
     """The output columns of the contract, in order, with their dtypes.
 
     ``chunks``: column -> the chunk lengths of its input text (over the rows of ``df.index``'s positions
-    before any was dropped) for :data:`_INPUT_CHUNKS`.
+    before any was dropped) for :data:`_INPUT_CHUNKS`. ``ids``: the input's customer ids (text), whose
+    kept rows are the output's ``customer_id`` (no rule changes them).
     """
     string = pd.StringDtype()
+    if ids is not None:
+        mask = np.zeros(len(ids), dtype=bool)
+        mask[df.index.to_numpy()] = True
+        customer_id = ids[mask].set_axis(df.index).astype(string)
+    else:
+        customer_id = _astype(df["customer_id"], string)
     out = {
         "row": df["row"].astype("int64"),
-        "customer_id": _astype(df["customer_id"], string),
+        "customer_id": customer_id,
         "customer_key": _astype(df["customer_key"], string),
         "date": df["date"].astype("datetime64[ns]"),
         "amount": df["amount"].astype("float64"),
@@ -1302,7 +1316,7 @@ def _assemble(df: pd.DataFrame, roles, chunks=None) -> pd.DataFrame:
             out[role] = df[role].astype("float64")
     kept = df.index.to_numpy()
     for col, lengths in (chunks or {}).items():
-        if col in out and lengths is not None and len(lengths) > 1:
+        if col in out and lengths is not None and len(lengths) > 1 and _chunk_lengths(out[col]) == [len(df)]:
             out[col] = _rechunk(out[col], np.diff(np.searchsorted(kept, np.cumsum([0, *lengths]))))
     return pd.DataFrame(out).reset_index(drop=True)
 
