@@ -274,18 +274,22 @@ def categories(clean: pd.DataFrame) -> tuple[list[str] | None, list[str] | None]
     Sorted lists: what :class:`FeatureBuilder` fits as ``programmes_`` and ``genders_`` (a Dask
     backend takes the union over partitions).
     """
-    found = {}
-    for col, sep in (("discounts", ","), ("gender", None)):
-        if col in clean:
-            found[col] = sorted(set().union(*(_names_of(v, sep) for v in pd.unique(clean[col]))))
+    return _categories({col: pd.unique(clean[col]) for col in ("discounts", "gender") if col in clean})
+
+
+def _categories(distinct: dict) -> tuple[list[str] | None, list[str] | None]:
+    """:func:`categories` from the distinct values of the ``discounts`` and ``gender`` columns."""
+    found = {col: sorted(set().union(*(_names_of(v, sep) for v in distinct[col])))
+             for col, sep in (("discounts", ","), ("gender", None)) if col in distinct}
     return found.get("discounts"), found.get("gender")
 
 
 def _one_hot_codes(values: pd.Series, known: list[str], what: str, *, sep: str | None = None,
-                   stacklevel: int = 5) -> tuple[np.ndarray, np.ndarray]:
+                   stacklevel: int = 5, factorized=None) -> tuple[np.ndarray, np.ndarray]:
     """``(codes, table)``: the 0/1 row of the ``known`` names of each distinct value (``table[codes]`` is
-    one row per line); unseen names are ignored with a warning."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    one row per line); unseen names are ignored with a warning. ``factorized``: ``pd.factorize(values,
+    use_na_sentinel=False)`` when the caller has it."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False) if factorized is None else factorized
     names = [_names_of(v, sep) for v in uniques]
     unseen = sorted(set().union(*names) - set(known))
     if unseen:
@@ -308,8 +312,12 @@ def _one_hot(values: pd.Series, known: list[str], prefix: str, what: str, *, sep
 # customer level: lines -> transactions -> (customer, store) partials -> customers
 
 
-def _line_values(clean: pd.DataFrame, programmes, genders) -> dict[str, tuple[bool, np.ndarray]]:
+def _line_values(clean: pd.DataFrame, programmes, genders,
+                 factorized=None) -> dict[str, tuple[bool, np.ndarray]]:
     """Per-line additive values (the first, row-wise stage): name -> (whole, values).
+
+    ``factorized``: column -> ``pd.factorize(clean[column], use_na_sentinel=False)`` of ``discounts`` and
+    ``gender``, when the caller has them.
 
     ``whole``: the values are 0 or 1 (line counts and flags), so their sums are whole numbers, exact in
     any order of addition.
@@ -330,7 +338,8 @@ def _line_values(clean: pd.DataFrame, programmes, genders) -> dict[str, tuple[bo
             ("discounts", programmes, "programme_", "discount programme(s)", ","),
             ("gender", genders, "gender_", "gender value(s)", None)):
         if known is not None and col in clean:
-            codes, table = _one_hot_codes(clean[col], known, what, sep=sep, stacklevel=4)
+            codes, table = _one_hot_codes(clean[col], known, what, sep=sep, stacklevel=4,
+                                          factorized=(factorized or {}).get(col))
             v.update({prefix + name: (True, table[:, j][codes]) for j, name in enumerate(known)})
     return v
 
@@ -409,11 +418,14 @@ def customer_partials(clean: pd.DataFrame, *, programmes=None, genders=None) -> 
         Indexed by (customer_key, store); ``store`` is NA when the role is absent.
     """
     _check_clean(clean)
+    # the discount sets and genders are factorised once: for the categories and the one-hot counts
+    factorized = {col: pd.factorize(clean[col], use_na_sentinel=False) for col in ("discounts", "gender")
+                  if col in clean}
     if programmes is None or genders is None:
-        found_programmes, found_genders = categories(clean)
+        found_programmes, found_genders = _categories({col: u for col, (_, u) in factorized.items()})
         programmes = found_programmes if programmes is None else programmes
         genders = found_genders if genders is None else genders
-    values = _line_values(clean, programmes, genders)
+    values = _line_values(clean, programmes, genders, factorized)
     key = transaction_key(clean)
     # group on integer codes of the text keys: codes in sorted order of the values (NA last) for the
     # columns whose order or minimum counts, so the groups, their order and every sum are those of
