@@ -313,35 +313,40 @@ def _one_hot(values: pd.Series, known: list[str], prefix: str, what: str, *, sep
 
 
 def _line_values(clean: pd.DataFrame, programmes, genders,
-                 factorized=None) -> dict[str, tuple[bool, np.ndarray]]:
+                 factorized=None) -> dict[str, tuple[bool, object]]:
     """Per-line additive values (the first, row-wise stage): name -> (whole, values).
 
-    ``factorized``: column -> ``pd.factorize(clean[column], use_na_sentinel=False)`` of ``discounts`` and
-    ``gender``, when the caller has them.
-
-    ``whole``: the values are 0 or 1 (line counts and flags), so their sums are whole numbers, exact in
-    any order of addition.
+    ``values`` is a function returning the array of one value per line (made when summed, one column
+    at a time, so the lines' columns are never all in memory: :func:`_values_array`). ``whole``: the
+    values are 0 or 1 (line counts and flags), so their sums are whole numbers, exact in any order of
+    addition. ``factorized``: column -> ``pd.factorize(clean[column], use_na_sentinel=False)`` of
+    ``discounts`` and ``gender``, when the caller has them.
     """
     amount = clean["amount"].to_numpy(dtype=float)
-    v = {"lines": (True, np.ones(len(clean))), "amount": (False, amount),
-         "return_lines": (True, (amount < 0).astype(float)),
-         "zero_lines": (True, (amount == 0).astype(float))}
+    v = {"lines": (True, lambda: np.ones(len(clean))), "amount": (False, lambda: amount),
+         "return_lines": (True, lambda: (amount < 0).astype(float)),
+         "zero_lines": (True, lambda: (amount == 0).astype(float))}
     if "is_promo" in clean:
-        v["promo_lines"] = (True, clean["is_promo"].fillna(False).to_numpy(dtype=float))
+        v["promo_lines"] = (True, lambda: clean["is_promo"].fillna(False).to_numpy(dtype=float))
     if "quantity" in clean:  # items on the line; a missing quantity counts as one item
-        v["items"] = (False, clean["quantity"].astype(float).fillna(1.0).to_numpy())
+        v["items"] = (False, lambda: clean["quantity"].astype(float).fillna(1.0).to_numpy())
     if "age" in clean:
-        age = clean["age"].astype(float)
-        v["age_sum"] = (False, age.fillna(0.0).to_numpy())
-        v["age_lines"] = (True, age.notna().to_numpy(dtype=float))
+        v["age_sum"] = (False, lambda: clean["age"].astype(float).fillna(0.0).to_numpy())
+        v["age_lines"] = (True, lambda: clean["age"].notna().to_numpy(dtype=float))
     for col, known, prefix, what, sep in (
             ("discounts", programmes, "programme_", "discount programme(s)", ","),
             ("gender", genders, "gender_", "gender value(s)", None)):
         if known is not None and col in clean:
             codes, table = _one_hot_codes(clean[col], known, what, sep=sep, stacklevel=4,
                                           factorized=(factorized or {}).get(col))
-            v.update({prefix + name: (True, table[:, j][codes]) for j, name in enumerate(known)})
+            v.update({prefix + name: (True, lambda j=j, codes=codes, table=table: table[:, j][codes])
+                      for j, name in enumerate(known)})
     return v
+
+
+def _values_array(values) -> np.ndarray:
+    """The array of one of :func:`_line_values`' entries (made now when it is a function)."""
+    return values() if callable(values) else values
 
 
 def _group_ids(codes: list[np.ndarray], sizes: list[int], *, sort: bool) -> np.ndarray:
@@ -372,6 +377,7 @@ def _group_sums(values: dict, ids: np.ndarray, n_groups: int) -> dict[str, tuple
     ``groupby().sum()``)."""
     out = {}
     for name, (whole, x) in values.items():
+        x = _values_array(x)
         if whole:
             out[name] = (True, np.bincount(ids, weights=x, minlength=n_groups))
         else:

@@ -179,7 +179,7 @@ def test_partials_of_date_chunks_combine_to_the_whole(clean):
 def test_partials_equal_grouping_on_the_text_keys(seed):
     """The group-bys run on integer codes; grouping on the text itself (NA stores, tills and numbers
     included, ids of one key that differ) gives the same groups, order, minimum ids and sums."""
-    from seglib.features import _line_values, categories, transaction_key
+    from seglib.features import _line_values, _values_array, categories, transaction_key
 
     clean = random_clean(seed, n_lines=200)
     rng = np.random.default_rng(seed)
@@ -191,8 +191,8 @@ def test_partials_equal_grouping_on_the_text_keys(seed):
     programmes, genders = categories(clean)
     values = _line_values(clean, programmes, genders)
     keys = ("customer_key", "customer_id", "store", "till", "transaction", "date")
-    v = pd.DataFrame({c: clean[c] for c in keys if c in clean} | {name: x for name, (_, x) in values.items()},
-                     index=clean.index)
+    lines = {name: _values_array(x) for name, (_, x) in values.items()}
+    v = pd.DataFrame({c: clean[c] for c in keys if c in clean} | lines, index=clean.index)
     if "store" not in v:
         v.insert(2, "store", pd.Series(pd.NA, index=clean.index, dtype="string"))
     key = transaction_key(clean)
