@@ -1027,9 +1027,7 @@ def segment_stats(X, centres, *, offset: int = 0) -> SegmentStats:
     C = np.asarray(centres, dtype=float)
     k = len(C)
     lab = nearest_segment(X, C) - 1
-    sums = np.zeros((k, X.shape[1]))
-    np.add.at(sums, lab, X)
-    counts = np.bincount(lab, minlength=k).astype(float)
+    sums, counts = _label_sums(X, lab, k)
     far, sse = (-1.0, -1), 0.0
     if len(X):
         d = ((X - C[lab]) ** 2).sum(axis=1)
@@ -1322,8 +1320,14 @@ def off_majority_share(bmu, labels) -> float:
 
 
 def _label_sums(X, lab0, k):
-    sums = np.zeros((k, X.shape[1]))
-    np.add.at(sums, lab0, X)
+    """Sum of the rows of ``X`` per segment 0..k-1 (``lab0``) and their number: ``(sums (k, F), counts (k,))``.
+
+    One ``np.bincount`` per feature: each sum adds its rows in row order, as ``np.add.at`` did, so the
+    bits are the same, in a fraction of the time."""
+    cols = X.T  # a column of a Fortran-ordered X (a DataFrame's values) is contiguous
+    sums = np.empty((k, X.shape[1]))
+    for j in range(X.shape[1]):
+        sums[:, j] = np.bincount(lab0, weights=cols[j], minlength=k)
     return sums, np.bincount(lab0, minlength=k).astype(float)
 
 

@@ -105,6 +105,25 @@ def test_block_statistics_add_up_to_those_of_all_customers():
     assert np.array_equal(nearest_segment(X, by_blocks), nearest_segment(X, in_memory))
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_segment_sums_are_the_bits_of_adding_the_rows_in_row_order(order):
+    # the sums per segment add every row in row order (as np.add.at does), whatever the memory layout,
+    # so both backends and earlier runs get the same bits; a segment without customers sums to 0
+    rng = np.random.default_rng(11)
+    X = np.asarray(rng.normal(size=(5000, 7)) * rng.lognormal(size=7), order=order)
+    C = rng.normal(size=(5, 7))
+    C[4] = 1e6  # nobody is nearest to it
+    stats = segment_stats(X, C)
+    lab = nearest_segment(X, C) - 1
+    expected = np.zeros((5, 7))
+    np.add.at(expected, lab, X)
+    assert stats.sums.tobytes() == expected.tobytes()
+    assert stats.counts.tolist() == np.bincount(lab, minlength=5).astype(float).tolist()
+    assert stats.counts[4] == 0 and (stats.sums[4] == 0).all()
+    empty = segment_stats(X[:0], C)
+    assert (empty.sums == 0).all() and (empty.counts == 0).all() and empty.far == (-1.0, -1)
+
+
 def test_bad_labels_are_refused():
     X = np.zeros((4, 2))
     with pytest.raises(InputError, match="labels"):
