@@ -85,6 +85,31 @@ def test_nearest_segment_is_batch_independent_with_ties_to_the_lowest_segment():
     assert set(nearest_segment(X, twin)) <= {1, 3}
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_nearest_segment_is_the_answer_of_best_units_even_on_near_ties(seed):
+    # the fast search settles clear rows by scores and the rest by exact distances: it must give
+    # exactly som.best_units' answer (the exact argmin, ties to the lowest), also on ties, on rows that
+    # sit on a mean, at any scale, with one mean, with inf or NaN in a row, in any memory layout
+    from seglib.som import best_units
+
+    rng = np.random.default_rng(seed)
+    n, F, k = int(rng.integers(50, 2000)), int(rng.integers(1, 20)), int(rng.integers(2, 12))
+    scale = 10.0 ** rng.integers(-6, 7)
+    C = rng.normal(size=(k, F)) * scale
+    C[-1] = C[0]  # twin means: a tie for every row nearest to them
+    X = rng.normal(size=(n, F)) * scale
+    X[: n // 3] = (C[0] + C[1]) / 2  # equidistant from two means
+    X[n // 3: n // 2] = C[rng.integers(0, k, n // 2 - n // 3)] * (1 + 1e-14)  # on a mean, within rounding
+    X[-1, 0], X[-2, -1] = np.nan, np.inf
+    for layout in (X, np.asfortranarray(X), X[::-1]):
+        with np.errstate(invalid="ignore", over="ignore"):
+            expected = best_units(layout, C) + 1
+        assert np.array_equal(nearest_segment(layout, C), expected)
+    assert np.array_equal(nearest_segment(X, C[:1]), np.ones(n, dtype=np.int64))  # one segment
+    assert nearest_segment(X[:1], C).tolist() == (best_units(X[:1], C) + 1).tolist()  # one customer
+    assert nearest_segment(X[:0], C).shape == (0,)
+
+
 def test_block_statistics_add_up_to_those_of_all_customers():
     X, unit_level = _map(2)
     C = np.stack([X[unit_level == s].mean(axis=0) for s in range(1, int(unit_level.max()) + 1)])
