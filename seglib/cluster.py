@@ -850,35 +850,57 @@ def within_ss(labels, means, hits) -> float:
     return float((hits * d).sum())
 
 
-def _lloyd(labels: np.ndarray, means: np.ndarray, h: np.ndarray, k: int, max_iter: int) -> np.ndarray:
-    """Lloyd iterations over units (see :func:`consolidate`); returns labels 1..k (not renumbered)."""
-    labels = labels.copy()
+def _lloyd(starts: np.ndarray, means: np.ndarray, h: np.ndarray, k: int, max_iter: int) -> np.ndarray:
+    """Lloyd iterations over units (see :func:`consolidate`) from every row of ``starts`` (labels 1..k per
+    unit), all at once; returns the settled labels of each start (not renumbered).
+
+    Each start iterates exactly as it would alone (the same operations on each start's slice of the
+    stacked arrays: the same products, sums and ties, so the same bits) until no unit moves; a settled
+    start leaves the stack, so the pass costs the Python overhead of one start for all of them.
+    """
+    labels = np.array(starts, dtype=np.int64, ndmin=2)  # a copy
     won = h > 0
-    idx = np.arange(len(labels))
+    n_units = labels.shape[1]
     sq = (means**2).sum(axis=1)
+    active = np.arange(len(labels))
+    unit = np.arange(n_units)
     for it in range(max_iter):
-        centres, mass = segment_centres(labels, means, h, k)
-        for s in np.flatnonzero(mass == 0):  # re-seed an empty segment at the costliest unit
-            own = np.nan_to_num(centres[labels - 1], nan=0.0)
-            cost = np.where(won, h * ((means - own) ** 2).sum(axis=1), -1.0)
-            cost[labels == s + 1] = -1.0
-            u = int(np.argmax(cost))
-            if cost[u] <= 0:
-                break
-            centres[s] = means[u]
-            labels[u] = s + 1
-        empty = np.isnan(centres).any(axis=1)
-        c = np.where(empty[:, None], 0.0, centres)
-        d = sq[:, None] - 2.0 * (means @ c.T) + (c**2).sum(axis=1)[None, :]
-        d[:, empty] = np.inf
-        best = np.argmin(d, axis=1) + 1
-        keep = d[idx, labels - 1] <= d[idx, best - 1]
-        new = np.where(keep, labels, best)
-        if np.array_equal(new, labels):
-            logger.debug("consolidation settled after %d iterations", it + 1)
+        lab = labels[active]
+        at = (np.arange(len(active))[:, None] * n_units + unit) * k + (lab - 1)  # flat (start, unit, segment)
+        member = np.zeros((len(active), n_units, k))
+        member.reshape(-1)[at] = h
+        mass = member.sum(axis=1)  # each start's slice: the sums and product of segment_centres, bit for bit
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centres = (member.transpose(0, 2, 1) @ means) / mass[:, :, None]
+        for j in np.flatnonzero((mass == 0).any(axis=1)):  # re-seed an empty segment at the costliest unit
+            own_labels, own_centres = lab[j], centres[j]
+            for s in np.flatnonzero(mass[j] == 0):
+                own = np.nan_to_num(own_centres[own_labels - 1], nan=0.0)
+                cost = np.where(won, h * ((means - own) ** 2).sum(axis=1), -1.0)
+                cost[own_labels == s + 1] = -1.0
+                u = int(np.argmax(cost))
+                if cost[u] <= 0:
+                    break
+                own_centres[s] = means[u]
+                own_labels[u] = s + 1
+        empty = np.isnan(centres).any(axis=2)
+        c = np.where(empty[:, :, None], 0.0, centres) if empty.any() else centres
+        d = sq[None, :, None] - 2.0 * (means @ c.transpose(0, 2, 1)) + (c**2).sum(axis=2)[:, None, :]
+        if empty.any():
+            d[np.broadcast_to(empty[:, None, :], d.shape)] = np.inf
+        best = np.argmin(d, axis=2)
+        flat = d.reshape(-1)
+        keep = flat[at] <= flat[at - (lab - 1) + best]
+        new = np.where(keep, lab, best + 1)
+        moved = (new != lab).any(axis=1)
+        labels[active] = np.where(moved[:, None], new, lab)  # a settled start keeps its (re-seeded) labels
+        for j in active[~moved]:
+            logger.debug("consolidation of start %d settled after %d iterations", j, it + 1)
+        active = active[moved]
+        if not active.size:
             return labels
-        labels = new
-    logger.warning("consolidation did not settle in %d iterations", max_iter)
+    for _ in active:
+        logger.warning("consolidation did not settle in %d iterations", max_iter)
     return labels
 
 
@@ -942,20 +964,24 @@ def consolidate(unit_labels, prototypes, hits, sums=None, *, n_init: int = 0, ra
     labels = np.asarray(unit_labels).ravel().astype(np.int64)
     if labels.size != len(P) or labels.min() < 1:
         raise InputError(f"unit_labels: expected one segment 1..k per unit ({len(P)})")
+    return _consolidate(labels, _Units(_unit_means(P, h, sums), h), n_init=n_init, random_state=random_state,
+                        max_iter=max_iter, return_starts=return_starts)
+
+
+def _consolidate(labels: np.ndarray, units: _Units, *, n_init: int, random_state, max_iter: int,
+                 return_starts: bool):
+    """:func:`consolidate` of the cut ``labels`` (int64, 1..k per unit) on checked ``units``."""
+    means, h = units.means, units.hits
     k = int(labels.max())
-    means = _unit_means(P, h, sums)
-    best = _lloyd(labels, means, h, k, max_iter)
-    won = h > 0
-    results = [(within_ss(best, means, h), best)]
-    if n_init and 1 < k <= int(won.sum()):
+    starts = [labels]
+    if n_init and 1 < k <= units.won.size:
         rng = np.random.default_rng(random_state)
-        best_ss = results[0][0]
-        for _ in range(int(n_init)):
-            other = _lloyd(_kmeans_plus_plus(means, h, k, rng), means, h, k, max_iter)
-            ss = within_ss(other, means, h)
-            results.append((ss, other))
-            if ss < best_ss * (1 - 1e-9):
-                best, best_ss = other, ss
+        starts += [_kmeans_plus_plus(units, k, rng) for _ in range(int(n_init))]
+    results = [(within_ss(lab, means, h), lab) for lab in _lloyd(np.stack(starts), means, h, k, max_iter)]
+    best_ss, best = results[0]
+    for ss, other in results[1:]:
+        if ss < best_ss * (1 - 1e-9):
+            best, best_ss = other, ss
     best = number_by_size(best, h)
     if not return_starts:
         return best
@@ -967,19 +993,37 @@ def consolidate(unit_labels, prototypes, hits, sums=None, *, n_init: int = 0, ra
     return best, starts
 
 
-def _kmeans_plus_plus(means: np.ndarray, h: np.ndarray, k: int, rng) -> np.ndarray:
+class _Units:
+    """The units of a consolidation: their customers' means and customers, the units with customers, and
+    the squared distances from every unit to a unit with customers, each computed once (k-means++
+    seeding asks for the same seeds again and again: in every start, and for every k of a tree)."""
+
+    def __init__(self, means: np.ndarray, hits: np.ndarray):
+        self.means, self.hits = means, hits
+        self.won = np.flatnonzero(hits > 0)
+        self.won_hits = hits[self.won]
+        self._to: dict[int, np.ndarray] = {}
+
+    def to(self, i: int) -> np.ndarray:
+        """Squared distance of every unit to the ``i``-th unit with customers (summed as k-means++ sums)."""
+        d = self._to.get(i)
+        if d is None:
+            d = self._to[i] = ((self.means - self.means[self.won[i]]) ** 2).sum(axis=1)
+        return d
+
+
+def _kmeans_plus_plus(units: _Units, k: int, rng) -> np.ndarray:
     """Labels 1..k of the units after k-means++ seeding (Arthur & Vassilvitskii), customers as weights."""
-    won = np.flatnonzero(h > 0)
-    p = h[won] / h[won].sum()
-    centres = [means[won[rng.choice(won.size, p=p)]]]
-    d = ((means[won] - centres[0]) ** 2).sum(axis=1)
+    won, n = units.won, units.won.size
+    seeds = [int(rng.choice(n, p=units.won_hits / units.won_hits.sum()))]
+    d = units.to(seeds[0])[won]
     for _ in range(k - 1):
-        w = h[won] * d
-        i = rng.choice(won.size, p=w / w.sum()) if w.sum() > 0 else int(rng.integers(won.size))
-        centres.append(means[won[i]])
-        d = np.minimum(d, ((means[won] - centres[-1]) ** 2).sum(axis=1))
-    C = np.asarray(centres)
-    return np.argmin(((means[:, None, :] - C[None]) ** 2).sum(axis=2), axis=1).astype(np.int64) + 1
+        w = units.won_hits * d
+        i = int(rng.choice(n, p=w / w.sum())) if w.sum() > 0 else int(rng.integers(n))
+        seeds.append(i)
+        d = np.minimum(d, units.to(i)[won])
+    return np.argmin(np.stack([units.to(i) for i in seeds], axis=1), axis=1).astype(np.int64) + 1
+
 
 # --------------------------------------------------------------------------------------------------
 # customer-level consolidation: k-means (Lloyd) iterations customer by customer
@@ -1745,12 +1789,14 @@ def select_k(
                               topology=topology)
 
     def segments(tree, hits_):
+        # consolidate(lab, P, hits_, means * hits_[:, None], ...) for every k, its units prepared once
+        units = _Units(_unit_means(P, hits_, means * hits_[:, None]), hits_) if consolidate_cut else None
         out = {}
         for k in ks:
             lab = cut(tree, n_clusters=k, hits=hits_)
             if consolidate_cut:
-                lab = consolidate(lab, P, hits_, means * hits_[:, None], n_init=n_init,
-                                  random_state=random_state)
+                lab = _consolidate(np.asarray(lab, dtype=np.int64), units, n_init=n_init,
+                                   random_state=random_state, max_iter=100, return_starts=False)
             out[k] = lab
         return out
 

@@ -267,3 +267,87 @@ def test_plot_consolidation_on_a_hexagonal_map():
     x, y = (v.ravel() for v in cell_centers(w.shape[:2], "hexagonal"))
     moved = pc.cut_labels_ != pc.unit_labels_
     np.testing.assert_allclose(rings.get_offsets(), np.column_stack([x[moved], y[moved]]))
+
+
+def _one_start_lloyd(labels, means, h, k, max_iter=100):
+    """The Lloyd iterations of one start, one at a time: the reference the stacked starts must match."""
+    from seglib.cluster import segment_centres
+
+    labels = labels.copy()
+    won = h > 0
+    idx = np.arange(len(labels))
+    sq = (means**2).sum(axis=1)
+    for _ in range(max_iter):
+        centres, mass = segment_centres(labels, means, h, k)
+        for s in np.flatnonzero(mass == 0):
+            own = np.nan_to_num(centres[labels - 1], nan=0.0)
+            cost = np.where(won, h * ((means - own) ** 2).sum(axis=1), -1.0)
+            cost[labels == s + 1] = -1.0
+            u = int(np.argmax(cost))
+            if cost[u] <= 0:
+                break
+            centres[s] = means[u]
+            labels[u] = s + 1
+        empty = np.isnan(centres).any(axis=1)
+        c = np.where(empty[:, None], 0.0, centres)
+        d = sq[:, None] - 2.0 * (means @ c.T) + (c**2).sum(axis=1)[None, :]
+        d[:, empty] = np.inf
+        best = np.argmin(d, axis=1) + 1
+        new = np.where(d[idx, labels - 1] <= d[idx, best - 1], labels, best)
+        if np.array_equal(new, labels):
+            return labels
+        labels = new
+    return labels
+
+
+def _one_start_seeding(means, h, k, rng):
+    """k-means++ seeding with its distances computed afresh: the reference of the cached distances."""
+    won = np.flatnonzero(h > 0)
+    p = h[won] / h[won].sum()
+    centres = [means[won[rng.choice(won.size, p=p)]]]
+    d = ((means[won] - centres[0]) ** 2).sum(axis=1)
+    for _ in range(k - 1):
+        w = h[won] * d
+        i = rng.choice(won.size, p=w / w.sum()) if w.sum() > 0 else int(rng.integers(won.size))
+        centres.append(means[won[i]])
+        d = np.minimum(d, ((means[won] - centres[-1]) ** 2).sum(axis=1))
+    C = np.asarray(centres)
+    return np.argmin(((means[:, None, :] - C[None]) ** 2).sum(axis=2), axis=1).astype(np.int64) + 1
+
+
+def _one_start_at_a_time(labels, means, h, n_init, seed):
+    """consolidate() as it ran start after start: the cut's Lloyd, then each k-means++ start's."""
+    from seglib.cluster import number_by_size
+
+    k = int(labels.max())
+    results = [_one_start_lloyd(labels, means, h, k)]
+    if n_init and 1 < k <= int((h > 0).sum()):
+        rng = np.random.default_rng(seed)
+        seeds = [_one_start_seeding(means, h, k, rng) for _ in range(n_init)]
+        results += [_one_start_lloyd(start, means, h, k) for start in seeds]
+    ss = [within_ss(r, means, h) for r in results]
+    best, best_ss = results[0], ss[0]
+    for s, r in zip(ss[1:], results[1:]):
+        if s < best_ss * (1 - 1e-9):
+            best, best_ss = r, s
+    return number_by_size(best, h)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_consolidation_of_stacked_starts_is_bit_for_bit_that_of_one_start_at_a_time(seed):
+    # all starts iterate together and k-means++ reuses its distances: the result must be exactly the
+    # one of running each start alone (same products, sums and ties), with units without customers,
+    # empty start segments (re-seeded), one segment and no extra start among the cases
+    rng = np.random.default_rng(seed)
+    n_units, f = int(rng.integers(4, 120)), int(rng.integers(1, 20))
+    means = rng.normal(size=(n_units, f)) * 10.0 ** rng.integers(-2, 3)
+    h = np.round(rng.lognormal(1, 1.5, n_units)) * (rng.random(n_units) > 0.15)
+    h[0] = max(h[0], 1.0)
+    for k in (1, 2, int(rng.integers(3, min(12, n_units) + 1))):
+        labels = rng.integers(1, k + 1, n_units)
+        if k > 2:
+            labels[labels == 2] = 1  # segment 2 starts empty
+            labels[0] = k  # ... and k keeps a unit
+        for n_init in (0, 10):
+            got = consolidate(labels, means, h, n_init=n_init, random_state=seed)  # the prototypes as means
+            assert got.tobytes() == _one_start_at_a_time(labels, means, h, n_init, seed).tobytes()
