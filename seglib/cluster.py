@@ -1410,7 +1410,7 @@ def customer_segments(X, bmu, clustering, assign: str = "customer"):
     unit_level = clustering.assign(bmu)
     if assign == "unit" or not clustering.consolidate:
         return unit_level, None
-    X = np.asarray(X, dtype=float)
+    X = np.asfortranarray(X, dtype=float)  # the passes sum the customers feature by feature
     C = customer_means(lambda starts: starts_stats(X, starts), clustering, row=lambda i: X[i])
     return nearest_segment(X, C), C
 
@@ -2059,18 +2059,19 @@ def som_reclusterer(X, som, clustering, *, assign: str = "unit"):
         est = clone(som).set_params(random_state=seed)
         if "progress" in est.get_params():
             est.set_params(progress=False)
-        est.fit(Xa[sample])
+        drawn_X = Xa[sample]
+        est.fit(drawn_X)
         weights = np.asarray(est.weights_)
         units = int(np.prod(weights.shape[:-1]))
-        hits = np.bincount(np.asarray(est.predict(Xa[sample])), minlength=units).reshape(weights.shape[:-1])
+        drawn = np.asarray(est.predict(drawn_X))  # once: the hits and the unit sums of the drawn customers
+        hits = np.bincount(drawn, minlength=units).reshape(weights.shape[:-1])
         cl = clone(clustering)
         if "topology" in cl.get_params() and hasattr(est, "topology"):
             cl.set_params(topology=est.topology)  # the retrained map's grid decides contiguity
         if cl.n_clusters == "auto" and chosen is not None:
             cl.set_params(n_clusters=chosen)  # the same k in every run
-        drawn = np.asarray(est.predict(Xa[sample]))
-        cl.fit(weights, hits, unit_sums=unit_sums(Xa[sample], drawn, units))
-        _, means = customer_segments(Xa[sample], drawn, cl, assign)
+        cl.fit(weights, hits, unit_sums=unit_sums(drawn_X, drawn, units))
+        _, means = customer_segments(drawn_X, drawn, cl, assign)
         if means is not None:
             return nearest_segment(Xa, means)
         return cl.unit_labels_[np.asarray(est.predict(Xa))]

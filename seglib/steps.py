@@ -251,12 +251,13 @@ def write_sample(layout: Layout, sample: Sample) -> Path:
 
 def _unit_stats(som_step, X: np.ndarray, bmu: np.ndarray):
     """Customers per unit and per-unit feature sums: exact from the :class:`Sample` when the tables are a
-    sample, else counted on ``X``."""
+    sample, else counted on ``X`` and its best units ``bmu`` (``som.predict(X)``: the hit map of ``X``)."""
     from seglib.cluster import unit_sums
 
     if som_step.sample is not None:
         return som_step.sample.hits, som_step.sample.unit_sums
-    hits = som_step.som.hit_map(X)
+    shape = tuple(som_step.som.map_shape_)
+    hits = np.bincount(bmu, minlength=int(np.prod(shape))).reshape(shape)
     return hits, unit_sums(X, bmu, hits.size)
 
 

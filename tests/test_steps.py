@@ -112,3 +112,16 @@ def test_a_cut_without_sizes_clears_the_sizes_and_names_of_the_cut_before(tmp_pa
     metrics = json.loads(layout.metrics.read_text())
     assert metrics["n_segments"] == 3
     assert metrics["segment_sizes"] is None and metrics["segment_names"] is None
+
+
+def test_the_cluster_step_counts_the_hits_of_its_customers_from_their_best_units(tmp_path):
+    # the hits come from the best units the step computes anyway (one search, not two): the hit map
+    write_dataset(tmp_path / "log.csv", n_customers=300, random_state=3)
+    out = tmp_path / "run"
+    clean = steps.clean_step(tmp_path / "log.csv", out_dir=out)
+    som = steps.som_step(clean.clean, map_shape=[6, 5], out_dir=out, progress=False)
+    clusters = steps.cluster_step(som, n_clusters=3, n_stability_runs=1, out_dir=out)
+    X = som.X.to_numpy()
+    assert clusters.hits.shape == (6, 5)
+    assert np.array_equal(clusters.hits, som.som.hit_map(X)) and clusters.hits.sum() == len(X)
+    assert np.array_equal(steps.load_clusters(out).hits, clusters.hits)
