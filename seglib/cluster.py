@@ -590,7 +590,7 @@ class PrototypeClustering(BaseEstimator):
         if auto:
             hu = self.unit_hits_
             k, self.k_table_, self.k_reason_ = select_k(
-                X, hu, self.unit_means_ * hu[:, None], method=self.method, hit_weighting=bool(weighted),
+                weights, hu, self.unit_means_ * hu[:, None], method=self.method, hit_weighting=bool(weighted),
                 connectivity=self.connectivity, topology=self.topology, k_range=range(k_min, k_max + 1),
                 consolidate_cut=self.consolidate, n_init=self.n_init, random_state=self.random_state, Z=Z)
             self.cut_labels_ = cut(Z, n_clusters=k, hits=h)
@@ -1747,7 +1747,7 @@ def select_k(
     Parameters
     ----------
     prototypes, hits, sums
-        As for :func:`consolidate`.
+        As for :func:`consolidate`; ``connectivity`` needs the prototypes of shape (rows, cols, n_features).
     method, hit_weighting, connectivity, topology
         The tree, as :func:`prototype_linkage`.
     k_range : sequence of int, default=range(3, 11)
@@ -1785,8 +1785,8 @@ def select_k(
         raise ParameterError("k_range is empty; choose k_min <= k_max")
     means = _unit_means(P, h, sums)
     if Z is None:
-        Z = prototype_linkage(P, h, method=method, hit_weighting=hit_weighting, connectivity=connectivity,
-                              topology=topology)
+        Z = prototype_linkage(prototypes, h, method=method, hit_weighting=hit_weighting,
+                              connectivity=connectivity, topology=topology)
 
     def segments(tree, hits_):
         # consolidate(lab, P, hits_, means * hits_[:, None], ...) for every k, its units prepared once
@@ -1806,8 +1806,8 @@ def select_k(
     agree = {k: [] for k in ks}
     for _ in range(n_boot):
         hb = rng.multinomial(n, h / h.sum()).astype(float)
-        Zb = prototype_linkage(P, hb, method=method, hit_weighting=hit_weighting, connectivity=connectivity,
-                               topology=topology)
+        Zb = prototype_linkage(prototypes, hb, method=method, hit_weighting=hit_weighting,  # 3-D: the map
+                               connectivity=connectivity, topology=topology)  # shape, for connectivity
         for k, lab in segments(Zb, hb).items():
             agree[k].append(weighted_ari(ref[k], lab, h))
     rows = []

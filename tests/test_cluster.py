@@ -119,6 +119,16 @@ def test_connectivity_gives_contiguous_segments(planted, method):
             assert connected_regions(lab == s)[1] == 1, f"segment {s} of k={k} is split"
 
 
+def test_connectivity_with_the_automatic_k_cuts_the_contiguous_tree(planted):
+    # n_clusters="auto" bootstraps the tree: with connectivity every bootstrap tree needs the map's shape
+    pc = PrototypeClustering(n_clusters="auto", connectivity=True, consolidate=False, k_min=2, k_max=6)
+    pc.fit(planted["weights"], planted["hits"])
+    assert 2 <= pc.n_clusters_ <= 6 and pc.k_table_["k"].tolist() == list(range(2, 7))
+    labels = pc.unit_labels_.reshape(ROWS, COLS)
+    for s in range(1, pc.n_clusters_ + 1):
+        assert connected_regions(labels == s)[1] == 1, f"segment {s} is split"
+
+
 def _hex_regions(labels_flat, shape):
     """Number of connected regions of each label on the hexagonal grid."""
     from scipy.sparse.csgraph import connected_components
