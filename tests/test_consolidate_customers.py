@@ -110,6 +110,29 @@ def test_nearest_segment_is_the_answer_of_best_units_even_on_near_ties(seed):
     assert nearest_segment(X[:0], C).shape == (0,)
 
 
+def test_nearest_segment_in_many_threads_gives_the_blas_threads_back():
+    # the search runs BLAS on one thread while any thread searches; the last one out restores the setting
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas")
+
+    rng = np.random.default_rng(4)
+    X, C = rng.normal(size=(20000, 8)), rng.normal(size=(5, 8))
+    before, expected = blas_threads(), nearest_segment(X, C)
+    results = []
+    threads = [threading.Thread(target=lambda: results.extend(nearest_segment(X, C) for _ in range(10)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 40 and all(np.array_equal(r, expected) for r in results)
+    assert blas_threads() == before
+
+
 def test_block_statistics_add_up_to_those_of_all_customers():
     X, unit_level = _map(2)
     C = np.stack([X[unit_level == s].mean(axis=0) for s in range(1, int(unit_level.max()) + 1)])
