@@ -43,6 +43,7 @@ from seglib.errors import InputError, ParameterError, check_float, check_int, ch
 from seglib.som import TOPOLOGIES
 from seglib.som import best_units as som_best_units
 from seglib.som import grid_adjacency as som_grid_adjacency
+from seglib.som import one_blas_thread as som_one_blas_thread
 
 __all__ = [
     "METHODS",
@@ -1086,7 +1087,7 @@ def _nearest(X: np.ndarray, C: np.ndarray, norms: np.ndarray) -> np.ndarray:
     index = np.arange(k, dtype=small)[:, None]
     step = max(1, NEAREST_BLOCK // k)
     cols = X.T
-    with _one_blas_thread():
+    with som_one_blas_thread():
         for a in range(0, n, step):
             scores = C @ cols[:, a:a + step]
             scores *= -2.0
@@ -1104,48 +1105,6 @@ def _nearest(X: np.ndarray, C: np.ndarray, norms: np.ndarray) -> np.ndarray:
                     unit[odd] = som_best_units(X[a + np.flatnonzero(odd)], C)
             out[a:a + len(unit)] = unit
     return out
-
-
-class _OneBlasThread:
-    """BLAS on one thread while any thread of the process is inside, restored when the last one leaves
-    (threads of a Dask worker search their partitions at once: none may restore the limit under another).
-
-    :func:`_nearest`'s products are small: on a busy machine a threaded BLAS waits for its threads far
-    longer than such a product takes (:mod:`seglib.som` limits its own searches likewise). The
-    threadpoolctl controller is made once (scanning the loaded libraries takes about a millisecond).
-    """
-
-    def __init__(self):
-        import threading
-
-        from threadpoolctl import ThreadpoolController
-
-        self._controller = ThreadpoolController()
-        self._lock = threading.Lock()
-        self._inside = 0
-        self._limiter = None
-
-    def __enter__(self):
-        with self._lock:
-            if self._inside == 0:
-                self._limiter = self._controller.limit(limits=1, user_api="blas")
-            self._inside += 1
-
-    def __exit__(self, *exc):
-        with self._lock:
-            self._inside -= 1
-            if self._inside == 0:
-                self._limiter.restore_original_limits()
-                self._limiter = None
-
-
-_ONE_BLAS_THREAD: list = []  # the process's _OneBlasThread, made on first use
-
-
-def _one_blas_thread() -> _OneBlasThread:
-    if not _ONE_BLAS_THREAD:
-        _ONE_BLAS_THREAD.append(_OneBlasThread())
-    return _ONE_BLAS_THREAD[0]
 
 
 def _exact_nearest(x: np.ndarray, C: np.ndarray) -> np.ndarray:

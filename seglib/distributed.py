@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from seglib._files import atomic_path
@@ -70,7 +69,7 @@ from seglib.features import (
 )
 from seglib.load import data_files, load_transactions
 from seglib.params import defaults, effective
-from seglib.som import SOM, best_units, epoch_stats, reduce_moments
+from seglib.som import SOM, best_units, epoch_stats, one_blas_thread, reduce_moments
 
 try:
     import dask
@@ -505,7 +504,7 @@ def fit_som(X, som: SOM | None = None, *, client=None, progress: bool | None = N
     check_option("engine (Dask backend)", som.engine, ["batch"])
     if progress is not None:
         som.progress = progress
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         mean, cov, n = reduce_moments(X.reduce)
         groups = _local_groups(X)
         started = time.perf_counter()

@@ -42,7 +42,6 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from seglib._files import read_npz, write_json, write_npz
@@ -50,6 +49,7 @@ from seglib.errors import InputError, ModelFormatError, ParameterError, check_in
 
 __all__ = [
     "SOM",
+    "one_blas_thread",
     "data_moments",
     "moment_sums",
     "reduce_moments",
@@ -916,10 +916,54 @@ def _n_threads(n_jobs) -> int:
     return max(1, int(n_jobs))
 
 
+class _OneBlasThread:
+    """BLAS on one thread while any thread of the process is inside, restored when the last one leaves
+    (threads of a Dask worker search their partitions at once: none may restore the limit under another).
+
+    The searches' products are small: on a busy machine a threaded BLAS waits for its threads far longer
+    than such a product takes. The SOM's best-unit searches and :func:`seglib.cluster.nearest_segment`
+    go through it. The threadpoolctl controller is made once (scanning the loaded libraries takes about
+    a millisecond, once per search before).
+    """
+
+    def __init__(self):
+        from threadpoolctl import ThreadpoolController
+
+        self._controller = ThreadpoolController()
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._limiter = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._inside == 0:
+                self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._inside += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_ONE_BLAS_THREAD: list = []  # the process's _OneBlasThread, made on first use
+_ONE_BLAS_LOCK = threading.Lock()
+
+
+def one_blas_thread() -> _OneBlasThread:
+    """The process's one-BLAS-thread guard: a context manager, re-entrant and shared by threads."""
+    with _ONE_BLAS_LOCK:
+        if not _ONE_BLAS_THREAD:
+            _ONE_BLAS_THREAD.append(_OneBlasThread())
+        return _ONE_BLAS_THREAD[0]
+
+
 @contextmanager
 def _chunk_mapper(n_threads: int):
     """Yield ``map``-like callable; one BLAS thread, ``n_threads`` Python threads; results in order."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         if n_threads <= 1:
             yield map
         else:

@@ -999,3 +999,22 @@ def test_kernel_sums_in_groups_of_chunks_are_the_same_bits(kernel, monkeypatch):
     monkeypatch.setattr(som_module, "_KERNEL_PARTS_BYTES", 8 * 63 * 7 * 10)  # 10 chunks per group
     got = epoch_stats(X, som.weights_, chunk_size=3)
     assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
+def test_one_blas_thread_limits_inside_and_restores_after_an_error():
+    from threadpoolctl import threadpool_info
+
+    from seglib.som import one_blas_thread
+
+    def blas():
+        return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas")
+
+    before = blas()
+    guard = one_blas_thread()
+    assert one_blas_thread() is guard  # one guard per process
+    with pytest.raises(ZeroDivisionError), guard:
+        with guard:  # re-entrant: the inner exit does not restore under the outer
+            pass
+        assert all(n == 1 for _, n in blas())
+        1 / 0
+    assert blas() == before
