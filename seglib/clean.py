@@ -200,7 +200,7 @@ def _key(u: pd.Series) -> pd.Series:
 
 def customer_key(ids: pd.Series) -> pd.Series:
     """Normalised customer ids: trimmed, a ``BBID_`` style prefix (letters + ``_``) removed."""
-    return _Ids.of(ids).keys
+    return by_value(as_text(ids), _key)
 
 
 #: Hidden column of the frame being cleaned: the code of each row's customer id (see :class:`_Ids`).
@@ -212,27 +212,19 @@ class _Ids:
     """The customer ids of a frame factorised once: what every rule and count on ids shares.
 
     ``codes`` numbers the distinct ids (as text, ``unique_ids``) in order of appearance,
-    ``unique_keys`` holds the key of each distinct id (:func:`customer_key` of the uniques); ``keys``
-    is the key of each row (``index``, ``name``: those of the ids).
+    ``unique_keys`` holds the key of each distinct id (:func:`customer_key` of the uniques).
     """
 
     codes: np.ndarray
     unique_ids: pd.Series
     unique_keys: pd.Series
-    index: pd.Index
-    name: object = None
 
     @classmethod
     def of(cls, ids: pd.Series) -> "_Ids":
         text = as_text(ids)
         codes, uniques = pd.factorize(text, use_na_sentinel=False)
         unique_ids = pd.Series(uniques, dtype=text.dtype)
-        return cls(codes, unique_ids, _key(unique_ids), text.index, text.name)
-
-    @property
-    def keys(self) -> pd.Series:
-        """The key of each row."""
-        return _take(self.unique_keys, self.codes).set_axis(self.index).rename(self.name)
+        return cls(codes, unique_ids, _key(unique_ids))
 
     def has_key(self) -> np.ndarray:
         """Whether each row has a non-empty key."""
@@ -1248,10 +1240,10 @@ def _astype(column: pd.Series, dtype, *, empty_is_missing: bool = False) -> pd.S
     return _take(values, codes).set_axis(column.index)
 
 
-#: Output text columns that keep the Arrow chunks of their input column, less the rows dropped (the
-#: others are one chunk), as when every rule worked on the text itself: the Parquet writer falls back
-#: from dictionary to plain encoding at a point that depends on the chunks (a column of many distinct
-#: values, such as the ids), so the written file stays byte for byte the same.
+#: Output text columns that keep the Arrow chunks of their input column when no row is dropped, and are
+#: one chunk when some are, as when every rule worked on the text itself (``df[alive]`` made one chunk):
+#: the Parquet writer falls back from dictionary to plain encoding at a point that depends on the chunks
+#: (a column of many distinct values, such as the ids), so the written file stays byte for byte the same.
 _INPUT_CHUNKS = ("customer_id", "gender", "pincode", "store", "till", "transaction", "product", "promo_code")
 
 
@@ -1277,8 +1269,8 @@ def _rechunk(column: pd.Series, lengths) -> pd.Series:
 def _assemble(df: pd.DataFrame, roles, chunks=None, ids=None) -> pd.DataFrame:
     """The output columns of the contract, in order, with their dtypes.
 
-    ``chunks``: column -> the chunk lengths of its input text (over the rows of ``df.index``'s positions
-    before any was dropped) for :data:`_INPUT_CHUNKS`. ``ids``: the input's customer ids (text), whose
+    ``chunks``: column -> the chunk lengths of its input text for :data:`_INPUT_CHUNKS` (used when no
+    row was dropped; else the column is one chunk). ``ids``: the input's customer ids (text), whose
     kept rows are the output's ``customer_id`` (no rule changes them).
     """
     string = pd.StringDtype()
@@ -1286,6 +1278,8 @@ def _assemble(df: pd.DataFrame, roles, chunks=None, ids=None) -> pd.DataFrame:
         mask = np.zeros(len(ids), dtype=bool)
         mask[df.index.to_numpy()] = True
         customer_id = ids[mask].set_axis(df.index).astype(string)
+        if len(df) < len(ids) and _chunk_lengths(customer_id) is not None:  # as df[alive] gave: one chunk
+            customer_id = _rechunk(customer_id, [len(df)])
     else:
         customer_id = _astype(df["customer_id"], string)
     out = {
@@ -1314,10 +1308,10 @@ def _assemble(df: pd.DataFrame, roles, chunks=None, ids=None) -> pd.DataFrame:
     for role in AMOUNT_FROM:
         if role in roles:
             out[role] = df[role].astype("float64")
-    kept = df.index.to_numpy()
-    for col, lengths in (chunks or {}).items():
-        if col in out and lengths is not None and len(lengths) > 1 and _chunk_lengths(out[col]) == [len(df)]:
-            out[col] = _rechunk(out[col], np.diff(np.searchsorted(kept, np.cumsum([0, *lengths]))))
+    for col, lengths in (chunks or {}).items():  # no row dropped: the input's chunks, as before
+        if (col in out and lengths is not None and len(lengths) > 1 and sum(lengths) == len(df)
+                and _chunk_lengths(out[col]) == [len(df)]):
+            out[col] = _rechunk(out[col], lengths)
     return pd.DataFrame(out).reset_index(drop=True)
 
 

@@ -375,19 +375,15 @@ def check_date_format(name: str, fmt) -> None:
         ) from None
 
 
-def by_value(values: pd.Series, func, *, return_codes: bool = False):
+def by_value(values: pd.Series, func):
     """``func(values)`` computed once per distinct value: fast when values repeat (ids, dates, codes).
 
     ``func`` takes and returns a Series (of the distinct values); the result has ``values``' index.
-    ``return_codes=True`` returns ``(result, codes, per_value)``: also each row's code (the number of
-    its distinct value, in order of appearance) and ``func``'s result on the distinct values
-    (``per_value[code]``), for callers that keep working on the distinct values.
     """
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
     per_value = func(pd.Series(uniques, dtype=values.dtype))
-    result = pd.Series(per_value.to_numpy()[codes], index=values.index, dtype=per_value.dtype,
-                       name=values.name)
-    return (result, codes, per_value) if return_codes else result
+    return pd.Series(per_value.to_numpy()[codes], index=values.index, dtype=per_value.dtype,
+                     name=values.name)
 
 
 def _digits_only(text: pd.Series) -> pd.Series:

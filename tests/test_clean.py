@@ -264,24 +264,31 @@ def test_duplicates_found_on_value_numbers_are_pandas_duplicates(seed):
     np.testing.assert_array_equal(_duplicated(df, few), df[few].duplicated().to_numpy())
 
 
-def test_text_columns_keep_the_chunks_of_their_input_less_the_dropped_rows(tmp_path):
+def test_text_columns_are_chunked_as_the_text_rules_left_them(tmp_path):
     """The Parquet writer's switch from dictionary to plain encoding depends on the Arrow chunks: the
-    cleaned text columns keep their input's chunks (less the dropped rows), as the text rules did."""
+    cleaned text columns are chunked as when the rules worked on the text itself: the input's chunks
+    when no row is dropped, one chunk when some are."""
     import pyarrow as pa
 
     from seglib.clean import _chunk_lengths
 
-    raw = frame(customer_id=["A_1", "", "A_2", "A_3", "", "A_4", "A_5"],
-                store=["1", "2", "", "3", "4", "5", "6"])
     text_dtype = pd.StringDtype("pyarrow", na_value=np.nan)
-    for col in raw.columns:
-        text = raw[col].astype(str).tolist()
-        chunked = pa.chunked_array([text[:2], text[2:5], text[5:]], type=pa.large_string())
-        raw[col] = pd.Series(pd.arrays.ArrowStringArray(chunked, dtype=text_dtype))
-    out, rep = clean(raw)
+
+    def chunked(raw):
+        for col in raw.columns:
+            text = raw[col].astype(str).tolist()
+            pieces = pa.chunked_array([text[:2], text[2:5], text[5:]], type=pa.large_string())
+            raw[col] = pd.Series(pd.arrays.ArrowStringArray(pieces, dtype=text_dtype))
+        return raw
+
+    stores = ["1", "2", "", "3", "4", "5", "6"]
+    out, rep = clean(chunked(frame(customer_id=["A_1", "", "A_2", "A_3", "", "A_4", "A_5"], store=stores)))
     assert rep.rows_dropped["missing_customer_id"] == 2
-    assert _chunk_lengths(out["customer_id"]) == _chunk_lengths(out["store"]) == [1, 2, 2]
+    assert _chunk_lengths(out["customer_id"]) == _chunk_lengths(out["store"]) == [5]
     assert out["store"].tolist() == ["1", pd.NA, "3", "5", "6"]
+    out, rep = clean(chunked(frame(customer_id=[f"A_{i}" for i in range(1, 8)], store=stores)))
+    assert sum(rep.rows_dropped.values()) == 0
+    assert _chunk_lengths(out["customer_id"]) == _chunk_lengths(out["store"]) == [2, 3, 2]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
