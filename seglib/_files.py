@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import json
+import logging
 import os
 import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["atomic_path", "atomic_write_text", "write_json", "write_csv", "neutralize_formulas",
-           "write_npz", "read_npz"]
+           "write_npz", "read_npz", "BackgroundWrites", "background_writes", "current_background_writes"]
+
+logger = logging.getLogger(__name__)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -207,6 +212,84 @@ def lean_arrow_memory():
         yield
     finally:
         pa.set_memory_pool(previous)
+
+
+class BackgroundWrites:
+    """Writes run one after another in one background thread, while the caller goes on.
+
+    For artifacts nothing reads back before :meth:`wait`: Arrow's Parquet writer releases the GIL, so
+    on a second core a large write costs the caller next to nothing. :meth:`submit` re-raises a failure
+    of an earlier write (the run stops at the next write, not at the end); :meth:`wait` waits for every
+    write and re-raises the first failure, in submission order, as it was raised (same type, same message).
+    """
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seglib-write")
+        self._futures = []
+
+    def submit(self, func, *args, **kwargs):
+        """Run ``func(*args, **kwargs)`` after the writes submitted before; returns its future."""
+        self.check()
+        future = self._pool.submit(func, *args, **kwargs)
+        self._futures.append(future)
+        return future
+
+    def check(self) -> None:
+        """Re-raise the first failure among the writes done so far (does not wait)."""
+        for future in self._futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+
+    def wait(self) -> None:
+        """Wait for every write; re-raise the first failure. Nothing runs in the background after it."""
+        try:
+            for future in self._futures:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def abandon(self, error: BaseException | None = None) -> None:
+        """Wait for every write while the caller fails with ``error``: other failures are logged."""
+        self._pool.shutdown(wait=True)
+        for future in self._futures:
+            if future.exception() is not None and future.exception() is not error:
+                logger.error("a background write failed too: %s", future.exception())
+
+
+_BACKGROUND: contextvars.ContextVar[BackgroundWrites | None] = contextvars.ContextVar(
+    "seglib_background_writes", default=None)
+
+
+def current_background_writes() -> BackgroundWrites | None:
+    """The :class:`BackgroundWrites` of this thread's enclosing :func:`background_writes` block, or None."""
+    return _BACKGROUND.get()
+
+
+@contextmanager
+def background_writes(enabled: bool = True):
+    """Context manager: writers that offer it (:func:`seglib.steps.write_parquet`) write in a background
+    thread inside the block; the block's exit waits for every write.
+
+    On leaving the block normally, the first failed write is raised (as :meth:`BackgroundWrites.wait`).
+    When the block raises, every write is still waited for (no thread writes into the folder after it)
+    and the block's own exception propagates. Yields the :class:`BackgroundWrites`, or None when
+    ``enabled`` is False (everything is then written at once, as outside the block) or when already
+    inside such a block (the outer block waits). Use it only where nothing reads the files back inside
+    the block: a file exists once the block is left.
+    """
+    if not enabled or _BACKGROUND.get() is not None:
+        yield None
+        return
+    writes = BackgroundWrites()
+    token = _BACKGROUND.set(writes)
+    try:
+        yield writes
+    except BaseException as exc:
+        _BACKGROUND.reset(token)
+        writes.abandon(exc)
+        raise
+    _BACKGROUND.reset(token)
+    writes.wait()
 
 
 def write_npz(path: str | os.PathLike, arrays: dict) -> Path:

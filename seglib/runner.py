@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from seglib import params, steps
-from seglib._files import lean_arrow_memory, release_memory
+from seglib._files import background_writes, lean_arrow_memory, release_memory
 from seglib.config import Layout
 from seglib.errors import InputError, ParameterError, check_int, check_option
 from seglib.load import data_files
@@ -96,7 +97,9 @@ def run_segmentation(data, out_dir, *, backend: str = "pandas", progress: bool =
     def of(name):
         return {n: values[n] for n in params.defaults(name)}
 
-    with lean_arrow_memory():
+    # the Parquet tables (no later step reads them back) are written in a background thread; leaving
+    # the block waits for them, inside lean_arrow_memory (whose pool they allocate from)
+    with lean_arrow_memory(), background_writes(enabled=_enabled("SEGLIB_BACKGROUND_WRITES")):
         step("clean")
         clean = steps.clean_step(files[0], **of("clean"), out_dir=out_dir).clean  # the raw frame is freed
         release_memory()  # ... and given back to the system, below what the next steps allocate
@@ -107,7 +110,13 @@ def run_segmentation(data, out_dir, *, backend: str = "pandas", progress: bool =
         clusters = steps.cluster_step(som, **of("cluster"), seed=values["seed"], out_dir=out_dir,
                                       progress=progress)
         step("profile")
-        return steps.profile_step(clusters, **of("profile"), out_dir=out_dir).layout
+        layout = steps.profile_step(clusters, **of("profile"), out_dir=out_dir).layout
+    return layout
+
+
+def _enabled(variable: str) -> bool:
+    """False when the environment variable ``variable`` is ``0`` (a switch of the overlapping work)."""
+    return os.environ.get(variable, "1").strip() != "0"
 
 
 #: Default ``max_collect``: up to this many customers, result.csv and the profile are made on the client.

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seglib._files import atomic_path, write_json
+from seglib._files import atomic_path, current_background_writes, write_json
 from seglib.config import Layout, display_path
 from seglib.errors import InputError
 from seglib.notebook import default_data, save_figure  # noqa: F401  save_figure: for older notebook cells
@@ -92,7 +92,20 @@ def _missing(out_dir, step: str) -> bool:
 
 
 def write_parquet(df: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
-    """Write ``df`` to ``path`` atomically (the artifacts' format; ``df.attrs`` kept)."""
+    """Write ``df`` to ``path`` atomically (the artifacts' format; ``df.attrs`` kept).
+
+    Inside a :func:`seglib._files.background_writes` block (the in-memory runner's) the write is queued
+    to the block's thread and this returns at once: ``path`` then exists when the block is left. What is
+    written is ``df`` as it is now (a copy-on-write snapshot: changing ``df`` afterwards changes nothing).
+    """
+    writes = current_background_writes()
+    if writes is not None:
+        writes.submit(_write_parquet, df.copy(deep=False), path, index)
+        return path
+    return _write_parquet(df, path, index)
+
+
+def _write_parquet(df: pd.DataFrame, path: Path, index: bool) -> Path:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=index)
     return path

@@ -128,10 +128,122 @@ def test_simple_frames_are_written_by_arrow_with_pandas_bytes(tmp_path, monkeypa
     monkeypatch.setattr(pd.DataFrame, "to_csv", lambda *a, **k: pytest.fail("pandas wrote it"))
     assert write_csv(tmp_path / "t.csv", df, float_format="%.12g").read_text(encoding="utf-8") == expected
 
-
 @pytest.mark.parametrize("cell", [b"x1", bytearray(b"x1"), 7, True])
 def test_an_object_column_of_non_text_is_left_to_pandas(tmp_path, cell):
     """Arrow would decode bytes as text (``x1``); pandas writes their ``str()`` (``b'x1'``)."""
     df = pd.DataFrame({"id": pd.Series([cell, "y"], dtype=object), "n": [1, 2]})
     expected = neutralize_formulas(df).to_csv(index=False, lineterminator="\n")
     assert write_csv(tmp_path / "t.csv", df).read_bytes().decode("utf-8") == expected
+
+
+# ------------------------------------------------------------------ background writes (seglib._files)
+
+
+def _frame(n=2_000, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"id": [f"c{i}" for i in range(n)], "x": rng.normal(size=n)})
+    df.attrs = {"as_of": "2017-07-01"}
+    return df
+
+
+def test_background_parquet_writes_give_the_same_bytes_and_exist_when_the_block_ends(tmp_path):
+    from seglib._files import background_writes
+    from seglib.steps import write_parquet
+
+    df = _frame()
+    write_parquet(df, tmp_path / "now.parquet")
+    with background_writes() as writes:
+        assert writes is not None
+        paths = [write_parquet(df, tmp_path / f"later{i}.parquet") for i in range(3)]
+    for path in paths:
+        assert path.read_bytes() == (tmp_path / "now.parquet").read_bytes()
+    back = pd.read_parquet(paths[0])
+    pd.testing.assert_frame_equal(back, df)
+    assert back.attrs == df.attrs
+
+
+def test_a_background_write_writes_the_frame_as_it_was_when_queued(tmp_path):
+    import threading
+
+    from seglib._files import background_writes
+    from seglib.steps import write_parquet
+
+    df, expected = _frame(), _frame()
+    gate = threading.Event()
+    with background_writes() as writes:
+        writes.submit(gate.wait)  # hold the writer until the frame has been changed
+        write_parquet(df, tmp_path / "t.parquet")
+        df["x"] = 0.0
+        df.loc[0, "id"] = "changed"
+        df["extra"] = 1
+        df.attrs["as_of"] = "changed"
+        gate.set()
+    back = pd.read_parquet(tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(back, expected)
+    assert back.attrs == expected.attrs
+
+
+def test_disabled_or_nested_background_writes_write_at_once(tmp_path):
+    from seglib._files import background_writes, current_background_writes
+    from seglib.steps import write_parquet
+
+    assert current_background_writes() is None
+    with background_writes(enabled=False) as writes:
+        assert writes is None and current_background_writes() is None
+        write_parquet(_frame(), tmp_path / "a.parquet")
+        assert (tmp_path / "a.parquet").is_file()
+    with background_writes() as outer:
+        with background_writes() as inner:
+            assert inner is None and current_background_writes() is outer  # the outer block waits
+    assert current_background_writes() is None
+
+
+def test_a_failed_background_write_fails_the_block_with_its_own_error(tmp_path):
+    from seglib._files import background_writes
+    from seglib.steps import write_parquet
+
+    (tmp_path / "file").write_text("not a folder")
+    bad = tmp_path / "file" / "t.parquet"  # its folder cannot be made
+    with pytest.raises(OSError) as at_once:
+        write_parquet(_frame(), bad)
+    with pytest.raises(OSError) as later:
+        with background_writes():
+            write_parquet(_frame(), tmp_path / "ok.parquet")
+            write_parquet(_frame(), bad)
+    assert type(later.value) is type(at_once.value) and str(later.value) == str(at_once.value)
+    assert (tmp_path / "ok.parquet").is_file()  # every write was waited for
+
+
+def test_a_failed_background_write_stops_the_next_write(tmp_path):
+    from seglib._files import background_writes
+
+    def fail():
+        raise ValueError("disk full")
+
+    with pytest.raises(ValueError, match="disk full"):
+        with background_writes() as writes:
+            writes.submit(fail).exception()  # wait until it has failed
+            writes.submit(lambda: None)  # raises at once: the run does not go on
+            pytest.fail("submit did not raise")
+
+
+def test_an_error_in_the_block_wins_and_every_write_is_waited_for(tmp_path, caplog):
+    import threading
+
+    from seglib._files import background_writes
+
+    done = threading.Event()
+
+    def slow_fail():
+        done.wait(0.2)
+        done.set()
+        raise ValueError("disk full")
+
+    with pytest.raises(KeyError, match="the step's own error"):
+        with background_writes() as writes:
+            writes.submit(slow_fail)
+            raise KeyError("the step's own error")
+    assert done.is_set()  # waited for before the error propagated
+    assert "disk full" in caplog.text  # the write's failure is logged, not lost
