@@ -28,7 +28,7 @@ from seglib.errors import InputError, ParameterError, check_int, check_option
 from seglib.load import data_files
 
 __all__ = ["BACKENDS", "DASK_OPTIONS", "MAX_COLLECT", "check_backend", "run_segmentation", "run_dask",
-           "DaskRun"]
+           "DaskRun", "overlap"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def run_segmentation(data, out_dir, *, backend: str = "pandas", progress: bool =
 
     # the Parquet tables (no later step reads them back) are written in a background thread; leaving
     # the block waits for them, inside lean_arrow_memory (whose pool they allocate from)
-    with lean_arrow_memory(), background_writes(enabled=_enabled("SEGLIB_BACKGROUND_WRITES")):
+    with lean_arrow_memory(), background_writes(enabled=overlap()):
         step("clean")
         clean = steps.clean_step(files[0], **of("clean"), out_dir=out_dir).clean  # the raw frame is freed
         release_memory()  # ... and given back to the system, below what the next steps allocate
@@ -114,9 +114,15 @@ def run_segmentation(data, out_dir, *, backend: str = "pandas", progress: bool =
     return layout
 
 
-def _enabled(variable: str) -> bool:
-    """False when the environment variable ``variable`` is ``0`` (a switch of the overlapping work)."""
-    return os.environ.get(variable, "1").strip() != "0"
+def overlap() -> bool:
+    """Whether a run overlaps work with threads (True unless the environment sets ``SEGLIB_OVERLAP=0``).
+
+    On (the default), the in-memory run writes its Parquet tables in a background thread
+    (:func:`seglib._files.background_writes`) and ``seglib segment`` checksums the input while the run
+    goes on. The files are the same either way; ``SEGLIB_OVERLAP=0`` does everything in order, in the
+    calling thread (for debugging, or to compare).
+    """
+    return os.environ.get("SEGLIB_OVERLAP", "1").strip() != "0"
 
 
 #: Default ``max_collect``: up to this many customers, result.csv and the profile are made on the client.

@@ -290,7 +290,7 @@ def test_segment_writes_the_same_bytes_with_or_without_background_writes(small_d
 
     runs = {}
     for switch in ("0", "1"):
-        monkeypatch.setenv("SEGLIB_BACKGROUND_WRITES", switch)
+        monkeypatch.setenv("SEGLIB_OVERLAP", switch)
         layout = run_segmentation(small_data, tmp_path / switch, n_stability_runs=0, progress=False)
         runs[switch] = _digests(layout.root)
     assert "interim/transactions.parquet" in runs["1"] and "processed/segments.parquet" in runs["1"]
@@ -309,6 +309,26 @@ def test_segment_fails_with_the_error_of_a_failed_background_write(small_data, t
         return real(df, path, index)
 
     monkeypatch.setattr(steps, "_write_parquet", failing)
-    monkeypatch.setenv("SEGLIB_BACKGROUND_WRITES", "1")
+    monkeypatch.setenv("SEGLIB_OVERLAP", "1")
     with pytest.raises(OSError, match="No space left on device"):
         run_segmentation(small_data, tmp_path / "run", n_stability_runs=0, progress=False)
+
+
+def test_input_checksums_read_in_the_background_are_the_ones_read_at_once(small_data, tmp_path, monkeypatch):
+    import hashlib
+
+    other = tmp_path / "b.csv"
+    other.write_bytes(b"customerID\n1\n" * 100_000)
+    files = [other, small_data]
+    at_once = pipeline._Checksums(files, background=False).result()
+    later = pipeline._Checksums(files, background=True).result()
+    assert later == at_once and list(later) == list(at_once)  # same files, same order
+    assert at_once[pipeline.display_path(other)] == hashlib.sha256(other.read_bytes()).hexdigest()
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pipeline, "_sha256", unreadable)
+    background = pipeline._Checksums(files, background=True)
+    with pytest.raises(PermissionError, match="Permission denied"):  # raised where the result is asked
+        background.result()
