@@ -278,42 +278,6 @@ def test_segment_with_every_feature_and_without_stability(small_data, tmp_path):
         run_segmentation(small_data, tmp_path / "bad", bases=["agee"], n_stability_runs=0, progress=False)
 
 
-def _digests(folder: Path) -> dict:
-    import hashlib
-
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def test_segment_writes_the_same_bytes_with_or_without_background_writes(small_data, tmp_path, monkeypatch):
-    from seglib.runner import run_segmentation
-
-    runs = {}
-    for switch in ("0", "1"):
-        monkeypatch.setenv("SEGLIB_OVERLAP", switch)
-        layout = run_segmentation(small_data, tmp_path / switch, n_stability_runs=0, progress=False)
-        runs[switch] = _digests(layout.root)
-    assert "interim/transactions.parquet" in runs["1"] and "processed/segments.parquet" in runs["1"]
-    assert runs["0"] == runs["1"]
-
-
-def test_segment_fails_with_the_error_of_a_failed_background_write(small_data, tmp_path, monkeypatch):
-    from seglib import steps
-    from seglib.runner import run_segmentation
-
-    real = steps._write_parquet
-
-    def failing(df, path, index):
-        if path.name == "transactions.parquet":
-            raise OSError(28, "No space left on device", str(path))
-        return real(df, path, index)
-
-    monkeypatch.setattr(steps, "_write_parquet", failing)
-    monkeypatch.setenv("SEGLIB_OVERLAP", "1")
-    with pytest.raises(OSError, match="No space left on device"):
-        run_segmentation(small_data, tmp_path / "run", n_stability_runs=0, progress=False)
-
-
 def test_input_checksums_read_in_the_background_are_the_ones_read_at_once(small_data, tmp_path, monkeypatch):
     import hashlib
 
