@@ -104,7 +104,7 @@ def run_segmentation(data, out_dir, *, backend: str = "pandas", progress: bool =
     # the block waits for them, inside lean_arrow_memory (whose pool they allocate from)
     with lean_arrow_memory(), background_writes(enabled=overlap()):
         step("clean")
-        preload = _preload() if overlap() and os.environ.get("SEGLIB_PRELOAD", "1") != "0" else None
+        preload = _preload() if overlap() and os.environ.get("SEGLIB_PRELOAD", "0") == "1" else None
         try:
             clean = steps.clean_step(files[0], **of("clean"), out_dir=out_dir).clean  # the raw frame is freed
         finally:
@@ -122,8 +122,10 @@ def run_segmentation(data, out_dir, *, backend: str = "pandas", progress: bool =
     return layout
 
 
-#: What the in-memory run imports after cleaning and can import while it cleans: the step modules of
-#: features, SOM and cluster, with scikit-learn and SciPy under them (about 1 s). See :func:`_preload`.
+#: What the in-memory run imports after cleaning and could import while it cleans: the step modules of
+#: features, SOM and cluster, with scikit-learn and SciPy under them (about 1 s). See :func:`_preload`;
+#: off unless ``SEGLIB_PRELOAD=1``: on the shared 2-core machine it did not measurably pay (the import
+#: holds the GIL, and cleaning needs it too; with no idle core there is nothing to overlap with).
 PRELOAD = ("seglib.features", "seglib.som", "seglib.cluster")
 #: Imported first, in the calling thread: what sets warning filters when imported (SciPy's), or is
 #: imported lazily by cleaning too (multiprocessing, by tqdm), so that the preloading thread changes no
