@@ -11,12 +11,9 @@ and the in-memory path never imports the Dask module.
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import logging
 import os
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,12 +101,7 @@ def run_segmentation(data, out_dir, *, backend: str = "pandas", progress: bool =
     # the block waits for them, inside lean_arrow_memory (whose pool they allocate from)
     with lean_arrow_memory(), background_writes(enabled=overlap()):
         step("clean")
-        preload = _preload() if overlap() and os.environ.get("SEGLIB_PRELOAD", "0") == "1" else None
-        try:
-            clean = steps.clean_step(files[0], **of("clean"), out_dir=out_dir).clean  # the raw frame is freed
-        finally:
-            if preload is not None:
-                preload.join()
+        clean = steps.clean_step(files[0], **of("clean"), out_dir=out_dir).clean  # the raw frame is freed
         release_memory()  # ... and given back to the system, below what the next steps allocate
         step("som")
         som = steps.som_step(clean, **of("som"), out_dir=out_dir, progress=progress)
@@ -120,46 +112,6 @@ def run_segmentation(data, out_dir, *, backend: str = "pandas", progress: bool =
         step("profile")
         layout = steps.profile_step(clusters, **of("profile"), out_dir=out_dir).layout
     return layout
-
-
-#: What the in-memory run imports after cleaning and could import while it cleans: the step modules of
-#: features, SOM and cluster, with scikit-learn and SciPy under them (about 1 s). See :func:`_preload`;
-#: off unless ``SEGLIB_PRELOAD=1``: on the shared 2-core machine it did not measurably pay (the import
-#: holds the GIL, and cleaning needs it too; with no idle core there is nothing to overlap with).
-PRELOAD = ("seglib.features", "seglib.som", "seglib.cluster")
-#: Imported first, in the calling thread: what sets warning filters when imported (SciPy's), or is
-#: imported lazily by cleaning too (multiprocessing, by tqdm), so that the preloading thread changes no
-#: global state the cleaning thread uses.
-PRELOAD_FIRST = ("multiprocessing.synchronize", "scipy.sparse", "scipy.special")
-
-
-def _preload(modules=PRELOAD) -> threading.Thread | None:
-    """Import ``modules`` in a background thread, while the caller reads and cleans the log; returns
-    the thread (join it before using them), or None when there is nothing to import.
-
-    Pyarrow's CSV reader and Parquet writer release the GIL, so part of the import time is hidden on a
-    second core. Safe by construction: an import that fails here is left to fail again, with its usual
-    message, where the run imports the module itself; a slow thread only makes the join wait as long
-    as the import would have taken; and what the thread imports sets no warning filter and is not
-    imported by cleaning (:data:`PRELOAD_FIRST` is imported before the thread starts, in the caller).
-    """
-    missing = [m for m in modules if m not in sys.modules]
-    if not missing:
-        return None
-    for name in PRELOAD_FIRST:
-        importlib.import_module(name)
-
-    def work():
-        for name in missing:
-            try:
-                importlib.import_module(name)
-            except BaseException as exc:  # the run's own import raises it, as it would have without this
-                logger.debug("preloading %s failed (%s); imported again where it is used", name, exc)
-                return
-
-    thread = threading.Thread(target=work, name="seglib-preload", daemon=True)
-    thread.start()
-    return thread
 
 
 def overlap() -> bool:
