@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from seglib.errors import InputError, ParameterError, check_float, check_int, check_option
 from seglib.som import TOPOLOGIES
 from seglib.som import best_units as som_best_units
+from seglib.som import exact_sq_distances as som_exact_sq_distances
 from seglib.som import grid_adjacency as som_grid_adjacency
 from seglib.som import one_blas_thread as som_one_blas_thread
 
@@ -884,6 +885,7 @@ def _lloyd(starts: np.ndarray, means: np.ndarray, h: np.ndarray, k: int, max_ite
                     break
                 own_centres[s] = means[u]
                 own_labels[u] = s + 1
+            at[j] = (j * n_units + unit) * k + (own_labels - 1)  # the re-seeded labels' flat positions
         empty = np.isnan(centres).any(axis=2)
         c = np.where(empty[:, :, None], 0.0, centres) if empty.any() else centres
         d = sq[None, :, None] - 2.0 * (means @ c.transpose(0, 2, 1)) + (c**2).sum(axis=2)[:, None, :]
@@ -1035,6 +1037,8 @@ def nearest_segment(X, centres) -> np.ndarray:
 
     Exact and batch-independent, the answer of :func:`seglib.som.best_units`: a customer gets the
     same segment scored alone or with a million others, so the saved model reproduces ``result.csv``.
+    (Where squared distances are subnormal, data around 1e-162, it stays the exact argmin while
+    ``best_units``' bound, without a floor, may not.)
     """
     X, C = _customers_and_means(X, centres)
     if len(X) == 0:
@@ -1082,6 +1086,7 @@ def _nearest(X: np.ndarray, C: np.ndarray, norms: np.ndarray) -> np.ndarray:
         return np.asarray(som_best_units(X, C), dtype=np.int64)
     csq = np.einsum("ij,ij->i", C, C)
     tol_scale = 8.0 * (n_features + 4) * np.finfo(np.float64).eps
+    tol_floor = 8.0 * (n_features + 4) * np.finfo(np.float64).smallest_subnormal  # subnormal distances
     max_norm = float(np.sqrt(csq.max()))
     small = np.int8 if k < 128 else np.int64  # counts and indexes of candidates (wrap-around is harmless)
     index = np.arange(k, dtype=small)[:, None]
@@ -1093,28 +1098,18 @@ def _nearest(X: np.ndarray, C: np.ndarray, norms: np.ndarray) -> np.ndarray:
             scores *= -2.0
             scores += csq[:, None]
             with np.errstate(over="ignore", invalid="ignore"):  # a row with inf or NaN: odd, below
-                tol = tol_scale * (norms[a:a + step] + max_norm) ** 2
+                tol = tol_scale * (norms[a:a + step] + max_norm) ** 2 + tol_floor
                 cand = (scores <= scores.min(axis=0) + tol).view(np.int8)
             unit = (cand * index).sum(axis=0, dtype=small).astype(np.int64)  # right where one candidate
             odd = ~np.isfinite(tol)
             need = np.flatnonzero((cand.sum(axis=0, dtype=small) != 1) & ~odd)
             if need.size:
-                unit[need] = _exact_nearest(X[a + need], C)
+                unit[need] = som_exact_sq_distances(X[a + need], C).argmin(axis=1)  # ties: lowest
             if odd.any():
                 with np.errstate(over="ignore", invalid="ignore"):
                     unit[odd] = som_best_units(X[a + np.flatnonzero(odd)], C)
             out[a:a + len(unit)] = unit
     return out
-
-
-def _exact_nearest(x: np.ndarray, C: np.ndarray) -> np.ndarray:
-    """Nearest row of ``C`` by squared distances summed feature by feature in float64, in feature order
-    (the exact distances of :func:`seglib.som.best_units`), ties to the lowest index."""
-    d = np.zeros((len(x), len(C)))
-    for j in range(x.shape[1]):
-        diff = x[:, j, None] - C[None, :, j]
-        d += diff * diff
-    return d.argmin(axis=1)
 
 
 @dataclass(frozen=True)

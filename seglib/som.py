@@ -50,6 +50,7 @@ from seglib.errors import InputError, ModelFormatError, ParameterError, check_in
 __all__ = [
     "SOM",
     "one_blas_thread",
+    "exact_sq_distances",
     "data_moments",
     "moment_sums",
     "reduce_moments",
@@ -429,9 +430,10 @@ def _exact_sq_distances(x64: np.ndarray, w64: np.ndarray) -> np.ndarray:
     return d
 
 
-def _exact_sq_distances_all(x64: np.ndarray, w64: np.ndarray) -> np.ndarray:
-    """Squared distances of every row to every unit (rows x units), with the same operations, in the
-    same order, as :func:`_exact_sq_distances`: ``transform`` and ``predict`` agree to the bit."""
+def exact_sq_distances(x64: np.ndarray, w64: np.ndarray) -> np.ndarray:
+    """Squared distances of every row to every unit (rows x units), summed feature by feature in float64,
+    in feature order: the same operations as :func:`_exact_sq_distances`, so ``transform``, ``predict``
+    and :func:`seglib.cluster.nearest_segment`'s near-ties agree to the bit."""
     d = np.zeros((len(x64), len(w64)))
     for j in range(x64.shape[1]):
         diff = x64[:, j, None] - w64[None, :, j]
@@ -1370,7 +1372,7 @@ class SOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         codebook = _flat(self.weights_).astype(np.float64)
 
         def one(s):
-            return np.sqrt(_exact_sq_distances_all(X[s].astype(np.float64), codebook))
+            return np.sqrt(exact_sq_distances(X[s].astype(np.float64), codebook))
 
         parts = _run_chunks(one, len(X), self._chunk_size(), _n_threads(self.n_jobs))
         return np.concatenate(parts) if parts else np.zeros((0, len(codebook)))

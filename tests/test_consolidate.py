@@ -351,3 +351,23 @@ def test_consolidation_of_stacked_starts_is_bit_for_bit_that_of_one_start_at_a_t
         for n_init in (0, 10):
             got = consolidate(labels, means, h, n_init=n_init, random_state=seed)  # the prototypes as means
             assert got.tobytes() == _one_start_at_a_time(labels, means, h, n_init, seed).tobytes()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stacked_starts_equal_one_start_at_a_time_with_coincident_means(seed):
+    # a re-seeded empty segment next to a coincident mean: the labels it moved must be the ones the
+    # keep-or-move comparison reads (a stale position lost a segment: k=3 asked, 2 returned)
+    cut, means, h = np.array([1, 1, 2, 3]), np.array([[0.0], [4.0], [0.0], [1.0]]), np.array([1.0, 1, 1, 0])
+    got = consolidate(cut, means, h)
+    assert got.tobytes() == _one_start_at_a_time(cut, means, h, 0, 0).tobytes() and len(set(got)) == 3
+    rng = np.random.default_rng(seed)
+    for _ in range(40):  # integer prototypes: many duplicates and exact ties
+        n_units = int(rng.integers(4, 11))
+        means = rng.integers(-2, 3, (n_units, 1)).astype(float)
+        h = rng.integers(0, 3, n_units).astype(float)
+        h[0] = max(h[0], 1.0)
+        k = int(rng.integers(2, min(5, n_units) + 1))
+        labels = rng.integers(1, k + 1, n_units)
+        for n_init in (0, 3):
+            got = consolidate(labels, means, h, n_init=n_init, random_state=seed)
+            assert got.tobytes() == _one_start_at_a_time(labels, means, h, n_init, seed).tobytes()

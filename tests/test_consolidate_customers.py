@@ -110,6 +110,20 @@ def test_nearest_segment_is_the_answer_of_best_units_even_on_near_ties(seed):
     assert nearest_segment(X[:0], C).shape == (0,)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_nearest_segment_is_the_exact_argmin_where_squared_distances_are_subnormal(seed):
+    # around 1e-162 the squared distances fall below the smallest normal float: rounding errors no
+    # longer shrink with them, so the near-tie bound has a floor and such rows are settled exactly
+    from seglib.som import exact_sq_distances
+
+    rng = np.random.default_rng(seed)
+    C = rng.normal(size=(int(rng.integers(2, 8)), int(rng.integers(1, 6)))) * 1e-162
+    X = rng.normal(size=(300, C.shape[1])) * 1e-162
+    X[:50] = C[rng.integers(0, len(C), 50)]  # on a mean
+    expected = exact_sq_distances(X, C).argmin(axis=1) + 1  # ties to the lowest
+    assert np.array_equal(nearest_segment(X, C), expected)
+
+
 def test_nearest_segment_in_many_threads_gives_the_blas_threads_back():
     # the search runs BLAS on one thread while any thread searches; the last one out restores the setting
     import threading
