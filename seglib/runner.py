@@ -209,7 +209,14 @@ def run_dask(
     """
     from seglib import distributed as dk  # the optional extra: imported only for a Dask run
     from seglib.features import descriptor_columns, feature_pipeline
-    from seglib.profile import profile_segments, result_table, with_exact_sizes, write_result, write_segments
+    from seglib.profile import (
+        profile_segments,
+        result_table,
+        segment_effects,
+        with_exact_sizes,
+        write_result,
+        write_segments,
+    )
     from seglib.som import map_quality
 
     values = params.effective(parameters)
@@ -261,8 +268,9 @@ def run_dask(
         descriptors = descriptor_columns(features.customers.meta.columns, features.feature_names,
                                          features.pipeline["features"].dropped_)
         steps.write_tables(layout, table, scaled, seg)  # in key order, as the notebooks read them
+        effects = segment_effects(table, seg["segment"])  # once: the profile and the cards share them
         profile = profile_segments(table, seg["segment"], descriptors=descriptors,
-                                   stability=steps.read_stability(layout))
+                                   stability=steps.read_stability(layout), effects=effects)
         if n <= max_collect:
             layout.sample.unlink(missing_ok=True)  # the tables hold every customer
             rows = result_table(table, seg["segment"], seg["som_row"], seg["som_col"],
@@ -271,7 +279,8 @@ def run_dask(
             from seglib.summary import write_summary  # the summary needs every customer: collected runs only
 
             write_summary(layout, customers=table, labels=seg["segment"], names=profile["name"],
-                          stability=profile, descriptors=descriptors, currency=values["currency"])
+                          stability=profile, descriptors=descriptors, currency=values["currency"],
+                          profile=profile, effects=effects)
         else:  # a sample: exact sizes and revenue shares, and sample.json with what is exact beside it
             logger.info("%d customers > max_collect=%d: no result.csv (read %s); profile of a sample", n,
                         max_collect, layout.root / "result")
