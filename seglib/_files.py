@@ -240,19 +240,31 @@ class BackgroundWrites:
             if future.done() and future.exception() is not None:
                 raise future.exception()
 
+    def flush(self) -> None:
+        """Wait for the writes submitted so far and re-raise the first failure; later writes still queue.
+
+        The runner flushes before the steps whose files say a run is done (``result.csv``, the model):
+        a failed table write then stops the run before them, as writing in order would.
+        """
+        for future in list(self._futures):
+            future.result()
+
     def wait(self) -> None:
-        """Wait for every write; re-raise the first failure. Nothing runs in the background after it."""
+        """Wait for every write; re-raise the first failure (later ones are logged). Nothing runs in the
+        background after it."""
         try:
-            for future in self._futures:
-                future.result()
-        finally:
-            self._pool.shutdown(wait=True)
+            self.flush()
+        except BaseException as exc:
+            self.abandon(exc)
+            raise
+        self._pool.shutdown(wait=True)
 
     def abandon(self, error: BaseException | None = None) -> None:
-        """Wait for every write while the caller fails with ``error``: other failures are logged."""
-        self._pool.shutdown(wait=True)
+        """Wait for the writes under way while the caller fails with ``error`` (queued ones are cancelled);
+        other failures are logged."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
         for future in self._futures:
-            if future.exception() is not None and future.exception() is not error:
+            if not future.cancelled() and future.exception() is not None and future.exception() is not error:
                 logger.error("a background write failed too: %s", future.exception())
 
 
@@ -273,8 +285,8 @@ def background_writes(enabled: bool = True):
     On leaving the block normally, the first failed write is raised (as :meth:`BackgroundWrites.wait`).
     When the block raises, every write is still waited for (no thread writes into the folder after it)
     and the block's own exception propagates. Yields the :class:`BackgroundWrites`, or None when
-    ``enabled`` is False (everything is then written at once, as outside the block) or when already
-    inside such a block (the outer block waits). Use it only where nothing reads the files back inside
+    already inside such a block (the outer block decides and waits) or when ``enabled`` is False outside
+    one (everything is then written at once). Use it only where nothing reads the files back inside
     the block: a file exists once the block is left.
     """
     if not enabled or _BACKGROUND.get() is not None:

@@ -99,7 +99,7 @@ def run_segmentation(data, out_dir, *, backend: str = "pandas", progress: bool =
 
     # the Parquet tables (no later step reads them back) are written in a background thread; leaving
     # the block waits for them, inside lean_arrow_memory (whose pool they allocate from)
-    with lean_arrow_memory(), background_writes(enabled=overlap()):
+    with lean_arrow_memory(), background_writes(enabled=overlap()) as writes:
         step("clean")
         clean = steps.clean_step(files[0], **of("clean"), out_dir=out_dir).clean  # the raw frame is freed
         release_memory()  # ... and given back to the system, below what the next steps allocate
@@ -109,6 +109,8 @@ def run_segmentation(data, out_dir, *, backend: str = "pandas", progress: bool =
         step("cluster")
         clusters = steps.cluster_step(som, **of("cluster"), seed=values["seed"], out_dir=out_dir,
                                       progress=progress)
+        if writes is not None:  # a failed table stops the run before result.csv and the model say it is done
+            writes.flush()
         step("profile")
         layout = steps.profile_step(clusters, **of("profile"), out_dir=out_dir).layout
     return layout

@@ -91,16 +91,21 @@ def _missing(out_dir, step: str) -> bool:
     return True
 
 
+#: pandas 3 copies on write: a shallow copy is a snapshot. pandas 2 (without the option) shares the data.
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3 or pd.get_option("mode.copy_on_write") is True
+
+
 def write_parquet(df: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
     """Write ``df`` to ``path`` atomically (the artifacts' format; ``df.attrs`` kept).
 
     Inside a :func:`seglib._files.background_writes` block (the in-memory runner's) the write is queued
     to the block's thread and this returns at once: ``path`` then exists when the block is left. What is
-    written is ``df`` as it is now (a copy-on-write snapshot: changing ``df`` afterwards changes nothing).
+    written is ``df`` as it is now (a copy-on-write snapshot under pandas 3, a copy under pandas 2:
+    changing ``df`` afterwards changes nothing).
     """
     writes = current_background_writes()
     if writes is not None:
-        writes.submit(_write_parquet, df.copy(deep=False), path, index)
+        writes.submit(_write_parquet, df.copy(deep=not _COPY_ON_WRITE), path, index)
         return path
     return _write_parquet(df, path, index)
 

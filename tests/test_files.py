@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import threading
 
 import pandas as pd
 import pytest
@@ -210,10 +211,15 @@ def test_a_failed_background_write_fails_the_block_with_its_own_error(tmp_path):
         write_parquet(_frame(), bad)
     with pytest.raises(OSError) as later:
         with background_writes():
-            write_parquet(_frame(), tmp_path / "ok.parquet")
             write_parquet(_frame(), bad)
+            for i in range(3):  # queued behind the failure (or refused at once once it is known)
+                write_parquet(_frame(), tmp_path / f"after{i}.parquet")
     assert type(later.value) is type(at_once.value) and str(later.value) == str(at_once.value)
-    assert (tmp_path / "ok.parquet").is_file()  # every write was waited for
+    # nothing writes after the block: no writer thread left, no half-written file, whatever was written whole
+    assert not [t for t in threading.enumerate() if t.name.startswith("seglib-write")]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".parquet")) == ["file"]
+    for written in tmp_path.glob("after*.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(written), _frame())
 
 
 def test_a_failed_background_write_stops_the_next_write(tmp_path):
