@@ -219,20 +219,32 @@ class BackgroundWrites:
 
     For artifacts nothing reads back before :meth:`wait`: Arrow's Parquet writer releases the GIL, so
     on a second core a large write costs the caller next to nothing. :meth:`submit` re-raises a failure
-    of an earlier write (the run stops at the next write, not at the end); :meth:`wait` waits for every
-    write and re-raises the first failure, in submission order, as it was raised (same type, same message).
+    of an earlier write (the run stops at the next write, not at the end); :meth:`wait` waits for the
+    writes and re-raises the first failure, in submission order, as it was raised (same type, same
+    message); the writes queued behind a failure are cancelled.
     """
 
     def __init__(self):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seglib-write")
         self._futures = []
+        self._failed = False
 
     def submit(self, func, *args, **kwargs):
-        """Run ``func(*args, **kwargs)`` after the writes submitted before; returns its future."""
+        """Run ``func(*args, **kwargs)`` after the writes submitted before (skipped, returning None, once
+        one of them failed: as writing in order would have stopped there); returns its future."""
         self.check()
-        future = self._pool.submit(func, *args, **kwargs)
+        future = self._pool.submit(self._unless_failed, func, *args, **kwargs)
         self._futures.append(future)
         return future
+
+    def _unless_failed(self, func, *args, **kwargs):
+        if self._failed:  # one thread runs the writes in order: an earlier one failed
+            return None
+        try:
+            return func(*args, **kwargs)
+        except BaseException:
+            self._failed = True
+            raise
 
     def check(self) -> None:
         """Re-raise the first failure among the writes done so far (does not wait)."""
@@ -260,9 +272,13 @@ class BackgroundWrites:
         self._pool.shutdown(wait=True)
 
     def abandon(self, error: BaseException | None = None) -> None:
-        """Wait for the writes under way while the caller fails with ``error`` (queued ones are cancelled);
-        other failures are logged."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Wait for the writes while the caller fails with ``error``; other failures are logged.
+
+        Every queued write is still done (the files of the steps that succeeded are whole, as when
+        writing in order), unless a write failed or the user interrupts: the writes queued behind are
+        then cancelled, as writing in order would have stopped there.
+        """
+        self._pool.shutdown(wait=True, cancel_futures=self._failed or isinstance(error, KeyboardInterrupt))
         for future in self._futures:
             if not future.cancelled() and future.exception() is not None and future.exception() is not error:
                 logger.error("a background write failed too: %s", future.exception())
@@ -283,8 +299,9 @@ def background_writes(enabled: bool = True):
     thread inside the block; the block's exit waits for every write.
 
     On leaving the block normally, the first failed write is raised (as :meth:`BackgroundWrites.wait`).
-    When the block raises, every write is still waited for (no thread writes into the folder after it)
-    and the block's own exception propagates. Yields the :class:`BackgroundWrites`, or None when
+    When the block raises, the writes are still waited for (no thread writes into the folder after it;
+    see :meth:`BackgroundWrites.abandon` for which are cancelled) and the block's own exception
+    propagates. Yields the :class:`BackgroundWrites`, or None when
     already inside such a block (the outer block decides and waits) or when ``enabled`` is False outside
     one (everything is then written at once). Use it only where nothing reads the files back inside
     the block: a file exists once the block is left.

@@ -79,13 +79,15 @@ AVERAGE_DESCRIPTION, AVERAGE_NAME = "close to the average customer", "Average"
 # --------------------------------------------------------------------------- input checks
 
 
-def segment_labels(segments, customers: pd.DataFrame) -> np.ndarray:
+def segment_labels(segments, customers: pd.DataFrame, name: str = "segments") -> np.ndarray:
     """The segment labels as checked integers, one per customer row (>= 1).
 
     A Series is aligned on the customer table's index (every customer needs a value); anything else is
-    read by position. Raises `InputError` for a missing customer, a non-whole number or a label below 1.
+    read by position. Raises `InputError`, naming the parameter ``name``, for duplicated customer keys
+    in a Series' index, a missing customer, a wrong length or shape, a non-whole number or a label
+    below 1.
     """
-    return _labels(segments, customers, "segments", minimum=1)
+    return _labels(segments, customers, name, minimum=1)
 
 
 def _labels(values, customers: pd.DataFrame, name: str, minimum: int) -> np.ndarray:

@@ -91,10 +91,6 @@ def _missing(out_dir, step: str) -> bool:
     return True
 
 
-#: pandas 3 copies on write: a shallow copy is a snapshot. pandas 2 (without the option) shares the data.
-_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3 or pd.get_option("mode.copy_on_write") is True
-
-
 def write_parquet(df: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
     """Write ``df`` to ``path`` atomically (the artifacts' format; ``df.attrs`` kept).
 
@@ -105,9 +101,14 @@ def write_parquet(df: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
     """
     writes = current_background_writes()
     if writes is not None:
-        writes.submit(_write_parquet, df.copy(deep=not _COPY_ON_WRITE), path, index)
+        writes.submit(_write_parquet, df.copy(deep=not _copy_on_write()), path, index)
         return path
     return _write_parquet(df, path, index)
+
+
+def _copy_on_write() -> bool:
+    """pandas 3 copies on write (a shallow copy is a snapshot); pandas 2 only with its option on, now."""
+    return int(pd.__version__.split(".")[0]) >= 3 or pd.get_option("mode.copy_on_write") is True
 
 
 def _write_parquet(df: pd.DataFrame, path: Path, index: bool) -> Path:

@@ -475,7 +475,7 @@ def segment_cards(
     given = profile is not None
     if not given:
         profile = profile_segments(customers, labels, money=money, descriptors=descriptors or None)
-    seg_labels = pd.Series(segment_labels(labels, customers), index=customers.index)
+    seg_labels = pd.Series(segment_labels(labels, customers, "labels"), index=customers.index)
     if given and not np.array_equal(np.unique(seg_labels.to_numpy()), np.asarray(profile.index)):
         raise InputError(f"profile has segments {list(profile.index)}; the labels have "
                          f"{np.unique(seg_labels.to_numpy()).tolist()} (pass the profile of the same labels)")
@@ -664,7 +664,7 @@ def profile_table(
     customers = customers.drop(
         columns=[c for c in ("customer_id", "segment", "som_row", "som_col") if c in customers.columns]
     )
-    lab = segment_labels(labels, customers)
+    lab = segment_labels(labels, customers, "labels")
     features = [
         c
         for c in customers.columns

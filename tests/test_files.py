@@ -115,7 +115,8 @@ def test_write_csv_bytes_are_pandas_whichever_writer_writes_them(tmp_path_factor
     if kind == "names":
         df.columns = [f"c,{i}" if i == 0 else f"c{i}" for i in range(df.shape[1])]  # a name needs quotes
     path = write_csv(tmp_path_factory.mktemp("csv") / "t.csv", df, float_format="%.12g")
-    bare_cr = any("\r" in v for v in df.get("t", []) if isinstance(v, str))  # write_csv then quotes text
+    text = [v for c in range(df.shape[1]) for v in df.iloc[:, c] if isinstance(v, str)]
+    bare_cr = any("\r" in v for v in text)  # write_csv then quotes the text
     expected = neutralize_formulas(df).to_csv(index=False, lineterminator="\n", float_format="%.12g",
                                               quoting=csv.QUOTE_NONNUMERIC if bare_cr else csv.QUOTE_MINIMAL)
     assert path.read_bytes().decode("utf-8") == expected  # read_text would turn a \r into \n
@@ -253,3 +254,51 @@ def test_an_error_in_the_block_wins_and_every_write_is_waited_for(tmp_path, capl
             raise KeyError("the step's own error")
     assert done.is_set()  # waited for before the error propagated
     assert "disk full" in caplog.text  # the write's failure is logged, not lost
+
+
+def _slow_first_write(monkeypatch, fail: str | None = None) -> threading.Event:
+    """Hold the first Parquet write until the returned event is set (and make the write of ``fail``
+    fail), so that later writes are still queued when the block ends."""
+    from seglib import steps
+
+    real, gate, first = steps._write_parquet, threading.Event(), []
+
+    def write(df, path, index):
+        if not first:
+            first.append(path)
+            gate.wait(5)
+        if path.name == fail:
+            raise OSError(28, "No space left on device", str(path))
+        return real(df, path, index)
+
+    monkeypatch.setattr(steps, "_write_parquet", write)
+    return gate
+
+
+def test_an_error_in_the_block_still_writes_every_queued_table(tmp_path, monkeypatch):
+    # a later step fails (not a write): the earlier steps' tables are whole, as when written in order
+    from seglib._files import background_writes
+    from seglib.steps import write_parquet
+
+    gate = _slow_first_write(monkeypatch)
+    with pytest.raises(ValueError, match="step 03 failed"):
+        with background_writes():
+            for name in ("customers", "scaled", "segments"):
+                write_parquet(_frame(), tmp_path / f"{name}.parquet")
+            gate.set()
+            raise ValueError("step 03 failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["customers.parquet", "scaled.parquet",
+                                                         "segments.parquet"]
+
+
+def test_the_writes_queued_behind_a_failed_write_are_cancelled(tmp_path, monkeypatch):
+    from seglib._files import background_writes
+    from seglib.steps import write_parquet
+
+    gate = _slow_first_write(monkeypatch, fail="a.parquet")
+    with pytest.raises(OSError, match="No space left on device"):
+        with background_writes():
+            for name in ("a", "b", "c"):
+                write_parquet(_frame(), tmp_path / f"{name}.parquet")
+            gate.set()
+    assert list(tmp_path.iterdir()) == []  # as writing in order: nothing after the failed write

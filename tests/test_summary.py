@@ -223,9 +223,9 @@ def test_a_profile_or_effects_of_other_labels_are_refused(data):
                               effects=segment_effects(customers, seg).drop(columns="monetary"))
     # a precomputed profile does not skip the check of the labels themselves
     profile, effects = profile_segments(customers, seg), segment_effects(customers, seg)
-    with pytest.raises(InputError, match="whole numbers"):
+    with pytest.raises(InputError, match="labels must be whole numbers"):
         summary.segment_cards(customers, seg.astype(float) + 0.5, profile=profile, effects=effects)
-    with pytest.raises(InputError, match="no value for 1 customers"):
+    with pytest.raises(InputError, match="labels has no value for 1 customers"):
         summary.segment_cards(customers, seg.iloc[1:], profile=profile, effects=effects)
 
 
