@@ -46,6 +46,7 @@ from seglib.load import (
     as_text,
     by_value,
     check_date_format,
+    combined_codes,
     detect_date_format,
     load_transactions,
     parse_dates,
@@ -357,17 +358,7 @@ def _duplicated(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
         return x.astype(np.int64), max(len(values), 1)
 
     def combined(columns, rows=None):
-        key, span = None, 1
-        for col in columns:
-            x, size = numbers(col, rows)
-            if key is None:
-                key, span = x, size
-                continue
-            if span * size >= 2**62:  # renumber the combinations so far (one to one)
-                key, uniques = pd.factorize(key)
-                span = len(uniques)
-            key, span = key * size + x, span * size
-        return pd.Series(key)
+        return pd.Series(combined_codes(numbers(col, rows) for col in columns))
 
     first = [c for c in _DISTINCT_FIRST if c in cols][:3]
     if not first or len(first) == len(cols):

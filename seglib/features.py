@@ -43,6 +43,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from seglib.errors import InputError, ModelFormatError, ParameterError, check_option
+from seglib.load import combined_codes
 
 __all__ = [
     "FeatureBuilder",
@@ -353,15 +354,7 @@ def _group_ids(codes: list[np.ndarray], sizes: list[int], *, sort: bool) -> np.n
     """The group number of each row for the combination of its integer codes (``codes[i]`` in
     ``[0, sizes[i])``): groups numbered in order of first appearance, or in sorted order of the codes
     (``sort=True``): the numbers pandas' ``groupby(..., sort=sort)`` gives the groups."""
-    key = np.zeros(len(codes[0]), dtype=np.int64)
-    span = 1
-    for c, m in zip(codes, sizes):
-        if span * max(m, 1) >= 2**62:  # compress first: the numbers of the combinations so far
-            key, uniques = pd.factorize(key, sort=sort)
-            span = len(uniques)
-        key = key * max(m, 1) + c
-        span *= max(m, 1)
-    return pd.factorize(key, sort=sort)[0]
+    return pd.factorize(combined_codes(zip(codes, sizes), sort=sort), sort=sort)[0]
 
 
 def _first_rows(ids: np.ndarray, n_groups: int) -> np.ndarray:

@@ -51,6 +51,7 @@ __all__ = [
     "distinct_counts",
     "parse_dates",
     "by_value",
+    "combined_codes",
     "about_source",
     "as_text",
     "check_columns",
@@ -384,6 +385,27 @@ def by_value(values: pd.Series, func):
     per_value = func(pd.Series(uniques, dtype=values.dtype))
     return pd.Series(per_value.to_numpy()[codes], index=values.index, dtype=per_value.dtype,
                      name=values.name)
+
+
+def combined_codes(pairs, *, sort: bool = False) -> np.ndarray:
+    """One int64 number per row for the combination of its integer codes: ``pairs`` yields
+    ``(codes, size)`` per column, codes in ``[0, size)`` (a generator keeps one column in memory at a
+    time). Equal numbers for equal combinations and, with ``sort=True``, numbers in the lexicographic
+    order of the codes. Combinations are renumbered (``pd.factorize``) before a number would reach
+    2**62, so any number of columns fits."""
+    key, span = None, 1
+    for c, m in pairs:
+        c, m = np.asarray(c, dtype=np.int64), max(int(m), 1)
+        if key is None:
+            key, span = c, m
+            continue
+        if span * m >= 2**62:  # renumber the combinations so far (one to one, order kept if sort)
+            key, uniques = pd.factorize(key, sort=sort)
+            span = len(uniques)
+        key, span = key * m + c, span * m
+    if key is None:
+        raise ValueError("combined_codes: no column")
+    return key
 
 
 def _digits_only(text: pd.Series) -> pd.Series:

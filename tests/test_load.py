@@ -317,3 +317,18 @@ def test_by_value_calls_func_once_per_distinct_value():
     assert seen == [] and by_value(values, upper) is not None
     assert seen == [["b", "a", "", "c"]]  # the distinct values, in order of appearance, once
     pd.testing.assert_series_equal(by_value(values, upper), values.str.upper())
+
+
+@pytest.mark.parametrize("sizes", [[3, 4, 2], [2**40, 2**30, 5]])  # the second needs renumbering
+def test_combined_codes_number_the_combinations_in_their_order(sizes):
+    from seglib.load import combined_codes
+
+    rng = np.random.default_rng(len(sizes) + sizes[0] % 7)
+    codes = [rng.integers(0, min(m, 4), 500) for m in sizes]  # few distinct values: many repeats
+    rows = list(zip(*(c.tolist() for c in codes)))
+    key = combined_codes(zip(codes, sizes), sort=True)
+    for i, j in rng.integers(0, 500, (2000, 2)):
+        assert (key[i] == key[j]) == (rows[i] == rows[j])
+        assert (key[i] < key[j]) == (rows[i] < rows[j])  # lexicographic order kept through renumbering
+    unsorted = combined_codes(iter(list(zip(codes, sizes))))  # any iterable; equality only
+    assert pd.Series(unsorted).duplicated().tolist() == pd.Series(rows).duplicated().tolist()
