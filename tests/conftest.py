@@ -65,3 +65,26 @@ def reports(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pipeline, "REPORTS_DIR", folder)
         yield folder
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    """A generated log of 600 customers (read only: tests write their runs elsewhere)."""
+    from seglib.synthetic import write_dataset
+
+    path, _ = write_dataset(tmp_path_factory.mktemp("data") / "tx.csv", n_customers=600, random_state=3)
+    return path
+
+
+def _file_digests(folder: Path) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def digests():
+    """``digests(folder)``: the sha256 of every file under ``folder``, by relative path."""
+    return _file_digests
+

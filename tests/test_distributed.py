@@ -171,11 +171,6 @@ def sampled(client, data, tmp_path_factory):
                     npartitions=4, progress=False, max_collect=600, n_stability_runs=2, bases="all")
 
 
-def _digests(folder) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_above_max_collect_the_run_keeps_a_sample_and_what_is_exact_beside_it(sampled):
     """The tables steps 02-03 write hold a seeded sample with the run's own segments; sample.json keeps
     the exact hits, the run's cut and segment sizes; metrics say it is a sample of how many."""
@@ -211,7 +206,7 @@ def test_above_max_collect_the_run_keeps_a_sample_and_what_is_exact_beside_it(sa
         serve(run_dir=layout.root)
 
 
-def test_notebooks_03_and_04_open_a_run_above_max_collect_on_its_sample(sampled, tmp_path):
+def test_notebooks_03_and_04_open_a_run_above_max_collect_on_its_sample(sampled, tmp_path, digests):
     """Steps 03 and 04 as the notebooks call them, on a run whose customers do not fit: the run's cut gives
     the sampled customers exactly the run's segments and the profile the exact sizes; nothing upstream is
     recomputed, and the run's full result (parts, segments.csv, model/) is never overwritten, also after
@@ -223,7 +218,7 @@ def test_notebooks_03_and_04_open_a_run_above_max_collect_on_its_sample(sampled,
 
     folder = shutil.copytree(sampled.layout.root, tmp_path / "run")
     layout = Layout.for_run(folder)
-    before = _digests(folder)
+    before = digests(folder)
     written = pd.read_parquet(layout.segments)
     assert steps.load_som(folder).sample is not None
 
@@ -234,7 +229,7 @@ def test_notebooks_03_and_04_open_a_run_above_max_collect_on_its_sample(sampled,
     np.testing.assert_array_equal(cut.unit_segments, Segmentation.load(folder).unit_labels_)  # the run's map
     text = cluster_summary(cut)
     assert f"of the run's {sampled.n_customers:,} customers" in text and "run's segments" in text
-    changed = {k for k in before if _digests(folder).get(k) != before[k]}
+    changed = {k for k in before if digests(folder).get(k) != before[k]}
     assert changed <= {"processed/segments.parquet", "processed/metrics.json"}  # stability.json: the same
     assert not layout.clean_transactions.exists()
 
@@ -258,7 +253,7 @@ def test_notebooks_03_and_04_open_a_run_above_max_collect_on_its_sample(sampled,
     steps.cluster_step(out_dir=folder, seed=SEED + 1, n_stability_runs=0)  # the run's cut but for the seed
     note = profile_note(steps.profile_step(out_dir=folder))
     assert f"with seed = {SEED}" in note and "-p " not in note  # another seed would train another map
-    after = _digests(folder)
+    after = digests(folder)
     full = [k for k in before if k.startswith(("result/", "model/", "processed/som/"))] + [
         "segments.csv", "cleaning_report.json", "processed/features.json", "processed/sample.json"]
     assert {k: after[k] for k in full} == {k: before[k] for k in full}

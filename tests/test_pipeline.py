@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,16 +15,9 @@ from seglib import params, pipeline
 from seglib.cli import main
 from seglib.errors import ParameterError, PipelineError
 from seglib.profile import read_result
-from seglib.synthetic import write_dataset
 
 RUN_JSON_KEYS = {"parameters", "input_sha256", "versions", "timings", "features", "metrics", "segment_sizes"}
 METRIC_KEYS = {"quantization_error", "topographic_error", "cophenetic_correlation", "silhouette"}
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory) -> Path:
-    path, _ = write_dataset(tmp_path_factory.mktemp("data") / "tx.csv", n_customers=600, random_state=3)
-    return path
 
 
 FAST = {"n_stability_runs": 2, "k_max": 8}

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from pathlib import Path
 
 import pytest
 
 from seglib import runner
-from seglib.synthetic import write_dataset
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory) -> Path:
-    path, _ = write_dataset(tmp_path_factory.mktemp("data") / "tx.csv", n_customers=600, random_state=3)
-    return path
-
-
-def _digests(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _writer_threads(monkeypatch, fail: str | None = None) -> list:
@@ -38,14 +24,15 @@ def _writer_threads(monkeypatch, fail: str | None = None) -> list:
     return threads
 
 
-def test_segment_writes_the_same_bytes_with_or_without_background_writes(small_data, tmp_path, monkeypatch):
+def test_segment_writes_the_same_bytes_with_or_without_background_writes(small_data, tmp_path, monkeypatch,
+                                                                         digests):
     runs = {}
     threads = _writer_threads(monkeypatch)
     for switch in ("0", "1"):
         monkeypatch.setenv("SEGLIB_OVERLAP", switch)
         threads.clear()
         layout = runner.run_segmentation(small_data, tmp_path / switch, n_stability_runs=0, progress=False)
-        runs[switch] = _digests(layout.root)
+        runs[switch] = digests(layout.root)
         expected = "seglib-write" if switch == "1" else "MainThread"
         assert len(threads) == 4 and all(t.startswith(expected) for t in threads)
     assert "interim/transactions.parquet" in runs["1"] and "processed/segments.parquet" in runs["1"]
