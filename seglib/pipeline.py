@@ -572,8 +572,7 @@ def _stop_kernel(km) -> None:
             logger.debug("kernel client: %s", exc)
 
 
-def write_run_json(run_dir: Path, parameters: dict, inputs: list[Path], timings: dict, *, checksums=None,
-                   **extra) -> Path:
+def write_run_json(run_dir: Path, parameters: dict, inputs, timings: dict, **extra) -> Path:
     """``run.json``: parameters, seed, input checksum(s), versions, timings and what the steps recorded.
 
     The steps' ``metrics.json`` provides ``features``, ``bases`` (the features that formed the
@@ -581,14 +580,14 @@ def write_run_json(run_dir: Path, parameters: dict, inputs: list[Path], timings:
     as age and gender), ``segment_sizes`` and the quality figures (``metrics``, with ``stability``:
     each segment's mean Jaccard over resamples). With one input file ``input_sha256`` is its
     checksum; with several (a Dask run over a folder of parts) it is the checksum of the files'
-    checksums in name order, listed in ``inputs``. ``checksums``: the :class:`_Checksums` of
-    ``inputs`` started earlier (None: computed here).
+    checksums in name order, listed in ``inputs``. ``inputs``: the input paths (read here), or their
+    :class:`_Checksums` started earlier.
     """
     from seglib._files import write_json
 
     layout = Layout.for_run(run_dir)
     metrics = json.loads(layout.metrics.read_text()) if layout.metrics.is_file() else {}
-    sums = (checksums if checksums is not None else _Checksums(inputs, background=False)).result()
+    sums = (inputs if isinstance(inputs, _Checksums) else _Checksums(inputs, background=False)).result()
     if len(sums) == 1:
         checksum = next(iter(sums.values()))
     else:
@@ -677,8 +676,7 @@ def segment(
         tracking = {k: v for k, v in effective.items() if params.by_name(k).step == "track"}
         track_step(files[0], out_dir=run_dir, progress=progress, **tracking)
         timings["track"] = round(time.perf_counter() - t1, 3)
-    write_run_json(run_dir, {**effective, "backend": backend}, [Path(f) for f in files], timings,
-                   checksums=checksums, track=track)
+    write_run_json(run_dir, {**effective, "backend": backend}, checksums, timings, track=track)
     _point_latest(run_dir)
     return RunResult(run_dir=run_dir, parameters=effective, timings=timings)
 
